@@ -1,0 +1,2 @@
+export { LoopPlugin, initLoopDomain, DEFAULT_LOOP_EXTENT_BYTES, type LoopDomainSettings } from './loop-plugin.js';
+export { detachLoopsUnder, listLoopDevices } from './loop-devices.js';

@@ -1,0 +1,169 @@
+import { constants } from 'node:fs';
+import { access, mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Runner } from '../../src/util/runner.js';
+import { MiB, alignUp } from '../../src/util/sizes.js';
+import { assertVolumeName, DomainFullError, ShrinkRefusedError, StorageDomainError, VolumeExistsError, VolumeNotFoundError } from '../errors.js';
+import type { StoragePlugin, VolumeInfo } from '../types.js';
+import { attachLoop, detachLoop, loopDevicesFor, loopDeviceSize, refreshLoop, listLoopDevices } from './loop-devices.js';
+
+/**
+ * The lab's stand-in for a shared VG: a directory whose sparse files are the
+ * LVs, attached as loop devices. Like a VG it has a fixed capacity, so "VG
+ * full" happens here as it would on a LUN, and sizes are counted as allocated
+ * extents whether or not the guest wrote them.
+ */
+const DOMAIN_FILE = 'domain.json';
+const VOLUME_SUFFIX = '.img';
+const TAGS_SUFFIX = '.tags.json';
+
+const domainSchema = z.object({
+  format: z.literal(1),
+  capacityBytes: z.number().int().positive(),
+  extentBytes: z.number().int().positive(),
+});
+export type LoopDomainSettings = z.infer<typeof domainSchema>;
+
+export const DEFAULT_LOOP_EXTENT_BYTES = MiB;
+
+export async function initLoopDomain(directory: string, capacityBytes: number, extentBytes = DEFAULT_LOOP_EXTENT_BYTES): Promise<void> {
+  await mkdir(directory, { recursive: true });
+  const settings: LoopDomainSettings = { format: 1, capacityBytes, extentBytes };
+  await writeFile(path.join(directory, DOMAIN_FILE), `${JSON.stringify(settings, null, 2)}\n`);
+}
+
+export class LoopPlugin implements StoragePlugin {
+  readonly kind = 'loop';
+  readonly domain: string;
+
+  private constructor(
+    private readonly directory: string,
+    private readonly settings: LoopDomainSettings,
+    private readonly run: Runner,
+  ) {
+    this.domain = directory;
+  }
+
+  static async open(directory: string, run: Runner): Promise<LoopPlugin> {
+    const file = path.join(directory, DOMAIN_FILE);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      throw new StorageDomainError(`${directory} is not a loop storage domain (no ${DOMAIN_FILE}); create one with 'tideline lab' or initLoopDomain`, { cause: error });
+    }
+    const parsed = domainSchema.safeParse(JSON.parse(text));
+    if (!parsed.success) throw new StorageDomainError(`${file} is not a valid loop domain description: ${parsed.error.message}`);
+    return new LoopPlugin(directory, parsed.data, run);
+  }
+
+  get extentBytes(): number {
+    return this.settings.extentBytes;
+  }
+
+  async create(volume: string, sizeBytes: number, tags: Record<string, string> = {}): Promise<VolumeInfo> {
+    assertVolumeName(volume);
+    const size = alignUp(sizeBytes, this.extentBytes);
+    const file = this.fileOf(volume);
+    if (await exists(file)) throw new VolumeExistsError(volume, this.domain);
+    await this.assertRoom(volume, size);
+    const handle = await open(file, 'wx');
+    await handle.close();
+    await truncate(file, size);
+    await writeFile(this.tagsFileOf(volume), JSON.stringify(tags));
+    return { name: volume, sizeBytes: size, tags };
+  }
+
+  async remove(volume: string): Promise<void> {
+    const file = await this.existingFile(volume);
+    for (const device of await loopDevicesFor(file)) await detachLoop(this.run, device);
+    await rm(file);
+    await rm(this.tagsFileOf(volume), { force: true });
+  }
+
+  async list(): Promise<VolumeInfo[]> {
+    const names = (await readdir(this.directory)).filter((name) => name.endsWith(VOLUME_SUFFIX));
+    return Promise.all(names.map((name) => this.describe(name.slice(0, -VOLUME_SUFFIX.length))));
+  }
+
+  async describe(volume: string): Promise<VolumeInfo> {
+    const file = await this.existingFile(volume);
+    const { size } = await stat(file);
+    const tags = await readFile(this.tagsFileOf(volume), 'utf8').then((text) => JSON.parse(text) as Record<string, string>, () => ({}));
+    return { name: volume, sizeBytes: size, tags };
+  }
+
+  async extend(volume: string, targetBytes: number): Promise<VolumeInfo> {
+    const file = await this.existingFile(volume);
+    const { size } = await stat(file);
+    if (targetBytes < size) throw new ShrinkRefusedError(volume, size, targetBytes);
+    const target = alignUp(targetBytes, this.extentBytes);
+    if (target > size) {
+      await this.assertRoom(volume, target - size);
+      await truncate(file, target);
+    }
+    return this.describe(volume);
+  }
+
+  async refresh(volume: string): Promise<number> {
+    const file = await this.existingFile(volume);
+    const devices = await loopDevicesFor(file);
+    if (devices.length === 0) return (await stat(file)).size;
+    let seen = 0;
+    for (const device of devices) {
+      await refreshLoop(this.run, device);
+      seen = await loopDeviceSize(device);
+    }
+    return seen;
+  }
+
+  async activate(volume: string): Promise<string> {
+    const file = await this.existingFile(volume);
+    const [attached] = await loopDevicesFor(file);
+    return attached ?? attachLoop(this.run, file);
+  }
+
+  async deactivate(volume: string): Promise<void> {
+    const file = await this.existingFile(volume);
+    for (const device of await loopDevicesFor(file)) await detachLoop(this.run, device);
+  }
+
+  async volumeForPath(devicePath: string): Promise<string | undefined> {
+    const prefix = `${path.resolve(this.directory)}/`;
+    const loop = (await listLoopDevices()).find((candidate) => candidate.device === devicePath);
+    const file = loop?.backingFile ?? path.resolve(devicePath);
+    if (!file.startsWith(prefix) || !file.endsWith(VOLUME_SUFFIX)) return undefined;
+    return path.basename(file, VOLUME_SUFFIX);
+  }
+
+  async freeBytes(): Promise<number> {
+    const used = (await this.list()).reduce((sum, volume) => sum + volume.sizeBytes, 0);
+    return Math.max(0, this.settings.capacityBytes - used);
+  }
+
+  private async assertRoom(volume: string, neededBytes: number): Promise<void> {
+    const free = await this.freeBytes();
+    if (neededBytes > free) throw new DomainFullError(volume, this.domain, neededBytes, free);
+  }
+
+  private fileOf(volume: string): string {
+    assertVolumeName(volume);
+    return path.resolve(this.directory, `${volume}${VOLUME_SUFFIX}`);
+  }
+
+  private tagsFileOf(volume: string): string {
+    return path.resolve(this.directory, `${volume}${TAGS_SUFFIX}`);
+  }
+
+  private async existingFile(volume: string): Promise<string> {
+    const file = this.fileOf(volume);
+    if (!(await exists(file))) throw new VolumeNotFoundError(volume, this.domain);
+    return file;
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return access(file, constants.F_OK).then(() => true, () => false);
+}
+

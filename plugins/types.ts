@@ -1,0 +1,34 @@
+/**
+ * The one interface every storage backend implements. Sizes are bytes. A
+ * "storage domain" is what the cluster shares: an LVM volume group on a LUN in
+ * production, a directory in the lab.
+ */
+export interface VolumeInfo {
+  name: string;
+  /** Size as the storage (LVM metadata, the file) knows it. */
+  sizeBytes: number;
+  tags: Record<string, string>;
+}
+
+export interface StoragePlugin {
+  readonly kind: string;
+  /** Name of the storage domain (VG name, directory) for messages and logs. */
+  readonly domain: string;
+  /** Extensions are rounded up to this (the VG's extent size). */
+  readonly extentBytes: number;
+
+  create(volume: string, sizeBytes: number, tags?: Record<string, string>): Promise<VolumeInfo>;
+  remove(volume: string): Promise<void>;
+  list(): Promise<VolumeInfo[]>;
+  describe(volume: string): Promise<VolumeInfo>;
+  /** Grows to an absolute size; a target at or below the current size changes nothing. Never shrinks. */
+  extend(volume: string, targetBytes: number): Promise<VolumeInfo>;
+  /** Makes this host see the volume's current size; returns the size this host now sees. */
+  refresh(volume: string): Promise<number>;
+  /** Makes the volume usable on this host; returns its block device path. */
+  activate(volume: string): Promise<string>;
+  deactivate(volume: string): Promise<void>;
+  /** The volume behind a block device path on this host, if it belongs to this domain. */
+  volumeForPath(path: string): Promise<string | undefined>;
+  freeBytes(): Promise<number>;
+}

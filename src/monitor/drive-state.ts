@@ -1,0 +1,147 @@
+import { errorCode, errorMessage } from '../errors.js';
+import { ExtensionPolicy, type PolicySettings } from './policy.js';
+
+/**
+ * What one thin drive knows and decides, with no I/O and no timers: the
+ * monitor feeds it observations and asks it what to do next.
+ */
+export interface DriveConfig {
+  /** Name in the VM, e.g. vda. */
+  drive: string;
+  /** Storage volume behind the drive. */
+  volume: string;
+  /** Never extend past this (qcow2 fully allocated, or the admin's maxSize). */
+  capBytes: number;
+  policy: PolicySettings;
+}
+
+export type DrivePhase = 'ok' | 'extending' | 'paused-enospc' | 'error';
+
+export interface DriveStatus {
+  drive: string;
+  volume: string;
+  phase: DrivePhase;
+  highWaterBytes: number;
+  volumeBytes: number;
+  /** The armed write threshold; null when none is armed. */
+  thresholdBytes: number | null;
+  capBytes: number;
+  extensions: number;
+  lastExtensionMs: number | null;
+  writeBytesPerSecond: number;
+  error: { code: string; message: string } | null;
+}
+
+export type Decision =
+  | { kind: 'extend'; targetBytes: number }
+  | { kind: 'arm'; thresholdBytes: number }
+  | { kind: 'at-cap' }
+  | { kind: 'wait' };
+
+export class DriveState {
+  readonly policy: ExtensionPolicy;
+  volumeBytes: number;
+  highWater = 0;
+  armedThreshold: number | undefined;
+  extending = false;
+  /** A write failed for lack of space and no extension has completed since. */
+  noSpace = false;
+  extensions = 0;
+  lastExtensionMs: number | undefined;
+  private extensionStartedAt = 0;
+  private failure: { code: string; message: string; retryAt: number } | undefined;
+
+  constructor(readonly config: DriveConfig, volumeBytes: number) {
+    this.policy = new ExtensionPolicy(config.policy);
+    this.volumeBytes = volumeBytes;
+  }
+
+  get name(): string {
+    return this.config.drive;
+  }
+
+  observeHighWater(highWater: number, now: number): void {
+    if (highWater > this.highWater) this.highWater = highWater;
+    this.policy.observeHighWater(highWater, now);
+  }
+
+  /** QEMU disarms a threshold when it fires. */
+  thresholdFired(highWaterAtLeast: number, now: number): void {
+    this.armedThreshold = undefined;
+    this.observeHighWater(highWaterAtLeast, now);
+  }
+
+  markNoSpace(): void {
+    this.noSpace = true;
+  }
+
+  /** After a reconnect nothing QEMU held for us can be trusted. */
+  forgetThreshold(): void {
+    this.armedThreshold = undefined;
+  }
+
+  decide(now: number): Decision {
+    if (this.extending) return { kind: 'wait' };
+    if (this.failure && now < this.failure.retryAt) return { kind: 'wait' };
+    const wantsSpace = this.noSpace || this.policy.needsExtension(this.volumeBytes, this.highWater);
+    if (wantsSpace) {
+      const targetBytes = this.policy.nextSize(this.volumeBytes, this.highWater, this.config.capBytes);
+      // Fully provisioned: harmless while writes succeed, fatal to a write that already failed.
+      if (targetBytes <= this.volumeBytes) return this.noSpace ? { kind: 'at-cap' } : { kind: 'wait' };
+      return { kind: 'extend', targetBytes };
+    }
+    const thresholdBytes = this.policy.threshold(this.volumeBytes);
+    if (this.armedThreshold !== thresholdBytes) return { kind: 'arm', thresholdBytes };
+    return { kind: 'wait' };
+  }
+
+  extensionStarted(now: number): void {
+    this.extending = true;
+    this.extensionStartedAt = now;
+  }
+
+  /** `visibleBytes` is the size this host sees after the refresh. */
+  extensionSucceeded(visibleBytes: number, now: number): number {
+    const latency = now - this.extensionStartedAt;
+    this.extending = false;
+    this.failure = undefined;
+    this.volumeBytes = Math.max(this.volumeBytes, visibleBytes);
+    this.noSpace = false;
+    this.extensions += 1;
+    this.lastExtensionMs = latency;
+    this.policy.observeExtensionLatency(latency);
+    // The old threshold is below the new one; it must be raised.
+    this.armedThreshold = undefined;
+    return latency;
+  }
+
+  extensionFailed(error: unknown, now: number, retryDelayMs: number): void {
+    this.extending = false;
+    this.failure = { code: errorCode(error), message: errorMessage(error), retryAt: now + retryDelayMs };
+  }
+
+  thresholdArmed(thresholdBytes: number): void {
+    this.armedThreshold = thresholdBytes;
+  }
+
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  status(): DriveStatus {
+    const phase: DrivePhase = this.extending ? 'extending' : this.failure ? 'error' : this.noSpace ? 'paused-enospc' : 'ok';
+    return {
+      drive: this.config.drive,
+      volume: this.config.volume,
+      phase,
+      highWaterBytes: this.highWater,
+      volumeBytes: this.volumeBytes,
+      thresholdBytes: this.armedThreshold ?? null,
+      capBytes: this.config.capBytes,
+      extensions: this.extensions,
+      lastExtensionMs: this.lastExtensionMs ?? null,
+      writeBytesPerSecond: Math.round(this.policy.writeRate()),
+      error: this.failure ? { code: this.failure.code, message: this.failure.message } : null,
+    };
+  }
+}

@@ -1,0 +1,105 @@
+import { GiB, MiB, alignUp } from '../util/sizes.js';
+
+/**
+ * When to extend a thin volume and by how much. One instance per drive: the
+ * adaptive mode learns that drive's write rate and extension latency.
+ */
+export interface PolicySettings {
+  /** How much one extension adds. */
+  chunkBytes: number;
+  /** Extend once less than this is free above the high-water mark. */
+  freeTargetBytes: number;
+  /** Volume sizes are multiples of this (the VG extent size). */
+  extentBytes: number;
+  /** Grow chunk and free target when the measured write rate would outrun an extension. */
+  adaptive: boolean;
+  /** Upper bound for the adaptive chunk and free target. */
+  adaptiveMaxChunkBytes: number;
+}
+
+/**
+ * Today's oVirt (VDSM 4.5 config.py): volume_utilization_chunk_mb = 2560 and
+ * volume_utilization_percent = 20, i.e. extend when less than 80 % of a chunk
+ * (2 GiB) is free. Hosts default to these until measured otherwise.
+ */
+export const OVIRT_CHUNK_BYTES = 2560 * MiB;
+export const OVIRT_FREE_TARGET_BYTES = 2048 * MiB;
+/** oVirt VGs use 128 MiB extents. */
+export const OVIRT_EXTENT_BYTES = 128 * MiB;
+
+export const DEFAULT_POLICY: PolicySettings = {
+  chunkBytes: OVIRT_CHUNK_BYTES,
+  freeTargetBytes: OVIRT_FREE_TARGET_BYTES,
+  extentBytes: OVIRT_EXTENT_BYTES,
+  adaptive: false,
+  adaptiveMaxChunkBytes: 16 * GiB,
+};
+
+/** Headroom over (write rate x extension latency): latency has a tail, writes come in bursts. */
+export const ADAPTIVE_SAFETY_FACTOR = 3;
+/** Weight of the newest sample in the moving averages. */
+const RATE_SMOOTHING = 0.5;
+const LATENCY_SMOOTHING = 0.3;
+/** Samples closer than this say more about scheduling than about the guest. */
+const MIN_RATE_SAMPLE_MS = 200;
+
+export class ExtensionPolicy {
+  private writeBytesPerMs = 0;
+  private extensionLatencyMs: number | undefined;
+  private lastSample: { highWater: number; at: number } | undefined;
+
+  constructor(readonly settings: PolicySettings) {}
+
+  /** Free space that must stay above the high-water mark. */
+  freeTarget(): number {
+    if (!this.settings.adaptive || this.extensionLatencyMs === undefined) return this.settings.freeTargetBytes;
+    const needed = this.writeBytesPerMs * this.extensionLatencyMs * ADAPTIVE_SAFETY_FACTOR;
+    return Math.min(this.settings.adaptiveMaxChunkBytes, Math.max(this.settings.freeTargetBytes, alignUp(needed, this.settings.extentBytes)));
+  }
+
+  chunk(): number {
+    if (!this.settings.adaptive) return this.settings.chunkBytes;
+    // A chunk smaller than the free target would extend again at once.
+    return Math.min(this.settings.adaptiveMaxChunkBytes, Math.max(this.settings.chunkBytes, this.freeTarget()));
+  }
+
+  /** Offset whose crossing should trigger the next extension. */
+  threshold(volumeBytes: number): number {
+    return Math.max(0, volumeBytes - this.freeTarget());
+  }
+
+  needsExtension(volumeBytes: number, highWater: number): boolean {
+    return highWater > this.threshold(volumeBytes);
+  }
+
+  /** Absolute size to ask for, never past the cap; equal to the current size when at the cap. */
+  nextSize(volumeBytes: number, highWater: number, capBytes: number): number {
+    // A chunk on top of the volume, but at least the free target above the high-water mark,
+    // which matters when a lost event let the guest run far past the threshold.
+    const wanted = Math.max(volumeBytes + this.chunk(), highWater + this.freeTarget());
+    return Math.max(volumeBytes, Math.min(alignUp(wanted, this.settings.extentBytes), capBytes));
+  }
+
+  observeHighWater(highWater: number, at: number): void {
+    const last = this.lastSample;
+    if (!last || highWater < last.highWater) {
+      this.lastSample = { highWater, at };
+      return;
+    }
+    const elapsed = at - last.at;
+    if (elapsed < MIN_RATE_SAMPLE_MS) return;
+    const rate = (highWater - last.highWater) / elapsed;
+    this.writeBytesPerMs = this.writeBytesPerMs === 0 ? rate : RATE_SMOOTHING * rate + (1 - RATE_SMOOTHING) * this.writeBytesPerMs;
+    this.lastSample = { highWater, at };
+  }
+
+  observeExtensionLatency(latencyMs: number): void {
+    this.extensionLatencyMs =
+      this.extensionLatencyMs === undefined ? latencyMs : LATENCY_SMOOTHING * latencyMs + (1 - LATENCY_SMOOTHING) * this.extensionLatencyMs;
+  }
+
+  /** Bytes per second, for status and logs. */
+  writeRate(): number {
+    return this.writeBytesPerMs * 1000;
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * What the monitor needs from the outside world. Adapters implement these over
+ * QMP or libvirt (the VM) and over the storage plugin or the mailbox (space);
+ * tests implement them with fakes.
+ */
+
+/** Gets more space for a volume and makes this host see it. */
+export interface Extender {
+  /** Grows `volume` to at least `targetBytes` (absolute); resolves with the size the storage now has. */
+  extend(volume: string, targetBytes: number): Promise<number>;
+  /** Makes this host see the volume's current size; resolves with the size this host sees. */
+  refresh(volume: string): Promise<number>;
+}
+
+/** QEMU's run state names (qapi/run-state.json); 'io-error' is the one only an I/O error causes. */
+export type RunState = 'running' | 'paused' | 'io-error' | 'shutdown' | 'inmigrate' | 'postmigrate' | 'suspended' | string;
+
+/** The running VM as the monitor sees it. Drives are named as in the VM (vda). */
+export interface VmControl {
+  /** One-shot: fires once when a write ends past the offset, then must be set again. */
+  setWriteThreshold(drive: string, offsetBytes: number): Promise<void>;
+  /** Highest offset written on each drive's volume (wr_highest_offset of the protocol node). */
+  highWaterMarks(): Promise<Map<string, number>>;
+  runState(): Promise<RunState>;
+  /** Drives whose last write failed for lack of space (query-block io-status "nospace"). */
+  noSpaceDrives(): Promise<Set<string>>;
+  resume(): Promise<void>;
+}
+
+export type MonitorInput =
+  | { type: 'threshold'; drive: string; highWaterAtLeast: number }
+  | { type: 'io-error'; drive: string; noSpace: boolean; action: string; reason?: string }
+  | { type: 'stopped' }
+  | { type: 'resumed' }
+  /** The channel to the VM was re-established: thresholds may be gone, events may have been missed. */
+  | { type: 'reconnected' };

@@ -1,0 +1,320 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { errorCode, errorMessage } from '../errors.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
+import { CapReachedError, ExtensionTimeoutError } from './errors.js';
+import type { Extender, MonitorInput, VmControl } from './ports.js';
+
+/**
+ * Watches every thin drive of one VM: arms write thresholds, extends volumes
+ * before they fill, and resumes the VM when it paused for lack of space and
+ * the space is there. Never resumes a VM that anything else paused.
+ */
+
+/** VDSM's periodic drive check runs every 2 s; this is the fallback for a lost event, not the main path. */
+export const DEFAULT_POLL_INTERVAL_MS = 2_000;
+/** A failed extension is retried after this; refusals (VG full, cap) too, since an admin may fix them. */
+export const DEFAULT_RETRY_DELAY_MS = 5_000;
+/** VDSM gives up waiting for one extension after 2 x its mailbox resend time; mailbox resends inside. */
+export const DEFAULT_EXTENSION_TIMEOUT_MS = 60_000;
+
+export interface VmMonitorOptions {
+  vm: string;
+  drives: ReadonlyArray<{ config: DriveConfig; volumeBytes: number }>;
+  clock: Clock;
+  extender: Extender;
+  control: VmControl;
+  logger: Logger;
+  pollIntervalMs?: number;
+  retryDelayMs?: number;
+  extensionTimeoutMs?: number;
+}
+
+export interface VmStatus {
+  vm: string;
+  /** True while the VM is paused because a write found no space, and tideline will resume it. */
+  pausedForNoSpace: boolean;
+  pauses: number;
+  pausedMsTotal: number;
+  lastResumeMs: number | null;
+  drives: DriveStatus[];
+}
+
+export interface MonitorEvents {
+  extended: [{ vm: string; drive: string; volume: string; fromBytes: number; toBytes: number; latencyMs: number }];
+  'extension-failed': [{ vm: string; drive: string; volume: string; code: string; message: string }];
+  paused: [{ vm: string; drives: string[] }];
+  resumed: [{ vm: string; pausedMs: number }];
+  changed: [];
+}
+
+interface DriveRuntime {
+  state: DriveState;
+  stepping: boolean;
+  again: boolean;
+}
+
+export class VmMonitor extends EventEmitter<MonitorEvents> {
+  readonly vm: string;
+  private readonly drives = new Map<string, DriveRuntime>();
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly pollIntervalMs: number;
+  private readonly retryDelayMs: number;
+  private readonly extensionTimeoutMs: number;
+  private pollTimer: TimerHandle | undefined;
+  private polling = false;
+  private stopped = true;
+  private pausedForNoSpace = false;
+  private pausedAt = 0;
+  private pauses = 0;
+  private pausedMsTotal = 0;
+  private lastResumeMs: number | undefined;
+  private resuming = false;
+
+  constructor(private readonly options: VmMonitorOptions) {
+    super();
+    this.vm = options.vm;
+    this.clock = options.clock;
+    this.logger = options.logger.child({ vm: options.vm });
+    this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+    this.retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
+    this.extensionTimeoutMs = options.extensionTimeoutMs ?? DEFAULT_EXTENSION_TIMEOUT_MS;
+    for (const { config, volumeBytes } of options.drives) {
+      this.drives.set(config.drive, { state: new DriveState(config, volumeBytes), stepping: false, again: false });
+    }
+  }
+
+  /** First synchronisation (thresholds, a pause that happened before we came), then the safety poll. */
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.poll();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.pollTimer?.cancel();
+    this.pollTimer = undefined;
+  }
+
+  handle(input: MonitorInput): void {
+    const now = this.clock.now();
+    switch (input.type) {
+      case 'threshold': {
+        const runtime = this.drives.get(input.drive);
+        if (!runtime) return;
+        runtime.state.thresholdFired(input.highWaterAtLeast, now);
+        this.logger.info({ drive: input.drive, volume: runtime.state.config.volume, highWater: input.highWaterAtLeast }, 'write threshold crossed');
+        void this.step(runtime);
+        return;
+      }
+      case 'io-error': {
+        const runtime = this.drives.get(input.drive);
+        if (!runtime) return;
+        if (!input.noSpace) {
+          // EIO and friends are not ours to fix; resuming would only repeat the failure.
+          this.logger.error({ drive: input.drive, action: input.action, reason: input.reason }, 'I/O error that is not lack of space; leaving the VM to its administrator');
+          return;
+        }
+        if (input.action !== 'stop') {
+          this.logger.warn({ drive: input.drive, action: input.action }, 'guest saw ENOSPC: the drive does not pause on write errors (set werror=stop / error_policy=stop)');
+        }
+        runtime.state.markNoSpace();
+        if (input.action === 'stop') this.notePausedForNoSpace([input.drive]);
+        void this.step(runtime);
+        return;
+      }
+      case 'resumed':
+        if (this.pausedForNoSpace && !this.resuming) {
+          // Someone else resumed it; a write that still has no space will pause it again.
+          this.endPause();
+        }
+        return;
+      case 'stopped':
+        return;
+      case 'reconnected':
+        for (const runtime of this.drives.values()) runtime.state.forgetThreshold();
+        void this.poll();
+        return;
+    }
+  }
+
+  status(): VmStatus {
+    return {
+      vm: this.vm,
+      pausedForNoSpace: this.pausedForNoSpace,
+      pauses: this.pauses,
+      pausedMsTotal: this.pausedMsTotal + (this.pausedForNoSpace ? this.clock.now() - this.pausedAt : 0),
+      lastResumeMs: this.lastResumeMs ?? null,
+      drives: [...this.drives.values()].map((runtime) => runtime.state.status()),
+    };
+  }
+
+  /** One round of the safety net: high-water marks, a missed pause, thresholds, retries. */
+  async poll(): Promise<void> {
+    if (this.stopped || this.polling) return;
+    this.polling = true;
+    this.pollTimer?.cancel();
+    try {
+      const { control } = this.options;
+      const now = this.clock.now();
+      const marks = await control.highWaterMarks();
+      for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
+      if ((await control.runState()) === 'io-error') {
+        const noSpace = [...(await control.noSpaceDrives())].filter((drive) => this.drives.has(drive));
+        for (const drive of noSpace) this.drives.get(drive)!.state.markNoSpace();
+        if (noSpace.length > 0) this.notePausedForNoSpace(noSpace);
+      }
+      await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
+      await this.maybeResume();
+    } catch (error) {
+      this.logger.warn({ err: errorMessage(error), code: errorCode(error) }, 'drive poll failed; retrying at the next poll');
+    } finally {
+      this.polling = false;
+      if (!this.stopped) this.pollTimer = this.clock.setTimeout(() => void this.poll(), this.pollIntervalMs);
+    }
+  }
+
+  /** Runs decisions for one drive until it has nothing more to do; concurrent callers coalesce. */
+  private async step(runtime: DriveRuntime): Promise<void> {
+    if (runtime.stepping) {
+      runtime.again = true;
+      return;
+    }
+    runtime.stepping = true;
+    try {
+      do {
+        runtime.again = false;
+        await this.stepOnce(runtime.state);
+      } while (runtime.again && !this.stopped);
+    } finally {
+      runtime.stepping = false;
+    }
+    await this.maybeResume();
+  }
+
+  private async stepOnce(drive: DriveState): Promise<void> {
+    if (this.stopped) return;
+    const decision = drive.decide(this.clock.now());
+    const { volume } = drive.config;
+    switch (decision.kind) {
+      case 'wait':
+        return;
+      case 'at-cap': {
+        const error = new CapReachedError(this.vm, drive.name, volume, drive.config.capBytes);
+        if (!drive.failed) this.logger.error({ drive: drive.name, volume, cap: drive.config.capBytes }, error.message);
+        drive.extensionFailed(error, this.clock.now(), this.retryDelayMs);
+        this.emit('extension-failed', { vm: this.vm, drive: drive.name, volume, code: error.code, message: error.message });
+        this.emit('changed');
+        return;
+      }
+      case 'arm':
+        try {
+          await this.options.control.setWriteThreshold(drive.name, decision.thresholdBytes);
+          drive.thresholdArmed(decision.thresholdBytes);
+          this.logger.debug({ drive: drive.name, volume, threshold: decision.thresholdBytes }, 'write threshold armed');
+          // A write may have crossed the new threshold before it was armed.
+          await this.refreshHighWater(drive);
+        } catch (error) {
+          this.logger.warn({ drive: drive.name, err: errorMessage(error) }, 'could not arm the write threshold; the safety poll covers the drive');
+        }
+        this.emit('changed');
+        return;
+      case 'extend':
+        await this.extend(drive, decision.targetBytes);
+        return;
+    }
+  }
+
+  private async extend(drive: DriveState, targetBytes: number): Promise<void> {
+    const { volume } = drive.config;
+    const fromBytes = drive.volumeBytes;
+    drive.extensionStarted(this.clock.now());
+    this.emit('changed');
+    this.logger.info({ drive: drive.name, volume, fromBytes, targetBytes, highWater: drive.highWater }, 'extending volume');
+    try {
+      await this.withTimeout(this.options.extender.extend(volume, targetBytes), volume);
+      const visible = await this.withTimeout(this.options.extender.refresh(volume), volume);
+      const latencyMs = drive.extensionSucceeded(visible, this.clock.now());
+      this.logger.info({ drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs }, 'volume extended');
+      this.emit('extended', { vm: this.vm, drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs });
+      this.drives.get(drive.name)!.again = true;
+    } catch (error) {
+      drive.extensionFailed(error, this.clock.now(), this.retryDelayMs);
+      const code = errorCode(error);
+      const message = errorMessage(error);
+      this.logger.error({ drive: drive.name, volume, targetBytes, code, err: message, retryInMs: this.retryDelayMs }, 'extension failed');
+      this.emit('extension-failed', { vm: this.vm, drive: drive.name, volume, code, message });
+    }
+    this.emit('changed');
+  }
+
+  private async refreshHighWater(drive: DriveState): Promise<void> {
+    const marks = await this.options.control.highWaterMarks();
+    const highWater = marks.get(drive.name);
+    if (highWater === undefined) return;
+    drive.observeHighWater(highWater, this.clock.now());
+    if (drive.policy.needsExtension(drive.volumeBytes, drive.highWater)) this.drives.get(drive.name)!.again = true;
+  }
+
+  private notePausedForNoSpace(drives: string[]): void {
+    if (this.pausedForNoSpace) return;
+    this.pausedForNoSpace = true;
+    this.pausedAt = this.clock.now();
+    this.pauses += 1;
+    this.logger.warn({ drives }, 'VM paused: a write found no space; extending, then resuming');
+    this.emit('paused', { vm: this.vm, drives });
+    this.emit('changed');
+  }
+
+  private endPause(): number {
+    const pausedMs = this.clock.now() - this.pausedAt;
+    this.pausedForNoSpace = false;
+    this.pausedMsTotal += pausedMs;
+    this.emit('changed');
+    return pausedMs;
+  }
+
+  /** Resumes only what a lack of space paused, and only once every such drive got space. */
+  private async maybeResume(): Promise<void> {
+    if (!this.pausedForNoSpace || this.resuming || this.stopped) return;
+    const states = [...this.drives.values()].map((runtime) => runtime.state);
+    if (states.some((drive) => drive.noSpace || drive.extending)) return;
+    this.resuming = true;
+    try {
+      const runState = await this.options.control.runState();
+      if (runState !== 'io-error') {
+        // Resumed by someone else, or paused/stopped by a person on top: not ours to touch.
+        this.logger.info({ runState }, 'VM no longer paused for an I/O error; not resuming');
+        this.endPause();
+        return;
+      }
+      await this.options.control.resume();
+      const pausedMs = this.endPause();
+      this.lastResumeMs = pausedMs;
+      this.logger.info({ pausedMs }, 'VM resumed after extension');
+      this.emit('resumed', { vm: this.vm, pausedMs });
+    } catch (error) {
+      this.logger.warn({ err: errorMessage(error) }, 'resume failed; retrying at the next poll');
+    } finally {
+      this.resuming = false;
+    }
+  }
+
+  private withTimeout<T>(promise: Promise<T>, volume: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.clock.setTimeout(() => reject(new ExtensionTimeoutError(volume, this.extensionTimeoutMs)), this.extensionTimeoutMs);
+      promise.then(
+        (value) => {
+          timer.cancel();
+          resolve(value);
+        },
+        (error: unknown) => {
+          timer.cancel();
+          reject(error);
+        },
+      );
+    });
+  }
+}
