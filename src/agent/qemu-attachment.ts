@@ -1,0 +1,111 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { StoragePlugin } from '../../plugins/types.js';
+import { errorMessage } from '../errors.js';
+import type { DriveConfig } from '../monitor/drive-state.js';
+import type { PolicySettings } from '../monitor/policy.js';
+import type { Extender } from '../monitor/ports.js';
+import { qcow2FullyAllocatedBytes } from '../monitor/qcow2-capacity.js';
+import { VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
+import { QmpClient } from '../qmp/client.js';
+import { QmpVm } from '../qemu/qmp-vm.js';
+import type { QemuDrive } from '../qemu/block-info.js';
+import { alignDown } from '../util/sizes.js';
+import type { Clock } from '../util/clock.js';
+
+export interface AttachmentOptions {
+  /** Name for logs and status (the VM's name). */
+  vm: string;
+  socketPath: string;
+  plugin: StoragePlugin;
+  extender: Extender;
+  policy: PolicySettings;
+  /** Admin's limit for every drive of this VM, below the qcow2 cap. */
+  maxSizeBytes?: number;
+  clock: Clock;
+  logger: Logger;
+  pollIntervalMs?: number;
+  retryDelayMs?: number;
+  commandTimeoutMs?: number;
+}
+
+/**
+ * One QEMU process under watch: connects to its QMP socket, finds the qcow2
+ * drives that live on volumes of our storage domain, and runs a VmMonitor for
+ * them. Survives QEMU closing the socket: the client reconnects and the
+ * monitor resynchronises.
+ */
+export class QemuAttachment extends EventEmitter<MonitorEvents> {
+  readonly client: QmpClient;
+  private readonly vmControl: QmpVm;
+  private monitor: VmMonitor | undefined;
+
+  constructor(private readonly options: AttachmentOptions) {
+    super();
+    this.client = new QmpClient(options.socketPath, {
+      clock: options.clock,
+      logger: options.logger,
+      ...(options.commandTimeoutMs ? { commandTimeoutMs: options.commandTimeoutMs } : {}),
+    });
+    this.vmControl = new QmpVm(this.client);
+  }
+
+  async start(): Promise<void> {
+    this.client.on('event', (event) => {
+      const input = this.vmControl.translate(event);
+      if (input) this.monitor?.handle(input);
+    });
+    this.client.on('connected', () => {
+      if (!this.monitor) return;
+      void this.vmControl
+        .discover()
+        .then(() => this.monitor?.handle({ type: 'reconnected' }))
+        .catch((error: unknown) => this.options.logger.warn({ vm: this.options.vm, err: errorMessage(error) }, 'rediscovery after reconnect failed'));
+    });
+    await this.client.start();
+    const drives = await this.thinDrives(await this.vmControl.discover());
+    this.monitor = new VmMonitor({
+      vm: this.options.vm,
+      drives,
+      clock: this.options.clock,
+      extender: this.options.extender,
+      control: this.vmControl,
+      logger: this.options.logger,
+      ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
+      ...(this.options.retryDelayMs ? { retryDelayMs: this.options.retryDelayMs } : {}),
+    });
+    for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'changed'] as const) {
+      this.monitor.on(name, (...args: unknown[]) => (this.emit as (event: string, ...rest: unknown[]) => boolean)(name, ...args));
+    }
+    await this.monitor.start();
+  }
+
+  status(): VmStatus | undefined {
+    return this.monitor?.status();
+  }
+
+  stop(): void {
+    this.monitor?.stop();
+    this.client.close();
+  }
+
+  private async thinDrives(drives: QemuDrive[]): Promise<Array<{ config: DriveConfig; volumeBytes: number }>> {
+    const { plugin, policy, logger, vm } = this.options;
+    const result: Array<{ config: DriveConfig; volumeBytes: number }> = [];
+    for (const drive of drives) {
+      const volume = drive.path ? await plugin.volumeForPath(drive.path) : undefined;
+      if (!volume) continue;
+      if (drive.format !== 'qcow2') {
+        logger.info({ vm, drive: drive.drive, volume, format: drive.format }, 'drive on a tideline volume is not qcow2: nothing to thin-provision');
+        continue;
+      }
+      const fullyAllocated = qcow2FullyAllocatedBytes(drive.virtualBytes, drive.clusterBytes);
+      const qcowCap = Math.ceil(fullyAllocated / policy.extentBytes) * policy.extentBytes;
+      const capBytes = this.options.maxSizeBytes ? Math.min(qcowCap, alignDown(this.options.maxSizeBytes, policy.extentBytes) || this.options.maxSizeBytes) : qcowCap;
+      const volumeBytes = await plugin.refresh(volume);
+      logger.info({ vm, drive: drive.drive, volume, volumeBytes, capBytes, virtualBytes: drive.virtualBytes }, 'watching thin drive');
+      result.push({ config: { drive: drive.drive, volume, capBytes, policy }, volumeBytes });
+    }
+    return result;
+  }
+}

@@ -1,0 +1,37 @@
+import { GUEST_MARKER } from './guest-init.js';
+
+/** What the lab guest says on its console, as values (pure). */
+export type GuestLine =
+  | { kind: 'ready'; units: number }
+  | { kind: 'progress'; writtenMib: number }
+  | { kind: 'written'; seconds: number }
+  | { kind: 'read'; seconds: number }
+  | { kind: 'mismatch'; unit: number; part: string }
+  | { kind: 'result'; units: number; bad: number; bodyMd5: string }
+  | { kind: 'error'; detail: string };
+
+export function parseGuestLine(line: string): GuestLine | undefined {
+  const start = line.indexOf(`${GUEST_MARKER} `);
+  if (start === -1) return undefined;
+  const [word, ...rest] = line.slice(start + GUEST_MARKER.length + 1).trim().split(/\s+/);
+  const fields = Object.fromEntries(rest.map((pair) => pair.split('=') as [string, string]));
+  const number = (key: string) => Number(fields[key] ?? Number.NaN);
+  switch (word) {
+    case 'ready':
+      return { kind: 'ready', units: number('units') };
+    case 'progress':
+      return { kind: 'progress', writtenMib: number('written_mib') };
+    case 'written':
+      return { kind: 'written', seconds: number('centiseconds') / 100 };
+    case 'read':
+      return { kind: 'read', seconds: number('centiseconds') / 100 };
+    case 'mismatch':
+      return { kind: 'mismatch', unit: number('unit'), part: fields.part ?? '' };
+    case 'result':
+      return { kind: 'result', units: number('units'), bad: number('bad'), bodyMd5: fields.body_md5 ?? '' };
+    case 'error':
+      return { kind: 'error', detail: rest.join(' ') };
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,116 @@
+import path from 'node:path';
+import type { StoragePlugin } from '../../plugins/types.js';
+import type { Runner } from '../util/runner.js';
+import type { BootImage } from './boot-image.js';
+import { parseGuestLine, type GuestLine } from './guest-report.js';
+import { QemuProcess } from './qemu-process.js';
+
+/**
+ * One lab guest on a fresh thin volume: the volume is created small, a qcow2
+ * image with the full virtual size is written onto it, and QEMU starts writing.
+ * Used by `tideline lab` and by the integration tests.
+ */
+export interface LabVmOptions {
+  name: string;
+  workDir: string;
+  boot: BootImage;
+  plugin: StoragePlugin;
+  run: Runner;
+  virtualBytes: number;
+  initialBytes: number;
+  writeMib: number;
+  timeoutMs: number;
+}
+
+export interface GuestProgress {
+  ready: boolean;
+  writtenMib: number;
+  writeSeconds: number | undefined;
+  result: Extract<GuestLine, { kind: 'result' }> | undefined;
+  mismatches: number;
+  errors: string[];
+}
+
+const QEMU_IMG_TIMEOUT_MS = 30_000;
+
+export class LabVm {
+  readonly progress: GuestProgress = { ready: false, writtenMib: 0, writeSeconds: undefined, result: undefined, mismatches: 0, errors: [] };
+  readonly qmpSocket: string;
+  readonly adminSocket: string;
+  readonly consoleLog: string;
+
+  private constructor(
+    readonly options: LabVmOptions,
+    readonly volume: string,
+    readonly devicePath: string,
+    readonly qemu: QemuProcess,
+  ) {
+    this.qmpSocket = path.join(options.workDir, `${options.name}.qmp`);
+    this.adminSocket = path.join(options.workDir, `${options.name}.admin.qmp`);
+    this.consoleLog = path.join(options.workDir, `${options.name}.console.log`);
+    qemu.on('line', (line) => this.observe(parseGuestLine(line)));
+  }
+
+  static async create(options: LabVmOptions): Promise<LabVm> {
+    const volume = `${options.name}-vda`;
+    await options.plugin.create(volume, options.initialBytes, { vm: options.name, drive: 'vda' });
+    const devicePath = await options.plugin.activate(volume);
+    await options.run('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(options.virtualBytes)], { timeoutMs: QEMU_IMG_TIMEOUT_MS });
+    const qemu = new QemuProcess({
+      boot: options.boot,
+      devicePath,
+      driveId: 'vda',
+      qmpSocket: path.join(options.workDir, `${options.name}.qmp`),
+      adminSocket: path.join(options.workDir, `${options.name}.admin.qmp`),
+      consoleLog: path.join(options.workDir, `${options.name}.console.log`),
+      writeMib: options.writeMib,
+      timeoutMs: options.timeoutMs,
+    });
+    return new LabVm(options, volume, devicePath, qemu);
+  }
+
+  /** Resolves when the guest reported its result or QEMU ended. */
+  async finished(): Promise<GuestProgress> {
+    await this.qemu.exited;
+    return this.progress;
+  }
+
+  /** The guest wrote and read everything back unchanged. */
+  get verified(): boolean {
+    const result = this.progress.result;
+    return result !== undefined && result.bad === 0 && result.units > 0 && this.progress.errors.length === 0;
+  }
+
+  /** Kills QEMU and releases the volume; idempotent, safe after a failure. */
+  async destroy(): Promise<void> {
+    await this.qemu.kill();
+    await this.options.plugin.remove(this.volume).catch(() => undefined);
+  }
+
+  private observe(line: GuestLine | undefined): void {
+    if (!line) return;
+    switch (line.kind) {
+      case 'ready':
+        this.progress.ready = true;
+        return;
+      case 'progress':
+        this.progress.writtenMib = line.writtenMib;
+        return;
+      case 'written':
+        this.progress.writeSeconds = line.seconds;
+        this.progress.writtenMib = this.options.writeMib;
+        return;
+      case 'mismatch':
+        this.progress.mismatches += 1;
+        return;
+      case 'result':
+        this.progress.result = line;
+        return;
+      case 'error':
+        this.progress.errors.push(line.detail);
+        return;
+      case 'read':
+        return;
+    }
+  }
+}

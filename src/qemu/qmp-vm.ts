@@ -1,0 +1,78 @@
+import type { MonitorInput, RunState, VmControl } from '../monitor/ports.js';
+import type { QmpClient } from '../qmp/client.js';
+import type { QmpEvent } from '../qmp/messages.js';
+import { describeDrives, highWaterMarks, noSpaceDrives, type BlockInfo, type BlockStats, type QemuDrive } from './block-info.js';
+
+/**
+ * A QEMU process seen through QMP as the monitor needs it: thresholds, high
+ * water, run state, resume; and QMP events translated into monitor inputs.
+ */
+export class QmpVm implements VmControl {
+  private drives: QemuDrive[] = [];
+
+  constructor(private readonly client: QmpClient) {}
+
+  /** Reads the block graph; call again after a reconnect (QEMU may have restarted). */
+  async discover(): Promise<QemuDrive[]> {
+    const [blocks, stats] = await Promise.all([
+      this.client.execute<BlockInfo[]>('query-block'),
+      this.client.execute<BlockStats[]>('query-blockstats'),
+    ]);
+    this.drives = describeDrives(blocks, stats);
+    return this.drives;
+  }
+
+  async setWriteThreshold(drive: string, offsetBytes: number): Promise<void> {
+    await this.client.execute('block-set-write-threshold', { 'node-name': this.find(drive).protocolNode, 'write-threshold': offsetBytes });
+  }
+
+  async highWaterMarks(): Promise<Map<string, number>> {
+    return highWaterMarks(this.drives, await this.client.execute<BlockStats[]>('query-blockstats'));
+  }
+
+  async runState(): Promise<RunState> {
+    const { status } = await this.client.execute<{ status: string }>('query-status');
+    return status;
+  }
+
+  async noSpaceDrives(): Promise<Set<string>> {
+    return noSpaceDrives(this.drives, await this.client.execute<BlockInfo[]>('query-block'));
+  }
+
+  async resume(): Promise<void> {
+    await this.client.execute('cont');
+  }
+
+  /** Turns a QMP event into what the monitor understands, or undefined for events it does not care about. */
+  translate(event: QmpEvent): MonitorInput | undefined {
+    const data = event.data;
+    switch (event.event) {
+      case 'BLOCK_WRITE_THRESHOLD': {
+        const drive = this.drives.find((candidate) => candidate.protocolNode === data['node-name']);
+        if (!drive) return undefined;
+        const highWaterAtLeast = Number(data['write-threshold'] ?? 0) + Number(data['amount-exceeded'] ?? 0);
+        return { type: 'threshold', drive: drive.drive, highWaterAtLeast };
+      }
+      case 'BLOCK_IO_ERROR': {
+        const drive = this.drives.find(
+          (candidate) => candidate.formatNode === data['node-name'] || (data.device !== '' && candidate.drive === data.device),
+        );
+        if (!drive) return undefined;
+        const reason = typeof data.reason === 'string' ? data.reason : undefined;
+        return { type: 'io-error', drive: drive.drive, noSpace: data.nospace === true, action: String(data.action ?? ''), ...(reason ? { reason } : {}) };
+      }
+      case 'STOP':
+        return { type: 'stopped' };
+      case 'RESUME':
+        return { type: 'resumed' };
+      default:
+        return undefined;
+    }
+  }
+
+  private find(drive: string): QemuDrive {
+    const found = this.drives.find((candidate) => candidate.drive === drive);
+    if (!found) throw new Error(`drive ${drive} is not among the VM's block devices`);
+    return found;
+  }
+}
