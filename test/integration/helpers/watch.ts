@@ -19,11 +19,11 @@ export const TEST_POLICY: PolicySettings = {
 export async function watch(
   world: LabWorld,
   vm: LabVm,
-  options: { policy?: Partial<PolicySettings>; delayMs?: number; maxSizeBytes?: number } = {},
+  options: { policy?: Partial<PolicySettings>; delayMs?: number; maxSizeBytes?: number; socketPath?: string } = {},
 ): Promise<QemuAttachment> {
   const attachment = new QemuAttachment({
     vm: vm.options.name,
-    socketPath: vm.qmpSocket,
+    socketPath: options.socketPath ?? vm.qmpSocket,
     plugin: world.plugin,
     extender: new DirectExtender(world.plugin, { clock: systemClock, ...(options.delayMs ? { delayMs: options.delayMs } : {}) }),
     policy: { ...TEST_POLICY, ...options.policy },
