@@ -1,0 +1,68 @@
+import type { Extender, RunState, VmControl } from '../../src/monitor/ports.js';
+import { sleep, type Clock } from '../../src/util/clock.js';
+
+/** A VM and a storage that behave like QEMU and a VG, recording what the monitor did to them. */
+export class FakeVm implements VmControl {
+  runStateValue: RunState = 'running';
+  highWater = new Map<string, number>();
+  noSpace = new Set<string>();
+  thresholds = new Map<string, number>();
+  resumes = 0;
+  failNextCalls = 0;
+
+  async setWriteThreshold(drive: string, offsetBytes: number): Promise<void> {
+    this.maybeFail();
+    this.thresholds.set(drive, offsetBytes);
+  }
+
+  async highWaterMarks(): Promise<Map<string, number>> {
+    this.maybeFail();
+    return new Map(this.highWater);
+  }
+
+  async runState(): Promise<RunState> {
+    return this.runStateValue;
+  }
+
+  async noSpaceDrives(): Promise<Set<string>> {
+    return new Set(this.noSpace);
+  }
+
+  async resume(): Promise<void> {
+    this.resumes += 1;
+    this.runStateValue = 'running';
+    this.noSpace.clear();
+  }
+
+  private maybeFail(): void {
+    if (this.failNextCalls > 0) {
+      this.failNextCalls -= 1;
+      throw new Error('QMP connection closed');
+    }
+  }
+}
+
+export class FakeStorage implements Extender {
+  sizes = new Map<string, number>();
+  requests: Array<{ volume: string; targetBytes: number }> = [];
+  refreshes = 0;
+  delayMs = 0;
+  failures: Error[] = [];
+
+  constructor(private readonly clock: Clock) {}
+
+  async extend(volume: string, targetBytes: number): Promise<number> {
+    this.requests.push({ volume, targetBytes });
+    if (this.delayMs) await sleep(this.clock, this.delayMs);
+    const failure = this.failures.shift();
+    if (failure) throw failure;
+    const size = Math.max(this.sizes.get(volume) ?? 0, targetBytes);
+    this.sizes.set(volume, size);
+    return size;
+  }
+
+  async refresh(volume: string): Promise<number> {
+    this.refreshes += 1;
+    return this.sizes.get(volume) ?? 0;
+  }
+}

@@ -1,0 +1,272 @@
+import assert from 'node:assert/strict';
+import { VmMonitor } from '../../src/monitor/vm-monitor.js';
+import type { PolicySettings } from '../../src/monitor/policy.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { MiB } from '../../src/util/sizes.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FakeStorage, FakeVm } from '../helpers/fake-vm.js';
+import { DomainFullError } from '../../plugins/errors.js';
+
+const POLICY: PolicySettings = { chunkBytes: 256 * MiB, freeTargetBytes: 128 * MiB, extentBytes: MiB, adaptive: false, adaptiveMaxChunkBytes: 4096 * MiB };
+const POLL_MS = 2_000;
+const RETRY_MS = 5_000;
+
+function setup(options: { volumeBytes?: number; capBytes?: number; drives?: string[] } = {}) {
+  const clock = new FakeClock();
+  const vm = new FakeVm();
+  const storage = new FakeStorage(clock);
+  const drives = (options.drives ?? ['vda']).map((drive) => {
+    const volume = `vm1-${drive}`;
+    storage.sizes.set(volume, options.volumeBytes ?? 512 * MiB);
+    vm.highWater.set(drive, 0);
+    return { config: { drive, volume, capBytes: options.capBytes ?? 4096 * MiB, policy: POLICY }, volumeBytes: options.volumeBytes ?? 512 * MiB };
+  });
+  const monitor = new VmMonitor({ vm: 'vm1', drives, clock, extender: storage, control: vm, logger: silentLogger, pollIntervalMs: POLL_MS, retryDelayMs: RETRY_MS });
+  const events: string[] = [];
+  monitor.on('extended', (event) => events.push(`extended ${event.drive} ${event.toBytes / MiB}`));
+  monitor.on('paused', () => events.push('paused'));
+  monitor.on('resumed', () => events.push('resumed'));
+  monitor.on('extension-failed', (event) => events.push(`failed ${event.code}`));
+  return { clock, vm, storage, monitor, events };
+}
+
+/** What QEMU does when a write hits the end of a drive with werror=stop. */
+function hitEnd(world: ReturnType<typeof setup>, drive = 'vda') {
+  world.vm.runStateValue = 'io-error';
+  world.vm.noSpace.add(drive);
+  world.monitor.handle({ type: 'io-error', drive, noSpace: true, action: 'stop' });
+  world.monitor.handle({ type: 'stopped' });
+}
+
+describe('VmMonitor', () => {
+  it('arms the write threshold free-target below the end of the volume at start', async () => {
+    const world = setup();
+    await world.monitor.start();
+    assert.equal(world.vm.thresholds.get('vda'), 384 * MiB);
+    assert.deepEqual(world.storage.requests, []);
+    assert.equal(world.monitor.status().drives[0]!.phase, 'ok');
+    world.monitor.stop();
+  });
+
+  it('extends at once when the image already reaches past the threshold at start', async () => {
+    const world = setup();
+    world.vm.highWater.set('vda', 500 * MiB);
+    await world.monitor.start();
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 768 * MiB }]);
+    assert.equal(world.vm.thresholds.get('vda'), 640 * MiB);
+    world.monitor.stop();
+  });
+
+  it('on a threshold event extends by one chunk to an absolute size, refreshes, and re-arms higher', async () => {
+    const world = setup();
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 400 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 768 * MiB }]);
+    assert.ok(world.storage.refreshes >= 1);
+    assert.equal(world.vm.thresholds.get('vda'), 640 * MiB);
+    const drive = world.monitor.status().drives[0]!;
+    assert.equal(drive.volumeBytes, 768 * MiB);
+    assert.equal(drive.extensions, 1);
+    assert.deepEqual(world.events, ['extended vda 768']);
+    world.monitor.stop();
+  });
+
+  it('coalesces threshold events that arrive while an extension is in flight into one extension', async () => {
+    const world = setup();
+    world.storage.delayMs = 1_000;
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 400 * MiB);
+    for (let index = 0; index < 5; index += 1) world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
+    await world.clock.advance(0);
+    assert.equal(world.monitor.status().drives[0]!.phase, 'extending');
+    await world.clock.advance(1_000);
+    assert.equal(world.storage.requests.length, 1);
+    world.monitor.stop();
+  });
+
+  it('extends and resumes a VM that paused because a write found no space', async () => {
+    const world = setup();
+    world.storage.delayMs = 300;
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 512 * MiB);
+    hitEnd(world);
+    await world.clock.advance(0);
+    assert.equal(world.monitor.status().pausedForNoSpace, true);
+    assert.equal(world.vm.resumes, 0, 'resumed before the volume grew');
+    await world.clock.advance(300);
+    assert.equal(world.vm.resumes, 1);
+    assert.deepEqual(world.events, ['paused', 'extended vda 768', 'resumed']);
+    const status = world.monitor.status();
+    assert.equal(status.pausedForNoSpace, false);
+    assert.equal(status.pauses, 1);
+    assert.equal(status.lastResumeMs, 300);
+    world.monitor.stop();
+  });
+
+  it('never resumes a VM paused by someone else, even after extending', async () => {
+    const world = setup();
+    await world.monitor.start();
+    world.vm.runStateValue = 'paused';
+    world.monitor.handle({ type: 'stopped' });
+    world.vm.highWater.set('vda', 450 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 450 * MiB });
+    await world.clock.advance(10 * POLL_MS);
+    assert.equal(world.storage.requests.length, 1, 'the extension itself is still wanted');
+    assert.equal(world.vm.resumes, 0);
+    assert.equal(world.monitor.status().pauses, 0);
+    world.monitor.stop();
+  });
+
+  it('leaves a VM paused by an I/O error that is not lack of space to its administrator', async () => {
+    const world = setup();
+    await world.monitor.start();
+    world.vm.runStateValue = 'io-error';
+    world.monitor.handle({ type: 'io-error', drive: 'vda', noSpace: false, action: 'stop', reason: 'Input/output error' });
+    await world.clock.advance(5 * POLL_MS);
+    assert.equal(world.vm.resumes, 0);
+    assert.deepEqual(world.storage.requests, []);
+    world.monitor.stop();
+  });
+
+  it('does not resume when the pause ends by another hand while it extends', async () => {
+    const world = setup();
+    world.storage.delayMs = 1_000;
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 512 * MiB);
+    hitEnd(world);
+    await world.clock.advance(100);
+    world.vm.runStateValue = 'running';
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(1_000);
+    assert.equal(world.vm.resumes, 0);
+    assert.equal(world.monitor.status().pausedForNoSpace, false);
+    world.monitor.stop();
+  });
+
+  it('keeps the VM paused with cap-reached when the volume cannot grow any more', async () => {
+    const world = setup({ capBytes: 512 * MiB });
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 512 * MiB);
+    hitEnd(world);
+    await world.clock.advance(3 * RETRY_MS);
+    assert.equal(world.vm.resumes, 0);
+    assert.deepEqual(world.storage.requests, []);
+    const drive = world.monitor.status().drives[0]!;
+    assert.equal(drive.phase, 'error');
+    assert.equal(drive.error?.code, 'cap-reached');
+    assert.match(drive.error!.message, /drive vda of vm1 \(volume vm1-vda\) is at its cap of 536870912 bytes/);
+    assert.equal(world.monitor.status().pausedForNoSpace, true);
+    world.monitor.stop();
+  });
+
+  it('grows only up to the cap, never past it', async () => {
+    const world = setup({ capBytes: 600 * MiB });
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 450 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 450 * MiB });
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 600 * MiB }]);
+    world.monitor.stop();
+  });
+
+  it('keeps a refused VM paused, retries after the delay, and resumes once the storage has room', async () => {
+    const world = setup();
+    world.storage.failures.push(new DomainFullError('vm1-vda', 'vg0', 256 * MiB, 0));
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 512 * MiB);
+    hitEnd(world);
+    await world.clock.advance(0);
+    let drive = world.monitor.status().drives[0]!;
+    assert.equal(drive.error?.code, 'domain-full');
+    assert.equal(drive.phase, 'error');
+    assert.equal(world.vm.resumes, 0);
+    await world.clock.advance(RETRY_MS + POLL_MS);
+    drive = world.monitor.status().drives[0]!;
+    assert.equal(drive.error, null);
+    assert.equal(world.vm.resumes, 1);
+    assert.deepEqual(world.events, ['paused', 'failed domain-full', 'extended vda 768', 'resumed']);
+    world.monitor.stop();
+  });
+
+  it('reports an extension that hangs as a timeout instead of waiting forever', async () => {
+    const world = setup();
+    world.storage.delayMs = 10 * 60_000;
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 450 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 450 * MiB });
+    await world.clock.advance(60_000);
+    assert.equal(world.monitor.status().drives[0]!.error?.code, 'extension-timeout');
+    world.monitor.stop();
+  });
+
+  it('catches a lost threshold event with the safety poll', async () => {
+    const world = setup();
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 420 * MiB);
+    assert.deepEqual(world.storage.requests, []);
+    await world.clock.advance(POLL_MS);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 768 * MiB }]);
+    world.monitor.stop();
+  });
+
+  it('finds a pause for lack of space it was not told about (agent restarted) and resumes it', async () => {
+    const world = setup();
+    world.vm.runStateValue = 'io-error';
+    world.vm.noSpace.add('vda');
+    world.vm.highWater.set('vda', 512 * MiB);
+    await world.monitor.start();
+    await world.clock.advance(0);
+    assert.equal(world.monitor.status().pauses, 1);
+    assert.equal(world.vm.resumes, 1);
+    world.monitor.stop();
+  });
+
+  it('waits for every drive that ran out before resuming', async () => {
+    const world = setup({ drives: ['vda', 'vdb'] });
+    await world.monitor.start();
+    world.storage.delayMs = 100;
+    world.vm.highWater.set('vda', 512 * MiB);
+    hitEnd(world, 'vda');
+    await world.clock.advance(50);
+    world.storage.delayMs = 500;
+    world.vm.highWater.set('vdb', 512 * MiB);
+    world.monitor.handle({ type: 'io-error', drive: 'vdb', noSpace: true, action: 'stop' });
+    await world.clock.advance(100);
+    assert.equal(world.vm.resumes, 0, 'resumed while vdb still had no space');
+    await world.clock.advance(500);
+    assert.equal(world.vm.resumes, 1);
+    world.monitor.stop();
+  });
+
+  it('re-arms every threshold after the connection to QEMU comes back', async () => {
+    const world = setup();
+    await world.monitor.start();
+    world.vm.thresholds.clear();
+    world.monitor.handle({ type: 'reconnected' });
+    await world.clock.advance(0);
+    assert.equal(world.vm.thresholds.get('vda'), 384 * MiB);
+    world.monitor.stop();
+  });
+
+  it('survives a poll whose QMP commands fail and polls again', async () => {
+    const world = setup();
+    await world.monitor.start();
+    world.vm.failNextCalls = 1;
+    world.vm.highWater.set('vda', 420 * MiB);
+    await world.clock.advance(POLL_MS);
+    assert.deepEqual(world.storage.requests, []);
+    await world.clock.advance(POLL_MS);
+    assert.equal(world.storage.requests.length, 1);
+    world.monitor.stop();
+  });
+
+  it('stops polling when stopped', async () => {
+    const world = setup();
+    await world.monitor.start();
+    world.monitor.stop();
+    assert.equal(world.clock.pendingTimers, 0);
+  });
+});
