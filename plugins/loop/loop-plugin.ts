@@ -30,7 +30,14 @@ export const DEFAULT_LOOP_EXTENT_BYTES = MiB;
 export async function initLoopDomain(directory: string, capacityBytes: number, extentBytes = DEFAULT_LOOP_EXTENT_BYTES): Promise<void> {
   await mkdir(directory, { recursive: true });
   const settings: LoopDomainSettings = { format: 1, capacityBytes, extentBytes };
-  await writeFile(path.join(directory, DOMAIN_FILE), `${JSON.stringify(settings, null, 2)}\n`);
+  const file = path.join(directory, DOMAIN_FILE);
+  try {
+    // 'wx': never overwrite an existing domain's description, whose volumes would then be misread.
+    await writeFile(file, `${JSON.stringify(settings, null, 2)}\n`, { flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new StorageDomainError(`${directory} already holds a loop storage domain (${file}); use it as it is or choose another directory`, { cause: error });
+    throw error;
+  }
 }
 
 export class LoopPlugin implements StoragePlugin {
@@ -51,9 +58,15 @@ export class LoopPlugin implements StoragePlugin {
     try {
       text = await readFile(file, 'utf8');
     } catch (error) {
-      throw new StorageDomainError(`${directory} is not a loop storage domain (no ${DOMAIN_FILE}); create one with 'tideline lab' or initLoopDomain`, { cause: error });
+      throw new StorageDomainError(`${directory} is not a loop storage domain (no ${DOMAIN_FILE}); create one with 'tideline loop-domain init ${directory} --capacity SIZE'`, { cause: error });
     }
-    const parsed = domainSchema.safeParse(JSON.parse(text));
+    let document: unknown;
+    try {
+      document = JSON.parse(text);
+    } catch (error) {
+      throw new StorageDomainError(`${file} is not valid JSON; restore it or create the domain again`, { cause: error });
+    }
+    const parsed = domainSchema.safeParse(document);
     if (!parsed.success) throw new StorageDomainError(`${file} is not a valid loop domain description: ${parsed.error.message}`);
     return new LoopPlugin(directory, parsed.data, run);
   }

@@ -26,15 +26,18 @@ export interface GuestProgress {
   ready: boolean;
   writtenMib: number;
   writeSeconds: number | undefined;
+  readSeconds: number | undefined;
   result: Extract<GuestLine, { kind: 'result' }> | undefined;
   mismatches: number;
   errors: string[];
 }
 
+export type GuestPhase = 'booting' | 'writing' | 'reading' | 'done';
+
 const QEMU_IMG_TIMEOUT_MS = 30_000;
 
 export class LabVm {
-  readonly progress: GuestProgress = { ready: false, writtenMib: 0, writeSeconds: undefined, result: undefined, mismatches: 0, errors: [] };
+  readonly progress: GuestProgress = { ready: false, writtenMib: 0, writeSeconds: undefined, readSeconds: undefined, result: undefined, mismatches: 0, errors: [] };
   readonly qmpSocket: string;
   readonly adminSocket: string;
   readonly consoleLog: string;
@@ -81,6 +84,13 @@ export class LabVm {
     return result !== undefined && result.bad === 0 && result.units > 0 && this.progress.errors.length === 0;
   }
 
+  /** Where the guest is in its job, for progress displays. */
+  get phase(): GuestPhase {
+    if (this.progress.result) return 'done';
+    if (!this.progress.ready) return 'booting';
+    return this.progress.writeSeconds === undefined ? 'writing' : 'reading';
+  }
+
   /** Kills QEMU and releases the volume; idempotent, safe after a failure. */
   async destroy(): Promise<void> {
     await this.qemu.kill();
@@ -110,6 +120,7 @@ export class LabVm {
         this.progress.errors.push(line.detail);
         return;
       case 'read':
+        this.progress.readSeconds = line.seconds;
         return;
     }
   }

@@ -1,0 +1,64 @@
+import type { CommandModule } from 'yargs';
+import { LoopPlugin } from '../../../plugins/loop/index.js';
+import { Agent } from '../../agent/agent.js';
+import { DirectExtender } from '../../agent/direct-extender.js';
+import { DEFAULT_STATUS_FILE } from '../../agent/status-file.js';
+import { parseAgentSettings } from '../../config/agent-settings.js';
+import { createLogger } from '../../log/logger.js';
+import { systemClock } from '../../util/clock.js';
+import { execaRunner } from '../../util/runner.js';
+import { abortOnSignals } from '../failure.js';
+
+interface AgentArguments {
+  qmp: string[];
+  domain: string;
+  chunk?: string;
+  'free-target'?: string;
+  'max-size'?: string;
+  adaptive: boolean;
+  'status-file': string;
+  'metrics-listen'?: string;
+  poll: number;
+}
+
+export const agentCommand: CommandModule<object, AgentArguments> = {
+  command: 'agent',
+  describe: 'Watch QEMU processes and grow their thin drives before they fill up (runs until SIGTERM)',
+  builder: (yargs) =>
+    yargs
+      .option('qmp', { type: 'string', array: true, demandOption: true, describe: 'QMP socket of a VM, as NAME=PATH or PATH (repeatable)' })
+      .option('domain', { type: 'string', demandOption: true, describe: 'Loop storage domain directory holding the volumes' })
+      .option('chunk', { type: 'string', describe: 'How much one extension adds (default 2560M, as oVirt)' })
+      .option('free-target', { type: 'string', describe: 'Extend when less than this is free above the high-water mark (default 2048M)' })
+      .option('max-size', { type: 'string', describe: 'Never grow a volume past this, even below the qcow2 cap' })
+      .option('adaptive', { type: 'boolean', default: false, describe: 'Grow chunk and free target with the measured write rate' })
+      .option('status-file', { type: 'string', default: DEFAULT_STATUS_FILE, describe: "Where to publish state for 'tideline status'" })
+      .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9471' })
+      .option('poll', { type: 'number', default: 2, describe: 'Seconds between safety polls of the high-water mark' }),
+  handler: async (argv) => {
+    const settings = parseAgentSettings({
+      qmp: argv.qmp,
+      domain: argv.domain,
+      ...(argv.chunk ? { chunk: argv.chunk } : {}),
+      ...(argv['free-target'] ? { freeTarget: argv['free-target'] } : {}),
+      ...(argv['max-size'] ? { maxSize: argv['max-size'] } : {}),
+      adaptive: argv.adaptive,
+      statusFile: argv['status-file'],
+      ...(argv['metrics-listen'] ? { metricsListen: argv['metrics-listen'] } : {}),
+      pollSeconds: argv.poll,
+    });
+    const logger = createLogger();
+    const plugin = await LoopPlugin.open(settings.domain, execaRunner);
+    const agent = new Agent({ settings, plugin, extender: new DirectExtender(plugin), clock: systemClock, logger });
+    const signals = abortOnSignals();
+    const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
+    try {
+      await Promise.race([agent.start(), stopped]);
+      await stopped;
+      logger.info('stopping: VMs keep running; their volumes keep the size they have');
+    } finally {
+      await agent.stop();
+      signals.dispose();
+    }
+  },
+};
