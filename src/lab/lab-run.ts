@@ -12,7 +12,7 @@ import { QmpVm } from '../qemu/qmp-vm.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import { formatSize, MiB } from '../util/sizes.js';
-import { defaultCacheDir, ensureBootImage } from './boot-image.js';
+import { defaultCacheDir, ensureBootImage, type BootImage } from './boot-image.js';
 import { describeRun, formatEvent, renderLive, type LabOutcome, type LabVerdict } from './lab-view.js';
 import { LabVm } from './lab-vm.js';
 import { Workspace } from './workspace.js';
@@ -61,7 +61,7 @@ export async function runLab(options: LabRunOptions): Promise<LabOutcome> {
   print(describeRun(settings));
   await checkScratchSpace(settings.write + SCRATCH_MARGIN_BYTES);
   print('preparing the boot image (the first run unpacks Debian\'s kernel package into the cache)');
-  const boot = await ensureBootImage({ cacheDir: defaultCacheDir(), run, logger: createLogger({ level: 'warn' }) });
+  const boot = await prepareLab(run);
 
   const workspace = await Workspace.create({ prefix: 'tideline-lab-', capacityBytes: settings.virtualSize * 2, run });
   const logger = createLogger({ destination: path.join(workspace.dir, 'tideline.log') });
@@ -190,6 +190,10 @@ export async function runLab(options: LabRunOptions): Promise<LabOutcome> {
     if (vm) await vm.qemu.kill();
     await workspace.dispose({ keepFiles: settings.keep }).catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'lab cleanup failed'));
   }
+}
+
+export function prepareLab(run: Runner): Promise<BootImage> {
+  return ensureBootImage({ cacheDir: defaultCacheDir(), run, logger: createLogger({ level: 'warn' }) });
 }
 
 /** Without a monitor the lab still shows the drive, read straight from QEMU and the volume. */

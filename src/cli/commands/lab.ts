@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { parseLabSettings } from '../../config/lab-settings.js';
-import { LAB_EXIT_CODES, runLab } from '../../lab/lab-run.js';
+import { LAB_EXIT_CODES, prepareLab, runLab } from '../../lab/lab-run.js';
 import { renderSummary } from '../../lab/lab-view.js';
 import { systemClock } from '../../util/clock.js';
 import { execaRunner } from '../../util/runner.js';
@@ -17,6 +17,7 @@ interface LabArguments {
   adaptive: boolean;
   keep: boolean;
   timeout: number;
+  'prepare-only': boolean;
 }
 
 export const labCommand: CommandModule<object, LabArguments> = {
@@ -33,8 +34,14 @@ export const labCommand: CommandModule<object, LabArguments> = {
       .option('extend-delay', { type: 'number', default: 0, describe: 'Milliseconds added to each extension, as a slow storage manager would (forces ENOSPC pauses)' })
       .option('adaptive', { type: 'boolean', default: false, describe: 'Grow chunk and free target with the measured write rate' })
       .option('keep', { type: 'boolean', default: false, describe: 'Keep the work directory (volume files, logs) for inspection' })
-      .option('timeout', { type: 'number', default: 600, describe: 'Seconds after which QEMU is killed whatever happens' }),
+      .option('timeout', { type: 'number', default: 600, describe: 'Seconds after which QEMU is killed whatever happens' })
+      .option('prepare-only', { type: 'boolean', default: false, describe: 'Only build the cached boot image (setup does this)' }),
   handler: async (argv) => {
+    if (argv['prepare-only']) {
+      const boot = await prepareLab(execaRunner);
+      process.stdout.write(`lab boot image ready: kernel ${boot.kernelVersion}, ${boot.initrd}\n`);
+      return;
+    }
     const settings = parseLabSettings({
       write: argv.write,
       chunk: argv.chunk,

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Makes this checkout ready for `npm run lab` and `npm test`: installs the
+# Debian packages that are missing (and only those), installs the npm
+# dependencies when package-lock.json changed, builds, and prepares the lab's
+# boot image. Idempotent; on a prepared machine it takes a few seconds.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# qemu-system-x86, qemu-utils: the lab guest and qemu-img.
+# libvirt-daemon-system, libvirt-clients: libvirtd, virsh, hooks.
+# lvm2: the lvm storage plugin.  sanlock: the SPM lease.  rpm: rpmbuild.
+# busybox-static: the lab guest's userland.  util-linux: losetup.
+# The Debian kernel for the lab guest is not installed: the lab unpacks the
+# linux-image package into its cache (see src/lab/boot-image.ts), so the
+# host's /boot and bootloader are never touched.
+packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients lvm2 sanlock rpm busybox-static util-linux)
+
+say() { printf 'setup: %s\n' "$*"; }
+
+missing=()
+for package in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+  [[ $status == installed ]] || missing+=("$package")
+done
+
+if ((${#missing[@]} > 0)); then
+  if ((EUID != 0)); then
+    say "missing Debian packages: ${missing[*]}; run this as root (or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Services are not started from package scripts: tests start their own daemons.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=false
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    created_policy=true
+  fi
+  trap '[[ $created_policy == true ]] && rm -f "$policy"' EXIT
+  timeout 600 apt-get update -qq
+  timeout 1800 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  say "installed ${missing[*]}"
+fi
+
+# npm dependencies: reinstall only when the lock file changed since the last install.
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+stamp=node_modules/.tideline-lock-sha256
+if [[ ! -f $stamp || $(cat "$stamp") != "$lock_hash" ]]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  printf '%s\n' "$lock_hash" >"$stamp"
+fi
+
+say "building"
+npx --no-install tsc -p tsconfig.json
+chmod +x dist/src/cli/main.js
+
+# The lab downloads Debian's kernel package; images often ship without apt lists.
+if ((EUID == 0)) && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+  say "refreshing apt lists (linux-image-amd64 unknown to apt)"
+  timeout 600 apt-get update -qq
+fi
+
+# Building the boot image once here keeps parallel test workers from racing to build it.
+node dist/src/cli/main.js lab --prepare-only

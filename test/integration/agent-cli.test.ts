@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { LabWorld } from './helpers/lab-world.js';
+import { until } from './helpers/watch.js';
+import type { StatusDocument } from '../../src/agent/status-file.js';
+
+/** `tideline agent` as systemd runs it, watching a real QEMU; `tideline status` and /metrics read what it did. */
+const TIDELINE = ['--import', 'tsx', 'src/cli/main.ts'];
+
+async function freeLoopbackPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('tideline agent and status (command line)', function () {
+  this.timeout(4 * 60_000);
+  let world: LabWorld;
+  let agent: ResultPromise | undefined;
+
+  beforeEach(async () => {
+    world = await LabWorld.create();
+  });
+  afterEach(async () => {
+    agent?.kill('SIGKILL');
+    await agent?.catch(() => undefined);
+    agent = undefined;
+    await world.dispose();
+  });
+
+  it('grows the volume of a VM it was pointed at, publishes status and metrics, and stops on SIGTERM', async () => {
+    const vm = await world.startVm({ name: 'web01', writeMib: 512 });
+    const statusFile = path.join(world.dir, 'status.json');
+    const port = await freeLoopbackPort();
+    agent = execa('node', [...TIDELINE, 'agent', '--qmp', `web01=${vm.qmpSocket}`, '--domain', world.workspace.domainDir, '--chunk', '128M', '--free-target', '96M', '--poll', '0.5', '--status-file', statusFile, '--metrics-listen', `127.0.0.1:${port}`], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
+    let log = '';
+    agent.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+
+    const progress = await vm.finished();
+    assert.ok(progress.result, `guest gave no result; agent log:\n${log}`);
+    assert.equal(progress.result.bad, 0);
+
+    await until(async () => {
+      const document = JSON.parse((await execa('node', [...TIDELINE, 'status', '--json', '--file', statusFile])).stdout) as StatusDocument;
+      return (document.vms[0]?.drives[0]?.extensions ?? 0) >= 3;
+    }, 10_000, 'the status file to show the extensions');
+    const table = await execa('node', [...TIDELINE, 'status', '--file', statusFile]);
+    assert.match(table.stdout, /agent \d+ running/);
+    assert.match(table.stdout, /web01 .*vda .*web01-vda/);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const extensions = Number(/^tideline_extensions_total\{vm="web01",drive="vda"\} (\d+)$/m.exec(metrics)?.[1]);
+    assert.ok(extensions >= 3, `metrics show ${extensions} extensions:\n${metrics.slice(0, 2000)}`);
+    assert.match(metrics, /^tideline_volume_bytes\{vm="web01",drive="vda",volume="web01-vda"\} \d+$/m);
+
+    const events = log.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.ok(events.some((event) => event.msg === 'monitoring VM' && event.vm === 'web01'), 'no structured "monitoring VM" log line');
+
+    agent.kill('SIGTERM');
+    const ended = await agent;
+    assert.equal(ended.exitCode, 0, `agent exit ${ended.exitCode}:\n${log}`);
+    agent = undefined;
+    const after = await execa('node', [...TIDELINE, 'status', '--file', statusFile], { reject: false });
+    assert.match(after.stdout, /is NOT running: this is its last state/);
+  });
+
+  it('refuses a relative QMP path and a missing domain with exit 2 and 1, naming what is wrong', async () => {
+    const relative = await execa('node', [...TIDELINE, 'agent', '--qmp', 'web.qmp', '--domain', world.workspace.domainDir], { reject: false });
+    assert.equal(relative.exitCode, 2);
+    assert.match(relative.stderr, /QMP socket 'web\.qmp' must be an absolute path/);
+    const missing = await execa('node', [...TIDELINE, 'agent', '--qmp', '/run/x.qmp', '--domain', path.join(world.dir, 'nothing')], { reject: false });
+    assert.equal(missing.exitCode, 1);
+    assert.match(missing.stderr, /is not a loop storage domain .*\[storage-domain\]/);
+  });
+});
