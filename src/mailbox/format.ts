@@ -1,0 +1,278 @@
+import { crc32 } from 'node:zlib';
+
+/**
+ * The mailbox's on-disk format (docs/mailbox-format.md), as pure functions over
+ * bytes. Block 0 is the header; then one request slot per host, written only
+ * by that host; then one reply slot per host, written only by the SPM. Every
+ * slot is one 4 KiB block with its own CRC32, so a torn or foreign write is
+ * detected and ignored, never acted on. No locks: each block has one writer.
+ */
+export const BLOCK_BYTES = 4096;
+export const FORMAT_VERSION = 1;
+export const HEADER_MAGIC = 'TIDELINE-MAILBOX';
+export const REQUEST_MAGIC = 'TLRQ';
+export const REPLY_MAGIC = 'TLRP';
+export const MAX_HOSTS_LIMIT = 2000;
+
+export const SLOT_HEADER_BYTES = 64;
+export const MESSAGE_BYTES = 192;
+export const MESSAGES_PER_SLOT = 20;
+export const MAX_VOLUME_NAME_BYTES = 128;
+
+const VOLUME_NAME = /^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,127}$/;
+
+export enum Operation {
+  Extend = 1,
+  Create = 2,
+  Delete = 3,
+}
+
+/** Reply status codes; stable, part of the on-disk format. */
+export enum ReplyStatus {
+  Ok = 0,
+  UnknownVolume = 1,
+  ShrinkRefused = 2,
+  BeyondCap = 3,
+  DomainFull = 4,
+  StaleSequence = 5,
+  InvalidRequest = 6,
+  VolumeExists = 7,
+  Failed = 8,
+}
+
+export const REPLY_STATUS_CODES: Record<ReplyStatus, string> = {
+  [ReplyStatus.Ok]: 'ok',
+  [ReplyStatus.UnknownVolume]: 'volume-not-found',
+  [ReplyStatus.ShrinkRefused]: 'shrink-refused',
+  [ReplyStatus.BeyondCap]: 'cap-reached',
+  [ReplyStatus.DomainFull]: 'domain-full',
+  [ReplyStatus.StaleSequence]: 'stale-sequence',
+  [ReplyStatus.InvalidRequest]: 'invalid-request',
+  [ReplyStatus.VolumeExists]: 'volume-exists',
+  [ReplyStatus.Failed]: 'spm-failed',
+};
+
+export interface MailboxHeader {
+  version: number;
+  maxHosts: number;
+  /** Identifies this mailbox, so that a slot copied from another one is noticed. */
+  mailboxId: string;
+  createdAtMs: number;
+}
+
+export interface Request {
+  sequence: number;
+  operation: Operation;
+  volume: string;
+  /** Absolute size wanted (extend) or initial size (create). */
+  targetBytes: number;
+  /** Virtual size of the qcow2 image (create); it sets the volume's cap. */
+  virtualBytes: number;
+}
+
+export interface Reply {
+  sequence: number;
+  status: ReplyStatus;
+  /** Size of the volume after serving the request (0 when unknown). */
+  resultBytes: number;
+}
+
+export interface Slot<T> {
+  hostId: number;
+  /** Bumped on every write by the slot's writer: tells a new write from a re-read. */
+  generation: number;
+  /** Index i holds message i, or undefined when free. */
+  messages: Array<T | undefined>;
+}
+
+export type DecodeFailure = 'bad-magic' | 'foreign-version' | 'bad-checksum' | 'wrong-host' | 'bad-message' | 'bad-size';
+export type Decoded<T> = { kind: 'empty' } | { kind: 'valid'; value: T } | { kind: 'invalid'; reason: DecodeFailure; detail: string };
+
+export function mailboxBytes(maxHosts: number): number {
+  return (1 + 2 * maxHosts) * BLOCK_BYTES;
+}
+
+export function requestSlotOffset(hostId: number): number {
+  return hostId * BLOCK_BYTES;
+}
+
+export function replySlotOffset(hostId: number, maxHosts: number): number {
+  return (maxHosts + hostId) * BLOCK_BYTES;
+}
+
+// ---- header ----------------------------------------------------------------
+
+const HEADER_CRC_OFFSET = 60;
+
+export function encodeHeader(header: MailboxHeader): Buffer {
+  assertHostCount(header.maxHosts);
+  const block = Buffer.alloc(BLOCK_BYTES);
+  block.write(HEADER_MAGIC, 0, 'ascii');
+  block.writeUInt32LE(header.version, 16);
+  block.writeUInt32LE(header.maxHosts, 20);
+  block.writeUInt32LE(BLOCK_BYTES, 24);
+  block.writeUInt32LE(MESSAGES_PER_SLOT, 28);
+  Buffer.from(header.mailboxId.replace(/-/g, ''), 'hex').copy(block, 32, 0, 16);
+  block.writeBigUInt64LE(BigInt(header.createdAtMs), 48);
+  block.writeUInt32LE(crc32(block), HEADER_CRC_OFFSET);
+  return block;
+}
+
+export function decodeHeader(block: Uint8Array): Decoded<MailboxHeader> {
+  const buffer = asBuffer(block);
+  if (buffer.length < BLOCK_BYTES) return invalid('bad-size', `header is ${buffer.length} bytes, expected ${BLOCK_BYTES}`);
+  if (isZero(buffer)) return { kind: 'empty' };
+  if (buffer.toString('ascii', 0, 16) !== HEADER_MAGIC) return invalid('bad-magic', 'not a tideline mailbox header');
+  if (!checksumMatches(buffer, HEADER_CRC_OFFSET)) return invalid('bad-checksum', 'mailbox header checksum mismatch');
+  const version = buffer.readUInt32LE(16);
+  if (version !== FORMAT_VERSION) return invalid('foreign-version', `mailbox format version ${version}, this tideline reads ${FORMAT_VERSION}`);
+  const maxHosts = buffer.readUInt32LE(20);
+  if (maxHosts < 1 || maxHosts > MAX_HOSTS_LIMIT || buffer.readUInt32LE(24) !== BLOCK_BYTES || buffer.readUInt32LE(28) !== MESSAGES_PER_SLOT) {
+    return invalid('bad-message', 'mailbox geometry is not one this tideline can use');
+  }
+  const id = buffer.toString('hex', 32, 48);
+  const mailboxId = `${id.slice(0, 8)}-${id.slice(8, 12)}-${id.slice(12, 16)}-${id.slice(16, 20)}-${id.slice(20)}`;
+  return { kind: 'valid', value: { version, maxHosts, mailboxId, createdAtMs: Number(buffer.readBigUInt64LE(48)) } };
+}
+
+// ---- slots -----------------------------------------------------------------
+
+const SLOT_CRC_OFFSET = 20;
+
+export function encodeRequestSlot(slot: Slot<Request>): Buffer {
+  return encodeSlot(REQUEST_MAGIC, slot, (message, view) => {
+    writeCommon(view, message.sequence, message.volume);
+    view.writeUInt8(message.operation, 8);
+    writeSize(view, 16, message.targetBytes);
+    writeSize(view, 24, message.virtualBytes);
+  });
+}
+
+export function encodeReplySlot(slot: Slot<Reply>): Buffer {
+  return encodeSlot(REPLY_MAGIC, slot, (message, view) => {
+    view.writeBigUInt64LE(BigInt(message.sequence), 0);
+    view.writeUInt8(message.status, 9);
+    writeSize(view, 32, message.resultBytes);
+  });
+}
+
+export function decodeRequestSlot(block: Uint8Array, expectedHostId: number): Decoded<Slot<Request>> {
+  return decodeSlot(block, REQUEST_MAGIC, expectedHostId, (view) => {
+    const operation = view.readUInt8(8);
+    if (!(operation in Operation) || typeof Operation[operation] !== 'string') return `unknown operation ${operation}`;
+    const volume = readName(view);
+    if (typeof volume !== 'string') return volume.error;
+    const targetBytes = readSize(view, 16);
+    const virtualBytes = readSize(view, 24);
+    if (targetBytes === undefined || virtualBytes === undefined) return 'size beyond 2^53 bytes';
+    return { sequence: Number(view.readBigUInt64LE(0)), operation: operation as Operation, volume, targetBytes, virtualBytes };
+  });
+}
+
+export function decodeReplySlot(block: Uint8Array, expectedHostId: number): Decoded<Slot<Reply>> {
+  return decodeSlot(block, REPLY_MAGIC, expectedHostId, (view) => {
+    const status = view.readUInt8(9);
+    if (!(status in REPLY_STATUS_CODES)) return `unknown reply status ${status}`;
+    const resultBytes = readSize(view, 32);
+    if (resultBytes === undefined) return 'size beyond 2^53 bytes';
+    return { sequence: Number(view.readBigUInt64LE(0)), status: status as ReplyStatus, resultBytes };
+  });
+}
+
+function encodeSlot<T extends { sequence: number }>(magic: string, slot: Slot<T>, writeMessage: (message: T, view: Buffer) => void): Buffer {
+  assertHostCount(slot.hostId);
+  if (slot.messages.length > MESSAGES_PER_SLOT) throw new RangeError(`a slot holds ${MESSAGES_PER_SLOT} messages, not ${slot.messages.length}`);
+  const block = Buffer.alloc(BLOCK_BYTES);
+  block.write(magic, 0, 'ascii');
+  block.writeUInt16LE(FORMAT_VERSION, 4);
+  block.writeUInt16LE(slot.hostId, 6);
+  block.writeBigUInt64LE(BigInt(slot.generation), 8);
+  block.writeUInt32LE(MESSAGES_PER_SLOT, 16);
+  slot.messages.forEach((message, index) => {
+    if (!message) return;
+    if (!Number.isSafeInteger(message.sequence) || message.sequence < 1) throw new RangeError(`sequence ${message.sequence} must be a positive integer`);
+    writeMessage(message, messageView(block, index));
+  });
+  block.writeUInt32LE(crc32(block), SLOT_CRC_OFFSET);
+  return block;
+}
+
+function decodeSlot<T>(block: Uint8Array, magic: string, expectedHostId: number, readMessage: (view: Buffer) => T | string): Decoded<Slot<T>> {
+  const buffer = asBuffer(block);
+  if (buffer.length !== BLOCK_BYTES) return invalid('bad-size', `slot is ${buffer.length} bytes, expected ${BLOCK_BYTES}`);
+  if (isZero(buffer)) return { kind: 'empty' };
+  if (buffer.toString('ascii', 0, 4) !== magic) return invalid('bad-magic', `expected ${magic}, found ${JSON.stringify(buffer.toString('latin1', 0, 4))}`);
+  // The checksum first: in a torn slot no other field can be trusted, the version included.
+  if (!checksumMatches(buffer, SLOT_CRC_OFFSET)) return invalid('bad-checksum', 'slot checksum mismatch (torn or corrupted write)');
+  const version = buffer.readUInt16LE(4);
+  if (version !== FORMAT_VERSION) return invalid('foreign-version', `slot format version ${version}, this tideline reads ${FORMAT_VERSION}`);
+  const hostId = buffer.readUInt16LE(6);
+  if (hostId !== expectedHostId) return invalid('wrong-host', `slot of host ${expectedHostId} claims host ${hostId}`);
+  if (buffer.readUInt32LE(16) !== MESSAGES_PER_SLOT) return invalid('bad-message', `slot claims ${buffer.readUInt32LE(16)} messages`);
+  const generation = Number(buffer.readBigUInt64LE(8));
+  const messages: Array<T | undefined> = [];
+  for (let index = 0; index < MESSAGES_PER_SLOT; index += 1) {
+    const view = messageView(buffer, index);
+    if (view.readBigUInt64LE(0) === 0n) {
+      messages.push(undefined);
+      continue;
+    }
+    const message = readMessage(view);
+    if (typeof message === 'string') return invalid('bad-message', `message ${index}: ${message}`);
+    messages.push(message);
+  }
+  return { kind: 'valid', value: { hostId, generation, messages } };
+}
+
+function writeCommon(view: Buffer, sequence: number, volume: string): void {
+  if (!VOLUME_NAME.test(volume)) throw new RangeError(`volume name ${JSON.stringify(volume)} cannot go into a mailbox message`);
+  view.writeBigUInt64LE(BigInt(sequence), 0);
+  view.writeUInt8(volume.length, 10);
+  view.write(volume, 40, 'ascii');
+}
+
+function readName(view: Buffer): string | { error: string } {
+  const length = view.readUInt8(10);
+  if (length < 1 || length > MAX_VOLUME_NAME_BYTES) return { error: `volume name length ${length}` };
+  const name = view.toString('latin1', 40, 40 + length);
+  return VOLUME_NAME.test(name) ? name : { error: `volume name ${JSON.stringify(name)} is not valid` };
+}
+
+function writeSize(view: Buffer, offset: number, bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`size ${bytes} must be a non-negative integer`);
+  view.writeBigUInt64LE(BigInt(bytes), offset);
+}
+
+function readSize(view: Buffer, offset: number): number | undefined {
+  const value = view.readBigUInt64LE(offset);
+  return value > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(value);
+}
+
+function messageView(block: Buffer, index: number): Buffer {
+  const start = SLOT_HEADER_BYTES + index * MESSAGE_BYTES;
+  return block.subarray(start, start + MESSAGE_BYTES);
+}
+
+function checksumMatches(block: Buffer, crcOffset: number): boolean {
+  const stored = block.readUInt32LE(crcOffset);
+  const copy = Buffer.from(block);
+  copy.writeUInt32LE(0, crcOffset);
+  return crc32(copy) === stored;
+}
+
+function isZero(buffer: Buffer): boolean {
+  for (let index = 0; index < buffer.length; index += 1) if (buffer[index] !== 0) return false;
+  return true;
+}
+
+function asBuffer(block: Uint8Array): Buffer {
+  return Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.byteLength);
+}
+
+function invalid(reason: DecodeFailure, detail: string): Decoded<never> {
+  return { kind: 'invalid', reason, detail };
+}
+
+function assertHostCount(value: number): void {
+  if (!Number.isInteger(value) || value < 1 || value > MAX_HOSTS_LIMIT) throw new RangeError(`host id / host count ${value} must be 1..${MAX_HOSTS_LIMIT}`);
+}
