@@ -1,0 +1,195 @@
+import type { Logger } from 'pino';
+import type { StoragePlugin } from '../../plugins/types.js';
+import { TideError, errorMessage } from '../errors.js';
+import type { Extender } from '../monitor/ports.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Request, type Slot } from './format.js';
+import type { Mailbox } from './mailbox.js';
+
+/** The SPM answered a request with an error; `code` is the reply status (cap-reached, domain-full, ...). */
+export class MailboxRequestRefusedError extends TideError {
+  constructor(
+    readonly code: string,
+    readonly volume: string,
+    readonly resultBytes: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class MailboxTimeoutError extends TideError {
+  readonly code = 'mailbox-timeout';
+}
+
+interface Pending {
+  request: Request;
+  sentAt: number;
+  deadline: number;
+  resolve: (resultBytes: number) => void;
+  reject: (error: Error) => void;
+}
+
+export interface MailboxExtenderOptions {
+  mailbox: Mailbox;
+  hostId: number;
+  /** Refreshes volumes on this host after the SPM extended them. */
+  plugin: StoragePlugin;
+  clock: Clock;
+  logger: Logger;
+  /** How often the reply slot is read while requests are outstanding. */
+  pollMs?: number;
+  /** Rewrite the request slot when no reply came this long (the write may have been lost). */
+  resendMs?: number;
+  /** Give up on a request after this long. */
+  timeoutMs?: number;
+}
+
+/**
+ * The host side of the mailbox: the monitor's Extender. Each request goes into
+ * a free message of this host's request slot with a new sequence number; the
+ * reply slot is polled only while something is outstanding. Up to
+ * MESSAGES_PER_SLOT requests are in flight; more wait in a queue.
+ */
+export class MailboxExtender implements Extender {
+  private readonly inFlight: Array<Pending | undefined> = new Array(MESSAGES_PER_SLOT).fill(undefined);
+  private readonly waiting: Array<Omit<Pending, 'request' | 'sentAt' | 'deadline'> & { request: Omit<Request, 'sequence'> }> = [];
+  private nextSequence = 1;
+  private generation = 0;
+  private pollTimer: TimerHandle | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly pollMs: number;
+  private readonly resendMs: number;
+  private readonly timeoutMs: number;
+
+  private constructor(private readonly options: MailboxExtenderOptions) {
+    options.mailbox.assertHostId(options.hostId);
+    this.pollMs = options.pollMs ?? 10;
+    this.resendMs = options.resendMs ?? 3_000;
+    this.timeoutMs = options.timeoutMs ?? 50_000;
+  }
+
+  /** Continues numbering after whatever this host id sent before (an earlier run, a crash). */
+  static async open(options: MailboxExtenderOptions): Promise<MailboxExtender> {
+    const extender = new MailboxExtender(options);
+    const [requests, replies] = await Promise.all([options.mailbox.readRequests(options.hostId), options.mailbox.readReplies(options.hostId)]);
+    let highest = 0;
+    for (const decoded of [requests, replies]) {
+      if (decoded.kind !== 'valid') continue;
+      for (const message of decoded.value.messages) if (message) highest = Math.max(highest, message.sequence);
+    }
+    if (requests.kind === 'valid') extender.generation = requests.value.generation;
+    extender.nextSequence = highest + 1;
+    return extender;
+  }
+
+  extend(volume: string, targetBytes: number): Promise<number> {
+    return this.submit({ operation: Operation.Extend, volume, targetBytes, virtualBytes: 0 });
+  }
+
+  refresh(volume: string): Promise<number> {
+    return this.options.plugin.refresh(volume);
+  }
+
+  submit(request: Omit<Request, 'sequence'>): Promise<number> {
+    if (this.closed) return Promise.reject(new MailboxTimeoutError(`mailbox client of host ${this.options.hostId} is closed`));
+    return new Promise<number>((resolve, reject) => {
+      this.waiting.push({ request, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pollTimer?.cancel();
+    const error = new MailboxTimeoutError(`mailbox client of host ${this.options.hostId} closed with the request outstanding`);
+    for (const pending of this.inFlight) pending?.reject(error);
+    for (const waiting of this.waiting.splice(0)) waiting.reject(error);
+    this.inFlight.fill(undefined);
+  }
+
+  private dispatch(): void {
+    let placed = false;
+    for (let index = 0; index < MESSAGES_PER_SLOT && this.waiting.length > 0; index += 1) {
+      if (this.inFlight[index]) continue;
+      const next = this.waiting.shift()!;
+      const now = this.options.clock.now();
+      const request: Request = { ...next.request, sequence: this.nextSequence++ };
+      this.inFlight[index] = { ...next, request, sentAt: now, deadline: now + this.timeoutMs };
+      placed = true;
+    }
+    if (placed) this.writeSlot();
+    this.schedulePoll();
+  }
+
+  private writeSlot(): void {
+    this.generation += 1;
+    const slot: Slot<Request> = { hostId: this.options.hostId, generation: this.generation, messages: this.inFlight.map((pending) => pending?.request) };
+    this.writing = this.writing
+      .then(() => this.options.mailbox.writeRequests(slot))
+      .catch((error: unknown) => this.options.logger.warn({ hostId: this.options.hostId, err: errorMessage(error) }, 'writing the request slot failed; will resend'));
+  }
+
+  private schedulePoll(): void {
+    if (this.pollTimer || this.closed || !this.inFlight.some(Boolean)) return;
+    this.pollTimer = this.options.clock.setTimeout(() => {
+      this.pollTimer = undefined;
+      void this.poll().finally(() => this.schedulePoll());
+    }, this.pollMs);
+  }
+
+  private async poll(): Promise<void> {
+    await this.writing;
+    let replies;
+    try {
+      replies = await this.options.mailbox.readReplies(this.options.hostId);
+    } catch (error) {
+      this.options.logger.warn({ hostId: this.options.hostId, err: errorMessage(error) }, 'reading the reply slot failed');
+      return;
+    }
+    const now = this.options.clock.now();
+    let freed = false;
+    let resend = false;
+    this.inFlight.forEach((pending, index) => {
+      if (!pending) return;
+      const reply = replies.kind === 'valid' ? replies.value.messages[index] : undefined;
+      if (reply && reply.sequence === pending.request.sequence) {
+        this.inFlight[index] = undefined;
+        freed = true;
+        if (reply.status === ReplyStatus.Ok) pending.resolve(reply.resultBytes);
+        else pending.reject(refusal(pending.request, reply.status, reply.resultBytes));
+        return;
+      }
+      // A reply for an older sequence at this index belongs to an earlier request: ignore it.
+      if (now >= pending.deadline) {
+        this.inFlight[index] = undefined;
+        freed = true;
+        pending.reject(new MailboxTimeoutError(`no reply from the SPM to request ${pending.request.sequence} (${Operation[pending.request.operation]} ${pending.request.volume}) within ${Math.round(this.timeoutMs / 1000)} s; is 'tideline spm' running and holding the lease?`));
+        return;
+      }
+      if (now - pending.sentAt >= this.resendMs) {
+        pending.sentAt = now;
+        resend = true;
+      }
+    });
+    if (freed && this.waiting.length > 0) this.dispatch();
+    else if (freed || resend) this.writeSlot();
+  }
+}
+
+function refusal(request: Request, status: ReplyStatus, resultBytes: number): MailboxRequestRefusedError {
+  const code = REPLY_STATUS_CODES[status];
+  const what = `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
+  const reasons: Partial<Record<ReplyStatus, string>> = {
+    [ReplyStatus.UnknownVolume]: 'the volume does not exist in the storage domain',
+    [ReplyStatus.ShrinkRefused]: `the volume is already ${resultBytes} bytes and volumes never shrink`,
+    [ReplyStatus.BeyondCap]: `the target is beyond what the volume's qcow2 image can use (volume stays at ${resultBytes} bytes)`,
+    [ReplyStatus.DomainFull]: 'the storage domain has no free space left; add space to the VG',
+    [ReplyStatus.StaleSequence]: 'the request carries a sequence number the SPM already served (an old or replayed request)',
+    [ReplyStatus.InvalidRequest]: 'the SPM could not make sense of the request',
+    [ReplyStatus.VolumeExists]: 'a volume of that name already exists',
+    [ReplyStatus.Failed]: 'the SPM failed to carry it out; see the SPM log',
+  };
+  return new MailboxRequestRefusedError(code, request.volume, resultBytes, `SPM refused ${what}: ${reasons[status] ?? code}`);
+}

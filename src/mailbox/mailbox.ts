@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import { open, stat } from 'node:fs/promises';
+import { TideError } from '../errors.js';
+import { DirectBlockFile } from './direct-io.js';
+import {
+  BLOCK_BYTES,
+  decodeHeader,
+  decodeReplySlot,
+  decodeRequestSlot,
+  encodeHeader,
+  encodeReplySlot,
+  encodeRequestSlot,
+  FORMAT_VERSION,
+  mailboxBytes,
+  MAX_HOSTS_LIMIT,
+  replySlotOffset,
+  requestSlotOffset,
+  type Decoded,
+  type MailboxHeader,
+  type Reply,
+  type Request,
+  type Slot,
+} from './format.js';
+
+export class MailboxFormatError extends TideError {
+  readonly code = 'mailbox-format';
+}
+
+export class HostIdError extends TideError {
+  readonly code = 'host-id';
+}
+
+/**
+ * The mailbox volume: the header, and the slots read and written whole with
+ * direct I/O. Holds no state of its own beyond the open file; the host and SPM
+ * sides keep theirs.
+ */
+export class Mailbox {
+  private constructor(
+    readonly path: string,
+    readonly header: MailboxHeader,
+    private readonly file: DirectBlockFile,
+  ) {}
+
+  get maxHosts(): number {
+    return this.header.maxHosts;
+  }
+
+  /** Writes a new, empty mailbox. Refuses to overwrite a valid one unless `force`: every host's pending requests would vanish. */
+  static async init(path: string, options: { maxHosts: number; force?: boolean }): Promise<MailboxHeader> {
+    if (!Number.isInteger(options.maxHosts) || options.maxHosts < 1 || options.maxHosts > MAX_HOSTS_LIMIT) {
+      throw new MailboxFormatError(`max hosts ${options.maxHosts} must be 1..${MAX_HOSTS_LIMIT}`);
+    }
+    const bytes = mailboxBytes(options.maxHosts);
+    // A regular file (lab) is created and sized; a block device (LV) must already be big enough.
+    const handle = await open(path, 'a');
+    await handle.close();
+    const info = await stat(path);
+    if (info.isFile() && info.size < bytes) {
+      const sizing = await open(path, 'r+');
+      await sizing.truncate(bytes);
+      await sizing.close();
+    }
+    const file = await DirectBlockFile.open(path, bytes);
+    try {
+      const existing = decodeHeader(await file.read(0, BLOCK_BYTES));
+      if (existing.kind === 'valid' && !options.force) {
+        throw new MailboxFormatError(`${path} already holds a mailbox (id ${existing.value.mailboxId}, ${existing.value.maxHosts} hosts); pass --force to wipe it and every pending request`);
+      }
+      const header: MailboxHeader = { version: FORMAT_VERSION, maxHosts: options.maxHosts, mailboxId: randomUUID(), createdAtMs: Date.now() };
+      const image = Buffer.alloc(bytes);
+      encodeHeader(header).copy(image, 0);
+      await file.write(0, image);
+      return header;
+    } finally {
+      await file.close();
+    }
+  }
+
+  static async open(path: string): Promise<Mailbox> {
+    const probe = await DirectBlockFile.open(path, BLOCK_BYTES);
+    let decoded: Decoded<MailboxHeader>;
+    try {
+      decoded = decodeHeader(await probe.read(0, BLOCK_BYTES));
+    } finally {
+      await probe.close();
+    }
+    if (decoded.kind === 'empty') throw new MailboxFormatError(`${path} holds no mailbox; create one with 'tideline mailbox init ${path}'`);
+    if (decoded.kind === 'invalid') throw new MailboxFormatError(`${path} has no usable mailbox header (${decoded.reason}: ${decoded.detail})`);
+    const header = decoded.value;
+    const file = await DirectBlockFile.open(path, header.maxHosts * BLOCK_BYTES);
+    return new Mailbox(path, header, file);
+  }
+
+  assertHostId(hostId: number): void {
+    if (!Number.isInteger(hostId) || hostId < 1 || hostId > this.maxHosts) {
+      throw new HostIdError(`host id ${hostId} is outside this mailbox's 1..${this.maxHosts}; give every host a distinct id in that range`);
+    }
+  }
+
+  /** Every host's request slot in one read: the SPM's poll. */
+  async readAllRequests(): Promise<Map<number, Decoded<Slot<Request>>>> {
+    const region = await this.file.read(requestSlotOffset(1), this.maxHosts * BLOCK_BYTES);
+    const slots = new Map<number, Decoded<Slot<Request>>>();
+    for (let hostId = 1; hostId <= this.maxHosts; hostId += 1) {
+      const start = (hostId - 1) * BLOCK_BYTES;
+      slots.set(hostId, decodeRequestSlot(region.subarray(start, start + BLOCK_BYTES), hostId));
+    }
+    return slots;
+  }
+
+  async readAllReplies(): Promise<Map<number, Decoded<Slot<Reply>>>> {
+    const region = await this.file.read(replySlotOffset(1, this.maxHosts), this.maxHosts * BLOCK_BYTES);
+    const slots = new Map<number, Decoded<Slot<Reply>>>();
+    for (let hostId = 1; hostId <= this.maxHosts; hostId += 1) {
+      const start = (hostId - 1) * BLOCK_BYTES;
+      slots.set(hostId, decodeReplySlot(region.subarray(start, start + BLOCK_BYTES), hostId));
+    }
+    return slots;
+  }
+
+  async readRequests(hostId: number): Promise<Decoded<Slot<Request>>> {
+    this.assertHostId(hostId);
+    return decodeRequestSlot(await this.file.read(requestSlotOffset(hostId), BLOCK_BYTES), hostId);
+  }
+
+  async readReplies(hostId: number): Promise<Decoded<Slot<Reply>>> {
+    this.assertHostId(hostId);
+    return decodeReplySlot(await this.file.read(replySlotOffset(hostId, this.maxHosts), BLOCK_BYTES), hostId);
+  }
+
+  async writeRequests(slot: Slot<Request>): Promise<void> {
+    this.assertHostId(slot.hostId);
+    await this.file.write(requestSlotOffset(slot.hostId), encodeRequestSlot(slot));
+  }
+
+  async writeReplies(slot: Slot<Reply>): Promise<void> {
+    this.assertHostId(slot.hostId);
+    await this.file.write(replySlotOffset(slot.hostId, this.maxHosts), encodeReplySlot(slot));
+  }
+
+  /** Raw block write, for tests that corrupt a slot on purpose. */
+  async writeRawRequestBlock(hostId: number, block: Uint8Array): Promise<void> {
+    this.assertHostId(hostId);
+    await this.file.write(requestSlotOffset(hostId), block);
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
+}
