@@ -5,6 +5,8 @@ import { agentCommand } from './commands/agent.js';
 import { labCommand } from './commands/lab.js';
 import { loopDomainCommand } from './commands/loop-domain.js';
 import { statusCommand } from './commands/status.js';
+import { leaseCommand, mailboxCommand } from './commands/mailbox.js';
+import { spmCommand } from './commands/spm.js';
 import { InvalidConfigError } from '../errors.js';
 import { reportFailure } from './failure.js';
 
@@ -21,8 +23,11 @@ function buildCli() {
   .command(labCommand)
   .command(agentCommand)
   .command(statusCommand)
+  .command(spmCommand)
+  .command(mailboxCommand)
+  .command(leaseCommand)
   .command(loopDomainCommand)
-  .demandCommand(1, 'name a command: lab, agent, status or loop-domain')
+  .demandCommand(1, 'name a command: lab, agent, spm, status, mailbox, lease or loop-domain')
   .strict()
   .recommendCommands()
   .help()

@@ -8,6 +8,10 @@ import { createLogger } from '../../log/logger.js';
 import { systemClock } from '../../util/clock.js';
 import { execaRunner } from '../../util/runner.js';
 import { abortOnSignals } from '../failure.js';
+import { InvalidConfigError } from '../../errors.js';
+import { Mailbox } from '../../mailbox/mailbox.js';
+import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
+import type { Extender } from '../../monitor/ports.js';
 
 interface AgentArguments {
   qmp: string[];
@@ -19,6 +23,8 @@ interface AgentArguments {
   'status-file': string;
   'metrics-listen'?: string;
   poll: number;
+  mailbox?: string;
+  'host-id'?: number;
 }
 
 export const agentCommand: CommandModule<object, AgentArguments> = {
@@ -26,7 +32,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
   describe: 'Watch QEMU processes and grow their thin drives before they fill up (runs until SIGTERM)',
   builder: (yargs) =>
     yargs
-      .option('qmp', { type: 'string', array: true, demandOption: true, describe: 'QMP socket of a VM, as NAME=PATH or PATH (repeatable)' })
+      .option('qmp', { type: 'string', array: true, default: [], describe: 'QMP socket of a VM, as NAME=PATH or PATH (repeatable)' })
       .option('domain', { type: 'string', demandOption: true, describe: 'Loop storage domain directory holding the volumes' })
       .option('chunk', { type: 'string', describe: 'How much one extension adds (default 2560M, as oVirt)' })
       .option('free-target', { type: 'string', describe: 'Extend when less than this is free above the high-water mark (default 2048M)' })
@@ -34,7 +40,9 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('adaptive', { type: 'boolean', default: false, describe: 'Grow chunk and free target with the measured write rate' })
       .option('status-file', { type: 'string', default: DEFAULT_STATUS_FILE, describe: "Where to publish state for 'tideline status'" })
       .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9471' })
-      .option('poll', { type: 'number', default: 2, describe: 'Seconds between safety polls of the high-water mark' }),
+      .option('poll', { type: 'number', default: 2, describe: 'Seconds between safety polls of the high-water mark' })
+      .option('mailbox', { type: 'string', describe: 'Ask the SPM for extensions through this mailbox volume (shared storage); without it the agent extends by itself (single host)' })
+      .option('host-id', { type: 'number', describe: "This host's id in the mailbox (needed with --mailbox)" }),
   handler: async (argv) => {
     const settings = parseAgentSettings({
       qmp: argv.qmp,
@@ -49,7 +57,14 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     });
     const logger = createLogger();
     const plugin = await LoopPlugin.open(settings.domain, execaRunner);
-    const agent = new Agent({ settings, plugin, extender: new DirectExtender(plugin), clock: systemClock, logger });
+    let extender: Extender = new DirectExtender(plugin);
+    let mailbox: Mailbox | undefined;
+    if (argv.mailbox) {
+      if (argv['host-id'] === undefined) throw new InvalidConfigError('--mailbox needs --host-id: the slot this host writes its requests into');
+      mailbox = await Mailbox.open(argv.mailbox);
+      extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }) });
+    }
+    const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger });
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
     try {
@@ -58,6 +73,8 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       logger.info('stopping: VMs keep running; their volumes keep the size they have');
     } finally {
       await agent.stop();
+      if (extender instanceof MailboxExtender) extender.close();
+      await mailbox?.close();
       signals.dispose();
     }
   },

@@ -1,0 +1,80 @@
+import type { Argv, CommandModule } from 'yargs';
+import { Mailbox } from '../../mailbox/mailbox.js';
+import { Operation, REPLY_STATUS_CODES, type Decoded, type Slot } from '../../mailbox/format.js';
+import { initLeaseVolume } from '../../lease/open-storage-lease.js';
+import { formatSize } from '../../util/sizes.js';
+import { InvalidConfigError } from '../../errors.js';
+
+function absolute(file: string): string {
+  if (!file.startsWith('/')) throw new InvalidConfigError(`'${file}' must be an absolute path`);
+  return file;
+}
+
+export const mailboxCommand: CommandModule = {
+  command: 'mailbox',
+  describe: 'Create or inspect the mailbox volume hosts and the SPM talk through',
+  builder: (yargs: Argv) =>
+    yargs
+      .command<{ path: string; 'max-hosts': number; force: boolean }>(
+        'init <path>',
+        'Write an empty mailbox (a file in the lab, an LV in production)',
+        (command) =>
+          command
+            .positional('path', { type: 'string', demandOption: true })
+            .option('max-hosts', { type: 'number', default: 250, describe: 'Host ids 1..N can use it' })
+            .option('force', { type: 'boolean', default: false, describe: 'Overwrite an existing mailbox (pending requests are lost)' }),
+        async (argv) => {
+          const header = await Mailbox.init(absolute(argv.path), { maxHosts: argv['max-hosts'], force: argv.force });
+          process.stdout.write(`mailbox ${header.mailboxId} for ${header.maxHosts} hosts written to ${argv.path}\n`);
+        },
+      )
+      .command<{ path: string; json: boolean }>(
+        'dump <path>',
+        'Decode every slot that holds something',
+        (command) => command.positional('path', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+        async (argv) => {
+          const mailbox = await Mailbox.open(absolute(argv.path));
+          try {
+            const [requests, replies] = await Promise.all([mailbox.readAllRequests(), mailbox.readAllReplies()]);
+            const hosts = [...requests.keys()].filter((hostId) => requests.get(hostId)!.kind !== 'empty' || replies.get(hostId)!.kind !== 'empty');
+            const view = hosts.map((hostId) => ({ hostId, requests: plain(requests.get(hostId)!), replies: plain(replies.get(hostId)!) }));
+            if (argv.json) {
+              process.stdout.write(`${JSON.stringify({ header: mailbox.header, hosts: view }, null, 2)}\n`);
+              return;
+            }
+            process.stdout.write(`mailbox ${mailbox.header.mailboxId}: ${mailbox.header.maxHosts} hosts, ${hosts.length} in use\n`);
+            for (const host of view) {
+              process.stdout.write(`host ${host.hostId}\n`);
+              process.stdout.write(`  requests: ${describeSlot(requests.get(host.hostId)!, (request) => `#${request.sequence} ${Operation[request.operation]?.toLowerCase()} ${request.volume} to ${formatSize(request.targetBytes)}`)}\n`);
+              process.stdout.write(`  replies:  ${describeSlot(replies.get(host.hostId)!, (reply) => `#${reply.sequence} ${REPLY_STATUS_CODES[reply.status]} ${formatSize(reply.resultBytes)}`)}\n`);
+            }
+          } finally {
+            await mailbox.close();
+          }
+        },
+      )
+      .demandCommand(1, 'name an action: init or dump'),
+  handler: () => undefined,
+};
+
+export const leaseCommand: CommandModule<object, { path: string; 'max-hosts': number }> = {
+  command: 'lease init <path>',
+  describe: 'Size the built-in storage lease volume (a file in the lab, an LV in production)',
+  builder: (yargs) => yargs.positional('path', { type: 'string', demandOption: true }).option('max-hosts', { type: 'number', default: 250 }),
+  handler: async (argv) => {
+    await initLeaseVolume(absolute(argv.path), argv['max-hosts']);
+    process.stdout.write(`lease volume ${argv.path} ready for ${argv['max-hosts']} hosts\n`);
+  },
+};
+
+function plain<T>(decoded: Decoded<Slot<T>>): unknown {
+  if (decoded.kind !== 'valid') return decoded;
+  return { kind: 'valid', generation: decoded.value.generation, messages: decoded.value.messages.flatMap((message, index) => (message ? [{ index, ...message }] : [])) };
+}
+
+function describeSlot<T>(decoded: Decoded<Slot<T>>, describe: (message: T) => string): string {
+  if (decoded.kind === 'empty') return 'never written';
+  if (decoded.kind === 'invalid') return `UNREADABLE (${decoded.reason}: ${decoded.detail})`;
+  const messages = decoded.value.messages.flatMap((message, index) => (message ? [`[${index}] ${describe(message)}`] : []));
+  return `generation ${decoded.value.generation}; ${messages.length === 0 ? 'no messages' : messages.join(', ')}`;
+}

@@ -1,0 +1,152 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { DomainFullError, VolumeNotFoundError } from '../../plugins/errors.js';
+import type { StoragePlugin } from '../../plugins/types.js';
+import { errorCode, errorMessage } from '../errors.js';
+import type { Lease } from '../lease/types.js';
+import { MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Reply, type Request, type Slot } from '../mailbox/format.js';
+import type { Mailbox } from '../mailbox/mailbox.js';
+import { sleep, type Clock } from '../util/clock.js';
+import { checkExtend } from './validate.js';
+
+/**
+ * The storage pool manager: the only process that changes the storage
+ * domain's metadata. While it holds the lease it polls every host's request
+ * slot, serves new requests in sequence order, and writes each host's replies.
+ * It acts only while `lease.held`, checked before every change and every reply.
+ */
+export interface SpmOptions {
+  mailbox: Mailbox;
+  plugin: StoragePlugin;
+  lease: Lease;
+  clock: Clock;
+  logger: Logger;
+  /** Poll interval while requests flow. */
+  pollFastMs?: number;
+  /** Poll interval when idle. */
+  pollIdleMs?: number;
+  /** How long after the last request polling stays fast. */
+  fastForMs?: number;
+}
+
+export interface SpmEvents {
+  served: [{ hostId: number; sequence: number; operation: string; volume: string; status: string; resultBytes: number; ms: number }];
+  'corrupt-slot': [{ hostId: number; reason: string; detail: string }];
+}
+
+export interface SpmCounters {
+  served: number;
+  refused: number;
+  corruptSlots: number;
+  polls: number;
+}
+
+export class SpmService extends EventEmitter<SpmEvents> {
+  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0 };
+  private readonly lastServed = new Map<number, number>();
+  private readonly replies = new Map<number, Slot<Reply>>();
+  /** The last corruption seen per host, so a slot that stays corrupt is counted and logged once. */
+  private readonly corruption = new Map<number, string>();
+  private lastActivity = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly options: SpmOptions) {
+    super();
+  }
+
+  /** Serves until `signal` aborts or the lease is lost; resolves with which it was. */
+  async serve(signal?: AbortSignal): Promise<'stopped' | 'lease-lost'> {
+    const { lease, clock } = this.options;
+    await this.recover();
+    while (!signal?.aborted) {
+      if (!lease.held) return 'lease-lost';
+      const busy = await this.pollOnce();
+      if (busy) this.lastActivity = clock.now();
+      const fast = clock.now() - this.lastActivity < (this.options.fastForMs ?? 2_000);
+      await sleep(clock, fast ? (this.options.pollFastMs ?? 5) : (this.options.pollIdleMs ?? 50));
+    }
+    return 'stopped';
+  }
+
+  /** What an earlier SPM already answered is in the reply slots: continue from there, so nothing is served twice. */
+  async recover(): Promise<void> {
+    const slots = await this.options.mailbox.readAllReplies();
+    for (const [hostId, decoded] of slots) {
+      const slot = decoded.kind === 'valid' ? decoded.value : { hostId, generation: 0, messages: new Array<Reply | undefined>(MESSAGES_PER_SLOT).fill(undefined) };
+      this.replies.set(hostId, slot);
+      this.lastServed.set(hostId, Math.max(0, ...slot.messages.map((reply) => reply?.sequence ?? 0)));
+    }
+  }
+
+  /** One pass over every request slot; true when something was served. */
+  async pollOnce(): Promise<boolean> {
+    const { mailbox, lease, logger } = this.options;
+    this.counters.polls += 1;
+    const slots = await mailbox.readAllRequests();
+    let busy = false;
+    for (const [hostId, decoded] of slots) {
+      if (decoded.kind === 'empty') continue;
+      if (decoded.kind === 'invalid') {
+        const signature = `${decoded.reason}:${decoded.detail}`;
+        if (this.corruption.get(hostId) !== signature) {
+          this.corruption.set(hostId, signature);
+          this.counters.corruptSlots += 1;
+          logger.warn({ hostId, reason: decoded.reason, detail: decoded.detail }, 'ignoring an unreadable request slot');
+          this.emit('corrupt-slot', { hostId, reason: decoded.reason, detail: decoded.detail });
+        }
+        continue;
+      }
+      this.corruption.delete(hostId);
+      const replies = this.replies.get(hostId)!;
+      const lastServed = this.lastServed.get(hostId) ?? 0;
+      const work = decoded.value.messages
+        .map((request, index) => ({ request, index }))
+        .filter((entry): entry is { request: Request; index: number } => entry.request !== undefined && replies.messages[entry.index]?.sequence !== entry.request.sequence)
+        .sort((left, right) => left.request.sequence - right.request.sequence);
+      if (work.length === 0) continue;
+      busy = true;
+      for (const { request, index } of work) {
+        if (!lease.held) return busy;
+        const stale = request.sequence <= (this.lastServed.get(hostId) ?? lastServed);
+        const reply = stale ? { sequence: request.sequence, status: ReplyStatus.StaleSequence, resultBytes: 0 } : await this.carryOut(hostId, request);
+        replies.messages[index] = reply;
+        if (!stale) this.lastServed.set(hostId, request.sequence);
+      }
+      if (!lease.held) return busy;
+      replies.generation += 1;
+      await mailbox.writeReplies(replies);
+    }
+    return busy;
+  }
+
+  private async carryOut(hostId: number, request: Request): Promise<Reply> {
+    const { plugin, logger, clock } = this.options;
+    const started = clock.now();
+    const finish = (status: ReplyStatus, resultBytes: number, detail?: string): Reply => {
+      const code = REPLY_STATUS_CODES[status];
+      const event = { hostId, sequence: request.sequence, operation: Operation[request.operation] ?? 'unknown', volume: request.volume, status: code, resultBytes, ms: clock.now() - started };
+      if (status === ReplyStatus.Ok) {
+        this.counters.served += 1;
+        logger.info({ ...event, targetBytes: request.targetBytes }, 'request served');
+      } else {
+        this.counters.refused += 1;
+        logger.warn({ ...event, targetBytes: request.targetBytes, detail }, 'request refused');
+      }
+      this.emit('served', event);
+      return { sequence: request.sequence, status, resultBytes };
+    };
+    if (request.operation !== Operation.Extend) {
+      return finish(ReplyStatus.InvalidRequest, 0, `operation ${Operation[request.operation]} is not served by this SPM version`);
+    }
+    try {
+      const volume = await plugin.describe(request.volume);
+      const refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
+      if (refusal !== undefined) return finish(refusal, volume.sizeBytes);
+      const extended = await plugin.extend(request.volume, request.targetBytes);
+      return finish(ReplyStatus.Ok, extended.sizeBytes);
+    } catch (error) {
+      if (error instanceof VolumeNotFoundError) return finish(ReplyStatus.UnknownVolume, 0, error.message);
+      if (error instanceof DomainFullError) return finish(ReplyStatus.DomainFull, await plugin.describe(request.volume).then((info) => info.sizeBytes, () => 0), error.message);
+      return finish(ReplyStatus.Failed, 0, `${errorCode(error)}: ${errorMessage(error)}`);
+    }
+  }
+}

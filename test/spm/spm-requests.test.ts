@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { initLoopDomain, LoopPlugin } from '../../plugins/loop/index.js';
+import { initLeaseVolume, openStorageLease } from '../../src/lease/open-storage-lease.js';
+import type { StorageLease } from '../../src/lease/storage-lease.js';
+import { Operation, encodeRequestSlot } from '../../src/mailbox/format.js';
+import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { MailboxExtender, MailboxRequestRefusedError } from '../../src/mailbox/mailbox-extender.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { SpmService } from '../../src/spm/spm-service.js';
+import { VIRTUAL_SIZE_TAG } from '../../src/spm/validate.js';
+import { systemClock } from '../../src/util/clock.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { MiB } from '../../src/util/sizes.js';
+
+/**
+ * The SPM against a real mailbox file (direct I/O), a real storage lease and a
+ * real loop domain: every kind of bad request gets its own error reply and
+ * changes nothing.
+ */
+describe('SPM: requests through the mailbox', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let plugin: LoopPlugin;
+  let spmMailbox: Mailbox;
+  let hostMailbox: Mailbox;
+  let lease: StorageLease;
+  let spm: SpmService;
+  let host: MailboxExtender;
+  let serving: Promise<unknown>;
+  const stop = new AbortController();
+
+  before(async () => {
+    dir = await mkdtemp('/var/tmp/tideline-spm-test-');
+    await initLoopDomain(path.join(dir, 'domain'), 2048 * MiB);
+    plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
+    await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts: 8 });
+    await initLeaseVolume(path.join(dir, 'leases'), 8);
+    spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
+    hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
+    lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 20, ioTimeoutMs: 100, expiryMs: 400, marginMs: 150 }, clock: systemClock, logger: silentLogger });
+    await lease.acquire();
+    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, pollIdleMs: 5 });
+    serving = spm.serve(stop.signal);
+    host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
+    // A 1 GiB qcow2 image can use a little over 1 GiB; the SPM enforces that cap.
+    await plugin.create('vm1-vda', 64 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
+    await plugin.create('vm2-vda', 64 * MiB);
+  });
+  after(async () => {
+    stop.abort();
+    await serving;
+    host.close();
+    await lease.release();
+    await spmMailbox.close();
+    await hostMailbox.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function refusal(work: Promise<unknown>): Promise<MailboxRequestRefusedError> {
+    const error = await work.then(() => undefined, (caught: unknown) => caught);
+    assert.ok(error instanceof MailboxRequestRefusedError, `expected a refusal, got ${String(error)}`);
+    return error;
+  }
+
+  async function sizes(): Promise<number[]> {
+    return Promise.all(['vm1-vda', 'vm2-vda'].map(async (volume) => (await plugin.describe(volume)).sizeBytes));
+  }
+
+  it('extends to the absolute size asked for, and many requests can be in flight at once', async () => {
+    const results = await Promise.all([host.extend('vm1-vda', 128 * MiB), host.extend('vm2-vda', 96 * MiB)]);
+    assert.deepEqual(results, [128 * MiB, 96 * MiB]);
+    assert.deepEqual(await sizes(), [128 * MiB, 96 * MiB]);
+    // Replaying an absolute size is harmless.
+    assert.equal(await host.extend('vm1-vda', 128 * MiB), 128 * MiB);
+  });
+
+  it('refuses an unknown volume, a shrink, a size beyond the cap, and a full domain, each with its own code', async () => {
+    const before = await sizes();
+    assert.equal((await refusal(host.extend('nosuch-vda', 128 * MiB))).code, 'volume-not-found');
+    const shrink = await refusal(host.extend('vm1-vda', 64 * MiB));
+    assert.equal(shrink.code, 'shrink-refused');
+    assert.match(shrink.message, /already 134217728 bytes and volumes never shrink/);
+    assert.equal((await refusal(host.extend('vm1-vda', 1100 * MiB))).code, 'cap-reached');
+    const full = await refusal(host.extend('vm2-vda', 4096 * MiB));
+    assert.equal(full.code, 'domain-full');
+    assert.match(full.message, /add space to the VG/);
+    assert.deepEqual(await sizes(), before, 'a refused request changed a volume');
+  });
+
+  it('answers a request that reuses an already served sequence number with stale-sequence, and serves nothing', async () => {
+    const before = await sizes();
+    // A host that lost its state writes sequence 1 again into a free message.
+    const replayed = encodeRequestSlot({ hostId: 2, generation: 999, messages: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, { sequence: 1, operation: Operation.Extend, volume: 'vm2-vda', targetBytes: 512 * MiB, virtualBytes: 0 }] });
+    await hostMailbox.writeRawRequestBlock(2, replayed);
+    const deadline = Date.now() + 5_000;
+    let reply;
+    while (Date.now() < deadline) {
+      const replies = await hostMailbox.readReplies(2);
+      reply = replies.kind === 'valid' ? replies.value.messages[7] : undefined;
+      if (reply?.sequence === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(reply, { sequence: 1, status: 5, resultBytes: 0 });
+    assert.deepEqual(await sizes(), before);
+  });
+
+  it('ignores and counts a corrupted slot, and keeps serving the other hosts', async () => {
+    const corruptBefore = spm.counters.corruptSlots;
+    await hostMailbox.writeRawRequestBlock(5, Buffer.alloc(4096, 0xa5));
+    const other = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 3, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
+    try {
+      assert.equal(await other.extend('vm2-vda', 160 * MiB), 160 * MiB);
+      assert.equal(spm.counters.corruptSlots, corruptBefore + 1, 'the corrupted slot was not counted exactly once');
+    } finally {
+      other.close();
+    }
+  });
+
+  it('stops serving the moment the lease is lost', async () => {
+    const servedBefore = spm.counters.served;
+    await lease.release();
+    const outcome = await Promise.race([serving, new Promise((resolve) => setTimeout(() => resolve('still serving'), 2_000))]);
+    assert.equal(outcome, 'lease-lost');
+    const late = host.extend('vm1-vda', 256 * MiB);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(spm.counters.served, servedBefore);
+    assert.equal((await plugin.describe('vm1-vda')).sizeBytes, 128 * MiB);
+    host.close();
+    await late.catch(() => undefined);
+  });
+});
