@@ -1,0 +1,47 @@
+import { execa, type ResultPromise } from 'execa';
+import { until } from './watch.js';
+
+/** A `tideline` subcommand run as its own process (from the sources), with its JSON log lines collected. */
+export class TidelineProcess {
+  readonly child: ResultPromise;
+  readonly events: Array<Record<string, unknown>> = [];
+  private stderr = '';
+
+  constructor(readonly name: string, args: string[]) {
+    this.child = execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
+    this.child.stderr?.on('data', (chunk: Buffer) => {
+      this.stderr += chunk.toString();
+      const lines = this.stderr.split('\n');
+      this.stderr = lines.pop() ?? '';
+      for (const line of lines) {
+        try {
+          this.events.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          this.events.push({ msg: line });
+        }
+      }
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  logged(message: string): Array<Record<string, unknown>> {
+    return this.events.filter((event) => event.msg === message);
+  }
+
+  async waitFor(message: string, timeoutMs: number, count = 1): Promise<void> {
+    await until(() => this.logged(message).length >= count, timeoutMs, `${this.name} to log "${message}"\n${this.transcript()}`);
+  }
+
+  transcript(): string {
+    return this.events.slice(-15).map((event) => JSON.stringify(event)).join('\n');
+  }
+
+  /** Kills this process (by its own PID) and waits for it. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    this.child.kill(signal);
+    await this.child;
+  }
+}

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { readStatus } from '../../src/agent/status-file.js';
+import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
+import { Mailbox } from '../../src/mailbox/mailbox.js';
+import type { LabVm } from '../../src/lab/lab-vm.js';
+import { LabWorld } from './helpers/lab-world.js';
+import { TidelineProcess } from './helpers/tideline-process.js';
+import { until } from './helpers/watch.js';
+
+/**
+ * Three hosts on one machine: three agents with distinct host ids, SPM
+ * candidates on hosts 1 and 3, one mailbox and one storage domain. Every
+ * extension travels agent -> mailbox -> SPM -> mailbox -> agent.
+ */
+const MAX_HOSTS = 8;
+const LEASE_EXPIRY_SECONDS = '2';
+
+describe('real QEMU: three hosts, one SPM, extensions through the mailbox', function () {
+  this.timeout(6 * 60_000);
+  let world: LabWorld;
+  let processes: TidelineProcess[] = [];
+  let mailboxPath: string;
+  let leasePath: string;
+
+  beforeEach(async () => {
+    world = await LabWorld.create();
+    mailboxPath = path.join(world.dir, 'mailbox');
+    leasePath = path.join(world.dir, 'leases');
+    await Mailbox.init(mailboxPath, { maxHosts: MAX_HOSTS });
+    await initLeaseVolume(leasePath, MAX_HOSTS);
+  });
+  afterEach(async () => {
+    for (const process of processes) await process.kill().catch(() => undefined);
+    processes = [];
+    await world.dispose();
+  });
+
+  function start(name: string, args: string[]): TidelineProcess {
+    const process = new TidelineProcess(name, args);
+    processes.push(process);
+    return process;
+  }
+
+  function spm(hostId: number): TidelineProcess {
+    return start(`spm${hostId}`, ['spm', '--mailbox', mailboxPath, '--lease', leasePath, '--host-id', String(hostId), '--domain', world.workspace.domainDir, '--lease-expiry', LEASE_EXPIRY_SECONDS]);
+  }
+
+  function agent(hostId: number, vm: LabVm | undefined): TidelineProcess {
+    const qmp = vm ? ['--qmp', `${vm.options.name}=${vm.qmpSocket}`] : [];
+    return start(`agent${hostId}`, [
+      'agent', ...qmp, '--domain', world.workspace.domainDir, '--mailbox', mailboxPath, '--host-id', String(hostId),
+      '--chunk', '256M', '--free-target', '192M', '--poll', '0.5', '--status-file', path.join(world.dir, `status-${hostId}.json`),
+    ]);
+  }
+
+  /** Two hosts run a guest writing 1 GiB each; the third host's agent has no VM. */
+  async function startHosts(): Promise<{ vms: LabVm[]; primary: TidelineProcess; standby: TidelineProcess }> {
+    const primary = spm(1);
+    await primary.waitFor('acting as SPM', 30_000);
+    const standby = spm(3);
+    await standby.waitFor('waiting for the SPM lease', 30_000);
+    const vms = [await world.startVm({ name: 'alpha', writeMib: 1024 }), await world.startVm({ name: 'beta', writeMib: 1024 })];
+    agent(1, vms[0]);
+    agent(2, vms[1]);
+    agent(3, undefined);
+    return { vms, primary, standby };
+  }
+
+  function servedTargets(spms: TidelineProcess[]): Map<string, number[]> {
+    const targets = new Map<string, number[]>();
+    for (const event of spms.flatMap((process) => process.logged('request served'))) {
+      const list = targets.get(String(event.volume)) ?? [];
+      list.push(Number(event.targetBytes));
+      targets.set(String(event.volume), list);
+    }
+    return targets;
+  }
+
+  async function assertVerified(vms: LabVm[]): Promise<void> {
+    for (const vm of vms) {
+      const progress = await vm.finished();
+      assert.equal(progress.errors.length, 0, `${vm.options.name}: ${progress.errors.join('; ')}`);
+      assert.ok(progress.result, `${vm.options.name} gave no result; console in ${vm.consoleLog}`);
+      assert.equal(progress.result.bad, 0, `${vm.options.name} read back data that differs`);
+      assert.equal(progress.result.units, 64);
+    }
+  }
+
+  it('serves every extension through the mailbox with zero pauses, and ignores a corrupted slot', async () => {
+    const { vms, primary, standby } = await startHosts();
+    await primary.waitFor('request served', 120_000, 2);
+    // Garbage in host 5's request slot while hosts 1 and 2 are being served.
+    const mailbox = await Mailbox.open(mailboxPath);
+    await mailbox.writeRawRequestBlock(5, Buffer.alloc(4096, 0x5a));
+    await mailbox.close();
+
+    await assertVerified(vms);
+    const corrupt = primary.logged('ignoring an unreadable request slot');
+    assert.equal(corrupt.length, 1, 'the corrupted slot should be logged (and counted) once');
+    assert.equal(corrupt[0]!.hostId, 5);
+    assert.equal(standby.logged('request served').length, 0, 'the standby served while the primary held the lease');
+
+    await until(async () => (await readStatus(path.join(world.dir, 'status-2.json')).catch(() => undefined))?.vms[0]?.drives[0]?.extensions !== undefined, 10_000, 'status of host 2');
+    for (const [hostId, vm] of [[1, vms[0]!], [2, vms[1]!]] as const) {
+      const status = await readStatus(path.join(world.dir, `status-${hostId}.json`));
+      const drive = status.vms[0]!.drives[0]!;
+      assert.equal(status.vms[0]!.pauses, 0, `${vm.options.name} paused`);
+      assert.equal(drive.error, null);
+      assert.ok(drive.extensions >= 3, `${vm.options.name}: only ${drive.extensions} extensions`);
+      assert.ok((await world.plugin.describe(vm.volume)).sizeBytes >= 1024 * 1024 * 1024);
+    }
+    const served = servedTargets([primary]);
+    assert.ok((served.get('alpha-vda')?.length ?? 0) >= 3 && (served.get('beta-vda')?.length ?? 0) >= 3, 'both hosts were served by the SPM');
+  });
+
+  it('survives kill -9 of the SPM mid-run: the standby takes over, nothing is lost or over-grown', async () => {
+    const { vms, primary, standby } = await startHosts();
+    await primary.waitFor('request served', 120_000, 2);
+    await primary.kill('SIGKILL');
+
+    await standby.waitFor('acting as SPM', 30_000);
+    await assertVerified(vms);
+    assert.ok(standby.logged('request served').length >= 1, 'the standby served nothing after the takeover');
+
+    const targets = servedTargets([primary, standby]);
+    for (const vm of vms) {
+      const size = (await world.plugin.describe(vm.volume)).sizeBytes;
+      const highest = Math.max(...(targets.get(vm.volume) ?? [0]));
+      assert.equal(size, highest, `${vm.volume} is ${size} bytes but the highest size any SPM served was ${highest}`);
+      assert.ok(size >= 1024 * 1024 * 1024);
+    }
+  });
+});
