@@ -11,6 +11,8 @@ export interface RunOptions {
   /** Exit codes that are answers, not failures (e.g. `lvs` on a missing LV). */
   acceptExitCodes?: readonly number[];
   cwd?: string;
+  /** Added to the environment. */
+  env?: Record<string, string>;
 }
 
 export interface RunResult {
@@ -30,6 +32,7 @@ export const execaRunner: Runner = async (command, args, options = {}) => {
       timeout: options.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
       input: options.input,
       cwd: options.cwd,
+      env: options.env,
       reject: false,
       stripFinalNewline: true,
       encoding: 'utf8',

@@ -1,0 +1,1 @@
+export { LvmPlugin, encodeTag, decodeTags, type LvmPluginOptions } from './lvm-plugin.js';

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { truncate, writeFile } from 'node:fs/promises';
+import { LvmPlugin } from '../../plugins/lvm/index.js';
+import { Workspace } from '../../src/lab/workspace.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { GiB, MiB } from '../../src/util/sizes.js';
+
+/**
+ * The lvm plugin against real LVM: a VG on a loop device, metadata commands
+ * with activation = 0 because this kernel has no device-mapper. Activation and
+ * refresh of an active LV cannot be exercised here; the tests check that the
+ * plugin says so instead of pretending.
+ */
+const NO_TRACES = 'backup { backup = 0 archive = 0 }';
+
+describe('lvm plugin against real LVM (activation disabled)', function () {
+  this.timeout(120_000);
+  let workspace: Workspace;
+  let loopDevice: string;
+  let vg: string;
+  let plugin: LvmPlugin;
+
+  before(async () => {
+    workspace = await Workspace.create({ prefix: 'tideline-lvm-test-', capacityBytes: GiB, run: execaRunner });
+    const backing = path.join(workspace.dir, 'pv.img');
+    await writeFile(backing, '');
+    await truncate(backing, GiB);
+    loopDevice = (await execaRunner('losetup', ['--find', '--show', backing])).stdout.trim();
+    vg = `tltest${process.pid}`;
+    const config = ['--config', `global { activation = 0 } devices { use_devicesfile = 0 } ${NO_TRACES}`, '--devices', loopDevice];
+    const env = { LVM_SUPPRESS_FD_WARNINGS: '1' };
+    await execaRunner('pvcreate', [...config, loopDevice], { env });
+    await execaRunner('vgcreate', [...config, '--physicalextentsize', '4m', vg, loopDevice], { env });
+    plugin = await LvmPlugin.open({ vg, run: execaRunner, activation: false, devices: [loopDevice], extraConfig: NO_TRACES });
+  });
+  after(async () => {
+    // Detaching the loop device and deleting its file removes the VG with it; nothing of it lives elsewhere.
+    await workspace?.dispose();
+  });
+
+  it('reads the VG: extent size and free space', async () => {
+    assert.equal(plugin.extentBytes, 4 * MiB);
+    const free = await plugin.freeBytes();
+    assert.ok(free > 900 * MiB && free <= GiB, `free ${free}`);
+  });
+
+  it('creates an LV rounded up to whole extents, with tideline metadata in its tags', async () => {
+    const created = await plugin.create('vm1-vda', 10 * MiB, { 'virtual-bytes': String(4 * GiB), owner: 'host-3' });
+    assert.equal(created.sizeBytes, 12 * MiB);
+    const described = await plugin.describe('vm1-vda');
+    assert.deepEqual(described, { name: 'vm1-vda', sizeBytes: 12 * MiB, tags: { 'virtual-bytes': String(4 * GiB), owner: 'host-3' } });
+    assert.deepEqual((await plugin.list()).map((volume) => volume.name), ['vm1-vda']);
+    await assert.rejects(plugin.create('vm1-vda', 4 * MiB), { code: 'volume-exists' });
+  });
+
+  it('extends to an absolute size, never shrinks, and reports a full VG as domain-full', async () => {
+    assert.equal((await plugin.extend('vm1-vda', 100 * MiB)).sizeBytes, 100 * MiB);
+    assert.equal((await plugin.extend('vm1-vda', 50 * MiB)).sizeBytes, 100 * MiB, 'a smaller target must change nothing');
+    assert.equal((await plugin.extend('vm1-vda', 101 * MiB)).sizeBytes, 104 * MiB);
+    const error = await plugin.extend('vm1-vda', 4 * GiB).catch((caught: unknown) => caught);
+    assert.equal((error as { code?: string }).code, 'domain-full');
+    assert.match((error as Error).message, new RegExp(`storage domain ${vg} has \\d+ bytes free`));
+    assert.equal((await plugin.describe('vm1-vda')).sizeBytes, 104 * MiB);
+  });
+
+  it('names unknown volumes and bad names clearly', async () => {
+    await assert.rejects(plugin.describe('nosuch'), { code: 'volume-not-found' });
+    await assert.rejects(plugin.extend('nosuch', 8 * MiB), { code: 'volume-not-found' });
+    await assert.rejects(plugin.create('../etc', 8 * MiB), { code: 'invalid-volume-name' });
+  });
+
+  it('says that activation is impossible on this host instead of pretending; refresh reads the size from metadata', async () => {
+    await assert.rejects(plugin.activate('vm1-vda'), /activation is disabled on this host \(no device-mapper\)/);
+    assert.equal(await plugin.refresh('vm1-vda'), 104 * MiB);
+  });
+
+  it('maps device paths of its VG back to volume names, and no others', async () => {
+    assert.equal(await plugin.volumeForPath(`/dev/${vg}/vm1-vda`), 'vm1-vda');
+    assert.equal(await plugin.volumeForPath(`/dev/mapper/${vg}-vm1--vda`), 'vm1-vda');
+    assert.equal(await plugin.volumeForPath('/dev/othervg/vm1-vda'), undefined);
+  });
+
+  it('removes an LV and reports a second removal as not found', async () => {
+    await plugin.remove('vm1-vda');
+    assert.deepEqual(await plugin.list(), []);
+    await assert.rejects(plugin.remove('vm1-vda'), { code: 'volume-not-found' });
+  });
+});
