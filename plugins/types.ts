@@ -21,7 +21,7 @@ export interface StoragePlugin {
   remove(volume: string): Promise<void>;
   list(): Promise<VolumeInfo[]>;
   describe(volume: string): Promise<VolumeInfo>;
-  /** Grows to an absolute size; a target at or below the current size changes nothing. Never shrinks. */
+  /** Grows to an absolute size (rounded up to the extent size); the current size changes nothing; a smaller one is refused with ShrinkRefusedError. */
   extend(volume: string, targetBytes: number): Promise<VolumeInfo>;
   /** Makes this host see the volume's current size; returns the size this host now sees. */
   refresh(volume: string): Promise<number>;

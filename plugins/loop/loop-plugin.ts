@@ -44,6 +44,8 @@ export class LoopPlugin implements StoragePlugin {
   readonly kind = 'loop';
   readonly domain: string;
 
+  private metadataQueue: Promise<unknown> = Promise.resolve();
+
   private constructor(
     private readonly directory: string,
     private readonly settings: LoopDomainSettings,
@@ -76,23 +78,27 @@ export class LoopPlugin implements StoragePlugin {
   }
 
   async create(volume: string, sizeBytes: number, tags: Record<string, string> = {}): Promise<VolumeInfo> {
-    assertVolumeName(volume);
-    const size = alignUp(sizeBytes, this.extentBytes);
-    const file = this.fileOf(volume);
-    if (await exists(file)) throw new VolumeExistsError(volume, this.domain);
-    await this.assertRoom(volume, size);
-    const handle = await open(file, 'wx');
-    await handle.close();
-    await truncate(file, size);
-    await writeFile(this.tagsFileOf(volume), JSON.stringify(tags));
-    return { name: volume, sizeBytes: size, tags };
+    return this.exclusive(async () => {
+      assertVolumeName(volume);
+      const size = alignUp(sizeBytes, this.extentBytes);
+      const file = this.fileOf(volume);
+      if (await exists(file)) throw new VolumeExistsError(volume, this.domain);
+      await this.assertRoom(volume, size);
+      const handle = await open(file, 'wx');
+      await handle.close();
+      await truncate(file, size);
+      await writeFile(this.tagsFileOf(volume), JSON.stringify(tags));
+      return { name: volume, sizeBytes: size, tags };
+    });
   }
 
   async remove(volume: string): Promise<void> {
-    const file = await this.existingFile(volume);
-    for (const device of await loopDevicesFor(file)) await detachLoop(this.run, device);
-    await rm(file);
-    await rm(this.tagsFileOf(volume), { force: true });
+    return this.exclusive(async () => {
+      const file = await this.existingFile(volume);
+      for (const device of await loopDevicesFor(file)) await detachLoop(this.run, device);
+      await rm(file);
+      await rm(this.tagsFileOf(volume), { force: true });
+    });
   }
 
   async list(): Promise<VolumeInfo[]> {
@@ -108,15 +114,17 @@ export class LoopPlugin implements StoragePlugin {
   }
 
   async extend(volume: string, targetBytes: number): Promise<VolumeInfo> {
-    const file = await this.existingFile(volume);
-    const { size } = await stat(file);
-    if (targetBytes < size) throw new ShrinkRefusedError(volume, size, targetBytes);
-    const target = alignUp(targetBytes, this.extentBytes);
-    if (target > size) {
-      await this.assertRoom(volume, target - size);
-      await truncate(file, target);
-    }
-    return this.describe(volume);
+    return this.exclusive(async () => {
+      const file = await this.existingFile(volume);
+      const { size } = await stat(file);
+      if (targetBytes < size) throw new ShrinkRefusedError(volume, size, targetBytes);
+      const target = alignUp(targetBytes, this.extentBytes);
+      if (target > size) {
+        await this.assertRoom(volume, target - size);
+        await truncate(file, target);
+      }
+      return this.describe(volume);
+    });
   }
 
   async refresh(volume: string): Promise<number> {
@@ -151,8 +159,16 @@ export class LoopPlugin implements StoragePlugin {
   }
 
   async freeBytes(): Promise<number> {
-    const used = (await this.list()).reduce((sum, volume) => sum + volume.sizeBytes, 0);
-    return Math.max(0, this.settings.capacityBytes - used);
+    const names = (await readdir(this.directory)).filter((name) => name.endsWith(VOLUME_SUFFIX));
+    const sizes = await Promise.all(names.map(async (name) => (await stat(path.join(this.directory, name)).catch(() => ({ size: 0 }))).size));
+    return Math.max(0, this.settings.capacityBytes - sizes.reduce((sum, size) => sum + size, 0));
+  }
+
+  /** Space checks and size changes one at a time, so two concurrent extensions cannot both take the last free space. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.metadataQueue.then(work, work);
+    this.metadataQueue = result.catch(() => undefined);
+    return result;
   }
 
   private async assertRoom(volume: string, neededBytes: number): Promise<void> {

@@ -93,6 +93,7 @@ export class LvmPlugin implements StoragePlugin {
 
   async extend(volume: string, targetBytes: number): Promise<VolumeInfo> {
     const current = await this.describe(volume);
+    if (targetBytes < current.sizeBytes) throw new ShrinkRefusedError(volume, current.sizeBytes, targetBytes);
     const target = alignUp(targetBytes, this.extentBytes);
     if (target <= current.sizeBytes) return current;
     const result = await this.lvm('lvextend', ['--size', `${target}b`, `${this.options.vg}/${volume}`], [LVM_FAILED]);

@@ -29,7 +29,6 @@ const listenAddress = z.string().transform((value, context) => {
 export const agentSettingsSchema = z
   .object({
     qmp: z.array(qmpTarget).default([]),
-    domain: z.string().startsWith('/', 'must be an absolute path'),
     chunk: sizeField('--chunk').default(DEFAULT_POLICY.chunkBytes),
     freeTarget: sizeField('--free-target').default(DEFAULT_POLICY.freeTargetBytes),
     maxSize: sizeField('--max-size').optional(),

@@ -130,6 +130,12 @@ export class StorageLease extends EventEmitter<LeaseEvents> implements Lease {
     if (wasHolding) this.logger.info({ hostId: this.hostId }, 'lease released');
   }
 
+  /** Releases the lease and closes the lease volume. */
+  async close(): Promise<void> {
+    await this.release();
+    await this.file.close();
+  }
+
   private async renewLoop(): Promise<void> {
     while (this.state === LeaseState.Holding && !this.stopped) {
       await sleep(this.clock, this.timing.renewMs);

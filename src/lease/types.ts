@@ -10,5 +10,7 @@ export interface Lease {
   readonly held: boolean;
   acquire(signal?: AbortSignal): Promise<void>;
   release(): Promise<void>;
+  /** Releases and lets go of the lease volume. */
+  close(): Promise<void>;
   on<K extends keyof LeaseEvents>(event: K, listener: (...args: LeaseEvents[K]) => void): this;
 }

@@ -139,6 +139,17 @@ export class Mailbox {
     await this.file.write(replySlotOffset(slot.hostId, this.maxHosts), encodeReplySlot(slot));
   }
 
+  /** Reply slots of consecutive hosts, starting at `slots[0].hostId`, in one write: one I/O per SPM round however many hosts were served. */
+  async writeReplyRange(slots: ReadonlyArray<Slot<Reply>>): Promise<void> {
+    if (slots.length === 0) return;
+    const first = slots[0]!.hostId;
+    slots.forEach((slot, index) => {
+      if (slot.hostId !== first + index) throw new RangeError(`reply slots must be consecutive: host ${slot.hostId} at position ${index} after host ${first}`);
+      this.assertHostId(slot.hostId);
+    });
+    await this.file.write(replySlotOffset(first, this.maxHosts), Buffer.concat(slots.map((slot) => encodeReplySlot(slot))));
+  }
+
   /** Raw block write, for tests that corrupt a slot on purpose. */
   async writeRawRequestBlock(hostId: number, block: Uint8Array): Promise<void> {
     this.assertHostId(hostId);

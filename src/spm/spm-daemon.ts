@@ -36,6 +36,6 @@ export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin;
     }
     if (outcome === 'lease-lost') logger.error('SPM lease lost: stopped serving requests');
   }
-  await lease.release();
+  await lease.close();
   logger.info('SPM stopped; lease released');
 }

@@ -4,7 +4,7 @@ import { DomainFullError, VolumeNotFoundError } from '../../plugins/errors.js';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Lease } from '../lease/types.js';
-import { MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Reply, type Request, type Slot } from '../mailbox/format.js';
+import { MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Decoded, type Reply, type Request, type Slot } from '../mailbox/format.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import { checkExtend } from './validate.js';
@@ -27,6 +27,16 @@ export interface SpmOptions {
   pollIdleMs?: number;
   /** How long after the last request polling stays fast. */
   fastForMs?: number;
+}
+
+const HOSTS_IN_PARALLEL = 8;
+
+async function runWithLimit(tasks: ReadonlyArray<() => Promise<void>>, limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
 }
 
 export interface SpmEvents {
@@ -79,43 +89,54 @@ export class SpmService extends EventEmitter<SpmEvents> {
 
   /** One pass over every request slot; true when something was served. */
   async pollOnce(): Promise<boolean> {
-    const { mailbox, lease, logger } = this.options;
+    const { mailbox, lease } = this.options;
     this.counters.polls += 1;
     const slots = await mailbox.readAllRequests();
-    let busy = false;
-    for (const [hostId, decoded] of slots) {
-      if (decoded.kind === 'empty') continue;
-      if (decoded.kind === 'invalid') {
-        const signature = `${decoded.reason}:${decoded.detail}`;
-        if (this.corruption.get(hostId) !== signature) {
-          this.corruption.set(hostId, signature);
-          this.counters.corruptSlots += 1;
-          logger.warn({ hostId, reason: decoded.reason, detail: decoded.detail }, 'ignoring an unreadable request slot');
-          this.emit('corrupt-slot', { hostId, reason: decoded.reason, detail: decoded.detail });
-        }
-        continue;
+    const served: number[] = [];
+    const hosts = [...slots].map(([hostId, decoded]) => async () => {
+      if (await this.serveHost(hostId, decoded)) served.push(hostId);
+    });
+    // Hosts are independent (each extends its own volumes); a slow LVM command for one must not hold up the rest.
+    await runWithLimit(hosts, HOSTS_IN_PARALLEL);
+    if (served.length === 0) return false;
+    if (!lease.held) return true;
+    for (const hostId of served) this.replies.get(hostId)!.generation += 1;
+    const first = Math.min(...served);
+    const last = Math.max(...served);
+    const range: Array<Slot<Reply>> = [];
+    for (let hostId = first; hostId <= last; hostId += 1) range.push(this.replies.get(hostId)!);
+    await mailbox.writeReplyRange(range);
+    return true;
+  }
+
+  /** Serves one host's new requests in sequence order; true when any reply changed. */
+  private async serveHost(hostId: number, decoded: Decoded<Slot<Request>>): Promise<boolean> {
+    if (decoded.kind === 'empty') return false;
+    if (decoded.kind === 'invalid') {
+      const signature = `${decoded.reason}:${decoded.detail}`;
+      if (this.corruption.get(hostId) !== signature) {
+        this.corruption.set(hostId, signature);
+        this.counters.corruptSlots += 1;
+        this.options.logger.warn({ hostId, reason: decoded.reason, detail: decoded.detail }, 'ignoring an unreadable request slot');
+        this.emit('corrupt-slot', { hostId, reason: decoded.reason, detail: decoded.detail });
       }
-      this.corruption.delete(hostId);
-      const replies = this.replies.get(hostId)!;
-      const lastServed = this.lastServed.get(hostId) ?? 0;
-      const work = decoded.value.messages
-        .map((request, index) => ({ request, index }))
-        .filter((entry): entry is { request: Request; index: number } => entry.request !== undefined && replies.messages[entry.index]?.sequence !== entry.request.sequence)
-        .sort((left, right) => left.request.sequence - right.request.sequence);
-      if (work.length === 0) continue;
-      busy = true;
-      for (const { request, index } of work) {
-        if (!lease.held) return busy;
-        const stale = request.sequence <= (this.lastServed.get(hostId) ?? lastServed);
-        const reply = stale ? { sequence: request.sequence, status: ReplyStatus.StaleSequence, resultBytes: 0 } : await this.carryOut(hostId, request);
-        replies.messages[index] = reply;
-        if (!stale) this.lastServed.set(hostId, request.sequence);
-      }
-      if (!lease.held) return busy;
-      replies.generation += 1;
-      await mailbox.writeReplies(replies);
+      return false;
     }
-    return busy;
+    this.corruption.delete(hostId);
+    const replies = this.replies.get(hostId)!;
+    const work = decoded.value.messages
+      .map((request, index) => ({ request, index }))
+      .filter((entry): entry is { request: Request; index: number } => entry.request !== undefined && replies.messages[entry.index]?.sequence !== entry.request.sequence)
+      .sort((left, right) => left.request.sequence - right.request.sequence);
+    let changed = false;
+    for (const { request, index } of work) {
+      if (!this.options.lease.held) break;
+      const stale = request.sequence <= (this.lastServed.get(hostId) ?? 0);
+      replies.messages[index] = stale ? { sequence: request.sequence, status: ReplyStatus.StaleSequence, resultBytes: 0 } : await this.carryOut(hostId, request);
+      if (!stale) this.lastServed.set(hostId, request.sequence);
+      changed = true;
+    }
+    return changed;
   }
 
   private async carryOut(hostId: number, request: Request): Promise<Reply> {

@@ -54,9 +54,10 @@ describe('lvm plugin against real LVM (activation disabled)', function () {
     await assert.rejects(plugin.create('vm1-vda', 4 * MiB), { code: 'volume-exists' });
   });
 
-  it('extends to an absolute size, never shrinks, and reports a full VG as domain-full', async () => {
+  it('extends to an absolute size, refuses to shrink, and reports a full VG as domain-full', async () => {
     assert.equal((await plugin.extend('vm1-vda', 100 * MiB)).sizeBytes, 100 * MiB);
-    assert.equal((await plugin.extend('vm1-vda', 50 * MiB)).sizeBytes, 100 * MiB, 'a smaller target must change nothing');
+    await assert.rejects(plugin.extend('vm1-vda', 50 * MiB), { code: 'shrink-refused' });
+    assert.equal((await plugin.extend('vm1-vda', 100 * MiB)).sizeBytes, 100 * MiB, 'the current size again changes nothing');
     assert.equal((await plugin.extend('vm1-vda', 101 * MiB)).sizeBytes, 104 * MiB);
     const error = await plugin.extend('vm1-vda', 4 * GiB).catch((caught: unknown) => caught);
     assert.equal((error as { code?: string }).code, 'domain-full');

@@ -52,7 +52,7 @@ describe('SPM: requests through the mailbox', function () {
     stop.abort();
     await serving;
     host.close();
-    await lease.release();
+    await lease.close();
     await spmMailbox.close();
     await hostMailbox.close();
     await rm(dir, { recursive: true, force: true });

@@ -1,21 +1,19 @@
 import type { CommandModule } from 'yargs';
-import { LoopPlugin } from '../../../plugins/loop/index.js';
 import { Agent } from '../../agent/agent.js';
 import { DirectExtender } from '../../agent/direct-extender.js';
 import { DEFAULT_STATUS_FILE } from '../../agent/status-file.js';
 import { parseAgentSettings } from '../../config/agent-settings.js';
 import { createLogger } from '../../log/logger.js';
 import { systemClock } from '../../util/clock.js';
-import { execaRunner } from '../../util/runner.js';
 import { abortOnSignals } from '../failure.js';
+import { openStoragePlugin, storageOptions, type StorageArguments } from '../storage-options.js';
 import { InvalidConfigError } from '../../errors.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
 import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
 import type { Extender } from '../../monitor/ports.js';
 
-interface AgentArguments {
+interface AgentArguments extends StorageArguments {
   qmp: string[];
-  domain: string;
   chunk?: string;
   'free-target'?: string;
   'max-size'?: string;
@@ -31,9 +29,8 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
   command: 'agent',
   describe: 'Watch QEMU processes and grow their thin drives before they fill up (runs until SIGTERM)',
   builder: (yargs) =>
-    yargs
+    storageOptions(yargs)
       .option('qmp', { type: 'string', array: true, default: [], describe: 'QMP socket of a VM, as NAME=PATH or PATH (repeatable)' })
-      .option('domain', { type: 'string', demandOption: true, describe: 'Loop storage domain directory holding the volumes' })
       .option('chunk', { type: 'string', describe: 'How much one extension adds (default 2560M, as oVirt)' })
       .option('free-target', { type: 'string', describe: 'Extend when less than this is free above the high-water mark (default 2048M)' })
       .option('max-size', { type: 'string', describe: 'Never grow a volume past this, even below the qcow2 cap' })
@@ -46,7 +43,6 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
   handler: async (argv) => {
     const settings = parseAgentSettings({
       qmp: argv.qmp,
-      domain: argv.domain,
       ...(argv.chunk ? { chunk: argv.chunk } : {}),
       ...(argv['free-target'] ? { freeTarget: argv['free-target'] } : {}),
       ...(argv['max-size'] ? { maxSize: argv['max-size'] } : {}),
@@ -56,7 +52,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       pollSeconds: argv.poll,
     });
     const logger = createLogger();
-    const plugin = await LoopPlugin.open(settings.domain, execaRunner);
+    const plugin = await openStoragePlugin(argv);
     let extender: Extender = new DirectExtender(plugin);
     let mailbox: Mailbox | undefined;
     if (argv.mailbox) {

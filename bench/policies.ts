@@ -1,0 +1,23 @@
+/**
+ * The mailbox timings of each compared policy, in one place.
+ *
+ * vdsm-4.5: oVirt VDSM 4.5 storage mailbox (vdsm/storage/mailbox.py and
+ * config.py): the SPM checks the event block every 0.5 s and scans the whole
+ * mailbox every 2 s; the host re-reads its replies every 0.5 s
+ * (`mailbox_check_interval`... 0.5 s) and resends a request not served
+ * within 2 s. The host writes the event block after each request, so the SPM
+ * usually notices within 0.5 s: we model that as a 0.5 s SPM poll.
+ *
+ * seed-2011: the design in the seed — both sides check the mailbox every 2 s.
+ */
+export interface MailboxPolicy {
+  name: string;
+  spmPollFastMs: number;
+  spmPollIdleMs: number;
+  hostPollMs: number;
+  resendMs: number;
+}
+
+export const TIDELINE: MailboxPolicy = { name: 'tideline', spmPollFastMs: 5, spmPollIdleMs: 50, hostPollMs: 10, resendMs: 3_000 };
+export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', spmPollFastMs: 500, spmPollIdleMs: 500, hostPollMs: 500, resendMs: 2_000 };
+export const SEED_2011: MailboxPolicy = { name: 'seed-2011', spmPollFastMs: 2_000, spmPollIdleMs: 2_000, hostPollMs: 2_000, resendMs: 2_000 };

@@ -1,0 +1,30 @@
+import type { Argv } from 'yargs';
+import { LoopPlugin } from '../../plugins/loop/index.js';
+import { LvmPlugin } from '../../plugins/lvm/index.js';
+import type { StoragePlugin } from '../../plugins/types.js';
+import { InvalidConfigError } from '../errors.js';
+import { execaRunner } from '../util/runner.js';
+
+/** The storage domain flags shared by `agent` and `spm`: a loop directory (lab, single host) or an LVM VG (shared LUN). */
+export interface StorageArguments {
+  domain?: string;
+  vg?: string;
+  activation: boolean;
+}
+
+export function storageOptions<T>(yargs: Argv<T>) {
+  return yargs
+    .option('domain', { type: 'string', describe: 'Loop storage domain directory (lab, single host)' })
+    .option('vg', { type: 'string', describe: 'LVM volume group of the storage domain (shared LUN)' })
+    .option('activation', { type: 'boolean', default: true, describe: 'LVs can be activated here; --no-activation where device-mapper is missing (metadata only)' });
+}
+
+export async function openStoragePlugin(argv: StorageArguments): Promise<StoragePlugin> {
+  if (argv.domain && argv.vg) throw new InvalidConfigError('give either --domain (loop) or --vg (LVM), not both');
+  if (argv.vg) return LvmPlugin.open({ vg: argv.vg, run: execaRunner, activation: argv.activation });
+  if (argv.domain) {
+    if (!argv.domain.startsWith('/')) throw new InvalidConfigError(`--domain '${argv.domain}' must be an absolute path`);
+    return LoopPlugin.open(argv.domain, execaRunner);
+  }
+  throw new InvalidConfigError('name the storage domain with --vg VG (LVM) or --domain DIR (loop)');
+}
