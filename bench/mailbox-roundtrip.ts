@@ -33,7 +33,7 @@ export async function mailboxRoundTrip(policy: MailboxPolicy, hosts: number, req
     await lease.acquire();
     const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
     mailboxes.push(spmMailbox);
-    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs });
+    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs });
     const serving = spm.serve(stop.signal);
 
     const samples: number[] = [];

@@ -28,6 +28,8 @@ export interface StoragePlugin {
   /** Makes the volume usable on this host; returns its block device path. */
   activate(volume: string): Promise<string>;
   deactivate(volume: string): Promise<void>;
+  /** Whether the volume is active (usable as a block device) on this host. */
+  isActive(volume: string): Promise<boolean>;
   /** The volume behind a block device path on this host, if it belongs to this domain. */
   volumeForPath(path: string): Promise<string | undefined>;
   freeBytes(): Promise<number>;

@@ -150,6 +150,10 @@ export class LoopPlugin implements StoragePlugin {
     for (const device of await loopDevicesFor(file)) await detachLoop(this.run, device);
   }
 
+  async isActive(volume: string): Promise<boolean> {
+    return (await loopDevicesFor(await this.existingFile(volume))).length > 0;
+  }
+
   async volumeForPath(devicePath: string): Promise<string | undefined> {
     const prefix = `${path.resolve(this.directory)}/`;
     const loop = (await listLoopDevices()).find((candidate) => candidate.device === devicePath);

@@ -126,6 +126,14 @@ export class LvmPlugin implements StoragePlugin {
     await this.lvm('lvchange', ['--activate', 'n', `${this.options.vg}/${volume}`]);
   }
 
+  async isActive(volume: string): Promise<boolean> {
+    assertVolumeName(volume);
+    if (!this.options.activation) return false;
+    const result = await this.lvm('lvs', [...reportArgs('lv_active'), `${this.options.vg}/${volume}`], [LVM_FAILED]);
+    if (result.exitCode !== 0) throw new VolumeNotFoundError(volume, this.domain);
+    return /"lv_active":"active"/.test(result.stdout);
+  }
+
   async volumeForPath(devicePath: string): Promise<string | undefined> {
     const vg = this.options.vg;
     const direct = new RegExp(`^/dev/${escape(vg)}/([^/]+)$`).exec(devicePath)?.[1];

@@ -38,6 +38,7 @@ export enum ReplyStatus {
   InvalidRequest = 6,
   VolumeExists = 7,
   Failed = 8,
+  VolumeInUse = 9,
 }
 
 export const REPLY_STATUS_CODES: Record<ReplyStatus, string> = {
@@ -50,6 +51,7 @@ export const REPLY_STATUS_CODES: Record<ReplyStatus, string> = {
   [ReplyStatus.InvalidRequest]: 'invalid-request',
   [ReplyStatus.VolumeExists]: 'volume-exists',
   [ReplyStatus.Failed]: 'spm-failed',
+  [ReplyStatus.VolumeInUse]: 'volume-in-use',
 };
 
 export interface MailboxHeader {

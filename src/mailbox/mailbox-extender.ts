@@ -88,6 +88,16 @@ export class MailboxExtender implements Extender {
     return this.submit({ operation: Operation.Extend, volume, targetBytes, virtualBytes: 0 });
   }
 
+  /** Asks the SPM for a new thin volume with a qcow2 image of `virtualBytes`; resolves with its initial size. */
+  create(volume: string, initialBytes: number, virtualBytes: number): Promise<number> {
+    return this.submit({ operation: Operation.Create, volume, targetBytes: initialBytes, virtualBytes });
+  }
+
+  /** Asks the SPM to zero and remove a volume. */
+  async remove(volume: string): Promise<void> {
+    await this.submit({ operation: Operation.Delete, volume, targetBytes: 0, virtualBytes: 0 });
+  }
+
   refresh(volume: string): Promise<number> {
     return this.options.plugin.refresh(volume);
   }
@@ -180,7 +190,7 @@ export class MailboxExtender implements Extender {
 
 function refusal(request: Request, status: ReplyStatus, resultBytes: number): MailboxRequestRefusedError {
   const code = REPLY_STATUS_CODES[status];
-  const what = `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
+  const what = request.operation === Operation.Delete ? `delete of ${request.volume}` : `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
   const reasons: Partial<Record<ReplyStatus, string>> = {
     [ReplyStatus.UnknownVolume]: 'the volume does not exist in the storage domain',
     [ReplyStatus.ShrinkRefused]: `the volume is already ${resultBytes} bytes and volumes never shrink`,
@@ -190,6 +200,7 @@ function refusal(request: Request, status: ReplyStatus, resultBytes: number): Ma
     [ReplyStatus.InvalidRequest]: 'the SPM could not make sense of the request',
     [ReplyStatus.VolumeExists]: 'a volume of that name already exists',
     [ReplyStatus.Failed]: 'the SPM failed to carry it out; see the SPM log',
+    [ReplyStatus.VolumeInUse]: 'the volume is active on the SPM host; stop the VM using it first',
   };
   return new MailboxRequestRefusedError(code, request.volume, resultBytes, `SPM refused ${what}: ${reasons[status] ?? code}`);
 }

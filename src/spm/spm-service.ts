@@ -1,13 +1,15 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { DomainFullError, VolumeNotFoundError } from '../../plugins/errors.js';
+import { DomainFullError, InvalidVolumeNameError, VolumeExistsError, VolumeNotFoundError } from '../../plugins/errors.js';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Lease } from '../lease/types.js';
 import { MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Decoded, type Reply, type Request, type Slot } from '../mailbox/format.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
-import { checkExtend } from './validate.js';
+import type { Runner } from '../util/runner.js';
+import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
+import { createThinVolume, deleteThinVolume, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -21,6 +23,8 @@ export interface SpmOptions {
   lease: Lease;
   clock: Clock;
   logger: Logger;
+  /** Runs qemu-img and blkdiscard for volume creation and deletion. */
+  run: Runner;
   /** Poll interval while requests flow. */
   pollFastMs?: number;
   /** Poll interval when idle. */
@@ -155,10 +159,18 @@ export class SpmService extends EventEmitter<SpmEvents> {
       this.emit('served', event);
       return { sequence: request.sequence, status, resultBytes };
     };
-    if (request.operation !== Operation.Extend) {
-      return finish(ReplyStatus.InvalidRequest, 0, `operation ${Operation[request.operation]} is not served by this SPM version`);
-    }
     try {
+      if (request.operation === Operation.Create) {
+        if (request.virtualBytes <= 0 || request.targetBytes <= 0) return finish(ReplyStatus.InvalidRequest, 0, 'create needs a positive initial size and virtual size');
+        const cap = volumeCap({ name: request.volume, sizeBytes: 0, tags: { [VIRTUAL_SIZE_TAG]: String(request.virtualBytes) } }, plugin.extentBytes)!;
+        if (request.targetBytes > cap) return finish(ReplyStatus.BeyondCap, 0, `initial size is beyond the cap of ${cap} bytes`);
+        const created = await createThinVolume(plugin, this.options.run, request.volume, request.targetBytes, request.virtualBytes, { 'created-by-host': String(hostId) });
+        return finish(ReplyStatus.Ok, created.sizeBytes);
+      }
+      if (request.operation === Operation.Delete) {
+        await deleteThinVolume(plugin, this.options.run, request.volume);
+        return finish(ReplyStatus.Ok, 0);
+      }
       const volume = await plugin.describe(request.volume);
       const refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
       if (refusal !== undefined) return finish(refusal, volume.sizeBytes);
@@ -166,6 +178,9 @@ export class SpmService extends EventEmitter<SpmEvents> {
       return finish(ReplyStatus.Ok, extended.sizeBytes);
     } catch (error) {
       if (error instanceof VolumeNotFoundError) return finish(ReplyStatus.UnknownVolume, 0, error.message);
+      if (error instanceof VolumeExistsError) return finish(ReplyStatus.VolumeExists, 0, error.message);
+      if (error instanceof VolumeInUseError) return finish(ReplyStatus.VolumeInUse, 0, error.message);
+      if (error instanceof InvalidVolumeNameError) return finish(ReplyStatus.InvalidRequest, 0, error.message);
       if (error instanceof DomainFullError) return finish(ReplyStatus.DomainFull, await plugin.describe(request.volume).then((info) => info.sizeBytes, () => 0), error.message);
       return finish(ReplyStatus.Failed, 0, `${errorCode(error)}: ${errorMessage(error)}`);
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { initLoopDomain, LoopPlugin } from '../../plugins/loop/index.js';
 import { initLeaseVolume, openStorageLease } from '../../src/lease/open-storage-lease.js';
@@ -41,7 +41,7 @@ describe('SPM: requests through the mailbox', function () {
     hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
     lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 20, ioTimeoutMs: 100, expiryMs: 400, marginMs: 150 }, clock: systemClock, logger: silentLogger });
     await lease.acquire();
-    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, pollIdleMs: 5 });
+    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollIdleMs: 5 });
     serving = spm.serve(stop.signal);
     host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
     // A 1 GiB qcow2 image can use a little over 1 GiB; the SPM enforces that cap.
@@ -116,6 +116,37 @@ describe('SPM: requests through the mailbox', function () {
     } finally {
       other.close();
     }
+  });
+
+  it('creates a thin volume with its qcow2 header, and refuses a duplicate or an initial size beyond the cap', async () => {
+    assert.equal(await host.create('vm3-vda', 64 * MiB, 1024 * MiB), 64 * MiB);
+    const info = await plugin.describe('vm3-vda');
+    assert.equal(info.tags[VIRTUAL_SIZE_TAG], String(1024 * MiB));
+    assert.equal(info.tags['created-by-host'], '2');
+    const image = JSON.parse((await execaRunner('qemu-img', ['info', '--output=json', '-f', 'qcow2', path.join(dir, 'domain', 'vm3-vda.img')])).stdout) as { 'virtual-size': number };
+    assert.equal(image['virtual-size'], 1024 * MiB);
+    assert.equal((await refusal(host.create('vm3-vda', 64 * MiB, 1024 * MiB))).code, 'volume-exists');
+    assert.equal((await refusal(host.create('vm4-vda', 2048 * MiB, 1024 * MiB))).code, 'cap-reached');
+    await assert.rejects(plugin.describe('vm4-vda'), { code: 'volume-not-found' });
+  });
+
+  it('deletes a volume only after zeroing it, and refuses one that is active on the SPM host', async () => {
+    const file = path.join(dir, 'domain', 'vm3-vda.img');
+    await plugin.activate('vm3-vda');
+    assert.equal((await refusal(host.remove('vm3-vda'))).code, 'volume-in-use');
+    await plugin.deactivate('vm3-vda');
+    // Guest data at 32 MiB; an open handle keeps reading the file after it is unlinked.
+    const handle = await open(file, 'r+');
+    try {
+      await handle.write(Buffer.alloc(4096, 0x77), 0, 4096, 32 * MiB);
+      await host.remove('vm3-vda');
+      await assert.rejects(plugin.describe('vm3-vda'), { code: 'volume-not-found' });
+      const { buffer } = await handle.read(Buffer.alloc(4096), 0, 4096, 32 * MiB);
+      assert.ok(buffer.every((byte) => byte === 0), 'the deleted volume still held guest data');
+    } finally {
+      await handle.close();
+    }
+    assert.equal((await refusal(host.remove('vm3-vda'))).code, 'volume-not-found');
   });
 
   it('stops serving the moment the lease is lost', async () => {

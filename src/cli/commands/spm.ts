@@ -5,6 +5,7 @@ import { createLogger } from '../../log/logger.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
 import { runSpm } from '../../spm/spm-daemon.js';
 import { systemClock } from '../../util/clock.js';
+import { execaRunner } from '../../util/runner.js';
 import { abortOnSignals } from '../failure.js';
 import { openStoragePlugin, storageOptions, type StorageArguments } from '../storage-options.js';
 
@@ -33,7 +34,7 @@ export const spmCommand: CommandModule<object, SpmArguments> = {
     const lease = await openStorageLease({ path: argv.lease, hostId: argv['host-id'], maxHosts: mailbox.maxHosts, timing: timingForExpiry(argv['lease-expiry'] * 1000), clock: systemClock, logger });
     const signals = abortOnSignals();
     try {
-      await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, signal: signals.signal });
+      await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal });
     } finally {
       signals.dispose();
       await mailbox.close();
