@@ -7,6 +7,7 @@ import { loopDomainCommand } from './commands/loop-domain.js';
 import { statusCommand } from './commands/status.js';
 import { leaseCommand, mailboxCommand } from './commands/mailbox.js';
 import { spmCommand } from './commands/spm.js';
+import { volumeCommand } from './commands/volume.js';
 import { InvalidConfigError } from '../errors.js';
 import { reportFailure } from './failure.js';
 
@@ -24,10 +25,11 @@ function buildCli() {
   .command(agentCommand)
   .command(statusCommand)
   .command(spmCommand)
+  .command(volumeCommand)
   .command(mailboxCommand)
   .command(leaseCommand)
   .command(loopDomainCommand)
-  .demandCommand(1, 'name a command: lab, agent, spm, status, mailbox, lease or loop-domain')
+  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, mailbox, lease or loop-domain')
   .strict()
   .recommendCommands()
   .help()

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
-import { TideError, errorMessage } from '../errors.js';
+import { assertVolumeName } from '../../plugins/errors.js';
+import { InvalidConfigError, TideError, errorMessage } from '../errors.js';
 import type { Extender } from '../monitor/ports.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Request, type Slot } from './format.js';
@@ -104,6 +105,15 @@ export class MailboxExtender implements Extender {
 
   submit(request: Omit<Request, 'sequence'>): Promise<number> {
     if (this.closed) return Promise.reject(new MailboxTimeoutError(`mailbox client of host ${this.options.hostId} is closed`));
+    // Checked here, not when the slot is encoded: one unencodable message would keep the whole slot from being written.
+    try {
+      assertVolumeName(request.volume);
+      for (const size of [request.targetBytes, request.virtualBytes]) {
+        if (!Number.isSafeInteger(size) || size < 0) throw new InvalidConfigError(`size ${size} for ${request.volume} is not a whole number of bytes`);
+      }
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
     return new Promise<number>((resolve, reject) => {
       this.waiting.push({ request, resolve, reject });
       this.dispatch();

@@ -36,7 +36,7 @@ describe('tideline agent and status (command line)', function () {
     const vm = await world.startVm({ name: 'web01', writeMib: 512 });
     const statusFile = path.join(world.dir, 'status.json');
     const port = await freeLoopbackPort();
-    agent = execa('node', [...TIDELINE, 'agent', '--qmp', `web01=${vm.qmpSocket}`, '--domain', world.workspace.domainDir, '--chunk', '128M', '--free-target', '96M', '--poll', '0.5', '--status-file', statusFile, '--metrics-listen', `127.0.0.1:${port}`], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
+    agent = execa('node', [...TIDELINE, 'agent', '--qmp', `web01=${vm.qmpSocket}`, '--domain', world.workspace.domainDir, '--chunk', '128M', '--free-target', '96M', '--poll', '0.5', '--status-file', statusFile, '--metrics-listen', `127.0.0.1:${port}`, '--control-socket', path.join(world.dir, 'agent.sock')], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
     let log = '';
     agent.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
 

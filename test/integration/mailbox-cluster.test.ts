@@ -51,6 +51,7 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     return start(`agent${hostId}`, [
       'agent', ...qmp, '--domain', world.workspace.domainDir, '--mailbox', mailboxPath, '--host-id', String(hostId),
       '--chunk', '256M', '--free-target', '192M', '--poll', '0.5', '--status-file', path.join(world.dir, `status-${hostId}.json`),
+      '--control-socket', path.join(world.dir, `agent-${hostId}.sock`),
     ]);
   }
 

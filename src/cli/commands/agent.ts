@@ -11,6 +11,10 @@ import { InvalidConfigError } from '../../errors.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
 import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
 import type { Extender } from '../../monitor/ports.js';
+import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
+import { serveControl, type VolumeService } from '../../agent/control-server.js';
+import { createThinVolume, deleteThinVolume } from '../../spm/volume-lifecycle.js';
+import { execaRunner } from '../../util/runner.js';
 
 interface AgentArguments extends StorageArguments {
   qmp: string[];
@@ -23,6 +27,7 @@ interface AgentArguments extends StorageArguments {
   poll: number;
   mailbox?: string;
   'host-id'?: number;
+  'control-socket': string;
 }
 
 export const agentCommand: CommandModule<object, AgentArguments> = {
@@ -39,7 +44,8 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9471' })
       .option('poll', { type: 'number', default: 2, describe: 'Seconds between safety polls of the high-water mark' })
       .option('mailbox', { type: 'string', describe: 'Ask the SPM for extensions through this mailbox volume (shared storage); without it the agent extends by itself (single host)' })
-      .option('host-id', { type: 'number', describe: "This host's id in the mailbox (needed with --mailbox)" }),
+      .option('host-id', { type: 'number', describe: "This host's id in the mailbox (needed with --mailbox)" })
+      .option('control-socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "Where 'tideline volume create|delete' reach this agent" }),
   handler: async (argv) => {
     const settings = parseAgentSettings({
       qmp: argv.qmp,
@@ -60,6 +66,14 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       mailbox = await Mailbox.open(argv.mailbox);
       extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }) });
     }
+    const volumes: VolumeService =
+      extender instanceof MailboxExtender
+        ? extender
+        : {
+            create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, execaRunner, volume, sizeBytes, virtualBytes)).sizeBytes,
+            remove: (volume) => deleteThinVolume(plugin, execaRunner, volume),
+          };
+    const control = await serveControl(argv['control-socket'], volumes, logger);
     const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger });
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -68,6 +82,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       await stopped;
       logger.info('stopping: VMs keep running; their volumes keep the size they have');
     } finally {
+      control.close();
       await agent.stop();
       if (extender instanceof MailboxExtender) extender.close();
       await mailbox?.close();

@@ -1,0 +1,32 @@
+import { z } from 'zod';
+
+/**
+ * The agent's local control socket: one JSON request line, one JSON reply
+ * line. It lets `tideline volume` on this host reach the SPM through the
+ * agent's own mailbox slot, which must have one writer only.
+ */
+export const DEFAULT_CONTROL_SOCKET = '/run/tideline/agent.sock';
+
+export const controlRequestSchema = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('create'), volume: z.string().min(1), sizeBytes: z.number().int().positive(), virtualBytes: z.number().int().positive() }),
+  z.object({ op: z.literal('delete'), volume: z.string().min(1) }),
+]);
+
+export type ControlRequest = z.infer<typeof controlRequestSchema>;
+
+export type ControlReply = { ok: true; sizeBytes?: number } | { ok: false; code: string; message: string };
+
+export function encodeControlMessage(message: ControlRequest | ControlReply): string {
+  return `${JSON.stringify(message)}\n`;
+}
+
+export function decodeControlRequest(line: string): ControlRequest | { error: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return { error: 'request is not JSON' };
+  }
+  const parsed = controlRequestSchema.safeParse(value);
+  return parsed.success ? parsed.data : { error: `bad request: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}` };
+}

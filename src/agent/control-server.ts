@@ -1,0 +1,39 @@
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import readline from 'node:readline';
+import type { Logger } from 'pino';
+import { errorCode, errorMessage } from '../errors.js';
+import { decodeControlRequest, encodeControlMessage, type ControlReply, type ControlRequest } from './control-protocol.js';
+
+export interface VolumeService {
+  create(volume: string, sizeBytes: number, virtualBytes: number): Promise<number>;
+  remove(volume: string): Promise<void>;
+}
+
+/** Serves the control socket; root-only (mode 0600), since it can delete volumes. */
+export async function serveControl(socketPath: string, volumes: VolumeService, logger: Logger): Promise<net.Server> {
+  await mkdir(path.dirname(socketPath), { recursive: true });
+  await rm(socketPath, { force: true });
+  const server = net.createServer((socket) => {
+    const lines = readline.createInterface({ input: socket });
+    lines.once('line', (line) => {
+      void answer(decodeControlRequest(line)).then((reply) => socket.end(encodeControlMessage(reply)));
+    });
+    socket.on('error', () => undefined);
+  });
+  const answer = async (request: ControlRequest | { error: string }): Promise<ControlReply> => {
+    if ('error' in request) return { ok: false, code: 'invalid-request', message: request.error };
+    try {
+      logger.info({ op: request.op, volume: request.volume }, 'volume request from the control socket');
+      if (request.op === 'create') return { ok: true, sizeBytes: await volumes.create(request.volume, request.sizeBytes, request.virtualBytes) };
+      await volumes.remove(request.volume);
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, code: errorCode(error), message: errorMessage(error) };
+    }
+  };
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+  await chmod(socketPath, 0o600);
+  return server;
+}
