@@ -54,8 +54,9 @@ async function sweepLeftovers(prefix: string, run: Runner): Promise<void> {
     for (const file of await readdir(dir).catch(() => [] as string[])) {
       if (!file.endsWith('.pid')) continue;
       const pid = Number(await readFile(path.join(dir, file), 'utf8').catch(() => ''));
-      const commandLine = pid && isAlive(pid) ? await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '') : '';
-      if (commandLine.includes(dir)) process.kill(pid, 'SIGKILL');
+      // Ours if its command line or environment names the directory (a daemon started with a preloaded library from it).
+      const identity = pid && isAlive(pid) ? (await Promise.all(['cmdline', 'environ'].map((part) => readFile(`/proc/${pid}/${part}`, 'utf8').catch(() => '')))).join('\0') : '';
+      if (identity.includes(dir)) process.kill(pid, 'SIGKILL');
     }
     await detachLoopsUnder(run, dir);
     await rm(dir, { recursive: true, force: true });

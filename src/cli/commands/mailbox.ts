@@ -2,6 +2,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { Mailbox } from '../../mailbox/mailbox.js';
 import { Operation, REPLY_STATUS_CODES, type Decoded, type Slot } from '../../mailbox/format.js';
 import { initLeaseVolume } from '../../lease/open-storage-lease.js';
+import { initSanlock } from '../../lease/sanlock.js';
+import { execaRunner } from '../../util/runner.js';
 import { formatSize } from '../../util/sizes.js';
 import { InvalidConfigError } from '../../errors.js';
 
@@ -57,11 +59,23 @@ export const mailboxCommand: CommandModule = {
   handler: () => undefined,
 };
 
-export const leaseCommand: CommandModule<object, { path: string; 'max-hosts': number }> = {
+export const leaseCommand: CommandModule<object, { path: string; 'max-hosts': number; sanlock: boolean; ids?: string; lockspace: string }> = {
   command: 'lease init <path>',
-  describe: 'Size the built-in storage lease volume (a file in the lab, an LV in production)',
-  builder: (yargs) => yargs.positional('path', { type: 'string', demandOption: true }).option('max-hosts', { type: 'number', default: 250 }),
+  describe: 'Prepare the SPM lease: size the built-in lease volume, or with --sanlock write the lockspace and SPM resource',
+  builder: (yargs) =>
+    yargs
+      .positional('path', { type: 'string', demandOption: true })
+      .option('max-hosts', { type: 'number', default: 250 })
+      .option('sanlock', { type: 'boolean', default: false, describe: 'Initialise a sanlock lockspace (on --ids) and the SPM resource (on PATH)' })
+      .option('ids', { type: 'string', describe: 'sanlock: lockspace volume' })
+      .option('lockspace', { type: 'string', default: 'tideline' }),
   handler: async (argv) => {
+    if (argv.sanlock) {
+      if (!argv.ids) throw new InvalidConfigError('--sanlock needs --ids, the lockspace volume');
+      await initSanlock(execaRunner, { lockspace: argv.lockspace, hostId: 1, idsPath: absolute(argv.ids), leasesPath: absolute(argv.path) });
+      process.stdout.write(`sanlock lockspace ${argv.lockspace} on ${argv.ids} and SPM resource on ${argv.path} initialised\n`);
+      return;
+    }
     await initLeaseVolume(absolute(argv.path), argv['max-hosts']);
     process.stdout.write(`lease volume ${argv.path} ready for ${argv['max-hosts']} hosts\n`);
   },

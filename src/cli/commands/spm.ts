@@ -1,7 +1,9 @@
 import type { CommandModule } from 'yargs';
 import { InvalidConfigError } from '../../errors.js';
 import { openStorageLease, timingForExpiry } from '../../lease/open-storage-lease.js';
-import { createLogger } from '../../log/logger.js';
+import { HeldBySanlock, joinLockspace, superviseUnderLease, type SanlockPlacement } from '../../lease/sanlock.js';
+import type { Lease } from '../../lease/types.js';
+import { createLogger, type Logger } from '../../log/logger.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
 import { runSpm } from '../../spm/spm-daemon.js';
 import { systemClock } from '../../util/clock.js';
@@ -13,7 +15,12 @@ interface SpmArguments extends StorageArguments {
   mailbox: string;
   lease: string;
   'host-id': number;
+  'lease-backend': 'storage' | 'sanlock';
   'lease-expiry': number;
+  lockspace: string;
+  ids?: string;
+  'sanlock-io-timeout'?: number;
+  'under-sanlock': boolean;
 }
 
 export const spmCommand: CommandModule<object, SpmArguments> = {
@@ -22,22 +29,47 @@ export const spmCommand: CommandModule<object, SpmArguments> = {
   builder: (yargs) =>
     storageOptions(yargs)
       .option('mailbox', { type: 'string', demandOption: true, describe: 'Mailbox volume' })
-      .option('lease', { type: 'string', demandOption: true, describe: 'Lease volume of the built-in storage lease' })
+      .option('lease', { type: 'string', demandOption: true, describe: 'Lease volume: the built-in lease, or the sanlock resource volume' })
       .option('host-id', { type: 'number', demandOption: true, describe: "This host's id (1..max hosts), distinct on every host" })
-      .option('lease-expiry', { type: 'number', default: 15, describe: 'Seconds after which a silent SPM is presumed dead and replaced' }),
+      .option('lease-backend', { choices: ['storage', 'sanlock'] as const, default: 'storage' as const, describe: 'sanlock (production, needs the sanlock daemon) or the built-in storage lease' })
+      .option('lease-expiry', { type: 'number', default: 15, describe: 'Built-in lease: seconds after which a silent SPM is presumed dead and replaced' })
+      .option('lockspace', { type: 'string', default: 'tideline', describe: 'sanlock: lockspace name' })
+      .option('ids', { type: 'string', describe: 'sanlock: volume of the lockspace (host delta leases)' })
+      .option('sanlock-io-timeout', { type: 'number', describe: 'sanlock: io_timeout in seconds when joining the lockspace' })
+      .option('under-sanlock', { type: 'boolean', default: false, hidden: true }),
   handler: async (argv) => {
-    if (!(argv['lease-expiry'] >= 0.5 && argv['lease-expiry'] <= 600)) throw new InvalidConfigError(`--lease-expiry ${argv['lease-expiry']} must be between 0.5 and 600 seconds`);
     const logger = createLogger().child({ hostId: argv['host-id'], role: 'spm' });
-    const mailbox = await Mailbox.open(argv.mailbox);
-    mailbox.assertHostId(argv['host-id']);
-    const plugin = await openStoragePlugin(argv);
-    const lease = await openStorageLease({ path: argv.lease, hostId: argv['host-id'], maxHosts: mailbox.maxHosts, timing: timingForExpiry(argv['lease-expiry'] * 1000), clock: systemClock, logger });
     const signals = abortOnSignals();
     try {
-      await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal });
+      if (argv['lease-backend'] === 'sanlock' && !argv['under-sanlock']) {
+        await superviseSanlock(argv, logger, signals.signal);
+        return;
+      }
+      if (!(argv['lease-expiry'] >= 0.5 && argv['lease-expiry'] <= 600)) throw new InvalidConfigError(`--lease-expiry ${argv['lease-expiry']} must be between 0.5 and 600 seconds`);
+      const mailbox = await Mailbox.open(argv.mailbox);
+      try {
+        mailbox.assertHostId(argv['host-id']);
+        const plugin = await openStoragePlugin(argv);
+        const lease: Lease = argv['under-sanlock']
+          ? new HeldBySanlock()
+          : await openStorageLease({ path: argv.lease, hostId: argv['host-id'], maxHosts: mailbox.maxHosts, timing: timingForExpiry(argv['lease-expiry'] * 1000), clock: systemClock, logger });
+        await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal });
+      } finally {
+        await mailbox.close();
+      }
     } finally {
       signals.dispose();
-      await mailbox.close();
     }
   },
 };
+
+/** The supervising process: joins the lockspace, then keeps a serving process running under the sanlock lease. */
+async function superviseSanlock(argv: SpmArguments, logger: Logger, signal: AbortSignal): Promise<void> {
+  if (!argv.ids) throw new InvalidConfigError('--lease-backend sanlock needs --ids, the lockspace volume');
+  const placement: SanlockPlacement = { lockspace: argv.lockspace, hostId: argv['host-id'], idsPath: argv.ids, leasesPath: argv.lease };
+  logger.info({ lockspace: argv.lockspace }, 'joining the sanlock lockspace');
+  await joinLockspace(execaRunner, placement, argv['sanlock-io-timeout']);
+  // The same command line again, marked as running under the lease: sanlock execs it in the process that holds the lease.
+  const command = [process.execPath, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--under-sanlock'];
+  await superviseUnderLease({ placement, command, clock: systemClock, logger, signal });
+}

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { initSanlock, leaveLockspace, type SanlockPlacement } from '../../src/lease/sanlock.js';
+import { Workspace } from '../../src/lab/workspace.js';
+import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { MailboxExtender } from '../../src/mailbox/mailbox-extender.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { systemClock } from '../../src/util/clock.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { GiB, MiB } from '../../src/util/sizes.js';
+import { ensureSanlockDaemon, sanlockClients, type SanlockDaemon } from './helpers/sanlock-daemon.js';
+import { TidelineProcess } from './helpers/tideline-process.js';
+import { until } from './helpers/watch.js';
+
+/**
+ * The SPM under a real sanlock lease (the real daemon; see the memlock shim).
+ * One sanlock daemon is one host, so both SPM candidates here share host id 1:
+ * sanlock still grants the resource to one process at a time.
+ */
+describe('SPM under a real sanlock lease', function () {
+  this.timeout(180_000);
+  let workspace: Workspace;
+  let daemon: SanlockDaemon;
+  let placement: SanlockPlacement;
+  let mailbox: Mailbox;
+  let host: MailboxExtender;
+  const spms: TidelineProcess[] = [];
+
+  before(async () => {
+    workspace = await Workspace.create({ prefix: 'tideline-sanlock-test-', capacityBytes: 4 * GiB, run: execaRunner });
+    daemon = await ensureSanlockDaemon(workspace);
+    placement = { lockspace: `tl${process.pid}`, hostId: 1, idsPath: path.join(workspace.dir, 'ids'), leasesPath: path.join(workspace.dir, 'leases') };
+    for (const file of [placement.idsPath, placement.leasesPath]) {
+      await writeFile(file, '');
+      await truncate(file, 2 * MiB);
+    }
+    await initSanlock(execaRunner, placement);
+    await Mailbox.init(path.join(workspace.dir, 'mailbox'), { maxHosts: 4 });
+    await workspace.plugin.create('vm1-vda', 64 * MiB);
+    mailbox = await Mailbox.open(path.join(workspace.dir, 'mailbox'));
+    host = await MailboxExtender.open({ mailbox, hostId: 2, plugin: workspace.plugin, clock: systemClock, logger: silentLogger, pollMs: 10, timeoutMs: 60_000 });
+  });
+  after(async () => {
+    host?.close();
+    await mailbox?.close();
+    // Supervisors first, so that none starts a new holder; then every process whose command line names our workspace.
+    for (const spm of spms) spm.child.kill('SIGKILL');
+    const { stdout } = await execaRunner('pgrep', ['-f', workspace.dir], { acceptExitCodes: [1] });
+    for (const pid of stdout.split('\n').filter(Boolean).map(Number)) if (pid !== process.pid) process.kill(pid, 'SIGKILL');
+    for (const spm of spms) await spm.child.catch(() => undefined);
+    if (placement) await leaveLockspace(execaRunner, placement).catch(() => undefined);
+    await daemon?.stop();
+    await workspace?.dispose();
+  });
+
+  function spm(name: string): TidelineProcess {
+    const process = new TidelineProcess(name, [
+      'spm', '--lease-backend', 'sanlock', '--lockspace', placement.lockspace, '--ids', placement.idsPath, '--lease', placement.leasesPath,
+      '--host-id', '1', '--mailbox', path.join(workspace.dir, 'mailbox'), '--domain', workspace.domainDir, '--sanlock-io-timeout', '1',
+    ]);
+    spms.push(process);
+    return process;
+  }
+
+  /** Registered sanlock clients that this test started (their command line names our workspace). */
+  async function holders(): Promise<number[]> {
+    const ours: number[] = [];
+    for (const pid of await sanlockClients()) {
+      const commandLine = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (commandLine.includes(workspace.dir)) ours.push(pid);
+    }
+    return ours;
+  }
+
+  it('serves under the lease; one holder at a time; after the holder is killed the lease passes on and serving resumes', async () => {
+    const first = spm('spm-a');
+    await first.waitFor('acting as SPM', 120_000);
+    const second = spm('spm-b');
+    await second.waitFor('SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again', 60_000);
+    assert.equal(second.logged('acting as SPM').length, 0, 'a second SPM acted while the first held the lease');
+    assert.equal((await holders()).length, 1);
+
+    assert.equal(await host.extend('vm1-vda', 128 * MiB), 128 * MiB);
+
+    const [holder] = await holders();
+    process.kill(holder!, 'SIGKILL');
+    await until(async () => (first.logged('acting as SPM').length + second.logged('acting as SPM').length) >= 2, 60_000, 'another process to take the lease');
+    assert.equal((await holders()).length, 1, 'more than one process holds the SPM lease');
+    assert.equal(await host.extend('vm1-vda', 192 * MiB), 192 * MiB);
+    assert.equal((await workspace.plugin.describe('vm1-vda')).sizeBytes, 192 * MiB);
+  });
+});
