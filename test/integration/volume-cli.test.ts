@@ -63,6 +63,17 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     assert.match(badName.stderr, /invalid-request|invalid-volume-name/);
   });
 
+  it('dumps the mailbox: the requests host 2 sent and the SPM replies, readable and as JSON', async () => {
+    const mailboxPath = path.join(world.dir, 'mailbox');
+    const text = await tideline('mailbox', 'dump', mailboxPath);
+    assert.equal(text.exitCode, 0, text.stderr);
+    assert.match(text.stdout, /4 hosts, 1 in use/);
+    assert.match(text.stdout, /host 2\n {2}requests: generation \d+; /);
+    assert.match(text.stdout, /replies: {2}generation \d+; \[0\] #\d+ volume-not-found/);
+    const json = JSON.parse((await tideline('mailbox', 'dump', mailboxPath, '--json')).stdout) as { hosts: Array<{ hostId: number; replies: { kind: string } }> };
+    assert.deepEqual(json.hosts.map((host) => [host.hostId, host.replies.kind]), [[2, 'valid']]);
+  });
+
   it('says so when no agent listens on the control socket', async () => {
     const result = await tideline('volume', 'delete', 'db-vda', '--socket', path.join(world.dir, 'nobody.sock'));
     assert.equal(result.exitCode, 1);
