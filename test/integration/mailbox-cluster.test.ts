@@ -50,7 +50,7 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     const qmp = vm ? ['--qmp', `${vm.options.name}=${vm.qmpSocket}`] : [];
     return start(`agent${hostId}`, [
       'agent', ...qmp, '--domain', world.workspace.domainDir, '--mailbox', mailboxPath, '--host-id', String(hostId),
-      '--chunk', '256M', '--free-target', '192M', '--poll', '0.5', '--status-file', path.join(world.dir, `status-${hostId}.json`),
+      '--chunk', '256M', '--free-target', '256M', '--poll', '0.5', '--status-file', path.join(world.dir, `status-${hostId}.json`),
       '--control-socket', path.join(world.dir, `agent-${hostId}.sock`),
     ]);
   }
