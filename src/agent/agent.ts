@@ -6,6 +6,7 @@ import { errorMessage } from '../errors.js';
 import type { Extender } from '../monitor/ports.js';
 import type { VmStatus } from '../monitor/vm-monitor.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
+import type { LibvirtAgent } from '../libvirt/libvirt-agent.js';
 import { AgentMetrics } from './metrics.js';
 import { QemuAttachment } from './qemu-attachment.js';
 import { writeStatus } from './status-file.js';
@@ -21,6 +22,8 @@ export interface AgentOptions {
   extender: Extender;
   clock: Clock;
   logger: Logger;
+  /** Domains found and followed through libvirt, besides the QMP sockets named in the settings. */
+  libvirt?: LibvirtAgent;
 }
 
 /** Coalesces bursts of changes (every extension emits several) into one status write. */
@@ -42,17 +45,25 @@ export class Agent {
       this.server = await this.metrics.listen(host, port, () => this.metrics.updateGauges(this.status()));
       logger.info({ host, port }, 'serving Prometheus metrics on /metrics');
     }
+    const { libvirt } = this.options;
+    if (libvirt) {
+      this.metrics.observe(libvirt);
+      libvirt.on('changed', () => this.scheduleStatusWrite());
+      libvirt.on('extension-failed', (event) => logger.error(event, 'extension failed'));
+      await libvirt.start();
+    }
     // VMs attach independently: one VM whose QEMU is not up yet must not hold back the others.
     await Promise.all(settings.qmp.map((target) => this.attach(target.vm, target.socketPath)));
     this.scheduleStatusWrite();
   }
 
   status(): VmStatus[] {
-    return [...this.attachments.values()].flatMap((attachment) => attachment.status() ?? []);
+    return [...[...this.attachments.values()].flatMap((attachment) => attachment.status() ?? []), ...(this.options.libvirt?.status() ?? [])];
   }
 
   async stop(): Promise<void> {
     for (const attachment of this.attachments.values()) attachment.stop();
+    this.options.libvirt?.stop();
     this.statusTimer?.cancel();
     this.server?.close();
     await this.statusWriting;

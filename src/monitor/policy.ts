@@ -68,8 +68,10 @@ export class ExtensionPolicy {
     return Math.max(0, volumeBytes - this.freeTarget());
   }
 
+  /** Less than the free target is left above the high-water mark; always true for a volume smaller than the free target. */
   needsExtension(volumeBytes: number, highWater: number): boolean {
-    return highWater > this.threshold(volumeBytes);
+    // Not threshold(): that is clamped at 0, and QEMU reads a threshold of 0 as "none", so a small fresh volume would never be extended before it fills.
+    return highWater > volumeBytes - this.freeTarget();
   }
 
   /** Absolute size to ask for, never past the cap; equal to the current size when at the cap. */

@@ -21,6 +21,13 @@ describe('ExtensionPolicy', () => {
     assert.equal(policy.needsExtension(1 * GiB, 1 * GiB - 128 * MiB + 1), true);
   });
 
+  it('extends a fresh volume smaller than the free target before anything is written', () => {
+    const policy = new ExtensionPolicy(FIXED);
+    // QEMU reads a threshold of 0 as "none": waiting for a threshold event here would end in ENOSPC.
+    assert.equal(policy.needsExtension(64 * MiB, 0), true);
+    assert.equal(policy.nextSize(64 * MiB, 0, 8 * GiB), 384 * MiB);
+  });
+
   it('asks for one chunk more, in whole extents, capped, and never less than the volume', () => {
     const policy = new ExtensionPolicy(FIXED);
     assert.equal(policy.nextSize(1 * GiB, 1 * GiB - 100 * MiB, 10 * GiB), 1 * GiB + 256 * MiB);

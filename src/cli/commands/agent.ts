@@ -2,7 +2,9 @@ import type { CommandModule } from 'yargs';
 import { Agent } from '../../agent/agent.js';
 import { DirectExtender } from '../../agent/direct-extender.js';
 import { DEFAULT_STATUS_FILE } from '../../agent/status-file.js';
-import { parseAgentSettings } from '../../config/agent-settings.js';
+import { agentPolicy, parseAgentSettings } from '../../config/agent-settings.js';
+import { LibvirtAgent } from '../../libvirt/libvirt-agent.js';
+import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { createLogger } from '../../log/logger.js';
 import { systemClock } from '../../util/clock.js';
 import { abortOnSignals } from '../failure.js';
@@ -28,6 +30,8 @@ interface AgentArguments extends StorageArguments {
   mailbox?: string;
   'host-id'?: number;
   'control-socket': string;
+  libvirt: boolean;
+  uri: string;
 }
 
 export const agentCommand: CommandModule<object, AgentArguments> = {
@@ -45,6 +49,8 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('poll', { type: 'number', default: 2, describe: 'Seconds between safety polls of the high-water mark' })
       .option('mailbox', { type: 'string', describe: 'Ask the SPM for extensions through this mailbox volume (shared storage); without it the agent extends by itself (single host)' })
       .option('host-id', { type: 'number', describe: "This host's id in the mailbox (needed with --mailbox)" })
+      .option('libvirt', { type: 'boolean', default: false, describe: 'Find and follow the domains of libvirtd and their thin disks' })
+      .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
       .option('control-socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "Where 'tideline volume create|delete' reach this agent" }),
   handler: async (argv) => {
     const settings = parseAgentSettings({
@@ -74,7 +80,10 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
             remove: (volume) => deleteThinVolume(plugin, execaRunner, volume),
           };
     const control = await serveControl(argv['control-socket'], volumes, logger);
-    const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger });
+    const libvirt = argv.libvirt
+      ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000 })
+      : undefined;
+    const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(libvirt ? { libvirt } : {}) });
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
     try {

@@ -1,0 +1,104 @@
+import { XMLParser } from 'fast-xml-parser';
+import { z } from 'zod';
+import { TideError } from '../errors.js';
+import { sizeField } from '../config/sizes-schema.js';
+
+/** What tideline reads from a domain's XML (pure): its disks and its tideline policy. */
+export const TIDELINE_NAMESPACE = 'https://tideline.dev/xmlns/policy/1';
+
+export class DomainXmlError extends TideError {
+  readonly code = 'domain-xml';
+}
+
+export interface DomainDisk {
+  target: string;
+  /** Block device (type='block') or file path. */
+  source: string | undefined;
+  /** libvirt's index of the active layer, for thresholds ("vda[1]"). */
+  index: number | undefined;
+  format: string | undefined;
+  errorPolicy: string | undefined;
+  device: string;
+}
+
+export interface DiskPolicy {
+  enabled?: boolean;
+  chunk?: number;
+  freeTarget?: number;
+  maxSize?: number;
+}
+
+export interface DomainInfo {
+  name: string;
+  disks: DomainDisk[];
+  /** Policy for the whole VM, and per disk target. */
+  policy: { vm: DiskPolicy; disks: Record<string, DiskPolicy> };
+}
+
+const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', removeNSPrefix: true, isArray: (name) => ['disk', 'drive'].includes(name) });
+
+const policySchema = z
+  .object({
+    '@enabled': z.enum(['yes', 'no']).optional(),
+    '@chunk': sizeField('chunk').optional(),
+    '@free-target': sizeField('free-target').optional(),
+    '@max-size': sizeField('max-size').optional(),
+  })
+  .passthrough();
+
+export function parseDomainXml(xml: string): DomainInfo {
+  let document: Record<string, unknown>;
+  try {
+    document = parser.parse(xml, true) as Record<string, unknown>;
+  } catch (error) {
+    throw new DomainXmlError(`domain XML is not well-formed: ${(error as Error).message}`, { cause: error });
+  }
+  const domain = document.domain as Record<string, unknown> | undefined;
+  if (!domain || typeof domain.name !== 'string') throw new DomainXmlError('domain XML has no <domain><name>');
+  const devices = (domain.devices ?? {}) as { disk?: Array<Record<string, Record<string, string> | string>> };
+  const disks: DomainDisk[] = (devices.disk ?? []).map((disk) => {
+    const source = (disk.source ?? {}) as Record<string, string>;
+    const driver = (disk.driver ?? {}) as Record<string, string>;
+    const target = (disk.target ?? {}) as Record<string, string>;
+    return {
+      target: target['@dev'] ?? '',
+      source: source['@dev'] ?? source['@file'],
+      index: source['@index'] === undefined ? undefined : Number(source['@index']),
+      format: driver['@type'],
+      errorPolicy: driver['@error_policy'],
+      device: String(disk['@device'] ?? 'disk'),
+    };
+  });
+  return { name: domain.name, disks, policy: readPolicy(domain.metadata) };
+}
+
+function readPolicy(metadata: unknown): DomainInfo['policy'] {
+  const policy: DomainInfo['policy'] = { vm: {}, disks: {} };
+  const thin = (metadata as Record<string, unknown> | undefined)?.thin as Record<string, unknown> | undefined;
+  if (!thin || typeof thin !== 'object') return policy;
+  policy.vm = toPolicy(thin, 'the VM');
+  const drives = (thin.drive ?? []) as Array<Record<string, unknown>>;
+  for (const drive of drives) {
+    const target = drive['@target'];
+    if (typeof target !== 'string') throw new DomainXmlError('tideline policy: every <drive> needs a target attribute (vda, vdb, ...)');
+    policy.disks[target] = toPolicy(drive, `disk ${target}`);
+  }
+  return policy;
+}
+
+function toPolicy(element: Record<string, unknown>, what: string): DiskPolicy {
+  const parsed = policySchema.safeParse(element);
+  if (!parsed.success) throw new DomainXmlError(`tideline policy for ${what}: ${parsed.error.issues.map((issue) => `${String(issue.path[0] ?? '').replace('@', '')}: ${issue.message}`).join('; ')}`);
+  const value = parsed.data;
+  return {
+    ...(value['@enabled'] ? { enabled: value['@enabled'] === 'yes' } : {}),
+    ...(value['@chunk'] !== undefined ? { chunk: value['@chunk'] } : {}),
+    ...(value['@free-target'] !== undefined ? { freeTarget: value['@free-target'] } : {}),
+    ...(value['@max-size'] !== undefined ? { maxSize: value['@max-size'] } : {}),
+  };
+}
+
+/** The policy that applies to one disk: the disk's own settings over the VM's. */
+export function policyFor(info: DomainInfo, target: string): DiskPolicy {
+  return { ...info.policy.vm, ...info.policy.disks[target] };
+}

@@ -1,0 +1,68 @@
+import { EventEmitter } from 'node:events';
+import readline from 'node:readline';
+import { execa, type ResultPromise } from 'execa';
+import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../util/clock.js';
+import { parseEventLine, type LibvirtEvent } from './events.js';
+
+/**
+ * libvirt's events, from one long-lived `virsh event --all --loop`. When it
+ * ends (libvirtd restarted or stopped) it is started again with backoff, and
+ * `restarted` tells the agent to rescan: events may have been missed.
+ */
+export interface EventStreamEvents {
+  event: [LibvirtEvent];
+  restarted: [];
+}
+
+const BACKOFF_INITIAL_MS = 250;
+const BACKOFF_MAX_MS = 5_000;
+
+export class LibvirtEventStream extends EventEmitter<EventStreamEvents> {
+  private child: ResultPromise | undefined;
+  private stopped = false;
+  private backoffMs = BACKOFF_INITIAL_MS;
+  private timer: TimerHandle | undefined;
+  private started = false;
+
+  constructor(
+    private readonly uri: string,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {
+    super();
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.spawn();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.child?.kill('SIGTERM');
+  }
+
+  private spawn(): void {
+    const child = execa('virsh', ['-c', this.uri, 'event', '--all', '--loop', '--timestamp'], { reject: false, stdin: 'ignore', buffer: false });
+    this.child = child;
+    const spawnedAt = this.clock.now();
+    if (this.started) this.emit('restarted');
+    this.started = true;
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      this.backoffMs = BACKOFF_INITIAL_MS;
+      const event = parseEventLine(line);
+      if (event) this.emit('event', event);
+      else if (line.trim()) this.logger.debug({ line }, 'unrecognised virsh event line');
+    });
+    void child.then((result) => {
+      if (this.stopped) return;
+      // A stream that lived a while ended for a reason (libvirtd restart): retry at once; one that failed at start backs off.
+      if (this.clock.now() - spawnedAt > BACKOFF_MAX_MS) this.backoffMs = BACKOFF_INITIAL_MS;
+      this.logger.warn({ exitCode: result.exitCode, retryMs: this.backoffMs }, 'libvirt event stream ended; reconnecting');
+      this.timer = this.clock.setTimeout(() => this.spawn(), this.backoffMs);
+      this.backoffMs = Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
+    });
+  }
+}

@@ -1,0 +1,171 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { StoragePlugin } from '../../plugins/types.js';
+import { errorMessage } from '../errors.js';
+import type { DriveConfig } from '../monitor/drive-state.js';
+import type { PolicySettings } from '../monitor/policy.js';
+import type { Extender } from '../monitor/ports.js';
+import { qcow2FullyAllocatedBytes } from '../monitor/qcow2-capacity.js';
+import { VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
+import type { Clock } from '../util/clock.js';
+import { alignDown, alignUp } from '../util/sizes.js';
+import { parseDomainXml, policyFor } from './domain-xml.js';
+import type { LibvirtEvent } from './events.js';
+import { LibvirtEventStream } from './event-stream.js';
+import { LibvirtVm } from './libvirt-vm.js';
+import type { Virsh } from './virsh.js';
+
+/**
+ * The agent's libvirt side: finds running domains and their thin drives,
+ * runs a VmMonitor for each domain, feeds it libvirt's events, and follows
+ * domains as they start and stop. After the event stream comes back (libvirtd
+ * restart) it rescans everything: thresholds are re-armed and a domain paused
+ * for ENOSPC meanwhile is found by the monitor's first poll and resumed.
+ */
+export interface LibvirtAgentOptions {
+  virsh: Virsh;
+  plugin: StoragePlugin;
+  extender: Extender;
+  /** Host-wide policy; per-VM and per-disk metadata override it. */
+  policy: PolicySettings;
+  maxSizeBytes?: number;
+  clock: Clock;
+  logger: Logger;
+  pollIntervalMs?: number;
+}
+
+interface Watched {
+  vm: LibvirtVm;
+  monitor: VmMonitor;
+  pathToTarget: Map<string, string>;
+}
+
+export class LibvirtAgent extends EventEmitter<MonitorEvents> {
+  private readonly watched = new Map<string, Watched>();
+  private readonly attaching = new Map<string, Promise<void>>();
+  private readonly stream: LibvirtEventStream;
+
+  constructor(private readonly options: LibvirtAgentOptions) {
+    super();
+    this.stream = new LibvirtEventStream(options.virsh.uri, options.clock, options.logger);
+  }
+
+  async start(): Promise<void> {
+    this.stream.on('event', (event) => this.onEvent(event));
+    this.stream.on('restarted', () => void this.rescan(true));
+    this.stream.start();
+    await this.rescan(false);
+  }
+
+  stop(): void {
+    this.stream.stop();
+    for (const watched of this.watched.values()) watched.monitor.stop();
+    this.watched.clear();
+  }
+
+  status(): VmStatus[] {
+    return [...this.watched.values()].map((watched) => watched.monitor.status());
+  }
+
+  /** Attaches to every active domain not watched yet; with `reconnected`, re-arms the ones already watched. */
+  async rescan(reconnected: boolean): Promise<void> {
+    let domains: string[];
+    try {
+      domains = await this.options.virsh.activeDomains();
+    } catch (error) {
+      this.options.logger.warn({ err: errorMessage(error) }, 'cannot list libvirt domains; will rescan when the event stream is back');
+      return;
+    }
+    for (const [name, watched] of this.watched) {
+      if (!domains.includes(name)) this.detach(name);
+      else if (reconnected) watched.monitor.handle({ type: 'reconnected' });
+    }
+    await Promise.all(domains.filter((name) => !this.watched.has(name)).map((name) => this.attach(name)));
+  }
+
+  private onEvent(event: LibvirtEvent): void {
+    if (event.kind === 'lifecycle') {
+      if (event.event === 'Started' || (event.event === 'Resumed' && !this.watched.has(event.domain))) void this.attach(event.domain);
+      if (event.event === 'Stopped' || event.event === 'Shutdown' || event.event === 'Crashed') this.detach(event.domain);
+    }
+    const watched = this.watched.get(event.domain);
+    if (!watched) return;
+    const input = watched.vm.translate(event, (path) => watched.pathToTarget.get(path));
+    if (input) watched.monitor.handle(input);
+  }
+
+  private attach(domain: string): Promise<void> {
+    const pending = this.attaching.get(domain);
+    if (pending) return pending;
+    const attempt = this.doAttach(domain)
+      .catch((error: unknown) => this.options.logger.warn({ vm: domain, err: errorMessage(error) }, 'could not attach to domain'))
+      .finally(() => this.attaching.delete(domain));
+    this.attaching.set(domain, attempt);
+    return attempt;
+  }
+
+  private async doAttach(domain: string): Promise<void> {
+    if (this.watched.has(domain)) return;
+    const { virsh, plugin, logger } = this.options;
+    const info = parseDomainXml(await virsh.dumpXml(domain));
+    const stats = await virsh.blockStats(domain);
+    const drives: Array<{ config: DriveConfig; volumeBytes: number }> = [];
+    const indexes: Array<{ target: string; index: number | undefined }> = [];
+    const pathToTarget = new Map<string, string>();
+    for (const disk of info.disks) {
+      if (disk.device !== 'disk' || !disk.source) continue;
+      const volume = await plugin.volumeForPath(disk.source);
+      if (!volume) continue;
+      const policy = policyFor(info, disk.target);
+      if (policy.enabled === false) {
+        logger.info({ vm: domain, drive: disk.target, volume }, 'thin provisioning disabled for this disk by domain metadata');
+        continue;
+      }
+      if (disk.format !== 'qcow2') {
+        logger.info({ vm: domain, drive: disk.target, volume, format: disk.format }, 'disk on a tideline volume is not qcow2: nothing to thin-provision');
+        continue;
+      }
+      if (disk.errorPolicy !== 'stop') {
+        logger.error({ vm: domain, drive: disk.target, volume, errorPolicy: disk.errorPolicy ?? 'report' }, "thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'");
+      }
+      const virtualBytes = stats.find((entry) => entry.target === disk.target)?.capacity ?? 0;
+      const extent = this.options.policy.extentBytes;
+      // The cluster size is not in the domain XML; QEMU's default (64 KiB) gives the largest metadata for a given size among common choices.
+      const qcowCap = alignUp(qcow2FullyAllocatedBytes(virtualBytes), extent);
+      const limit = policy.maxSize ?? this.options.maxSizeBytes;
+      const capBytes = limit ? Math.min(qcowCap, Math.max(extent, alignDown(limit, extent))) : qcowCap;
+      const volumeBytes = await plugin.refresh(volume);
+      const drivePolicy: PolicySettings = { ...this.options.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
+      drives.push({ config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, volumeBytes });
+      indexes.push({ target: disk.target, index: disk.index });
+      pathToTarget.set(disk.source, disk.target);
+      logger.info({ vm: domain, drive: disk.target, volume, volumeBytes, capBytes, virtualBytes }, 'watching thin drive');
+    }
+    if (drives.length === 0) return;
+    const vm = new LibvirtVm(domain, virsh, indexes);
+    const monitor = new VmMonitor({
+      vm: domain,
+      drives,
+      clock: this.options.clock,
+      extender: this.options.extender,
+      control: vm,
+      logger: this.options.logger.child({ vm: domain }),
+      ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
+    });
+    for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'changed'] as const) {
+      monitor.on(name, (...args: unknown[]) => (this.emit as (event: string, ...rest: unknown[]) => boolean)(name, ...args));
+    }
+    this.watched.set(domain, { vm, monitor, pathToTarget });
+    await monitor.start();
+    logger.info({ vm: domain, drives: drives.map((drive) => drive.config.drive) }, 'monitoring VM');
+  }
+
+  private detach(domain: string): void {
+    const watched = this.watched.get(domain);
+    if (!watched) return;
+    watched.monitor.stop();
+    this.watched.delete(domain);
+    this.options.logger.info({ vm: domain }, 'domain stopped; no longer watched');
+    this.emit('changed');
+  }
+}

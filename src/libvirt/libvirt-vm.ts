@@ -1,0 +1,71 @@
+import type { MonitorInput, RunState, VmControl } from '../monitor/ports.js';
+import type { LibvirtEvent } from './events.js';
+import type { Virsh } from './virsh.js';
+
+/**
+ * One libvirt domain as the monitor sees it. Thresholds, high water, state
+ * and resume all go through libvirt; tideline never talks to QEMU's monitor
+ * behind libvirt's back.
+ */
+export class LibvirtVm implements VmControl {
+  /** target -> libvirt index of the active layer ("vda" -> 1, threshold device "vda[1]"). */
+  private readonly indexes = new Map<string, number | undefined>();
+
+  constructor(
+    readonly domain: string,
+    private readonly virsh: Virsh,
+    drives: ReadonlyArray<{ target: string; index: number | undefined }>,
+  ) {
+    for (const drive of drives) this.indexes.set(drive.target, drive.index);
+  }
+
+  async setWriteThreshold(drive: string, offsetBytes: number): Promise<void> {
+    const index = this.indexes.get(drive);
+    await this.virsh.setThreshold(this.domain, index === undefined ? drive : `${drive}[${index}]`, offsetBytes);
+  }
+
+  async highWaterMarks(): Promise<Map<string, number>> {
+    const marks = new Map<string, number>();
+    for (const stats of await this.virsh.blockStats(this.domain)) {
+      if (this.indexes.has(stats.target) && (stats.backingIndex === undefined || stats.backingIndex === this.indexes.get(stats.target))) marks.set(stats.target, stats.allocation);
+    }
+    return marks;
+  }
+
+  /** libvirt's "paused (I/O error)" is QEMU's 'io-error': the only pause tideline may undo. */
+  async runState(): Promise<RunState> {
+    const { state, reason } = await this.virsh.state(this.domain);
+    if (state === 'paused') return reason === 'I/O error' ? 'io-error' : 'paused';
+    return state;
+  }
+
+  async noSpaceDrives(): Promise<Set<string>> {
+    const errors = await this.virsh.blockErrors(this.domain);
+    return new Set([...errors].filter(([target, error]) => this.indexes.has(target) && /no space/i.test(error)).map(([target]) => target));
+  }
+
+  async resume(): Promise<void> {
+    await this.virsh.resume(this.domain);
+  }
+
+  /** A libvirt event for this domain as a monitor input, or undefined. */
+  translate(event: LibvirtEvent, pathToTarget: (path: string) => string | undefined): MonitorInput | undefined {
+    switch (event.kind) {
+      case 'block-threshold':
+        if (!this.indexes.has(event.target)) return undefined;
+        return { type: 'threshold', drive: event.target, highWaterAtLeast: event.thresholdBytes + event.excessBytes };
+      case 'io-error-reason': {
+        const drive = pathToTarget(event.path);
+        if (!drive) return undefined;
+        // libvirt says 'pause' where QEMU says 'stop' (error_policy='stop').
+        return { type: 'io-error', drive, noSpace: event.reason === 'enospc', action: event.action === 'pause' ? 'stop' : event.action, reason: event.reason };
+      }
+      case 'lifecycle':
+        if (event.event === 'Suspended') return { type: 'stopped' };
+        if (event.event === 'Resumed') return { type: 'resumed' };
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+}

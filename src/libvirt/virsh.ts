@@ -1,0 +1,117 @@
+import { TideError } from '../errors.js';
+import type { Runner } from '../util/runner.js';
+
+/**
+ * libvirt through `virsh`: the npm bindings either do not build on Node 20
+ * (node-libvirt) or have no event API (@unraid/libvirt). virsh ships with
+ * libvirt, speaks its stable public API, and its output for these commands is
+ * stable across versions. Everything libvirt-specific goes through this one
+ * adapter, so it can be replaced by a native binding later.
+ */
+export class LibvirtError extends TideError {
+  readonly code = 'libvirt';
+}
+
+export const DEFAULT_URI = 'qemu:///system';
+const VIRSH_TIMEOUT_MS = 20_000;
+
+export interface DomainState {
+  state: string;
+  reason: string;
+}
+
+export interface BlockStats {
+  target: string;
+  path: string | undefined;
+  backingIndex: number | undefined;
+  allocation: number;
+  physical: number;
+  /** The disk's virtual size as the guest sees it. */
+  capacity: number;
+  threshold: number | undefined;
+}
+
+export class Virsh {
+  constructor(
+    private readonly run: Runner,
+    readonly uri = DEFAULT_URI,
+  ) {}
+
+  async virsh(args: readonly string[], acceptExitCodes: number[] = []): Promise<string> {
+    try {
+      return (await this.run('virsh', ['--quiet', '-c', this.uri, ...args], { timeoutMs: VIRSH_TIMEOUT_MS, acceptExitCodes })).stdout;
+    } catch (error) {
+      throw new LibvirtError(`virsh ${args[0]} failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Running and paused domains. */
+  async activeDomains(): Promise<string[]> {
+    return (await this.virsh(['list', '--name'])).split('\n').map((line) => line.trim()).filter(Boolean);
+  }
+
+  dumpXml(domain: string): Promise<string> {
+    return this.virsh(['dumpxml', '--', domain]);
+  }
+
+  async state(domain: string): Promise<DomainState> {
+    return parseDomState(await this.virsh(['domstate', '--reason', '--', domain]));
+  }
+
+  /** Disk targets whose last I/O failed, with libvirt's error text ("no space"). */
+  async blockErrors(domain: string): Promise<Map<string, string>> {
+    return parseBlockErrors(await this.virsh(['domblkerror', '--', domain]));
+  }
+
+  async blockStats(domain: string): Promise<BlockStats[]> {
+    return parseBlockStats(await this.virsh(['domstats', '--block', '--', domain]));
+  }
+
+  async setThreshold(domain: string, device: string, bytes: number): Promise<void> {
+    await this.virsh(['domblkthreshold', '--', domain, device, String(bytes)]);
+  }
+
+  async resume(domain: string): Promise<void> {
+    await this.virsh(['resume', '--', domain]);
+  }
+}
+
+/** "paused (I/O error)" -> { state: 'paused', reason: 'I/O error' } */
+export function parseDomState(text: string): DomainState {
+  const match = /^\s*([a-z ]+?)\s*(?:\((.*)\))?\s*$/.exec(text.trim());
+  if (!match) throw new LibvirtError(`cannot read domain state '${text.trim()}'`);
+  return { state: match[1]!, reason: match[2] ?? '' };
+}
+
+export function parseBlockErrors(text: string): Map<string, string> {
+  const errors = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const match = /^\s*(\S+): (.+)$/.exec(line);
+    if (match && match[2] !== 'No errors found') errors.set(match[1]!, match[2]!.trim());
+  }
+  return errors;
+}
+
+export function parseBlockStats(text: string): BlockStats[] {
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const match = /^\s*block\.(\d+\.[a-zA-Z.]+)=(.*)$/.exec(line);
+    if (match) fields.set(match[1]!, match[2]!);
+  }
+  const stats: BlockStats[] = [];
+  for (let index = 0; fields.has(`${index}.name`); index += 1) {
+    const get = (key: string) => fields.get(`${index}.${key}`);
+    const backingIndex = get('backingIndex');
+    const threshold = get('threshold');
+    stats.push({
+      target: get('name')!,
+      path: get('path'),
+      backingIndex: backingIndex === undefined ? undefined : Number(backingIndex),
+      allocation: Number(get('allocation') ?? 0),
+      physical: Number(get('physical') ?? 0),
+      capacity: Number(get('capacity') ?? 0),
+      threshold: threshold === undefined ? undefined : Number(threshold),
+    });
+  }
+  return stats;
+}

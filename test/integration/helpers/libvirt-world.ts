@@ -1,0 +1,90 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { labDomainXml } from '../../../src/lab/libvirt-domain.js';
+import { parseGuestLine, type GuestLine } from '../../../src/lab/guest-report.js';
+import { isAlive } from '../../../src/lab/workspace.js';
+import { execaRunner } from '../../../src/util/runner.js';
+import { GiB, MiB } from '../../../src/util/sizes.js';
+import type { LabWorld } from './lab-world.js';
+import { labBootImage } from './lab-world.js';
+import { until } from './watch.js';
+
+/**
+ * libvirtd for the tests: the running one, or one started here without systemd
+ * (virtlogd -d; libvirtd -d) and stopped afterwards by the PIDs it wrote.
+ */
+const URI = 'qemu:///system';
+const DOMAIN_PREFIX = 'tltest';
+
+export const virsh = (...args: string[]) => execa('virsh', ['-c', URI, ...args], { reject: false, timeout: 30_000 });
+
+export async function ensureLibvirtd(): Promise<{ stop(): Promise<void> }> {
+  if ((await virsh('version')).exitCode === 0) return { stop: async () => undefined };
+  await execaRunner('virtlogd', ['-d']);
+  await execaRunner('libvirtd', ['-d']);
+  await until(async () => (await virsh('version')).exitCode === 0, 30_000, 'libvirtd to answer');
+  return {
+    stop: async () => {
+      for (const pidFile of ['/run/libvirtd.pid', '/run/virtlogd.pid']) {
+        const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
+        if (pid && isAlive(pid)) process.kill(pid, 'SIGTERM');
+      }
+    },
+  };
+}
+
+/** Destroys transient test domains left by a run that died (their owner PID is in the name). */
+export async function sweepTestDomains(): Promise<void> {
+  const names = (await virsh('list', '--name')).stdout.split('\n').map((line) => line.trim()).filter(Boolean);
+  for (const name of names) {
+    const owner = Number(new RegExp(`^${DOMAIN_PREFIX}(\\d+)-`).exec(name)?.[1]);
+    if (owner && owner !== process.pid && !isAlive(owner)) await virsh('destroy', name);
+  }
+}
+
+export class LibvirtGuest {
+  private constructor(
+    readonly domain: string,
+    readonly volume: string,
+    readonly consoleLog: string,
+  ) {}
+
+  static async start(world: LabWorld, options: { name: string; writeMib: number; metadata?: string }): Promise<LibvirtGuest> {
+    const domain = `${DOMAIN_PREFIX}${process.pid}-${options.name}`;
+    const volume = `${options.name}-vda`;
+    await world.plugin.create(volume, 128 * MiB, { vm: domain });
+    const device = await world.plugin.activate(volume);
+    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', device, String(4 * GiB)]);
+    const consoleLog = path.join(world.dir, `${options.name}.console.log`);
+    const xmlFile = path.join(world.dir, `${options.name}.xml`);
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath: device, consoleLog, writeMib: options.writeMib, ...(options.metadata ? { metadata: options.metadata } : {}) }));
+    const created = await virsh('create', xmlFile);
+    if (created.exitCode !== 0) throw new Error(`virsh create failed: ${created.stderr}`);
+    return new LibvirtGuest(domain, volume, consoleLog);
+  }
+
+  async lines(): Promise<GuestLine[]> {
+    const text = await readFile(this.consoleLog, 'utf8').catch(() => '');
+    return text.split('\n').map(parseGuestLine).filter((line): line is GuestLine => line !== undefined);
+  }
+
+  /** Waits for the guest's verdict: units and bad units. */
+  async result(timeoutMs: number): Promise<Extract<GuestLine, { kind: 'result' }>> {
+    let result: Extract<GuestLine, { kind: 'result' }> | undefined;
+    await until(async () => {
+      result = (await this.lines()).find((line): line is Extract<GuestLine, { kind: 'result' }> => line.kind === 'result');
+      return result !== undefined;
+    }, timeoutMs, `${this.domain} to report its result (console ${this.consoleLog})`);
+    return result!;
+  }
+
+  async state(): Promise<string> {
+    return (await virsh('domstate', '--reason', this.domain)).stdout.trim();
+  }
+
+  async destroy(): Promise<void> {
+    await virsh('destroy', this.domain);
+  }
+}
