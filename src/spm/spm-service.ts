@@ -31,6 +31,8 @@ export interface SpmOptions {
   pollIdleMs?: number;
   /** How long after the last request polling stays fast. */
   fastForMs?: number;
+  /** Added before every extension, as slow storage would; tests use it to force the ENOSPC path. */
+  extendDelayMs?: number;
 }
 
 const HOSTS_IN_PARALLEL = 8;
@@ -174,6 +176,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
       const volume = await plugin.describe(request.volume);
       const refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
       if (refusal !== undefined) return finish(refusal, volume.sizeBytes);
+      if (this.options.extendDelayMs) await sleep(clock, this.options.extendDelayMs);
       const extended = await plugin.extend(request.volume, request.targetBytes);
       return finish(ReplyStatus.Ok, extended.sizeBytes);
     } catch (error) {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { readStatus } from '../../src/agent/status-file.js';
 import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
-import { ensureLibvirtd, LibvirtGuest, sweepTestDomains, virsh } from './helpers/libvirt-world.js';
+import { ensureLibvirtd, LibvirtGuest, restartLibvirtd, sweepTestDomains, virsh } from './helpers/libvirt-world.js';
 import { LabWorld } from './helpers/lab-world.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
@@ -14,7 +14,8 @@ import { until } from './helpers/watch.js';
  */
 describe('real libvirt: tideline under virsh', function () {
   this.timeout(5 * 60_000);
-  let libvirtd: { stop(): Promise<void> };
+  let libvirtd: { ours: boolean; stop(): Promise<void> };
+  let libvirtdIsOurs = false;
   let world: LabWorld;
   let guests: LibvirtGuest[] = [];
   let processes: TidelineProcess[] = [];
@@ -22,29 +23,46 @@ describe('real libvirt: tideline under virsh', function () {
 
   before(async () => {
     libvirtd = await ensureLibvirtd();
+    libvirtdIsOurs = libvirtd.ours;
     await sweepTestDomains();
   });
   after(async () => {
     await libvirtd?.stop();
   });
 
+  let mailbox: string;
+  let leases: string;
+
   beforeEach(async () => {
     world = await LabWorld.create();
-    const mailbox = path.join(world.dir, 'mailbox');
-    const leases = path.join(world.dir, 'leases');
+    mailbox = path.join(world.dir, 'mailbox');
+    leases = path.join(world.dir, 'leases');
     await Mailbox.init(mailbox, { maxHosts: 4 });
     await initLeaseVolume(leases, 4);
     statusFile = path.join(world.dir, 'status.json');
-    const spm = new TidelineProcess('spm', ['spm', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1']);
+  });
+
+  /** The SPM (optionally slow) and this host's agent following libvirt. */
+  async function startTideline(options: { spmDelayMs?: number } = {}): Promise<void> {
+    const spm = new TidelineProcess('spm', ['spm', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1', '--extend-delay', String(options.spmDelayMs ?? 0)]);
     processes.push(spm);
     await spm.waitFor('acting as SPM', 30_000);
-    processes.push(
-      new TidelineProcess('agent', [
-        'agent', '--libvirt', '--domain', world.workspace.domainDir, '--mailbox', mailbox, '--host-id', '2',
-        '--chunk', '256M', '--free-target', '256M', '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock'),
-      ]),
-    );
-  });
+    startAgent();
+  }
+
+  function startAgent(): TidelineProcess {
+    const agent = new TidelineProcess('agent', [
+      'agent', '--libvirt', '--domain', world.workspace.domainDir, '--mailbox', mailbox, '--host-id', '2',
+      '--chunk', '256M', '--free-target', '256M', '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock'),
+    ]);
+    processes.push(agent);
+    return agent;
+  }
+
+  async function waitForState(guest: LibvirtGuest, pattern: RegExp, timeoutMs: number): Promise<void> {
+    await until(async () => pattern.test(await guest.state()), timeoutMs, `${guest.domain} to be ${pattern}`);
+  }
+
   afterEach(async () => {
     for (const guest of guests) await guest.destroy();
     for (const process of processes) await process.kill().catch(() => undefined);
@@ -59,6 +77,7 @@ describe('real libvirt: tideline under virsh', function () {
   }
 
   it('grows the thin disk of a domain started with virsh: 1 GiB written, zero pauses, data verified', async () => {
+    await startTideline();
     const guest = await LibvirtGuest.start(world, { name: 'web', writeMib: 1024 });
     guests.push(guest);
     const result = await guest.result(180_000);
@@ -74,6 +93,7 @@ describe('real libvirt: tideline under virsh', function () {
   });
 
   it('leaves a domain suspended with virsh suspended, and goes on after virsh resume', async () => {
+    await startTideline();
     const guest = await LibvirtGuest.start(world, { name: 'db', writeMib: 768 });
     guests.push(guest);
     await until(async () => ((await driveStatus(guest))?.drives[0]?.extensions ?? 0) >= 1, 120_000, 'a first extension');
@@ -84,5 +104,40 @@ describe('real libvirt: tideline under virsh', function () {
     const result = await guest.result(180_000);
     assert.equal(result.bad, 0);
     assert.equal(result.units, 48);
+  });
+
+  it('with a slow SPM: virsh shows the domain paused for an I/O error, then tideline resumes it and the data is intact', async () => {
+    await startTideline({ spmDelayMs: 2_500 });
+    const guest = await LibvirtGuest.start(world, { name: 'slow', writeMib: 768 });
+    await waitForState(guest, /^paused \(I\/O error\)$/, 120_000);
+    await waitForState(guest, /^running/, 30_000);
+    const result = await guest.result(240_000);
+    assert.equal(result.bad, 0);
+    assert.equal(result.units, 48);
+    assert.ok(((await driveStatus(guest))?.pauses ?? 0) >= 1, 'the status does not count the pause');
+  });
+
+  it('an agent restarted while the domain is paused for ENOSPC finds it, extends and resumes it', async () => {
+    await startTideline({ spmDelayMs: 4_000 });
+    const guest = await LibvirtGuest.start(world, { name: 'restart', writeMib: 512 });
+    await waitForState(guest, /^paused \(I\/O error\)$/, 120_000);
+    await processes[1]!.kill();
+    startAgent();
+    const result = await guest.result(240_000);
+    assert.equal(result.bad, 0);
+    assert.equal(result.units, 32);
+  });
+
+  it('keeps going across a libvirtd restart: thresholds re-armed, nothing left paused', async function () {
+    if (!libvirtdIsOurs) this.skip(); // a libvirtd this suite did not start is not ours to restart
+    await startTideline();
+    const guest = await LibvirtGuest.start(world, { name: 'survivor', writeMib: 1024 });
+    await until(async () => ((await driveStatus(guest))?.drives[0]?.extensions ?? 0) >= 2, 120_000, 'two extensions');
+    await restartLibvirtd();
+    const result = await guest.result(240_000);
+    assert.equal(result.bad, 0);
+    assert.equal(result.units, 64);
+    assert.ok(processes[1]!.logged('libvirt event stream ended; reconnecting').length >= 1, 'the agent did not notice the restart');
+    assert.ok(((await driveStatus(guest))?.drives[0]?.extensions ?? 0) >= 3);
   });
 });

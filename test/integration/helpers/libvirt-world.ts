@@ -19,19 +19,30 @@ const DOMAIN_PREFIX = 'tltest';
 
 export const virsh = (...args: string[]) => execa('virsh', ['-c', URI, ...args], { reject: false, timeout: 30_000 });
 
-export async function ensureLibvirtd(): Promise<{ stop(): Promise<void> }> {
-  if ((await virsh('version')).exitCode === 0) return { stop: async () => undefined };
-  await execaRunner('virtlogd', ['-d']);
+export async function ensureLibvirtd(): Promise<{ ours: boolean; stop(): Promise<void> }> {
+  if ((await virsh('version')).exitCode === 0) return { ours: false, stop: async () => undefined };
+  const startVirtlogd = (await execa('pgrep', ['-x', 'virtlogd'], { reject: false })).exitCode !== 0;
+  if (startVirtlogd) await execaRunner('virtlogd', ['-d']);
   await execaRunner('libvirtd', ['-d']);
   await until(async () => (await virsh('version')).exitCode === 0, 30_000, 'libvirtd to answer');
   return {
+    ours: true,
     stop: async () => {
-      for (const pidFile of ['/run/libvirtd.pid', '/run/virtlogd.pid']) {
+      for (const pidFile of ['/run/libvirtd.pid', ...(startVirtlogd ? ['/run/virtlogd.pid'] : [])]) {
         const pid = Number(await readFile(pidFile, 'utf8').catch(() => ''));
         if (pid && isAlive(pid)) process.kill(pid, 'SIGTERM');
       }
     },
   };
+}
+
+/** Stops the libvirtd this suite started (by the PID it wrote) and starts it again; running domains survive. */
+export async function restartLibvirtd(): Promise<void> {
+  const pid = Number(await readFile('/run/libvirtd.pid', 'utf8'));
+  process.kill(pid, 'SIGTERM');
+  await until(() => !isAlive(pid), 30_000, 'libvirtd to stop');
+  await execaRunner('libvirtd', ['-d']);
+  await until(async () => (await virsh('version')).exitCode === 0, 30_000, 'libvirtd to answer again');
 }
 
 /** Destroys transient test domains left by a run that died (their owner PID is in the name). */
