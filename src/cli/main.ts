@@ -8,6 +8,7 @@ import { statusCommand } from './commands/status.js';
 import { leaseCommand, mailboxCommand } from './commands/mailbox.js';
 import { spmCommand } from './commands/spm.js';
 import { volumeCommand } from './commands/volume.js';
+import { hookCommand } from './commands/hook.js';
 import { InvalidConfigError } from '../errors.js';
 import { reportFailure } from './failure.js';
 
@@ -26,10 +27,11 @@ function buildCli() {
   .command(statusCommand)
   .command(spmCommand)
   .command(volumeCommand)
+  .command(hookCommand)
   .command(mailboxCommand)
   .command(leaseCommand)
   .command(loopDomainCommand)
-  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, mailbox, lease or loop-domain')
+  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, hook, mailbox, lease or loop-domain')
   .strict()
   .recommendCommands()
   .help()

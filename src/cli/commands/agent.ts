@@ -79,11 +79,11 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
             create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, execaRunner, volume, sizeBytes, virtualBytes)).sizeBytes,
             remove: (volume) => deleteThinVolume(plugin, execaRunner, volume),
           };
-    const control = await serveControl(argv['control-socket'], volumes, logger);
     const libvirt = argv.libvirt
       ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000 })
       : undefined;
     const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(libvirt ? { libvirt } : {}) });
+    const control = await serveControl(argv['control-socket'], volumes, logger, async () => libvirt?.rescan(false));
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
     try {

@@ -1,0 +1,55 @@
+import type { StoragePlugin } from '../../plugins/types.js';
+import type { HostConfig } from '../config/host-config.js';
+import { errorMessage } from '../errors.js';
+
+/**
+ * The libvirt hook's decisions (libvirtd blocks while it runs). `prepare`
+ * makes this host see the current size of every thin volume of the domain
+ * before QEMU opens it; another host may have extended it. A missing volume
+ * refuses the start (exit 1, libvirt shows our message). Every other
+ * operation only nudges the agent, with a short timeout: a hook must never
+ * hang a host because the agent is down.
+ */
+export interface HookDependencies {
+  config: HostConfig | undefined;
+  openPlugin: (config: HostConfig) => Promise<StoragePlugin>;
+  notifyAgent: (message: { op: 'rescan'; domain: string; operation: string }) => Promise<void>;
+}
+
+export interface HookOutcome {
+  exitCode: number;
+  message?: string;
+}
+
+export async function runHook(args: readonly string[], domainXml: string, dependencies: HookDependencies): Promise<HookOutcome> {
+  const [domain = '', operation = '', subOperation = ''] = args;
+  const { config } = dependencies;
+  if (!config || (!config.vg && !config['loop-domain'])) return { exitCode: 0 };
+  if (operation !== 'prepare' || subOperation !== 'begin') {
+    await dependencies.notifyAgent({ op: 'rescan', domain, operation }).catch(() => undefined);
+    return { exitCode: 0 };
+  }
+  let sources: string[];
+  try {
+    const { parseDomainXml } = await import('../libvirt/domain-xml.js');
+    sources = parseDomainXml(domainXml).disks.flatMap((disk) => (disk.device === 'disk' && disk.source ? [disk.source] : []));
+  } catch (error) {
+    // Not ours to block a start over: libvirt itself decides whether this XML can run.
+    return { exitCode: 0, message: `tideline hook: cannot read the XML of domain ${domain} (${errorMessage(error)}); thin volumes were not refreshed` };
+  }
+  const candidates = config.vg ? sources.filter((source) => source.startsWith(`/dev/${config.vg}/`) || source.startsWith('/dev/mapper/')) : sources;
+  if (candidates.length === 0) return { exitCode: 0 };
+  const plugin = await dependencies.openPlugin(config);
+  for (const source of candidates) {
+    const volume = await plugin.volumeForPath(source);
+    if (!volume) continue;
+    try {
+      await plugin.refresh(volume);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === 'volume-not-found') return { exitCode: 1, message: `tideline: domain ${domain} cannot start: its disk ${source} is volume ${volume}, which does not exist in storage domain ${plugin.domain}` };
+      return { exitCode: 1, message: `tideline: domain ${domain} cannot start: refreshing volume ${volume} (${source}) failed: ${errorMessage(error)}` };
+    }
+  }
+  return { exitCode: 0 };
+}

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { serveControl } from '../../src/agent/control-server.js';
+import { labDomainXml } from '../../src/lab/libvirt-domain.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { MiB } from '../../src/util/sizes.js';
+import { LabWorld } from './helpers/lab-world.js';
+
+/**
+ * The libvirt hook as libvirtd runs it: the built script (dist, as installed),
+ * arguments and domain XML on stdin, the host configuration from a file.
+ */
+const HOOK = path.resolve('dist/src/hook/main.js');
+
+describe('libvirt hook', function () {
+  this.timeout(60_000);
+  let world: LabWorld;
+  let config: string;
+  let socket: string;
+
+  before(async () => {
+    world = await LabWorld.create();
+    config = path.join(world.dir, 'tideline.conf');
+    socket = path.join(world.dir, 'agent.sock');
+    await writeFile(config, `loop-domain = ${world.workspace.domainDir}\ncontrol-socket = ${socket}\n`);
+  });
+  after(async () => {
+    await world.dispose();
+  });
+
+  const hook = (args: string[], stdin: string, env: Record<string, string> = {}) =>
+    execa('node', [HOOK, ...args], { input: stdin, reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: config, ...env } });
+
+  const xmlFor = (device: string) => labDomainXml({ name: 'web', boot: { kernel: '/k', initrd: '/i', kernelVersion: 'x' }, devicePath: device, consoleLog: '/dev/null', writeMib: 16 });
+
+  async function loopSize(device: string): Promise<number> {
+    return Number(await readFile(`/sys/block/${path.basename(device)}/size`, 'utf8')) * 512;
+  }
+
+  it('prepare: makes this host see the size another host extended the volume to', async () => {
+    await world.plugin.create('web-vda', 64 * MiB);
+    const device = await world.plugin.activate('web-vda');
+    // Another host's SPM grew it: the storage knows, this host's loop device does not yet.
+    await world.plugin.extend('web-vda', 192 * MiB);
+    assert.equal(await loopSize(device), 64 * MiB);
+    const result = await hook(['web', 'prepare', 'begin', '-'], xmlFor(device));
+    assert.equal(result.exitCode, 0, result.stderr);
+    assert.equal(await loopSize(device), 192 * MiB);
+  });
+
+  it('prepare: refuses the start, naming disk and volume, when the volume is gone', async () => {
+    await world.plugin.create('gone-vda', 64 * MiB);
+    const device = await world.plugin.activate('gone-vda');
+    await rm(path.join(world.workspace.domainDir, 'gone-vda.img'));
+    const result = await hook(['gone', 'prepare', 'begin', '-'], xmlFor(device));
+    assert.equal(result.exitCode, 1);
+    assert.match(result.stderr, new RegExp(`domain gone cannot start: its disk ${device} is volume gone-vda, which does not exist in storage domain`));
+  });
+
+  it('prepare: malformed XML gives a message and lets libvirt decide (exit 0)', async () => {
+    const result = await hook(['web', 'prepare', 'begin', '-'], '<domain><name>web</name><devices><disk');
+    assert.equal(result.exitCode, 0);
+    assert.match(result.stderr, /cannot read the XML of domain web .*not well-formed.*thin volumes were not refreshed/);
+  });
+
+  it('passes other events to the agent, and returns quickly when the agent is down', async () => {
+    const down = await hook(['web', 'started', 'begin', '-'], '');
+    assert.equal(down.exitCode, 0, `stderr: ${down.stderr} stdout: ${down.stdout}`);
+    assert.equal(down.stderr, '');
+
+    const rescans: string[] = [];
+    const server = await serveControl(socket, { create: async () => 0, remove: async () => undefined }, silentLogger, async () => {
+      rescans.push('rescan');
+    });
+    try {
+      const up = await hook(['web', 'stopped', 'end', '-'], '');
+      assert.equal(up.exitCode, 0, up.stderr);
+      assert.deepEqual(rescans, ['rescan']);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('does nothing on a host without tideline configuration, and says what is wrong with a broken one', async () => {
+    const unconfigured = await hook(['web', 'prepare', 'begin', '-'], xmlFor('/dev/loop99'), { TIDELINE_CONFIG: path.join(world.dir, 'absent.conf') });
+    assert.deepEqual([unconfigured.exitCode, unconfigured.stderr], [0, '']);
+    const broken = path.join(world.dir, 'broken.conf');
+    await writeFile(broken, `loop-domain = ${world.workspace.domainDir}\nchunk = lots\n`);
+    const result = await hook(['web', 'prepare', 'begin', '-'], xmlFor('/dev/loop99'), { TIDELINE_CONFIG: broken });
+    assert.equal(result.exitCode, 0);
+    assert.match(result.stderr, /broken\.conf:2: chunk .*cannot read "lots" as a size/);
+  });
+});
