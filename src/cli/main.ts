@@ -9,6 +9,7 @@ import { leaseCommand, mailboxCommand } from './commands/mailbox.js';
 import { spmCommand } from './commands/spm.js';
 import { volumeCommand } from './commands/volume.js';
 import { hookCommand } from './commands/hook.js';
+import { policyCommand } from './commands/policy.js';
 import { InvalidConfigError } from '../errors.js';
 import { reportFailure } from './failure.js';
 
@@ -27,11 +28,12 @@ function buildCli() {
   .command(statusCommand)
   .command(spmCommand)
   .command(volumeCommand)
+  .command(policyCommand)
   .command(hookCommand)
   .command(mailboxCommand)
   .command(leaseCommand)
   .command(loopDomainCommand)
-  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, hook, mailbox, lease or loop-domain')
+  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, policy, hook, mailbox, lease or loop-domain')
   .strict()
   .recommendCommands()
   .help()

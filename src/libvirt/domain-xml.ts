@@ -72,6 +72,31 @@ export function parseDomainXml(xml: string): DomainInfo {
   return { name: domain.name, disks, policy: readPolicy(domain.metadata) };
 }
 
+/** The tideline element alone, as `virsh metadata DOMAIN NAMESPACE` prints it. */
+export function parsePolicyXml(xml: string): DomainInfo['policy'] {
+  if (!xml.trim()) return { vm: {}, disks: {} };
+  let document: unknown;
+  try {
+    document = parser.parse(xml, true);
+  } catch (error) {
+    throw new DomainXmlError(`tideline metadata is not well-formed XML: ${(error as Error).message}`, { cause: error });
+  }
+  return readPolicy(document);
+}
+
+/** The tideline element for a policy (pure); sizes in bytes. */
+export function policyXml(policy: DomainInfo['policy']): string {
+  const attributes = (value: DiskPolicy) =>
+    [
+      value.enabled === undefined ? '' : ` enabled='${value.enabled ? 'yes' : 'no'}'`,
+      value.chunk === undefined ? '' : ` chunk='${value.chunk}'`,
+      value.freeTarget === undefined ? '' : ` free-target='${value.freeTarget}'`,
+      value.maxSize === undefined ? '' : ` max-size='${value.maxSize}'`,
+    ].join('');
+  const drives = Object.entries(policy.disks).map(([target, value]) => `<drive target='${target.replace(/[^A-Za-z0-9_]/g, '')}'${attributes(value)}/>`);
+  return `<thin${attributes(policy.vm)}>${drives.join('')}</thin>`;
+}
+
 function readPolicy(metadata: unknown): DomainInfo['policy'] {
   const policy: DomainInfo['policy'] = { vm: {}, disks: {} };
   const thin = (metadata as Record<string, unknown> | undefined)?.thin as Record<string, unknown> | undefined;

@@ -88,6 +88,13 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       if (event.event === 'Started' || (event.event === 'Resumed' && !this.watched.has(event.domain))) void this.attach(event.domain);
       if (event.event === 'Stopped' || event.event === 'Shutdown' || event.event === 'Crashed') this.detach(event.domain);
     }
+    if (event.kind === 'other' && event.name === 'metadata-change' && this.watched.has(event.domain)) {
+      // The policy may have changed: watch the domain again with what its XML says now.
+      this.options.logger.info({ vm: event.domain }, 'domain metadata changed; applying its policy');
+      this.detach(event.domain);
+      void this.attach(event.domain);
+      return;
+    }
     const watched = this.watched.get(event.domain);
     if (!watched) return;
     const input = watched.vm.translate(event, (path) => watched.pathToTarget.get(path));

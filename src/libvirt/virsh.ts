@@ -71,6 +71,22 @@ export class Virsh {
     await this.virsh(['domblkthreshold', '--', domain, device, String(bytes)]);
   }
 
+  /** The domain's tideline metadata element, or '' when it has none. */
+  async metadata(domain: string, namespace: string): Promise<string> {
+    return this.virsh(['metadata', '--', domain, namespace], []).catch((error: unknown) => {
+      if (/metadata not found|does not have metadata/i.test((error as Error).message)) return '';
+      throw error;
+    });
+  }
+
+  /** Sets it on the running domain and, for a persistent one, in its configuration too. */
+  async setMetadata(domain: string, namespace: string, key: string, xml: string): Promise<void> {
+    const persistent = /Persistent:\s+yes/.test(await this.virsh(['dominfo', '--', domain]));
+    const running = /State:\s+(running|paused)/.test(await this.virsh(['dominfo', '--', domain]));
+    const scope = [...(running ? ['--live'] : []), ...(persistent ? ['--config'] : [])];
+    await this.virsh(['metadata', '--', domain, namespace, '--key', key, '--set', xml, ...scope]);
+  }
+
   async resume(domain: string): Promise<void> {
     await this.virsh(['resume', '--', domain]);
   }

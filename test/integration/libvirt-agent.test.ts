@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { execa } from 'execa';
 import { readStatus } from '../../src/agent/status-file.js';
 import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
@@ -139,5 +140,29 @@ describe('real libvirt: tideline under virsh', function () {
     assert.equal(result.units, 64);
     assert.ok(processes[1]!.logged('libvirt event stream ended; reconnecting').length >= 1, 'the agent did not notice the restart');
     assert.ok(((await driveStatus(guest))?.drives[0]?.extensions ?? 0) >= 3);
+  });
+
+  it('takes per-disk policy from domain metadata set with tideline policy, and refuses bad policy', async () => {
+    await startTideline();
+    const guest = await LibvirtGuest.start(world, { name: 'policy', writeMib: 256 });
+    const agent = processes[1]!;
+    await agent.waitFor('monitoring VM', 60_000);
+    const tideline = (...args: string[]) => execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, timeout: 60_000 });
+    const set = await tideline('policy', 'set', guest.domain, '--disk', 'vda', '--chunk', '128M', '--free-target', '96M');
+    assert.equal(set.exitCode, 0, set.stderr);
+    const shown = JSON.parse((await tideline('policy', 'show', guest.domain, '--json')).stdout) as { disks: Record<string, unknown> };
+    assert.deepEqual(shown.disks, { vda: { chunk: 128 * 1024 * 1024, freeTarget: 96 * 1024 * 1024 } });
+    await agent.waitFor('domain metadata changed; applying its policy', 30_000);
+    await agent.waitFor('monitoring VM', 30_000, 2);
+
+    const inverted = await tideline('policy', 'set', guest.domain, '--chunk', '64M', '--free-target', '128M');
+    assert.equal(inverted.exitCode, 2);
+    assert.match(inverted.stderr, /free target 128\.0 MiB exceeds the chunk 64\.0 MiB/);
+    const unknown = await tideline('policy', 'show', 'no-such-domain');
+    assert.equal(unknown.exitCode, 1);
+    assert.match(unknown.stderr, /no-such-domain|failed to get domain/i);
+
+    const result = await guest.result(180_000);
+    assert.equal(result.bad, 0);
   });
 });
