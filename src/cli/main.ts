@@ -10,6 +10,7 @@ import { spmCommand } from './commands/spm.js';
 import { volumeCommand } from './commands/volume.js';
 import { hookCommand } from './commands/hook.js';
 import { policyCommand } from './commands/policy.js';
+import { doctorCommand } from './commands/doctor.js';
 import { InvalidConfigError } from '../errors.js';
 import { reportFailure } from './failure.js';
 
@@ -29,11 +30,12 @@ function buildCli() {
   .command(spmCommand)
   .command(volumeCommand)
   .command(policyCommand)
+  .command(doctorCommand)
   .command(hookCommand)
   .command(mailboxCommand)
   .command(leaseCommand)
   .command(loopDomainCommand)
-  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, policy, hook, mailbox, lease or loop-domain')
+  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, policy, doctor, hook, mailbox, lease or loop-domain')
   .strict()
   .recommendCommands()
   .help()

@@ -15,6 +15,8 @@ export interface LabDomainSpec {
   memoryMib?: number;
   /** Extra XML inside <metadata> (tideline policy). */
   metadata?: string;
+  /** libvirt's error_policy; 'stop' unless a test wants to show what happens without it. */
+  errorPolicy?: 'stop' | 'report';
 }
 
 export function labDomainXml(spec: LabDomainSpec): string {
@@ -35,7 +37,7 @@ export function labDomainXml(spec: LabDomainSpec): string {
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='block' device='disk'>
-      <driver name='qemu' type='qcow2' cache='none' io='native' error_policy='stop' rerror_policy='stop'/>
+      <driver name='qemu' type='qcow2' cache='none' io='native' error_policy='${spec.errorPolicy ?? 'stop'}' rerror_policy='${spec.errorPolicy ?? 'stop'}'/>
       <source dev='${escapeXml(spec.devicePath)}'/>
       <target dev='vda' bus='virtio'/>
     </disk>

@@ -84,7 +84,8 @@ export class Virsh {
     const persistent = /Persistent:\s+yes/.test(await this.virsh(['dominfo', '--', domain]));
     const running = /State:\s+(running|paused)/.test(await this.virsh(['dominfo', '--', domain]));
     const scope = [...(running ? ['--live'] : []), ...(persistent ? ['--config'] : [])];
-    await this.virsh(['metadata', '--', domain, namespace, '--key', key, '--set', xml, ...scope]);
+    // Named options throughout: after '--' virsh takes everything as positional.
+    await this.virsh(['metadata', '--domain', domain, '--uri', namespace, '--key', key, '--set', xml, ...scope]);
   }
 
   async resume(domain: string): Promise<void> {

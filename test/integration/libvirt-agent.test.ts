@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { readStatus } from '../../src/agent/status-file.js';
@@ -164,5 +165,29 @@ describe('real libvirt: tideline under virsh', function () {
 
     const result = await guest.result(180_000);
     assert.equal(result.bad, 0);
+  });
+
+  it('tideline doctor flags a thin disk without error_policy=stop, and the agent logs it as an error', async () => {
+    await startTideline();
+    const guest = await LibvirtGuest.start(world, { name: 'careless', writeMib: 64, errorPolicy: 'report' });
+    await processes[1]!.waitFor("thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'", 60_000);
+    const config = path.join(world.dir, 'tideline.conf');
+    await writeFile(config, `loop-domain = ${world.workspace.domainDir}\nmailbox = ${mailbox}\nhost-id = 2\n`);
+    const doctor = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'doctor', '--json', '--config', config, '--hook', path.join(world.dir, 'no-hook')], { reject: false, timeout: 60_000 });
+    assert.equal(doctor.exitCode, 1, doctor.stderr);
+    const findings = JSON.parse(doctor.stdout) as Array<{ check: string; status: string; detail: string }>;
+    const byCheck = new Map(findings.map((finding) => [finding.check, finding]));
+    assert.equal(byCheck.get('configuration')?.status, 'ok');
+    assert.equal(byCheck.get('storage domain')?.status, 'ok');
+    assert.equal(byCheck.get('mailbox')?.status, 'ok');
+    assert.equal(byCheck.get('libvirtd')?.status, 'ok');
+    assert.equal(byCheck.get('libvirt hook')?.status, 'warn');
+    const disk = byCheck.get(`${guest.domain} vda`);
+    assert.equal(disk?.status, 'fail');
+    assert.match(disk!.detail, /the GUEST gets I\/O errors instead of a pause/);
+
+    await writeFile(config, `loop-domain = ${world.workspace.domainDir}\nhost-id = two\n`);
+    const broken = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'doctor', '--json', '--config', config], { reject: false, timeout: 60_000 });
+    assert.match(JSON.parse(broken.stdout)[0].detail, /tideline\.conf:2: host-id/);
   });
 });

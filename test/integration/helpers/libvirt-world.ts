@@ -61,7 +61,7 @@ export class LibvirtGuest {
     readonly consoleLog: string,
   ) {}
 
-  static async start(world: LabWorld, options: { name: string; writeMib: number; metadata?: string }): Promise<LibvirtGuest> {
+  static async start(world: LabWorld, options: { name: string; writeMib: number; metadata?: string; errorPolicy?: 'stop' | 'report' }): Promise<LibvirtGuest> {
     const domain = `${DOMAIN_PREFIX}${process.pid}-${options.name}`;
     const volume = `${options.name}-vda`;
     await world.plugin.create(volume, 128 * MiB, { vm: domain });
@@ -70,7 +70,7 @@ export class LibvirtGuest {
     const consoleLog = path.join(world.dir, `${options.name}.console.log`);
     const xmlFile = path.join(world.dir, `${options.name}.xml`);
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath: device, consoleLog, writeMib: options.writeMib, ...(options.metadata ? { metadata: options.metadata } : {}) }));
+    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath: device, consoleLog, writeMib: options.writeMib, ...(options.metadata ? { metadata: options.metadata } : {}), ...(options.errorPolicy ? { errorPolicy: options.errorPolicy } : {}) }));
     const created = await virsh('create', xmlFile);
     if (created.exitCode !== 0) throw new Error(`virsh create failed: ${created.stderr}`);
     return new LibvirtGuest(domain, volume, consoleLog);

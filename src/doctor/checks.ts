@@ -1,0 +1,96 @@
+import { access, constants } from 'node:fs/promises';
+import type { StoragePlugin } from '../../plugins/types.js';
+import type { HostConfig } from '../config/host-config.js';
+import { errorMessage } from '../errors.js';
+import { parseDomainXml } from '../libvirt/domain-xml.js';
+import type { Virsh } from '../libvirt/virsh.js';
+import { Mailbox } from '../mailbox/mailbox.js';
+import type { Runner } from '../util/runner.js';
+
+/** One finding of `tideline doctor`. */
+export interface Finding {
+  check: string;
+  status: 'ok' | 'warn' | 'fail';
+  detail: string;
+}
+
+export const HOOK_FILE = '/etc/libvirt/hooks/qemu.d/tideline';
+
+export async function checkHook(file = HOOK_FILE): Promise<Finding> {
+  try {
+    await access(file, constants.X_OK);
+    return { check: 'libvirt hook', status: 'ok', detail: file };
+  } catch {
+    return { check: 'libvirt hook', status: 'warn', detail: `${file} is missing or not executable: volumes are not refreshed before a VM starts; run 'tideline hook install'` };
+  }
+}
+
+export async function checkStorage(open: () => Promise<StoragePlugin>): Promise<{ finding: Finding; plugin?: StoragePlugin }> {
+  try {
+    const plugin = await open();
+    return { finding: { check: 'storage domain', status: 'ok', detail: `${plugin.kind} ${plugin.domain}: ${Math.round((await plugin.freeBytes()) / 2 ** 20)} MiB free` }, plugin };
+  } catch (error) {
+    return { finding: { check: 'storage domain', status: 'fail', detail: errorMessage(error) } };
+  }
+}
+
+export async function checkMailbox(config: HostConfig): Promise<Finding> {
+  if (!config.mailbox) return { check: 'mailbox', status: 'warn', detail: 'no mailbox in the configuration: this host extends volumes itself (single host only)' };
+  try {
+    const mailbox = await Mailbox.open(config.mailbox);
+    try {
+      const hostId = config['host-id'];
+      if (hostId === undefined) return { check: 'mailbox', status: 'fail', detail: `${config.mailbox} is readable but host-id is not set` };
+      mailbox.assertHostId(hostId);
+      return { check: 'mailbox', status: 'ok', detail: `${config.mailbox}: mailbox ${mailbox.header.mailboxId}, host ${hostId} of ${mailbox.maxHosts}` };
+    } finally {
+      await mailbox.close();
+    }
+  } catch (error) {
+    return { check: 'mailbox', status: 'fail', detail: errorMessage(error) };
+  }
+}
+
+/** libvirtd, and every running domain's thin disks: without error_policy='stop' a full volume is an I/O error in the guest. */
+export async function checkLibvirt(virsh: Virsh, plugin: StoragePlugin | undefined): Promise<Finding[]> {
+  let domains: string[];
+  try {
+    domains = await virsh.activeDomains();
+  } catch (error) {
+    return [{ check: 'libvirtd', status: 'fail', detail: `not reachable at ${virsh.uri}: ${errorMessage(error)}` }];
+  }
+  const findings: Finding[] = [{ check: 'libvirtd', status: 'ok', detail: `${virsh.uri}: ${domains.length} active domains` }];
+  if (!plugin) return findings;
+  for (const domain of domains) {
+    try {
+      const info = parseDomainXml(await virsh.dumpXml(domain));
+      for (const disk of info.disks) {
+        if (disk.device !== 'disk' || !disk.source || !(await plugin.volumeForPath(disk.source))) continue;
+        if (disk.errorPolicy !== 'stop') {
+          findings.push({ check: `${domain} ${disk.target}`, status: 'fail', detail: `thin disk without error_policy='stop' (has '${disk.errorPolicy ?? 'report'}'): when its volume fills, the GUEST gets I/O errors instead of a pause. Set <driver ... error_policy='stop'/>` });
+        } else if (disk.format !== 'qcow2') {
+          findings.push({ check: `${domain} ${disk.target}`, status: 'warn', detail: `disk on a tideline volume is ${disk.format ?? 'raw'}, not qcow2: it is not thin-provisioned` });
+        }
+      }
+    } catch (error) {
+      findings.push({ check: domain, status: 'warn', detail: `could not read its XML: ${errorMessage(error)}` });
+    }
+  }
+  return findings;
+}
+
+export async function checkVersions(run: Runner): Promise<Finding> {
+  const probes: Array<[string, string[], RegExp]> = [
+    ['qemu', ['qemu-system-x86_64', '--version'], /version (\S+)/],
+    ['libvirt', ['virsh', '--version'], /(\S+)/],
+    ['lvm', ['lvm', 'version'], /LVM version:\s+(\S+)/],
+    ['sanlock', ['sanlock', 'version'], /(\S+)/],
+  ];
+  const parts = [`node ${process.versions.node}`];
+  for (const [name, [command, ...args], pattern] of probes) {
+    const result = await run(command!, args, { timeoutMs: 10_000, acceptExitCodes: [1] }).catch(() => undefined);
+    parts.push(`${name} ${result ? (pattern.exec(`${result.stdout}\n${result.stderr}`)?.[1] ?? '?') : 'missing'}`);
+  }
+  const missing = parts.filter((part) => part.endsWith('missing'));
+  return { check: 'versions', status: missing.length ? 'warn' : 'ok', detail: parts.join(', ') };
+}
