@@ -1,4 +1,6 @@
 import type http from 'node:http';
+import path from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { agentPolicy, type AgentSettings } from '../config/agent-settings.js';
@@ -24,7 +26,11 @@ export interface AgentOptions {
   logger: Logger;
   /** Domains found and followed through libvirt, besides the QMP sockets named in the settings. */
   libvirt?: LibvirtAgent;
+  /** A directory whose `*.qmp` sockets are plain QEMU VMs to watch as they come and go (named after the file). */
+  qmpDirectory?: string;
 }
+
+const QMP_SUFFIX = '.qmp';
 
 /** Coalesces bursts of changes (every extension emits several) into one status write. */
 const STATUS_WRITE_DELAY_MS = 200;
@@ -35,6 +41,7 @@ export class Agent {
   private server: http.Server | undefined;
   private statusTimer: TimerHandle | undefined;
   private statusWriting: Promise<void> = Promise.resolve();
+  private directoryWatcher: FSWatcher | undefined;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -52,6 +59,7 @@ export class Agent {
       libvirt.on('extension-failed', (event) => logger.error(event, 'extension failed'));
       await libvirt.start();
     }
+    if (this.options.qmpDirectory) this.watchQmpDirectory(this.options.qmpDirectory);
     // VMs attach independently: one VM whose QEMU is not up yet must not hold back the others.
     await Promise.all(settings.qmp.map((target) => this.attach(target.vm, target.socketPath)));
     this.scheduleStatusWrite();
@@ -62,12 +70,35 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    await this.directoryWatcher?.close();
     for (const attachment of this.attachments.values()) attachment.stop();
     this.options.libvirt?.stop();
     this.statusTimer?.cancel();
     this.server?.close();
     await this.statusWriting;
     await this.writeStatusNow();
+  }
+
+  private watchQmpDirectory(directory: string): void {
+    const { logger } = this.options;
+    this.directoryWatcher = watch(directory, { depth: 0, ignoreInitial: false });
+    this.directoryWatcher.on('add', (file) => {
+      if (!file.endsWith(QMP_SUFFIX)) return;
+      const vm = path.basename(file, QMP_SUFFIX);
+      if (this.attachments.has(vm)) return;
+      void this.attach(vm, file).catch((error: unknown) => logger.warn({ vm, socketPath: file, err: errorMessage(error) }, 'could not attach to QMP socket'));
+    });
+    this.directoryWatcher.on('unlink', (file) => {
+      const vm = path.basename(file, QMP_SUFFIX);
+      const attachment = this.attachments.get(vm);
+      if (!file.endsWith(QMP_SUFFIX) || !attachment) return;
+      // QEMU removes its socket when it exits: the VM is gone.
+      attachment.stop();
+      this.attachments.delete(vm);
+      logger.info({ vm, socketPath: file }, 'QMP socket removed; VM no longer watched');
+      this.scheduleStatusWrite();
+    });
+    logger.info({ directory }, 'watching for QMP sockets');
   }
 
   private async attach(vm: string, socketPath: string): Promise<void> {

@@ -67,7 +67,7 @@ export async function runLab(options: LabRunOptions): Promise<LabOutcome> {
   const logger = createLogger({ destination: path.join(workspace.dir, 'tideline.log') });
   let vm: LabVm | undefined;
   let attachment: QemuAttachment | undefined;
-  const admin = new QmpClient(path.join(workspace.dir, 'lab.admin.qmp'), { clock, logger });
+  const admin = new QmpClient(path.join(workspace.dir, 'lab.admin.sock'), { clock, logger });
   try {
     vm = await LabVm.create({
       name: 'lab',

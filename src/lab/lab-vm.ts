@@ -49,7 +49,7 @@ export class LabVm {
     readonly qemu: QemuProcess,
   ) {
     this.qmpSocket = path.join(options.workDir, `${options.name}.qmp`);
-    this.adminSocket = path.join(options.workDir, `${options.name}.admin.qmp`);
+    this.adminSocket = path.join(options.workDir, `${options.name}.admin.sock`);
     this.consoleLog = path.join(options.workDir, `${options.name}.console.log`);
     qemu.on('line', (line) => this.observe(parseGuestLine(line)));
   }
@@ -64,7 +64,7 @@ export class LabVm {
       devicePath,
       driveId: 'vda',
       qmpSocket: path.join(options.workDir, `${options.name}.qmp`),
-      adminSocket: path.join(options.workDir, `${options.name}.admin.qmp`),
+      adminSocket: path.join(options.workDir, `${options.name}.admin.sock`),
       consoleLog: path.join(options.workDir, `${options.name}.console.log`),
       writeMib: options.writeMib,
       timeoutMs: options.timeoutMs,

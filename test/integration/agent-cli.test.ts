@@ -68,6 +68,21 @@ describe('tideline agent and status (command line)', function () {
     assert.match(after.stdout, /is NOT running: this is its last state/);
   });
 
+  it('finds plain QEMU VMs by their sockets in a watched directory', async () => {
+    const statusFile = path.join(world.dir, 'status.json');
+    agent = execa('node', [...TIDELINE, 'agent', '--qmp-dir', world.dir, '--domain', world.workspace.domainDir, '--chunk', '128M', '--free-target', '96M', '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock')], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
+    let log = '';
+    agent.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    await until(() => log.includes('watching for QMP sockets'), 30_000, 'the agent to watch the directory');
+    const vm = await world.startVm({ name: 'web02', writeMib: 384 });
+    const progress = await vm.finished();
+    assert.equal(progress.result?.bad, 0, `guest result ${JSON.stringify(progress.result)}; agent log:\n${log}`);
+    const attached = log.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>).filter((event) => event.msg === 'monitoring VM');
+    assert.deepEqual(attached.map((event) => event.vm), ['web02'], 'the agent should watch the VM once, by its .qmp socket only');
+    const extensions = log.split('\n').filter((line) => line.includes('"volume extended"')).length;
+    assert.ok(extensions >= 2, `only ${extensions} extensions`);
+  });
+
   it('refuses a relative QMP path and a missing domain with exit 2 and 1, naming what is wrong', async () => {
     const relative = await execa('node', [...TIDELINE, 'agent', '--qmp', 'web.qmp', '--domain', world.workspace.domainDir], { reject: false });
     assert.equal(relative.exitCode, 2);

@@ -32,6 +32,7 @@ interface AgentArguments extends StorageArguments {
   'control-socket': string;
   libvirt: boolean;
   uri: string;
+  'qmp-dir'?: string;
 }
 
 export const agentCommand: CommandModule<object, AgentArguments> = {
@@ -49,6 +50,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('poll', { type: 'number', default: 2, describe: 'Seconds between safety polls of the high-water mark' })
       .option('mailbox', { type: 'string', describe: 'Ask the SPM for extensions through this mailbox volume (shared storage); without it the agent extends by itself (single host)' })
       .option('host-id', { type: 'number', describe: "This host's id in the mailbox (needed with --mailbox)" })
+      .option('qmp-dir', { type: 'string', describe: 'Watch this directory for plain QEMU VMs: every NAME.qmp socket in it is a VM' })
       .option('libvirt', { type: 'boolean', default: false, describe: 'Find and follow the domains of libvirtd and their thin disks' })
       .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
       .option('control-socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "Where 'tideline volume create|delete' reach this agent" }),
@@ -82,7 +84,8 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     const libvirt = argv.libvirt
       ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000 })
       : undefined;
-    const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(libvirt ? { libvirt } : {}) });
+    if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
+    const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
     const control = await serveControl(argv['control-socket'], volumes, logger, async () => libvirt?.rescan(false));
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
