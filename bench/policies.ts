@@ -12,12 +12,16 @@
  */
 export interface MailboxPolicy {
   name: string;
+  /** How the host learns that a drive crossed its threshold: an event, or its own periodic poll. */
+  detection: 'events' | 'poll';
+  /** The host's drive poll (the only detection with 'poll'; a safety net with 'events'). */
+  drivePollMs: number;
   spmPollFastMs: number;
   spmPollIdleMs: number;
   hostPollMs: number;
   resendMs: number;
 }
 
-export const TIDELINE: MailboxPolicy = { name: 'tideline', spmPollFastMs: 5, spmPollIdleMs: 50, hostPollMs: 10, resendMs: 3_000 };
-export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', spmPollFastMs: 500, spmPollIdleMs: 500, hostPollMs: 500, resendMs: 2_000 };
-export const SEED_2011: MailboxPolicy = { name: 'seed-2011', spmPollFastMs: 2_000, spmPollIdleMs: 2_000, hostPollMs: 2_000, resendMs: 2_000 };
+export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, hostPollMs: 10, resendMs: 3_000 };
+export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 500, spmPollIdleMs: 500, hostPollMs: 500, resendMs: 2_000 };
+export const SEED_2011: MailboxPolicy = { name: 'seed-2011', detection: 'poll', drivePollMs: 2_000, spmPollFastMs: 2_000, spmPollIdleMs: 2_000, hostPollMs: 2_000, resendMs: 2_000 };

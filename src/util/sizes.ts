@@ -3,6 +3,7 @@ import { InvalidConfigError } from '../errors.js';
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
 export const GiB = 1024 * MiB;
+export const TiB = 1024 * GiB;
 
 const UNITS: Record<string, number> = {
   '': 1, b: 1,

@@ -1,0 +1,71 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
+import { initLeaseVolume, openStorageLease } from '../src/lease/open-storage-lease.js';
+import type { StorageLease } from '../src/lease/storage-lease.js';
+import { Mailbox } from '../src/mailbox/mailbox.js';
+import { MailboxExtender } from '../src/mailbox/mailbox-extender.js';
+import { silentLogger } from '../src/log/logger.js';
+import { SpmService } from '../src/spm/spm-service.js';
+import { systemClock } from '../src/util/clock.js';
+import { execaRunner } from '../src/util/runner.js';
+import { GiB } from '../src/util/sizes.js';
+import type { MailboxPolicy } from './policies.js';
+
+/**
+ * A storage domain, mailbox and SPM for benchmarks, with the timings of one
+ * policy: real files with direct I/O, a real storage lease, real volume files.
+ */
+export class BenchCluster {
+  private readonly stop = new AbortController();
+  private readonly mailboxes: Mailbox[] = [];
+  private readonly extenders: MailboxExtender[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly plugin: LoopPlugin,
+    readonly policy: MailboxPolicy,
+    readonly spm: SpmService,
+    private readonly lease: StorageLease,
+  ) {}
+
+  private serving: Promise<unknown> = Promise.resolve();
+
+  static async start(policy: MailboxPolicy, maxHosts: number): Promise<BenchCluster> {
+    const dir = await mkdtemp('/var/tmp/tideline-bench-');
+    await initLoopDomain(path.join(dir, 'domain'), 1024 * GiB);
+    const plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
+    await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts });
+    await initLeaseVolume(path.join(dir, 'leases'), maxHosts);
+    const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: maxHosts, maxHosts, timing: { renewMs: 50, ioTimeoutMs: 200, expiryMs: 600, marginMs: 200 }, clock: systemClock, logger: silentLogger });
+    await lease.acquire();
+    const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
+    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs });
+    const cluster = new BenchCluster(dir, plugin, policy, spm, lease);
+    cluster.mailboxes.push(spmMailbox);
+    cluster.serving = spm.serve(cluster.stop.signal);
+    return cluster;
+  }
+
+  get mailboxPath(): string {
+    return path.join(this.dir, 'mailbox');
+  }
+
+  /** A host's side of the mailbox, with the policy's timings. */
+  async host(hostId: number): Promise<MailboxExtender> {
+    const mailbox = await Mailbox.open(this.mailboxPath);
+    this.mailboxes.push(mailbox);
+    const extender = await MailboxExtender.open({ mailbox, hostId, plugin: this.plugin, clock: systemClock, logger: silentLogger, pollMs: this.policy.hostPollMs, resendMs: this.policy.resendMs });
+    this.extenders.push(extender);
+    return extender;
+  }
+
+  async close(): Promise<void> {
+    this.stop.abort();
+    await this.serving.catch(() => undefined);
+    for (const extender of this.extenders) extender.close();
+    for (const mailbox of this.mailboxes) await mailbox.close().catch(() => undefined);
+    await this.lease.close().catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
