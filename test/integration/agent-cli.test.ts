@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { LabWorld } from './helpers/lab-world.js';
@@ -81,6 +82,26 @@ describe('tideline agent and status (command line)', function () {
     assert.deepEqual(attached.map((event) => event.vm), ['web02'], 'the agent should watch the VM once, by its .qmp socket only');
     const extensions = log.split('\n').filter((line) => line.includes('"volume extended"')).length;
     assert.ok(extensions >= 2, `only ${extensions} extensions`);
+  });
+
+  it('takes storage domain, control socket and policy from the host configuration file, and names a broken line', async () => {
+    const config = path.join(world.dir, 'tideline.conf');
+    const socket = path.join(world.dir, 'from-config.sock');
+    await writeFile(config, `# host defaults\nloop-domain = ${world.workspace.domainDir}\ncontrol-socket = ${socket}\nchunk = 512M\nfree-target = 256M\n`);
+    agent = execa('node', [...TIDELINE, 'agent', '--config', config, '--status-file', path.join(world.dir, 'status.json')], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
+    await until(async () => (await execa('test', ['-S', socket], { reject: false })).exitCode === 0, 30_000, 'the control socket named in the configuration');
+    agent.kill('SIGTERM');
+    assert.equal((await agent).exitCode, 0);
+    agent = undefined;
+
+    await writeFile(config, `loop-domain = ${world.workspace.domainDir}\nfree-target = 1024M\nchunk = 512M\n`);
+    const inverted = await execa('node', [...TIDELINE, 'agent', '--config', config], { reject: false, timeout: 30_000 });
+    assert.equal(inverted.exitCode, 2);
+    assert.match(inverted.stderr, /freeTarget: must not exceed the chunk/);
+    await writeFile(config, `loop-domain = ${world.workspace.domainDir}\nchunk = 512 apples\n`);
+    const broken = await execa('node', [...TIDELINE, 'agent', '--config', config], { reject: false, timeout: 30_000 });
+    assert.equal(broken.exitCode, 2);
+    assert.match(broken.stderr, /tideline\.conf:2: chunk/);
   });
 
   it('refuses a relative QMP path and a missing domain with exit 2 and 1, naming what is wrong', async () => {

@@ -3,6 +3,7 @@ import { Agent } from '../../agent/agent.js';
 import { DirectExtender } from '../../agent/direct-extender.js';
 import { DEFAULT_STATUS_FILE } from '../../agent/status-file.js';
 import { agentPolicy, parseAgentSettings } from '../../config/agent-settings.js';
+import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { LibvirtAgent } from '../../libvirt/libvirt-agent.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { createLogger } from '../../log/logger.js';
@@ -29,7 +30,8 @@ interface AgentArguments extends StorageArguments {
   poll: number;
   mailbox?: string;
   'host-id'?: number;
-  'control-socket': string;
+  'control-socket'?: string;
+  config: string;
   libvirt: boolean;
   uri: string;
   'qmp-dir'?: string;
@@ -53,13 +55,24 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('qmp-dir', { type: 'string', describe: 'Watch this directory for plain QEMU VMs: every NAME.qmp socket in it is a VM' })
       .option('libvirt', { type: 'boolean', default: false, describe: 'Find and follow the domains of libvirtd and their thin disks' })
       .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
-      .option('control-socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "Where 'tideline volume create|delete' reach this agent" }),
-  handler: async (argv) => {
+      .option('control-socket', { type: 'string', describe: `Where 'tideline volume create|delete' and the hook reach this agent (default ${DEFAULT_CONTROL_SOCKET})` })
+      .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration; flags given on the command line win over it' }),
+  handler: async (commandLine) => {
+    const host = await loadHostConfig(commandLine.config);
+    // The storage domain comes whole from one place: flags naming one override the file entirely.
+    const storageFromFlags = commandLine.vg !== undefined || commandLine.domain !== undefined;
+    const argv: AgentArguments = {
+      ...commandLine,
+      ...(storageFromFlags ? {} : { ...(host?.vg ? { vg: host.vg } : {}), ...(host?.['loop-domain'] ? { domain: host['loop-domain'] } : {}) }),
+      ...(commandLine.mailbox === undefined && host?.mailbox ? { mailbox: host.mailbox } : {}),
+      ...(commandLine['host-id'] === undefined && host?.['host-id'] ? { 'host-id': host['host-id'] } : {}),
+      'control-socket': commandLine['control-socket'] ?? host?.['control-socket'] ?? DEFAULT_CONTROL_SOCKET,
+    };
     const settings = parseAgentSettings({
       qmp: argv.qmp,
-      ...(argv.chunk ? { chunk: argv.chunk } : {}),
-      ...(argv['free-target'] ? { freeTarget: argv['free-target'] } : {}),
-      ...(argv['max-size'] ? { maxSize: argv['max-size'] } : {}),
+      ...(argv.chunk ? { chunk: argv.chunk } : host?.chunk ? { chunk: host.chunk } : {}),
+      ...(argv['free-target'] ? { freeTarget: argv['free-target'] } : host?.['free-target'] ? { freeTarget: host['free-target'] } : {}),
+      ...(argv['max-size'] ? { maxSize: argv['max-size'] } : host?.['max-size'] ? { maxSize: host['max-size'] } : {}),
       adaptive: argv.adaptive,
       statusFile: argv['status-file'],
       ...(argv['metrics-listen'] ? { metricsListen: argv['metrics-listen'] } : {}),
@@ -86,7 +99,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       : undefined;
     if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
     const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
-    const control = await serveControl(argv['control-socket'], volumes, logger, async () => libvirt?.rescan(false));
+    const control = await serveControl(argv['control-socket']!, volumes, logger, async () => libvirt?.rescan(false));
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
     try {
