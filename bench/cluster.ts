@@ -1,6 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
+import { detachLoopsUnder, initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
 import { initLeaseVolume, openStorageLease } from '../src/lease/open-storage-lease.js';
 import type { StorageLease } from '../src/lease/storage-lease.js';
 import { Mailbox } from '../src/mailbox/mailbox.js';
@@ -66,6 +66,7 @@ export class BenchCluster {
     for (const extender of this.extenders) extender.close();
     for (const mailbox of this.mailboxes) await mailbox.close().catch(() => undefined);
     await this.lease.close().catch(() => undefined);
+    await detachLoopsUnder(execaRunner, this.dir);
     await rm(this.dir, { recursive: true, force: true });
   }
 }

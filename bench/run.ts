@@ -6,6 +6,8 @@ import { hookLatency } from './hook-latency.js';
 import { mailboxPollCost } from './mailbox-poll.js';
 import { mailboxRoundTrip } from './mailbox-roundtrip.js';
 import { SEED_2011, TIDELINE, VDSM_4_5 } from './policies.js';
+import { realGuestRun } from './real-guest.js';
+import { MiB } from '../src/util/sizes.js';
 import { formatMs, type Summary } from './stats.js';
 
 /**
@@ -58,6 +60,15 @@ await figure('4. forced ENOSPC: pause -> resume', [[VDSM_4_5.name, () => extensi
 await figure('mailbox round trip, 1 host', [[VDSM_4_5.name, () => mailboxRoundTrip(VDSM_4_5, 1, n(30, 3))]], () => mailboxRoundTrip(TIDELINE, 1, n(200, 20)), under(50, 200));
 await figure('mailbox round trip, 50 hosts', [[VDSM_4_5.name, () => mailboxRoundTrip(VDSM_4_5, 50, n(4, 1))]], () => mailboxRoundTrip(TIDELINE, 50, n(8, 2)), under(50, 200));
 
+const guestRows: string[][] = [];
+for (const chunkMib of quick ? [256] : [128, 256]) {
+  for (const policy of quick ? [VDSM_4_5, TIDELINE] : [VDSM_4_5, SEED_2011, TIDELINE]) {
+    note(`2. real guest, ${chunkMib} MiB chunks: ${policy.name}`);
+    const outcome = await realGuestRun(policy, chunkMib * MiB, n(1024, 256));
+    guestRows.push([`2. real guest at full speed, ${chunkMib} MiB chunks`, policy.name, String(outcome.pauses), `${(outcome.pausedMs / 1000).toFixed(1)} s`, `${Math.round(outcome.writeMibPerSecond)} MiB/s`, outcome.verified ? 'yes' : 'NO', policy === TIDELINE ? (outcome.pauses === 0 ? 'yes' : 'NO') : '']);
+  }
+}
+
 note('6. SPM poll of the whole mailbox');
 const poll = await mailboxPollCost(250, n(500, 50));
 const pollFigure = `6. SPM poll of the whole mailbox (250 hosts, ${poll.bytes / 1024} KiB)`;
@@ -75,7 +86,9 @@ for (const row of rows) {
   const ratio = row.baseline ? `${describeRatio(row.baseline.summary.p50 / row.summary.p50)} than ${row.baseline.name}` : '';
   table.push([row.figure, row.subject, String(row.summary.count), formatMs(row.summary.p50), formatMs(row.summary.p99), formatMs(row.summary.max), ratio, row.target?.text ?? '', row.target ? (row.target.met(row.summary) ? 'yes' : 'NO') : '']);
 }
-const text = table.toString();
+const guestTable = new Table({ head: ['figure', 'subject', 'pauses', 'paused', 'guest write rate', 'data verified', 'target (0 pauses) met'], style: { head: [], border: [] } });
+for (const row of guestRows) guestTable.push(row);
+const text = `${table.toString()}\n${guestTable.toString()}`;
 process.stdout.write(`${text}\n`);
 
 if (!quick) {

@@ -27,6 +27,11 @@ export interface AttachmentOptions {
   pollIntervalMs?: number;
   retryDelayMs?: number;
   commandTimeoutMs?: number;
+  /**
+   * False: ignore BLOCK_WRITE_THRESHOLD and find crossings only by polling, as
+   * designs without threshold events did (the benchmark's seed-2011 baseline).
+   */
+  thresholdEvents?: boolean;
 }
 
 /**
@@ -53,6 +58,7 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
   async start(): Promise<void> {
     this.client.on('event', (event) => {
       const input = this.vmControl.translate(event);
+      if (input?.type === 'threshold' && this.options.thresholdEvents === false) return;
       if (input) this.monitor?.handle(input);
     });
     this.client.on('connected', () => {

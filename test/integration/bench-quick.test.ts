@@ -25,5 +25,8 @@ describe('npm run bench -- --quick', function () {
       }
       assert.match(row(figure, subjects[subjects.length - 1]!)!, /x (faster|slower) than/);
     }
+    for (const subject of ['vdsm-4.5', 'tideline']) {
+      assert.match(row('2. real guest at full speed, 256 MiB chunks', subject) ?? '', /│ \d+ +│ [\d.]+ s +│ \d+ MiB\/s +│ yes /, `no verified real-guest row for ${subject}:\n${result.stdout}`);
+    }
   });
 });

@@ -1,0 +1,56 @@
+import { QemuAttachment } from '../src/agent/qemu-attachment.js';
+import { defaultCacheDir, ensureBootImage } from '../src/lab/boot-image.js';
+import { LabVm } from '../src/lab/lab-vm.js';
+import { silentLogger } from '../src/log/logger.js';
+import { systemClock } from '../src/util/clock.js';
+import { execaRunner } from '../src/util/runner.js';
+import { GiB, MiB } from '../src/util/sizes.js';
+import { BenchCluster } from './cluster.js';
+import type { MailboxPolicy } from './policies.js';
+
+/**
+ * Figure 2: a real TCG guest writing as fast as it can into a thin volume,
+ * extended through the mailbox and SPM with each policy's timings. Every
+ * policy gets the same chunk and the same free target (oVirt's: extend when
+ * less than 80 % of a chunk is free), so only the mechanism differs.
+ */
+export interface GuestOutcome {
+  pauses: number;
+  pausedMs: number;
+  verified: boolean;
+  writeMibPerSecond: number;
+}
+
+export async function realGuestRun(policy: MailboxPolicy, chunkBytes: number, writeMib: number): Promise<GuestOutcome> {
+  const cluster = await BenchCluster.start(policy, 8);
+  let vm: LabVm | undefined;
+  let attachment: QemuAttachment | undefined;
+  try {
+    const boot = await ensureBootImage({ cacheDir: defaultCacheDir(), run: execaRunner, logger: silentLogger });
+    vm = await LabVm.create({ name: 'bench', workDir: cluster.dir, boot, plugin: cluster.plugin, run: execaRunner, virtualBytes: 4 * GiB, initialBytes: chunkBytes, writeMib, timeoutMs: 10 * 60_000 });
+    attachment = new QemuAttachment({
+      vm: 'bench',
+      socketPath: vm.qmpSocket,
+      plugin: cluster.plugin,
+      extender: await cluster.host(1),
+      policy: { chunkBytes, freeTargetBytes: Math.round((chunkBytes * 0.8) / MiB) * MiB, extentBytes: MiB, adaptive: false, adaptiveMaxChunkBytes: chunkBytes },
+      clock: systemClock,
+      logger: silentLogger,
+      pollIntervalMs: policy.drivePollMs,
+      thresholdEvents: policy.detection === 'events',
+    });
+    await attachment.start();
+    const progress = await vm.finished();
+    const status = attachment.status()!;
+    return {
+      pauses: status.pauses,
+      pausedMs: status.pausedMsTotal,
+      verified: vm.verified,
+      writeMibPerSecond: progress.writeSeconds ? writeMib / progress.writeSeconds : 0,
+    };
+  } finally {
+    attachment?.stop();
+    await vm?.destroy();
+    await cluster.close();
+  }
+}
