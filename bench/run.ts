@@ -7,6 +7,7 @@ import { mailboxPollCost } from './mailbox-poll.js';
 import { mailboxRoundTrip } from './mailbox-roundtrip.js';
 import { SEED_2011, TIDELINE, VDSM_4_5 } from './policies.js';
 import { realGuestRun } from './real-guest.js';
+import { agentScale } from './agent-scale.js';
 import { MiB } from '../src/util/sizes.js';
 import { formatMs, type Summary } from './stats.js';
 
@@ -69,6 +70,14 @@ for (const chunkMib of quick ? [256] : [128, 256]) {
   }
 }
 
+const scaleRows: string[][] = [];
+for (const pollSeconds of [2, 10]) {
+  note(`5. agent scale, ${pollSeconds} s safety poll`);
+  const scale = await agentScale(n(200, 20), n(50, 5), n(10, 3), pollSeconds);
+  const met = scale.idleCpuPercent < 1 && scale.rssMib < 100;
+  scaleRows.push([`5. agent, ${n(200, 20)} drives (${n(50, 5)} writing)`, `safety poll every ${pollSeconds} s${pollSeconds === 2 ? ' (default)' : ''}`, `${scale.idleCpuPercent.toFixed(2)} %`, `${scale.writingCpuPercent.toFixed(2)} %`, `${Math.round(scale.rssMib)} MiB`, String(scale.extensions), met ? 'yes' : 'NO']);
+}
+
 note('6. SPM poll of the whole mailbox');
 const poll = await mailboxPollCost(250, n(500, 50));
 const pollFigure = `6. SPM poll of the whole mailbox (250 hosts, ${poll.bytes / 1024} KiB)`;
@@ -88,7 +97,9 @@ for (const row of rows) {
 }
 const guestTable = new Table({ head: ['figure', 'subject', 'pauses', 'paused', 'guest write rate', 'data verified', 'target (0 pauses) met'], style: { head: [], border: [] } });
 for (const row of guestRows) guestTable.push(row);
-const text = `${table.toString()}\n${guestTable.toString()}`;
+const scaleTable = new Table({ head: ['figure', 'subject', 'idle CPU (one core)', 'CPU while writing', 'RSS', 'extensions', 'target (idle < 1 %, RSS < 100 MiB) met'], style: { head: [], border: [] } });
+for (const row of scaleRows) scaleTable.push(row);
+const text = `${table.toString()}\n${guestTable.toString()}\n${scaleTable.toString()}`;
 process.stdout.write(`${text}\n`);
 
 if (!quick) {
