@@ -8,6 +8,7 @@ import { mailboxRoundTrip } from './mailbox-roundtrip.js';
 import { SEED_2011, TIDELINE, VDSM_4_5 } from './policies.js';
 import { realGuestRun } from './real-guest.js';
 import { agentScale } from './agent-scale.js';
+import { spmScale } from './spm-scale.js';
 import { MiB } from '../src/util/sizes.js';
 import { formatMs, type Summary } from './stats.js';
 
@@ -78,6 +79,17 @@ for (const pollSeconds of [2, 10]) {
   scaleRows.push([`5. agent, ${n(200, 20)} drives (${n(50, 5)} writing)`, `safety poll every ${pollSeconds} s${pollSeconds === 2 ? ' (default)' : ''}`, `${scale.idleCpuPercent.toFixed(2)} %`, `${scale.writingCpuPercent.toFixed(2)} %`, `${Math.round(scale.rssMib)} MiB`, String(scale.extensions), met ? 'yes' : 'NO']);
 }
 
+const spmRows: string[][] = [];
+const spmOutcomes = new Map<string, { requestsPerSecond: number; idleCpuPercent: number }>();
+for (const policy of [VDSM_4_5, TIDELINE]) {
+  note(`6. SPM scale: ${policy.name}`);
+  spmOutcomes.set(policy.name, await spmScale(policy, n(250, 50), n(4, 2), n(10, 2)));
+}
+for (const [name, outcome] of spmOutcomes) {
+  const baseline = spmOutcomes.get(VDSM_4_5.name)!;
+  spmRows.push([`6. SPM, ${n(250, 50)} hosts x ${n(4, 2)} requests`, name, `${Math.round(outcome.requestsPerSecond)}`, `${outcome.idleCpuPercent.toFixed(2)} %`, name === TIDELINE.name ? `${(outcome.requestsPerSecond / baseline.requestsPerSecond).toFixed(1)}x the throughput of vdsm-4.5` : '', name === TIDELINE.name ? (outcome.requestsPerSecond >= 1000 && outcome.idleCpuPercent < 0.6 ? 'yes' : 'NO') : '']);
+}
+
 note('6. SPM poll of the whole mailbox');
 const poll = await mailboxPollCost(250, n(500, 50));
 const pollFigure = `6. SPM poll of the whole mailbox (250 hosts, ${poll.bytes / 1024} KiB)`;
@@ -99,7 +111,9 @@ const guestTable = new Table({ head: ['figure', 'subject', 'pauses', 'paused', '
 for (const row of guestRows) guestTable.push(row);
 const scaleTable = new Table({ head: ['figure', 'subject', 'idle CPU (one core)', 'CPU while writing', 'RSS', 'extensions', 'target (idle < 1 %, RSS < 100 MiB) met'], style: { head: [], border: [] } });
 for (const row of scaleRows) scaleTable.push(row);
-const text = `${table.toString()}\n${guestTable.toString()}\n${scaleTable.toString()}`;
+const spmTable = new Table({ head: ['figure', 'subject', 'requests/s', 'idle CPU (one core)', 'vs baseline', 'target (>= 1000/s, idle < 0.6 %) met'], style: { head: [], border: [] } });
+for (const row of spmRows) spmTable.push(row);
+const text = `${table.toString()}\n${guestTable.toString()}\n${scaleTable.toString()}\n${spmTable.toString()}`;
 process.stdout.write(`${text}\n`);
 
 if (!quick) {

@@ -45,6 +45,8 @@ export class LoopPlugin implements StoragePlugin {
   readonly domain: string;
 
   private metadataQueue: Promise<unknown> = Promise.resolve();
+  private sizes = new Map<string, number>();
+  private sizesAsOf = Number.NaN;
 
   private constructor(
     private readonly directory: string,
@@ -122,6 +124,7 @@ export class LoopPlugin implements StoragePlugin {
       if (target > size) {
         await this.assertRoom(volume, target - size);
         await truncate(file, target);
+        this.sizes.set(path.basename(file), target);
       }
       return this.describe(volume);
     });
@@ -163,9 +166,26 @@ export class LoopPlugin implements StoragePlugin {
   }
 
   async freeBytes(): Promise<number> {
-    const names = (await readdir(this.directory)).filter((name) => name.endsWith(VOLUME_SUFFIX));
-    const sizes = await Promise.all(names.map(async (name) => (await stat(path.join(this.directory, name)).catch(() => ({ size: 0 }))).size));
-    return Math.max(0, this.settings.capacityBytes - sizes.reduce((sum, size) => sum + size, 0));
+    return Math.max(0, this.settings.capacityBytes - (await this.usedBytes()));
+  }
+
+  /**
+   * The sum of all volume sizes. Stat'ing every volume on every extension made
+   * the SPM's cost grow with the number of volumes, so the sizes are kept and
+   * read again whenever the directory changes (a volume created or removed by
+   * any process); extensions made here update them directly.
+   */
+  private async usedBytes(): Promise<number> {
+    const directoryChanged = (await stat(this.directory)).mtimeMs;
+    if (directoryChanged !== this.sizesAsOf) {
+      const names = (await readdir(this.directory)).filter((name) => name.endsWith(VOLUME_SUFFIX));
+      const sizes = await Promise.all(names.map(async (name) => [name, (await stat(path.join(this.directory, name)).catch(() => ({ size: 0 }))).size] as const));
+      this.sizes = new Map(sizes);
+      this.sizesAsOf = directoryChanged;
+    }
+    let used = 0;
+    for (const size of this.sizes.values()) used += size;
+    return used;
   }
 
   /** Space checks and size changes one at a time, so two concurrent extensions cannot both take the last free space. */

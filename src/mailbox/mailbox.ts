@@ -100,13 +100,14 @@ export class Mailbox {
 
   /** Every host's request slot in one read: the SPM's poll. */
   async readAllRequests(): Promise<Map<number, Decoded<Slot<Request>>>> {
+    const blocks = await this.readRequestBlocks();
+    return new Map(blocks.map((block, index) => [index + 1, decodeRequestSlot(block, index + 1)]));
+  }
+
+  /** Every host's request slot as raw bytes (index 0 is host 1), in one read. */
+  async readRequestBlocks(): Promise<Buffer[]> {
     const region = await this.file.read(requestSlotOffset(1), this.maxHosts * BLOCK_BYTES);
-    const slots = new Map<number, Decoded<Slot<Request>>>();
-    for (let hostId = 1; hostId <= this.maxHosts; hostId += 1) {
-      const start = (hostId - 1) * BLOCK_BYTES;
-      slots.set(hostId, decodeRequestSlot(region.subarray(start, start + BLOCK_BYTES), hostId));
-    }
-    return slots;
+    return Array.from({ length: this.maxHosts }, (_, index) => region.subarray(index * BLOCK_BYTES, (index + 1) * BLOCK_BYTES));
   }
 
   async readAllReplies(): Promise<Map<number, Decoded<Slot<Reply>>>> {

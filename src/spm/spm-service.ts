@@ -4,7 +4,7 @@ import { DomainFullError, InvalidVolumeNameError, VolumeExistsError, VolumeNotFo
 import type { StoragePlugin } from '../../plugins/types.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Lease } from '../lease/types.js';
-import { MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Decoded, type Reply, type Request, type Slot } from '../mailbox/format.js';
+import { decodeRequestSlot, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Decoded, type Reply, type Request, type Slot } from '../mailbox/format.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
@@ -64,6 +64,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
   /** The last corruption seen per host, so a slot that stays corrupt is counted and logged once. */
   private readonly corruption = new Map<number, string>();
   private lastActivity = Number.NEGATIVE_INFINITY;
+  private readonly lastSeen = new Map<number, Buffer>();
 
   constructor(private readonly options: SpmOptions) {
     super();
@@ -97,10 +98,14 @@ export class SpmService extends EventEmitter<SpmEvents> {
   async pollOnce(): Promise<boolean> {
     const { mailbox, lease } = this.options;
     this.counters.polls += 1;
-    const slots = await mailbox.readAllRequests();
+    const blocks = await mailbox.readRequestBlocks();
     const served: number[] = [];
-    const hosts = [...slots].map(([hostId, decoded]) => async () => {
-      if (await this.serveHost(hostId, decoded)) served.push(hostId);
+    // Only slots whose bytes changed since the last poll can hold anything new: most polls decode nothing.
+    const changed = blocks.flatMap((block, index) => (this.lastSeen.get(index + 1)?.equals(block) ? [] : [{ hostId: index + 1, block }]));
+    const hosts = changed.map(({ hostId, block }) => async () => {
+      if (await this.serveHost(hostId, decodeRequestSlot(block, hostId))) served.push(hostId);
+      // Remembered only once fully handled, so a pass cut short by a lost lease is retried by the next term.
+      if (this.options.lease.held) this.lastSeen.set(hostId, Buffer.from(block));
     });
     // Hosts are independent (each extends its own volumes); a slow LVM command for one must not hold up the rest.
     await runWithLimit(hosts, HOSTS_IN_PARALLEL);
