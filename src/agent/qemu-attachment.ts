@@ -1,30 +1,18 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { StoragePlugin } from '../../plugins/types.js';
 import { errorMessage } from '../errors.js';
 import type { DriveConfig } from '../monitor/drive-state.js';
-import type { PolicySettings } from '../monitor/policy.js';
-import type { Extender } from '../monitor/ports.js';
-import { qcow2FullyAllocatedBytes } from '../monitor/qcow2-capacity.js';
-import { VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
+import { driveCapBytes } from '../monitor/qcow2-capacity.js';
+import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
 import { QmpClient } from '../qmp/client.js';
+import type { WatchOptions } from './watch-options.js';
 import { QmpVm } from '../qemu/qmp-vm.js';
 import type { QemuDrive } from '../qemu/block-info.js';
-import { alignDown } from '../util/sizes.js';
-import type { Clock } from '../util/clock.js';
 
-export interface AttachmentOptions {
+export interface AttachmentOptions extends WatchOptions {
   /** Name for logs and status (the VM's name). */
   vm: string;
   socketPath: string;
-  plugin: StoragePlugin;
-  extender: Extender;
-  policy: PolicySettings;
-  /** Admin's limit for every drive of this VM, below the qcow2 cap. */
-  maxSizeBytes?: number;
-  clock: Clock;
-  logger: Logger;
-  pollIntervalMs?: number;
   retryDelayMs?: number;
   commandTimeoutMs?: number;
   /**
@@ -80,9 +68,7 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
       ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
       ...(this.options.retryDelayMs ? { retryDelayMs: this.options.retryDelayMs } : {}),
     });
-    for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'changed'] as const) {
-      this.monitor.on(name, (...args: unknown[]) => (this.emit as (event: string, ...rest: unknown[]) => boolean)(name, ...args));
-    }
+    forwardMonitorEvents(this.monitor, this);
     await this.monitor.start();
   }
 
@@ -105,9 +91,7 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
         logger.info({ vm, drive: drive.drive, volume, format: drive.format }, 'drive on a tideline volume is not qcow2: nothing to thin-provision');
         continue;
       }
-      const fullyAllocated = qcow2FullyAllocatedBytes(drive.virtualBytes, drive.clusterBytes);
-      const qcowCap = Math.ceil(fullyAllocated / policy.extentBytes) * policy.extentBytes;
-      const capBytes = this.options.maxSizeBytes ? Math.min(qcowCap, alignDown(this.options.maxSizeBytes, policy.extentBytes) || this.options.maxSizeBytes) : qcowCap;
+      const capBytes = driveCapBytes(drive.virtualBytes, drive.clusterBytes, policy.extentBytes, this.options.maxSizeBytes);
       const volumeBytes = await plugin.refresh(volume);
       logger.info({ vm, drive: drive.drive, volume, volumeBytes, capBytes, virtualBytes: drive.virtualBytes }, 'watching thin drive');
       result.push({ config: { drive: drive.drive, volume, capBytes, policy }, volumeBytes });

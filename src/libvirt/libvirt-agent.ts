@@ -1,19 +1,15 @@
 import { EventEmitter } from 'node:events';
-import type { Logger } from 'pino';
-import type { StoragePlugin } from '../../plugins/types.js';
 import { errorMessage } from '../errors.js';
 import type { DriveConfig } from '../monitor/drive-state.js';
 import type { PolicySettings } from '../monitor/policy.js';
-import type { Extender } from '../monitor/ports.js';
-import { qcow2FullyAllocatedBytes } from '../monitor/qcow2-capacity.js';
-import { VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
-import type { Clock } from '../util/clock.js';
-import { alignDown, alignUp } from '../util/sizes.js';
+import { driveCapBytes } from '../monitor/qcow2-capacity.js';
+import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
 import { parseDomainXml, policyFor } from './domain-xml.js';
 import type { LibvirtEvent } from './events.js';
 import { LibvirtEventStream } from './event-stream.js';
 import { LibvirtVm } from './libvirt-vm.js';
 import type { Virsh } from './virsh.js';
+import type { WatchOptions } from '../agent/watch-options.js';
 
 /**
  * The agent's libvirt side: finds running domains and their thin drives,
@@ -22,16 +18,9 @@ import type { Virsh } from './virsh.js';
  * restart) it rescans everything: thresholds are re-armed and a domain paused
  * for ENOSPC meanwhile is found by the monitor's first poll and resumed.
  */
-export interface LibvirtAgentOptions {
+/** Per-VM and per-disk metadata override the host-wide policy. */
+export interface LibvirtAgentOptions extends WatchOptions {
   virsh: Virsh;
-  plugin: StoragePlugin;
-  extender: Extender;
-  /** Host-wide policy; per-VM and per-disk metadata override it. */
-  policy: PolicySettings;
-  maxSizeBytes?: number;
-  clock: Clock;
-  logger: Logger;
-  pollIntervalMs?: number;
 }
 
 interface Watched {
@@ -136,11 +125,8 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
         logger.error({ vm: domain, drive: disk.target, volume, errorPolicy: disk.errorPolicy ?? 'report' }, "thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'");
       }
       const virtualBytes = stats.find((entry) => entry.target === disk.target)?.capacity ?? 0;
-      const extent = this.options.policy.extentBytes;
       // The cluster size is not in the domain XML; QEMU's default (64 KiB) gives the largest metadata for a given size among common choices.
-      const qcowCap = alignUp(qcow2FullyAllocatedBytes(virtualBytes), extent);
-      const limit = policy.maxSize ?? this.options.maxSizeBytes;
-      const capBytes = limit ? Math.min(qcowCap, Math.max(extent, alignDown(limit, extent))) : qcowCap;
+      const capBytes = driveCapBytes(virtualBytes, undefined, this.options.policy.extentBytes, policy.maxSize ?? this.options.maxSizeBytes);
       const volumeBytes = await plugin.refresh(volume);
       const drivePolicy: PolicySettings = { ...this.options.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
       drives.push({ config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, volumeBytes });
@@ -159,9 +145,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       logger: this.options.logger.child({ vm: domain }),
       ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
     });
-    for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'changed'] as const) {
-      monitor.on(name, (...args: unknown[]) => (this.emit as (event: string, ...rest: unknown[]) => boolean)(name, ...args));
-    }
+    forwardMonitorEvents(monitor, this);
     this.watched.set(domain, { vm, monitor, pathToTarget });
     await monitor.start();
     logger.info({ vm: domain, drives: drives.map((drive) => drive.config.drive) }, 'monitoring VM');

@@ -61,3 +61,14 @@ function refcountMetadataBytes(clusters: number, clusterBytes: number, refcountB
 function roundUp(value: number, multiple: number): number {
   return Math.ceil(value / multiple) * multiple;
 }
+
+/**
+ * How far a drive's volume may grow: what its image can use, in whole extents,
+ * and never past an administrator's limit (itself rounded down to an extent,
+ * but at least one).
+ */
+export function driveCapBytes(virtualBytes: number, clusterBytes: number | undefined, extentBytes: number, limitBytes?: number): number {
+  const imageCap = Math.ceil(qcow2FullyAllocatedBytes(virtualBytes, clusterBytes ?? DEFAULT_CLUSTER_BYTES) / extentBytes) * extentBytes;
+  if (!limitBytes) return imageCap;
+  return Math.min(imageCap, Math.max(extentBytes, Math.floor(limitBytes / extentBytes) * extentBytes));
+}

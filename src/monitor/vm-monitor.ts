@@ -318,3 +318,10 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     });
   }
 }
+
+/** Re-emits a monitor's events from another emitter (an attachment, the libvirt agent), so metrics and status see one source. */
+export function forwardMonitorEvents(monitor: VmMonitor, target: EventEmitter<MonitorEvents>): void {
+  for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'changed'] as const) {
+    monitor.on(name, (...args: unknown[]) => (target.emit as (event: string, ...rest: unknown[]) => boolean)(name, ...args));
+  }
+}

@@ -30,3 +30,14 @@ describe('qcow2 fully allocated size', () => {
     );
   });
 });
+
+describe('driveCapBytes', () => {
+  it('rounds the image cap up to whole extents and honours a lower admin limit, at least one extent', async () => {
+    const { driveCapBytes, qcow2FullyAllocatedBytes } = await import('../../src/monitor/qcow2-capacity.js');
+    const extent = 128 * 1024 * 1024;
+    const image = qcow2FullyAllocatedBytes(4 * 1024 ** 3);
+    assert.equal(driveCapBytes(4 * 1024 ** 3, undefined, extent), Math.ceil(image / extent) * extent);
+    assert.equal(driveCapBytes(4 * 1024 ** 3, 65536, extent, 1000 * 1024 * 1024), 7 * extent);
+    assert.equal(driveCapBytes(4 * 1024 ** 3, 65536, extent, 1), extent);
+  });
+});
