@@ -13,6 +13,13 @@ import { GiB } from '../src/util/sizes.js';
 import type { MailboxPolicy } from './policies.js';
 
 /**
+ * Short enough that each cluster starts in about 3 s (a candidate watches the
+ * lease for one expiry first), long enough that a renewal delayed by a busy
+ * machine (a TCG guest on the same cores) does not cost the SPM its lease.
+ */
+const BENCH_LEASE_TIMING = { renewMs: 100, ioTimeoutMs: 500, expiryMs: 3_000, marginMs: 1_000 };
+
+/**
  * A storage domain, mailbox and SPM for benchmarks, with the timings of one
  * policy: real files with direct I/O, a real storage lease, real volume files.
  */
@@ -37,7 +44,7 @@ export class BenchCluster {
     const plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
     await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts });
     await initLeaseVolume(path.join(dir, 'leases'), maxHosts);
-    const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: maxHosts, maxHosts, timing: { renewMs: 50, ioTimeoutMs: 200, expiryMs: 600, marginMs: 200 }, clock: systemClock, logger: silentLogger });
+    const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: maxHosts, maxHosts, timing: BENCH_LEASE_TIMING, clock: systemClock, logger: silentLogger });
     await lease.acquire();
     const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
     const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs });
