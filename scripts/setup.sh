@@ -47,6 +47,18 @@ if ((${#missing[@]} > 0)); then
   say "installed ${missing[*]}"
 fi
 
+# Some machines have a /dev/kvm node but no udev to give it Debian's usual
+# group and mode (root:kvm 0660, udev's 50-udev-default rule). libvirtd then
+# probes QEMU with KVM (its probe finds KVM working) but judges KVM unusable for
+# the libvirt-qemu user, throws the fresh capabilities away and probes again,
+# forever: every `virsh create` hangs. Apply the rule udev would have applied.
+if ((EUID == 0)) && [[ -c /dev/kvm ]] && getent group kvm >/dev/null &&
+  [[ $(stat -c '%G %a' /dev/kvm) == 'root 600' ]]; then
+  say "giving /dev/kvm udev's group and mode (root:kvm 0660); no udev did"
+  chgrp kvm /dev/kvm
+  chmod 0660 /dev/kvm
+fi
+
 # npm dependencies: reinstall only when the lock file changed since the last install.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 stamp=node_modules/.tideline-lock-sha256

@@ -45,17 +45,23 @@ describe('real libvirt: tideline under virsh', function () {
   });
 
   /** The SPM (optionally slow) and this host's agent following libvirt. */
-  async function startTideline(options: { spmDelayMs?: number } = {}): Promise<void> {
+  /**
+   * The ENOSPC cases give the agent a small free target: the guest then has to
+   * write only a few MiB before it reaches the end of the volume while the slow
+   * SPM sits on the request, so the pause happens however slowly a loaded
+   * machine lets the TCG guest write.
+   */
+  async function startTideline(options: { spmDelayMs?: number; freeTarget?: string } = {}): Promise<void> {
     const spm = new TidelineProcess('spm', ['spm', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1', '--extend-delay', String(options.spmDelayMs ?? 0)]);
     processes.push(spm);
     await spm.waitFor('acting as SPM', 30_000);
-    startAgent();
+    startAgent(options.freeTarget);
   }
 
-  function startAgent(): TidelineProcess {
+  function startAgent(freeTarget = '256M'): TidelineProcess {
     const agent = new TidelineProcess('agent', [
       'agent', '--libvirt', '--domain', world.workspace.domainDir, '--mailbox', mailbox, '--host-id', '2',
-      '--chunk', '256M', '--free-target', '256M', '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock'),
+      '--chunk', '256M', '--free-target', freeTarget, '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock'),
     ]);
     processes.push(agent);
     return agent;
@@ -109,7 +115,7 @@ describe('real libvirt: tideline under virsh', function () {
   });
 
   it('with a slow SPM: virsh shows the domain paused for an I/O error, then tideline resumes it and the data is intact', async () => {
-    await startTideline({ spmDelayMs: 2_500 });
+    await startTideline({ spmDelayMs: 5_000, freeTarget: '16M' });
     const guest = await LibvirtGuest.start(world, { name: 'slow', writeMib: 768 });
     await waitForState(guest, /^paused \(I\/O error\)$/, 120_000);
     await waitForState(guest, /^running/, 30_000);
@@ -120,11 +126,11 @@ describe('real libvirt: tideline under virsh', function () {
   });
 
   it('an agent restarted while the domain is paused for ENOSPC finds it, extends and resumes it', async () => {
-    await startTideline({ spmDelayMs: 4_000 });
+    await startTideline({ spmDelayMs: 5_000, freeTarget: '16M' });
     const guest = await LibvirtGuest.start(world, { name: 'restart', writeMib: 512 });
     await waitForState(guest, /^paused \(I\/O error\)$/, 120_000);
     await processes[1]!.kill();
-    startAgent();
+    startAgent('16M');
     const result = await guest.result(240_000);
     assert.equal(result.bad, 0);
     assert.equal(result.units, 32);
