@@ -1,4 +1,5 @@
 import { QemuAttachment } from '../src/agent/qemu-attachment.js';
+import { QmpClient } from '../src/qmp/index.js';
 import { defaultCacheDir, ensureBootImage } from '../src/lab/boot-image.js';
 import { LabVm } from '../src/lab/lab-vm.js';
 import { silentLogger } from '../src/log/logger.js';
@@ -21,19 +22,28 @@ export interface GuestOutcome {
   writeMibPerSecond: number;
 }
 
-export async function realGuestRun(policy: MailboxPolicy, chunkBytes: number, writeMib: number): Promise<GuestOutcome> {
+export interface GuestRunOptions {
+  /** Cap the guest's disk writes with QEMU's own throttling (block_set_io_throttle bps_wr). */
+  throttleMibPerSecond?: number;
+  /** tideline's adaptive mode: chunk and free target grow with the measured write rate (up to 8 chunks). */
+  adaptive?: boolean;
+}
+
+export async function realGuestRun(policy: MailboxPolicy, chunkBytes: number, writeMib: number, options: GuestRunOptions = {}): Promise<GuestOutcome> {
   const cluster = await BenchCluster.start(policy, 8);
   let vm: LabVm | undefined;
   let attachment: QemuAttachment | undefined;
   try {
     const boot = await ensureBootImage({ cacheDir: defaultCacheDir(), run: execaRunner, logger: silentLogger });
     vm = await LabVm.create({ name: 'bench', workDir: cluster.dir, boot, plugin: cluster.plugin, run: execaRunner, virtualBytes: 4 * GiB, initialBytes: chunkBytes, writeMib, timeoutMs: 10 * 60_000 });
+    // The guest needs seconds to boot; the limit is in place long before its first write.
+    if (options.throttleMibPerSecond) await throttleWrites(vm.adminSocket, options.throttleMibPerSecond * MiB);
     attachment = new QemuAttachment({
       vm: 'bench',
       socketPath: vm.qmpSocket,
       plugin: cluster.plugin,
       extender: await cluster.host(1),
-      policy: { chunkBytes, freeTargetBytes: Math.round((chunkBytes * 0.8) / MiB) * MiB, extentBytes: MiB, adaptive: false, adaptiveMaxChunkBytes: chunkBytes },
+      policy: { chunkBytes, freeTargetBytes: Math.round((chunkBytes * 0.8) / MiB) * MiB, extentBytes: MiB, adaptive: options.adaptive ?? false, adaptiveMaxChunkBytes: options.adaptive ? 8 * chunkBytes : chunkBytes },
       clock: systemClock,
       logger: silentLogger,
       pollIntervalMs: policy.drivePollMs,
@@ -52,5 +62,15 @@ export async function realGuestRun(policy: MailboxPolicy, chunkBytes: number, wr
     attachment?.stop();
     await vm?.destroy();
     await cluster.close();
+  }
+}
+
+async function throttleWrites(adminSocket: string, bytesPerSecond: number): Promise<void> {
+  const admin = new QmpClient(adminSocket);
+  try {
+    await admin.start();
+    await admin.execute('block_set_io_throttle', { id: 'vda', bps: 0, bps_rd: 0, bps_wr: Math.round(bytesPerSecond), iops: 0, iops_rd: 0, iops_wr: 0 });
+  } finally {
+    admin.close();
   }
 }

@@ -5,8 +5,9 @@ import { extensionRoundTrips } from './extension-roundtrip.js';
 import { hookLatency } from './hook-latency.js';
 import { mailboxPollCost } from './mailbox-poll.js';
 import { mailboxRoundTrip } from './mailbox-roundtrip.js';
-import { SEED_2011, TIDELINE, VDSM_4_5 } from './policies.js';
+import { SEED_2011, TIDELINE, VDSM_4_5, type MailboxPolicy } from './policies.js';
 import { realGuestRun } from './real-guest.js';
+import { criticalWriteRate } from './critical-rate.js';
 import { agentScale } from './agent-scale.js';
 import { spmScale } from './spm-scale.js';
 import { MiB } from '../src/util/sizes.js';
@@ -71,6 +72,23 @@ for (const chunkMib of quick ? [256] : [128, 256]) {
   }
 }
 
+const CRITICAL_CHUNK_MIB = 32;
+const criticalRows: string[][] = [];
+const criticalRuns: Array<[string, MailboxPolicy, boolean]> = quick
+  ? [[TIDELINE.name, TIDELINE, false]]
+  : [[VDSM_4_5.name, VDSM_4_5, false], [SEED_2011.name, SEED_2011, false], [TIDELINE.name, TIDELINE, false], [`${TIDELINE.name} adaptive`, TIDELINE, true]];
+const criticalRates = new Map<string, number | undefined>();
+for (const [subject, policy, adaptive] of criticalRuns) {
+  note(`3. critical write rate, ${CRITICAL_CHUNK_MIB} MiB chunks: ${subject}`);
+  const outcome = await criticalWriteRate(policy, CRITICAL_CHUNK_MIB * MiB, quick ? [16] : [4, 8, 16, 32, 64], quick ? 48 : 128, { adaptive });
+  criticalRates.set(subject, outcome.criticalMibPerSecond);
+  const ladder = outcome.rungs.map((rung) => `${rung.throttleMibPerSecond ?? 'full'}:${rung.outcome.pauses}`).join(' ');
+  const critical = outcome.criticalMibPerSecond === undefined ? `> ${Math.round(outcome.fastestGuestMibPerSecond)} (no pause up to the guest's full speed)` : `${Math.round(outcome.criticalMibPerSecond)}`;
+  const baseline = criticalRates.get(VDSM_4_5.name);
+  const ratio = subject.startsWith(TIDELINE.name) && baseline !== undefined ? `${outcome.criticalMibPerSecond === undefined ? 'more than ' : ''}${((outcome.criticalMibPerSecond ?? outcome.fastestGuestMibPerSecond) / baseline).toFixed(1)}x vdsm-4.5` : '';
+  criticalRows.push([`3. critical write rate, ${CRITICAL_CHUNK_MIB} MiB chunks`, subject, critical, ladder, ratio]);
+}
+
 const scaleRows: string[][] = [];
 for (const pollSeconds of [2, 10]) {
   note(`5. agent scale, ${pollSeconds} s safety poll`);
@@ -98,9 +116,10 @@ rows.push({ figure: pollFigure, subject: 'tideline: direct I/O', summary: poll.d
 
 note('7. hook latency');
 const hook = await hookLatency(n(100, 5));
-rows.push({ figure: '7. hook, event with nothing to do', subject: 'bare node start', summary: hook.node });
-rows.push({ figure: '7. hook, event with nothing to do', subject: 'tideline hook', summary: hook.nothing, baseline: { name: 'bare node start', summary: hook.node }, target: { text: 'p99 < 50 ms', met: (summary) => summary.p99 < 50 } });
-rows.push({ figure: '7. hook, prepare refreshing one volume', subject: 'tideline hook', summary: hook.refresh, baseline: { name: 'bare node start', summary: hook.node } });
+rows.push({ figure: '7. hook, event handed to the agent', subject: 'bare node start', summary: hook.node });
+rows.push({ figure: '7. hook, event handed to the agent', subject: 'tideline hook (shell, spool)', summary: hook.event, baseline: { name: 'bare node start', summary: hook.node }, target: { text: 'p99 < 50 ms', met: (summary) => summary.p99 < 50 } });
+rows.push({ figure: '7. hook, prepare, no thin disk', subject: 'tideline hook (node)', summary: hook.prepareNothing, baseline: { name: 'bare node start', summary: hook.node } });
+rows.push({ figure: '7. hook, prepare refreshing one volume', subject: 'tideline hook (node)', summary: hook.prepareRefresh, baseline: { name: 'bare node start', summary: hook.node } });
 
 const table = new Table({ head: ['figure', 'subject', 'samples', 'p50', 'p99', 'max', 'p50 vs baseline', 'target', 'met'], style: { head: [], border: [] } });
 for (const row of rows) {
@@ -109,11 +128,13 @@ for (const row of rows) {
 }
 const guestTable = new Table({ head: ['figure', 'subject', 'pauses', 'paused', 'guest write rate', 'data verified', 'target (0 pauses) met'], style: { head: [], border: [] } });
 for (const row of guestRows) guestTable.push(row);
+const criticalTable = new Table({ head: ['figure', 'subject', 'first pause at (MiB/s)', 'throttle MiB/s : pauses', 'vs baseline'], style: { head: [], border: [] } });
+for (const row of criticalRows) criticalTable.push(row);
 const scaleTable = new Table({ head: ['figure', 'subject', 'idle CPU (one core)', 'CPU while writing', 'RSS', 'extensions', 'target (idle < 1 %, RSS < 100 MiB) met'], style: { head: [], border: [] } });
 for (const row of scaleRows) scaleTable.push(row);
 const spmTable = new Table({ head: ['figure', 'subject', 'requests/s', 'idle CPU (one core)', 'vs baseline', 'target (>= 1000/s, idle < 0.6 %) met'], style: { head: [], border: [] } });
 for (const row of spmRows) spmTable.push(row);
-const text = `${table.toString()}\n${guestTable.toString()}\n${scaleTable.toString()}\n${spmTable.toString()}`;
+const text = `${table.toString()}\n${guestTable.toString()}\n${criticalTable.toString()}\n${scaleTable.toString()}\n${spmTable.toString()}`;
 process.stdout.write(`${text}\n`);
 
 if (!quick) {

@@ -50,14 +50,17 @@ export class SimulatedQemu {
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
     socket.write(`${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 } }, capabilities: [] } })}\r\n`);
-    readline.createInterface({ input: socket }).on('line', (line) => {
+    const lines = readline.createInterface({ input: socket });
+    // readline re-emits the socket's errors (EPIPE when the agent hangs up first): the agent side going away is normal here.
+    lines.on('error', () => undefined);
+    lines.on('line', (line) => {
       let command: { execute?: string; arguments?: Record<string, unknown>; id?: unknown };
       try {
         command = JSON.parse(line);
       } catch {
         return;
       }
-      socket.write(`${JSON.stringify({ return: this.answer(command.execute ?? '', command.arguments ?? {}), id: command.id })}\r\n`);
+      if (socket.writable) socket.write(`${JSON.stringify({ return: this.answer(command.execute ?? '', command.arguments ?? {}), id: command.id })}\r\n`);
     });
   }
 

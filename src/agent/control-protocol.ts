@@ -10,8 +10,6 @@ export const DEFAULT_CONTROL_SOCKET = '/run/tideline/agent.sock';
 export const controlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('create'), volume: z.string().min(1), sizeBytes: z.number().int().positive(), virtualBytes: z.number().int().positive() }),
   z.object({ op: z.literal('delete'), volume: z.string().min(1) }),
-  /** From the libvirt hook: a domain started, stopped, migrated...; look again. */
-  z.object({ op: z.literal('rescan'), domain: z.string(), operation: z.string() }),
 ]);
 
 export type ControlRequest = z.infer<typeof controlRequestSchema>;

@@ -11,10 +11,8 @@ export interface VolumeService {
   remove(volume: string): Promise<void>;
 }
 
-export type Rescan = () => Promise<void>;
-
 /** Serves the control socket; root-only (mode 0600), since it can delete volumes. */
-export async function serveControl(socketPath: string, volumes: VolumeService, logger: Logger, rescan: Rescan = async () => undefined): Promise<net.Server> {
+export async function serveControl(socketPath: string, volumes: VolumeService, logger: Logger): Promise<net.Server> {
   await mkdir(path.dirname(socketPath), { recursive: true });
   await rm(socketPath, { force: true });
   const server = net.createServer((socket) => {
@@ -27,11 +25,6 @@ export async function serveControl(socketPath: string, volumes: VolumeService, l
   const answer = async (request: ControlRequest | { error: string }): Promise<ControlReply> => {
     if ('error' in request) return { ok: false, code: 'invalid-request', message: request.error };
     try {
-      if (request.op === 'rescan') {
-        logger.info({ vm: request.domain, operation: request.operation }, 'libvirt hook reported a domain event; rescanning');
-        await rescan();
-        return { ok: true };
-      }
       logger.info({ op: request.op, volume: request.volume }, 'volume request from the control socket');
       if (request.op === 'create') return { ok: true, sizeBytes: await volumes.create(request.volume, request.sizeBytes, request.virtualBytes) };
       await volumes.remove(request.volume);

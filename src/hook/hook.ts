@@ -6,14 +6,12 @@ import { errorMessage } from '../errors.js';
  * The libvirt hook's decisions (libvirtd blocks while it runs). `prepare`
  * makes this host see the current size of every thin volume of the domain
  * before QEMU opens it; another host may have extended it. A missing volume
- * refuses the start (exit 1, libvirt shows our message). Every other
- * operation only nudges the agent, with a short timeout: a hook must never
- * hang a host because the agent is down.
+ * refuses the start (exit 1, libvirt shows our message). Other operations
+ * never reach node: the shell hook hands them to the agent's spool.
  */
 export interface HookDependencies {
   config: HostConfig | undefined;
   openPlugin: (config: HostConfig) => Promise<StoragePlugin>;
-  notifyAgent: (message: { op: 'rescan'; domain: string; operation: string }) => Promise<void>;
 }
 
 export interface HookOutcome {
@@ -25,10 +23,7 @@ export async function runHook(args: readonly string[], domainXml: string, depend
   const [domain = '', operation = '', subOperation = ''] = args;
   const { config } = dependencies;
   if (!config || (!config.vg && !config['loop-domain'])) return { exitCode: 0 };
-  if (operation !== 'prepare' || subOperation !== 'begin') {
-    await dependencies.notifyAgent({ op: 'rescan', domain, operation }).catch(() => undefined);
-    return { exitCode: 0 };
-  }
+  if (operation !== 'prepare' || subOperation !== 'begin') return { exitCode: 0 };
   let sources: string[];
   try {
     const { parseDomainXml } = await import('../libvirt/domain-xml.js');

@@ -1,18 +1,15 @@
 #!/usr/bin/env node
 /**
- * Entry point of /etc/libvirt/hooks/qemu.d/tideline. libvirtd waits for it on
- * every domain event, so the common path (an event to pass on to the agent)
- * loads nothing but node's own modules; XML, validation and storage code are
- * imported only for `prepare`.
+ * The node half of /etc/libvirt/hooks/qemu.d/tideline (hooks/qemu): the shell
+ * script hands every event but `prepare begin` to the agent's spool itself and
+ * runs this only where the domain XML must be read. It loads nothing but node's
+ * own modules until it knows tideline is set up on this host.
  */
 import { readFile } from 'node:fs/promises';
-import net from 'node:net';
 import { readConfigLines } from '../config/config-lines.js';
 
-const AGENT_TIMEOUT_MS = 300;
 const STDIN_LIMIT_BYTES = 16 * 1024 * 1024;
 const CONFIG_FILE = process.env.TIDELINE_CONFIG ?? '/etc/tideline/tideline.conf';
-const DEFAULT_CONTROL_SOCKET = '/run/tideline/agent.sock';
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return '';
@@ -26,23 +23,6 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function notifyAgent(socketPath: string, message: object): Promise<void> {
-  return new Promise((resolve) => {
-    const socket = net.createConnection(socketPath);
-    const done = () => {
-      socket.destroy();
-      resolve();
-    };
-    socket.setTimeout(AGENT_TIMEOUT_MS, done);
-    socket.once('error', done);
-    socket.once('connect', () => socket.end(`${JSON.stringify(message)}\n`));
-    // The reply is not needed, but it must be read for the socket to end.
-    socket.resume();
-    socket.once('end', done);
-    socket.once('close', done);
-  });
-}
-
 async function main(): Promise<number> {
   const text = await readFile(CONFIG_FILE, 'utf8').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined; // tideline is not set up on this host
@@ -51,11 +31,8 @@ async function main(): Promise<number> {
   if (text === undefined) return 0;
   const { values } = readConfigLines(text, CONFIG_FILE);
   if (!values.vg && !values['loop-domain']) return 0;
-  const [domain = '', operation = '', subOperation = ''] = process.argv.slice(2);
-  if (operation !== 'prepare' || subOperation !== 'begin') {
-    await notifyAgent(values['control-socket'] ?? DEFAULT_CONTROL_SOCKET, { op: 'rescan', domain, operation });
-    return 0;
-  }
+  const [, operation = '', subOperation = ''] = process.argv.slice(2);
+  if (operation !== 'prepare' || subOperation !== 'begin') return 0; // the shell hook passes these on
   const [{ parseHostConfig }, { runHook }, { execaRunner }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/runner.js')]);
   const config = parseHostConfig(text, CONFIG_FILE);
   const outcome = await runHook(process.argv.slice(2), await readStdin(), {
@@ -68,7 +45,6 @@ async function main(): Promise<number> {
       const { LoopPlugin } = await import('../../plugins/loop/index.js');
       return LoopPlugin.open(settings['loop-domain']!, execaRunner);
     },
-    notifyAgent: async () => undefined,
   });
   if (outcome.message) process.stderr.write(`${outcome.message}\n`);
   return outcome.exitCode;

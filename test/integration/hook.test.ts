@@ -1,37 +1,42 @@
 import assert from 'node:assert/strict';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { serveControl } from '../../src/agent/control-server.js';
+import { HookSpool } from '../../src/agent/hook-spool.js';
 import { labDomainXml } from '../../src/lab/libvirt-domain.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { MiB } from '../../src/util/sizes.js';
 import { LabWorld } from './helpers/lab-world.js';
+import { until } from './helpers/watch.js';
 
 /**
- * The libvirt hook as libvirtd runs it: the built script (dist, as installed),
+ * The libvirt hook as libvirtd runs it: the shell script that `tideline hook
+ * install` writes (the packaged hooks/qemu pointing at this checkout's dist),
  * arguments and domain XML on stdin, the host configuration from a file.
  */
-const HOOK = path.resolve('dist/src/hook/main.js');
 
 describe('libvirt hook', function () {
   this.timeout(60_000);
   let world: LabWorld;
   let config: string;
-  let socket: string;
+  let spool: string;
+  let hookPath: string;
 
   before(async () => {
     world = await LabWorld.create();
     config = path.join(world.dir, 'tideline.conf');
-    socket = path.join(world.dir, 'agent.sock');
-    await writeFile(config, `loop-domain = ${world.workspace.domainDir}\ncontrol-socket = ${socket}\n`);
+    spool = path.join(world.dir, 'hook-events');
+    await writeFile(config, `loop-domain = ${world.workspace.domainDir}\n`);
+    const installed = await execa('node', ['dist/src/cli/main.js', 'hook', 'install', '--root', world.dir, '--spool', spool], { timeout: 30_000 });
+    hookPath = installed.stdout.replace(/^hook installed: /, '').trim();
+    assert.equal(hookPath, path.join(world.dir, 'etc/libvirt/hooks/qemu.d/tideline'));
   });
   after(async () => {
     await world.dispose();
   });
 
   const hook = (args: string[], stdin: string, env: Record<string, string> = {}) =>
-    execa('node', [HOOK, ...args], { input: stdin, reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: config, ...env } });
+    execa(hookPath, args, { input: stdin, reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: config, ...env } });
 
   const xmlFor = (device: string) => labDomainXml({ name: 'web', boot: { kernel: '/k', initrd: '/i', kernelVersion: 'x' }, devicePath: device, consoleLog: '/dev/null', writeMib: 16 });
 
@@ -65,21 +70,21 @@ describe('libvirt hook', function () {
     assert.match(result.stderr, /cannot read the XML of domain web .*not well-formed.*thin volumes were not refreshed/);
   });
 
-  it('passes other events to the agent, and returns quickly when the agent is down', async () => {
+  it('hands other events to the agent through its spool, and does nothing when no agent runs', async () => {
     const down = await hook(['web', 'started', 'begin', '-'], '');
-    assert.equal(down.exitCode, 0, `stderr: ${down.stderr} stdout: ${down.stdout}`);
-    assert.equal(down.stderr, '');
+    assert.deepEqual([down.exitCode, down.stderr, down.stdout], [0, '', '']);
 
-    const rescans: string[] = [];
-    const server = await serveControl(socket, { create: async () => 0, remove: async () => undefined }, silentLogger, async () => {
-      rescans.push('rescan');
-    });
+    let rescans = 0;
+    const agentSpool = await HookSpool.watch(spool, async () => {
+      rescans += 1;
+    }, silentLogger);
     try {
-      const up = await hook(['web', 'stopped', 'end', '-'], '');
+      const up = await hook(['web server', 'stopped', 'end', '-'], xmlFor('/dev/loop99'));
       assert.equal(up.exitCode, 0, up.stderr);
-      assert.deepEqual(rescans, ['rescan']);
+      await until(async () => rescans === 1, 10_000, 'the agent to rescan after the hook event');
+      assert.deepEqual(await readdir(spool), [], 'the agent leaves no event files behind');
     } finally {
-      server.close();
+      await agentSpool.close();
     }
   });
 

@@ -42,6 +42,9 @@ describe('real libvirt: tideline under virsh', function () {
     await Mailbox.init(mailbox, { maxHosts: 4 });
     await initLeaseVolume(leases, 4);
     statusFile = path.join(world.dir, 'status.json');
+    // The hook as the package installs it, talking to this test's agent; libvirtd uses it from the next event on.
+    const installed = await execa('node', ['dist/src/cli/main.js', 'hook', 'install', '--spool', path.join(world.dir, 'hook-events')], { reject: false, timeout: 30_000 });
+    assert.equal(installed.exitCode, 0, installed.stderr);
   });
 
   /** The SPM (optionally slow) and this host's agent following libvirt. */
@@ -61,7 +64,7 @@ describe('real libvirt: tideline under virsh', function () {
   function startAgent(freeTarget = '256M'): TidelineProcess {
     const agent = new TidelineProcess('agent', [
       'agent', '--libvirt', '--domain', world.workspace.domainDir, '--mailbox', mailbox, '--host-id', '2',
-      '--chunk', '256M', '--free-target', freeTarget, '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock'),
+      '--chunk', '256M', '--free-target', freeTarget, '--hook-spool', path.join(world.dir, 'hook-events'), '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock'),
     ]);
     processes.push(agent);
     return agent;
@@ -72,6 +75,7 @@ describe('real libvirt: tideline under virsh', function () {
   }
 
   afterEach(async () => {
+    await execa('node', ['dist/src/cli/main.js', 'hook', 'uninstall'], { reject: false, timeout: 30_000 });
     for (const guest of guests) await guest.destroy();
     for (const process of processes) await process.kill().catch(() => undefined);
     guests = [];
@@ -98,6 +102,8 @@ describe('real libvirt: tideline under virsh', function () {
     assert.ok((await world.plugin.describe(guest.volume)).sizeBytes >= 1024 * 1024 * 1024);
     const served = processes[0]!.logged('request served');
     assert.ok(served.length >= 3 && served.every((event) => event.volume === guest.volume), 'extensions did not go through the SPM');
+    const hookEvents = processes[1]!.logged('libvirt hook reported a domain event; rescanning').filter((event) => event.vm === guest.domain);
+    assert.ok(hookEvents.some((event) => event.operation === 'started'), 'libvirtd ran the installed hook, but the agent never heard of the start');
   });
 
   it('leaves a domain suspended with virsh suspended, and goes on after virsh resume', async () => {

@@ -16,6 +16,7 @@ import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
 import type { Extender } from '../../monitor/ports.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
 import { serveControl, type VolumeService } from '../../agent/control-server.js';
+import { DEFAULT_HOOK_SPOOL, HookSpool } from '../../agent/hook-spool.js';
 import { createThinVolume, deleteThinVolume } from '../../spm/volume-lifecycle.js';
 import { execaRunner } from '../../util/runner.js';
 
@@ -35,6 +36,7 @@ interface AgentArguments extends StorageArguments {
   libvirt: boolean;
   uri: string;
   'qmp-dir'?: string;
+  'hook-spool': string;
 }
 
 export const agentCommand: CommandModule<object, AgentArguments> = {
@@ -55,6 +57,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('qmp-dir', { type: 'string', describe: 'Watch this directory for plain QEMU VMs: every NAME.qmp socket in it is a VM' })
       .option('libvirt', { type: 'boolean', default: false, describe: 'Find and follow the domains of libvirtd and their thin disks' })
       .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
+      .option('hook-spool', { type: 'string', default: DEFAULT_HOOK_SPOOL, describe: 'Directory where the libvirt hook drops domain events for this agent (with --libvirt)' })
       .option('control-socket', { type: 'string', describe: `Where 'tideline volume create|delete' and the hook reach this agent (default ${DEFAULT_CONTROL_SOCKET})` })
       .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration; flags given on the command line win over it' }),
   handler: async (commandLine) => {
@@ -99,7 +102,8 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       : undefined;
     if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
     const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
-    const control = await serveControl(argv['control-socket']!, volumes, logger, async () => libvirt?.rescan(false));
+    const control = await serveControl(argv['control-socket']!, volumes, logger);
+    const hookSpool = libvirt ? await HookSpool.watch(argv['hook-spool'], () => libvirt.rescan(false), logger) : undefined;
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
     try {
@@ -108,6 +112,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       logger.info('stopping: VMs keep running; their volumes keep the size they have');
     } finally {
       control.close();
+      await hookSpool?.close();
       await agent.stop();
       if (extender instanceof MailboxExtender) extender.close();
       await mailbox?.close();

@@ -1,7 +1,8 @@
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
+import { DEFAULT_HOOK_SPOOL } from '../../agent/hook-spool.js';
 
 /**
  * `tideline hook install|uninstall`: for hosts not installed from the RPM.
@@ -10,15 +11,28 @@ import type { Argv, CommandModule } from 'yargs';
  */
 const HOOK_PATH = 'etc/libvirt/hooks/qemu.d/tideline';
 
-/** dist/src/hook/main.js of this installation, whether this runs from dist or from the sources. */
-export function hookEntryPoint(): string {
+/** The root of this installation (the folder holding dist/ and hooks/), whether this runs from dist or from the sources. */
+function installationRoot(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const root = here.includes(`${path.sep}dist${path.sep}`) ? here.slice(0, here.lastIndexOf(`${path.sep}dist${path.sep}`)) : path.resolve(here, '../../..');
-  return path.join(root, 'dist', 'src', 'hook', 'main.js');
+  return here.includes(`${path.sep}dist${path.sep}`) ? here.slice(0, here.lastIndexOf(`${path.sep}dist${path.sep}`)) : path.resolve(here, '../../..');
 }
 
-export function hookScript(entryPoint: string, nodePath = process.execPath): string {
-  return `#!/bin/sh\n# tideline's libvirt hook (tideline hook install). All work happens in node.\nexec ${nodePath} ${entryPoint} "$@"\n`;
+/** dist/src/hook/main.js of this installation. */
+export function hookEntryPoint(): string {
+  return path.join(installationRoot(), 'dist', 'src', 'hook', 'main.js');
+}
+
+/**
+ * The packaged hook (hooks/qemu, the file the RPM installs) with the node and
+ * entry point of this installation, so both ways of installing run one script.
+ */
+export async function hookScript(options: { entryPoint?: string; nodePath?: string; spool?: string } = {}): Promise<string> {
+  const packaged = await readFile(path.join(installationRoot(), 'hooks', 'qemu'), 'utf8');
+  const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+  return packaged
+    .replace(/^TIDELINE_NODE=.*$/m, `TIDELINE_NODE=${quote(options.nodePath ?? process.execPath)}`)
+    .replace(/^TIDELINE_HOOK_MAIN=.*$/m, `TIDELINE_HOOK_MAIN=${quote(options.entryPoint ?? hookEntryPoint())}`)
+    .replace(/^TIDELINE_HOOK_SPOOL_DEFAULT=.*$/m, `TIDELINE_HOOK_SPOOL_DEFAULT=${quote(options.spool ?? DEFAULT_HOOK_SPOOL)}`);
 }
 
 export const hookCommand: CommandModule = {
@@ -26,14 +40,17 @@ export const hookCommand: CommandModule = {
   describe: 'Install or remove the libvirt hook',
   builder: (yargs: Argv) =>
     yargs
-      .command<{ root: string }>(
+      .command<{ root: string; spool: string }>(
         'install',
         'Install the hook as /etc/libvirt/hooks/qemu.d/tideline',
-        (command) => command.option('root', { type: 'string', default: '/', describe: 'Install below this directory' }),
+        (command) =>
+          command
+            .option('root', { type: 'string', default: '/', describe: 'Install below this directory' })
+            .option('spool', { type: 'string', default: DEFAULT_HOOK_SPOOL, describe: "Where the hook leaves domain events for the agent (the agent's --hook-spool)" }),
         async (argv) => {
           const target = path.join(argv.root, HOOK_PATH);
           await mkdir(path.dirname(target), { recursive: true });
-          await writeFile(target, hookScript(hookEntryPoint()));
+          await writeFile(target, await hookScript({ spool: argv.spool }));
           await chmod(target, 0o755);
           process.stdout.write(`hook installed: ${target}\n`);
         },

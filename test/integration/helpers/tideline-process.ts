@@ -32,7 +32,7 @@ export class TidelineProcess {
   }
 
   async waitFor(message: string, timeoutMs: number, count = 1): Promise<void> {
-    await until(() => this.logged(message).length >= count, timeoutMs, `${this.name} to log "${message}"\n${this.transcript()}`);
+    await until(() => this.logged(message).length >= count, timeoutMs, () => `${this.name} to log "${message}"; its last lines:\n${this.transcript()}${this.stderr ? `\n${this.stderr}` : ''}`);
   }
 
   transcript(): string {
