@@ -69,7 +69,8 @@ async function throttleWrites(adminSocket: string, bytesPerSecond: number): Prom
   const admin = new QmpClient(adminSocket);
   try {
     await admin.start();
-    await admin.execute('block_set_io_throttle', { id: 'vda', bps: 0, bps_rd: 0, bps_wr: Math.round(bytesPerSecond), iops: 0, iops_rd: 0, iops_wr: 0 });
+    // With -device over -blockdev the BlockBackend belongs to the virtio backend child, not to the device itself.
+    await admin.execute('block_set_io_throttle', { id: '/machine/peripheral/vda/virtio-backend', bps: 0, bps_rd: 0, bps_wr: Math.round(bytesPerSecond), iops: 0, iops_rd: 0, iops_wr: 0 });
   } finally {
     admin.close();
   }

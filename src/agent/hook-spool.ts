@@ -50,6 +50,7 @@ export class HookSpool {
     spool.watcher = watch(directory, { depth: 0, ignoreInitial: true, ignored: (file) => path.basename(file).startsWith('.') });
     spool.watcher.on('add', (file) => void spool.take(file));
     await new Promise<void>((resolve) => spool.watcher!.once('ready', () => resolve()));
+    logger.info({ directory }, 'following libvirt hook events');
     return spool;
   }
 

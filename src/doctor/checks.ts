@@ -1,4 +1,5 @@
-import { access, constants } from 'node:fs/promises';
+import { access, constants, readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { StoragePlugin } from '../../plugins/types.js';
 import type { HostConfig } from '../config/host-config.js';
 import { errorMessage } from '../errors.js';
@@ -16,13 +17,51 @@ export interface Finding {
 
 export const HOOK_FILE = '/etc/libvirt/hooks/qemu.d/tideline';
 
-export async function checkHook(file = HOOK_FILE): Promise<Finding> {
+export async function checkHook(file = HOOK_FILE, libvirtdPidFile = LIBVIRTD_PID_FILE): Promise<Finding> {
   try {
     await access(file, constants.X_OK);
-    return { check: 'libvirt hook', status: 'ok', detail: file };
   } catch {
     return { check: 'libvirt hook', status: 'warn', detail: `${file} is missing or not executable: volumes are not refreshed before a VM starts; run 'tideline hook install'` };
   }
+  const libvirtd = await libvirtdStart(libvirtdPidFile);
+  if (libvirtd && !(await hooksExistedAt(path.dirname(file), libvirtd.startedMs))) {
+    return {
+      check: 'libvirt hook',
+      status: 'warn',
+      detail: `${file} is installed, but libvirtd (pid ${libvirtd.pid}) started before it; if no qemu hook existed then, libvirtd runs none until it restarts: run 'systemctl restart libvirtd' (running VMs keep running)`,
+    };
+  }
+  return { check: 'libvirt hook', status: 'ok', detail: file };
+}
+
+/**
+ * libvirtd looks for qemu hooks (/etc/libvirt/hooks/qemu, qemu.d/*) only when
+ * it starts: a hook directory that was empty then is never looked at again.
+ */
+const LIBVIRTD_PID_FILE = '/run/libvirtd.pid';
+
+async function libvirtdStart(pidFile: string): Promise<{ pid: number; startedMs: number } | undefined> {
+  try {
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    const [stat, procStat] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile('/proc/stat', 'utf8')]);
+    // Field 22 of /proc/PID/stat: start time in clock ticks (100 per second on Linux) after boot; after the command name, which may hold spaces.
+    const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const bootSeconds = Number(/^btime (\d+)$/m.exec(procStat)?.[1]);
+    if (!Number.isFinite(startTicks) || !Number.isFinite(bootSeconds)) return undefined;
+    return { pid, startedMs: bootSeconds * 1000 + startTicks * 10 };
+  } catch {
+    return undefined; // libvirtd not running, or not ours to inspect: the libvirtd check speaks for it
+  }
+}
+
+async function hooksExistedAt(hookDirectory: string, momentMs: number): Promise<boolean> {
+  const candidates = [path.join(path.dirname(hookDirectory), 'qemu'), ...(await readdir(hookDirectory).catch(() => [] as string[])).map((name) => path.join(hookDirectory, name))];
+  for (const candidate of candidates) {
+    const info = await stat(candidate).catch(() => undefined);
+    // A second of slack: the clock-tick start time and file times are not exact to the millisecond.
+    if (info && info.mtimeMs <= momentMs + 1_000) return true;
+  }
+  return false;
 }
 
 export async function checkStorage(open: () => Promise<StoragePlugin>): Promise<{ finding: Finding; plugin?: StoragePlugin }> {

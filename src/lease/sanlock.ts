@@ -79,6 +79,10 @@ export async function superviseUnderLease(options: {
   signal: AbortSignal;
   retryMs?: number;
   onStart?: (child: ResultPromise) => void;
+  /** Runs the sanlock client for lockspace checks. */
+  run: Runner;
+  /** io_timeout to join with again after the lockspace was lost. */
+  ioTimeoutSeconds?: number;
 }): Promise<void> {
   const { placement, command, logger, signal } = options;
   const resource = resourceSpec(placement);
@@ -92,6 +96,24 @@ export async function superviseUnderLease(options: {
     if (signal.aborted) break;
     logger.info({ exitCode: result.exitCode, signal: result.signal }, 'SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again');
     await sleep(options.clock, options.retryMs ?? 2_000);
+    if (signal.aborted) break;
+    // When this host's delta lease could not be renewed in time, sanlock killed
+    // the holder and dropped the whole lockspace: every acquire then fails until
+    // the host joins again, so a lost lockspace would keep this host out of the
+    // SPM election for good.
+    await rejoinIfLost(options.run, placement, options.ioTimeoutSeconds, logger);
+  }
+}
+
+async function rejoinIfLost(run: Runner, placement: SanlockPlacement, ioTimeoutSeconds: number | undefined, logger: Logger): Promise<void> {
+  try {
+    const inquiry = await run('sanlock', ['client', 'inq_lockspace', '-s', lockspaceSpec(placement)], { timeoutMs: SANLOCK_TIMEOUT_MS, acceptExitCodes: [1] });
+    if (inquiry.exitCode === 0) return;
+    logger.warn({ lockspace: placement.lockspace, hostId: placement.hostId }, 'this host is no longer in the sanlock lockspace (its delta lease lapsed); joining again');
+    await joinLockspace(run, placement, ioTimeoutSeconds);
+    logger.info({ lockspace: placement.lockspace }, 'joined the sanlock lockspace again');
+  } catch (error) {
+    logger.error({ lockspace: placement.lockspace, err: errorMessage(error) }, describeSanlockFailure(error));
   }
 }
 

@@ -16,7 +16,8 @@ describe('npm run bench -- --quick', function () {
       ['mailbox round trip, 1 host', ['vdsm-4.5', 'tideline']],
       ['mailbox round trip, 50 hosts', ['vdsm-4.5', 'tideline']],
       ['6. SPM poll', ['page cache (stale on shared storage)', 'tideline: direct I/O']],
-      ['7. hook, event with nothing to do', ['bare node start', 'tideline hook']],
+      ['7. hook, event handed to the agent', ['bare node start', 'tideline hook (shell, spool)']],
+      ['7. hook, prepare refreshing one volume', ['tideline hook (node)']],
     ] as const) {
       for (const subject of subjects) {
         const line = row(figure, subject);
@@ -27,6 +28,7 @@ describe('npm run bench -- --quick', function () {
     }
     assert.match(result.stdout, /5\. agent, 20 drives \(5 writing\) +│ safety poll every 2 s \(default\) +│ [\d.]+ % +│ [\d.]+ % +│ \d+ MiB +│ [1-9]\d* /, 'the agent-scale row is missing or saw no extensions');
     assert.match(result.stdout, /6\. SPM, 50 hosts x 2 requests +│ tideline +│ \d+ +│ [\d.]+ % +│ [\d.]+x the throughput of vdsm-4\.5/, 'the SPM-scale row is missing');
+    assert.match(result.stdout, /3\. critical write rate, 32 MiB chunks +│ tideline +│ [>\d][^│]* +│ 16:\d+( full:\d+)? /, 'the critical-rate row is missing or did not run the throttled rung');
     for (const subject of ['vdsm-4.5', 'tideline']) {
       assert.match(row('2. real guest at full speed, 256 MiB chunks', subject) ?? '', /│ \d+ +│ [\d.]+ s +│ \d+ MiB\/s +│ yes /, `no verified real-guest row for ${subject}:\n${result.stdout}`);
     }

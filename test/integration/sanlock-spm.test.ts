@@ -18,8 +18,17 @@ import { until } from './helpers/watch.js';
  * One sanlock daemon is one host, so both SPM candidates here share host id 1:
  * sanlock still grants the resource to one process at a time.
  */
+/**
+ * Low enough to keep the test short, high enough for a loaded machine: joining
+ * waits two io_timeouts of the other hosts (sanlock assumes its default of 10 s
+ * on fresh ids), and a host whose delta lease went unrenewed for eight of its
+ * own io_timeouts is thrown out of the lockspace. At 1 or 2 s that window
+ * closed during the join itself whenever the test machine was busy.
+ */
+const SANLOCK_IO_TIMEOUT_SECONDS = 5;
+
 describe('SPM under a real sanlock lease', function () {
-  this.timeout(180_000);
+  this.timeout(360_000);
   let workspace: Workspace;
   let daemon: SanlockDaemon;
   let placement: SanlockPlacement;
@@ -57,7 +66,7 @@ describe('SPM under a real sanlock lease', function () {
   function spm(name: string): TidelineProcess {
     const process = new TidelineProcess(name, [
       'spm', '--lease-backend', 'sanlock', '--lockspace', placement.lockspace, '--ids', placement.idsPath, '--lease', placement.leasesPath,
-      '--host-id', '1', '--mailbox', path.join(workspace.dir, 'mailbox'), '--domain', workspace.domainDir, '--sanlock-io-timeout', '1',
+      '--host-id', '1', '--mailbox', path.join(workspace.dir, 'mailbox'), '--domain', workspace.domainDir, '--sanlock-io-timeout', String(SANLOCK_IO_TIMEOUT_SECONDS),
     ]);
     spms.push(process);
     return process;
@@ -75,7 +84,7 @@ describe('SPM under a real sanlock lease', function () {
 
   it('serves under the lease; one holder at a time; after the holder is killed the lease passes on and serving resumes', async () => {
     const first = spm('spm-a');
-    await first.waitFor('acting as SPM', 120_000);
+    await first.waitFor('acting as SPM', 200_000);
     const second = spm('spm-b');
     await second.waitFor('SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again', 60_000);
     assert.equal(second.logged('acting as SPM').length, 0, 'a second SPM acted while the first held the lease');
@@ -89,5 +98,17 @@ describe('SPM under a real sanlock lease', function () {
     assert.equal((await holders()).length, 1, 'more than one process holds the SPM lease');
     assert.equal(await host.extend('vm1-vda', 192 * MiB), 192 * MiB);
     assert.equal((await workspace.plugin.describe('vm1-vda')).sizeBytes, 192 * MiB);
+  });
+
+  it('joins the lockspace again after sanlock dropped it, and serves again', async () => {
+    const supervisors = spms.slice(-2);
+    const acting = () => supervisors.reduce((count, supervisor) => count + supervisor.logged('acting as SPM').length, 0);
+    const before = acting();
+    // What sanlock does when this host's delta lease lapses: the holder is killed, the lockspace is gone.
+    await leaveLockspace(execaRunner, placement);
+    await until(async () => supervisors.some((supervisor) => supervisor.logged('joined the sanlock lockspace again').length > 0), 120_000, 'a supervisor to join the lockspace again');
+    await until(async () => acting() > before, 120_000, 'an SPM to act again under the new lease');
+    assert.equal((await holders()).length, 1, 'more than one process holds the SPM lease');
+    assert.equal(await host.extend('vm1-vda', 256 * MiB), 256 * MiB);
   });
 });

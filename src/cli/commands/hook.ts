@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_HOOK_SPOOL } from '../../agent/hook-spool.js';
+import { checkHook } from '../../doctor/checks.js';
 
 /**
  * `tideline hook install|uninstall`: for hosts not installed from the RPM.
@@ -53,6 +54,10 @@ export const hookCommand: CommandModule = {
           await writeFile(target, await hookScript({ spool: argv.spool }));
           await chmod(target, 0o755);
           process.stdout.write(`hook installed: ${target}\n`);
+          if (argv.root === '/') {
+            const finding = await checkHook(target);
+            if (finding.status !== 'ok') process.stderr.write(`tideline: ${finding.detail}\n`);
+          }
         },
       )
       .command<{ root: string }>(

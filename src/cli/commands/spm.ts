@@ -73,5 +73,5 @@ async function superviseSanlock(argv: SpmArguments, logger: Logger, signal: Abor
   await joinLockspace(execaRunner, placement, argv['sanlock-io-timeout']);
   // The same command line again, marked as running under the lease: sanlock execs it in the process that holds the lease.
   const command = [process.execPath, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--under-sanlock'];
-  await superviseUnderLease({ placement, command, clock: systemClock, logger, signal });
+  await superviseUnderLease({ placement, command, clock: systemClock, logger, signal, run: execaRunner, ...(argv['sanlock-io-timeout'] ? { ioTimeoutSeconds: argv['sanlock-io-timeout'] } : {}) });
 }
