@@ -75,6 +75,13 @@ describe('real libvirt: tideline under virsh', function () {
     return agent;
   }
 
+  /** Every domain a test starts is destroyed after it, whatever the test's outcome. */
+  async function startGuest(options: Parameters<typeof LibvirtGuest.start>[1]): Promise<LibvirtGuest> {
+    const guest = await LibvirtGuest.start(world, options);
+    guests.push(guest);
+    return guest;
+  }
+
   async function waitForState(guest: LibvirtGuest, pattern: RegExp, timeoutMs: number): Promise<void> {
     await until(async () => pattern.test(await guest.state()), timeoutMs, `${guest.domain} to be ${pattern}`);
   }
@@ -96,8 +103,7 @@ describe('real libvirt: tideline under virsh', function () {
     await startTideline();
     // Until the agent follows its spool, the hook has nowhere to leave events (the agent's first scan covers them).
     await processes[1]!.waitFor('following libvirt hook events', 60_000);
-    const guest = await LibvirtGuest.start(world, { name: 'web', writeMib: 1024 });
-    guests.push(guest);
+    const guest = await startGuest({ name: 'web', writeMib: 1024 });
     const result = await guest.result(180_000);
     assert.equal(result.bad, 0, 'data read back differs');
     assert.equal(result.units, 64);
@@ -117,8 +123,7 @@ describe('real libvirt: tideline under virsh', function () {
 
   it('leaves a domain suspended with virsh suspended, and goes on after virsh resume', async () => {
     await startTideline();
-    const guest = await LibvirtGuest.start(world, { name: 'db', writeMib: 768 });
-    guests.push(guest);
+    const guest = await startGuest({ name: 'db', writeMib: 768 });
     await until(async () => ((await driveStatus(guest))?.drives[0]?.extensions ?? 0) >= 1, 120_000, 'a first extension');
     assert.equal((await virsh('suspend', guest.domain)).exitCode, 0);
     await new Promise((resolve) => setTimeout(resolve, 4_000));
@@ -131,7 +136,7 @@ describe('real libvirt: tideline under virsh', function () {
 
   it('with a slow SPM: virsh shows the domain paused for an I/O error, then tideline resumes it and the data is intact', async () => {
     await startTideline({ spmDelayMs: 5_000, freeTarget: '16M' });
-    const guest = await LibvirtGuest.start(world, { name: 'slow', writeMib: 768 });
+    const guest = await startGuest({ name: 'slow', writeMib: 768 });
     await waitForState(guest, /^paused \(I\/O error\)$/, 120_000);
     await waitForState(guest, /^running/, 30_000);
     const result = await guest.result(240_000);
@@ -142,7 +147,7 @@ describe('real libvirt: tideline under virsh', function () {
 
   it('an agent restarted while the domain is paused for ENOSPC finds it, extends and resumes it', async () => {
     await startTideline({ spmDelayMs: 5_000, freeTarget: '16M' });
-    const guest = await LibvirtGuest.start(world, { name: 'restart', writeMib: 512 });
+    const guest = await startGuest({ name: 'restart', writeMib: 512 });
     await waitForState(guest, /^paused \(I\/O error\)$/, 120_000);
     await processes[1]!.kill();
     startAgent('16M');
@@ -154,7 +159,7 @@ describe('real libvirt: tideline under virsh', function () {
   it('keeps going across a libvirtd restart: thresholds re-armed, nothing left paused', async function () {
     if (!libvirtdIsOurs) this.skip(); // a libvirtd this suite did not start is not ours to restart
     await startTideline();
-    const guest = await LibvirtGuest.start(world, { name: 'survivor', writeMib: 1024 });
+    const guest = await startGuest({ name: 'survivor', writeMib: 1024 });
     await until(async () => ((await driveStatus(guest))?.drives[0]?.extensions ?? 0) >= 2, 120_000, 'two extensions');
     await restartLibvirtd();
     const result = await guest.result(240_000);
@@ -166,7 +171,7 @@ describe('real libvirt: tideline under virsh', function () {
 
   it('takes per-disk policy from domain metadata set with tideline policy, and refuses bad policy', async () => {
     await startTideline();
-    const guest = await LibvirtGuest.start(world, { name: 'policy', writeMib: 256 });
+    const guest = await startGuest({ name: 'policy', writeMib: 256 });
     const agent = processes[1]!;
     await agent.waitFor('monitoring VM', 60_000);
     const tideline = (...args: string[]) => execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, timeout: 60_000 });
@@ -190,7 +195,7 @@ describe('real libvirt: tideline under virsh', function () {
 
   it('tideline doctor flags a thin disk without error_policy=stop, and the agent logs it as an error', async () => {
     await startTideline();
-    const guest = await LibvirtGuest.start(world, { name: 'careless', writeMib: 64, errorPolicy: 'report' });
+    const guest = await startGuest({ name: 'careless', writeMib: 64, errorPolicy: 'report' });
     await processes[1]!.waitFor("thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'", 60_000);
     const config = path.join(world.dir, 'tideline.conf');
     await writeFile(config, `loop-domain = ${world.workspace.domainDir}\nmailbox = ${mailbox}\nhost-id = 2\n`);
