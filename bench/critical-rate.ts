@@ -19,7 +19,7 @@ export interface CriticalRate {
   /** The first throttle with a pause; undefined when none paused (the unthrottled rung included). */
   criticalMibPerSecond: number | undefined;
   /** What the guest reached on the fastest rung it ran. */
-  fastestGuestMibPerSecond: number;
+  fastestMibPerSecond: number;
 }
 
 /** Enough written per rung to cross several thresholds, and at least this many seconds of writing. */
@@ -38,6 +38,6 @@ export async function criticalWriteRate(policy: MailboxPolicy, chunkBytes: numbe
   return {
     rungs,
     criticalMibPerSecond: paused ? (paused.throttleMibPerSecond ?? paused.outcome.writeMibPerSecond) : undefined,
-    fastestGuestMibPerSecond: Math.max(...rungs.map((rung) => rung.outcome.writeMibPerSecond)),
+    fastestMibPerSecond: Math.max(...rungs.map((rung) => rung.outcome.writeMibPerSecond)),
   };
 }

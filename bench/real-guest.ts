@@ -7,6 +7,7 @@ import { systemClock } from '../src/util/clock.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
 import { BenchCluster } from './cluster.js';
+import type { MailboxExtender } from '../src/mailbox/mailbox-extender.js';
 import type { MailboxPolicy } from './policies.js';
 
 /**
@@ -38,17 +39,7 @@ export async function realGuestRun(policy: MailboxPolicy, chunkBytes: number, wr
     vm = await LabVm.create({ name: 'bench', workDir: cluster.dir, boot, plugin: cluster.plugin, run: execaRunner, virtualBytes: 4 * GiB, initialBytes: chunkBytes, writeMib, timeoutMs: 10 * 60_000 });
     // The guest needs seconds to boot; the limit is in place long before its first write.
     if (options.throttleMibPerSecond) await throttleWrites(vm.adminSocket, options.throttleMibPerSecond * MiB);
-    attachment = new QemuAttachment({
-      vm: 'bench',
-      socketPath: vm.qmpSocket,
-      plugin: cluster.plugin,
-      extender: await cluster.host(1),
-      policy: { chunkBytes, freeTargetBytes: Math.round((chunkBytes * 0.8) / MiB) * MiB, extentBytes: MiB, adaptive: options.adaptive ?? false, adaptiveMaxChunkBytes: options.adaptive ? 8 * chunkBytes : chunkBytes },
-      clock: systemClock,
-      logger: silentLogger,
-      pollIntervalMs: policy.drivePollMs,
-      thresholdEvents: policy.detection === 'events',
-    });
+    attachment = benchAttachment(cluster, 'bench', vm.qmpSocket, await cluster.host(1), chunkBytes, options.adaptive ?? false);
     await attachment.start();
     const progress = await vm.finished();
     const status = attachment.status()!;
@@ -63,6 +54,26 @@ export async function realGuestRun(policy: MailboxPolicy, chunkBytes: number, wr
     await vm?.destroy();
     await cluster.close();
   }
+}
+
+/**
+ * The agent's QEMU path for a benchmark VM, with the policy's timings. Every
+ * policy gets oVirt's free target (extend when less than 80 % of a chunk is
+ * free), so that only the mechanism differs.
+ */
+export function benchAttachment(cluster: BenchCluster, vm: string, socketPath: string, extender: MailboxExtender, chunkBytes: number, adaptive: boolean): QemuAttachment {
+  const { policy } = cluster;
+  return new QemuAttachment({
+    vm,
+    socketPath,
+    plugin: cluster.plugin,
+    extender,
+    policy: { chunkBytes, freeTargetBytes: Math.round((chunkBytes * 0.8) / MiB) * MiB, extentBytes: MiB, adaptive, adaptiveMaxChunkBytes: adaptive ? 8 * chunkBytes : chunkBytes },
+    clock: systemClock,
+    logger: silentLogger,
+    pollIntervalMs: policy.drivePollMs,
+    thresholdEvents: policy.detection === 'events',
+  });
 }
 
 async function throttleWrites(adminSocket: string, bytesPerSecond: number): Promise<void> {

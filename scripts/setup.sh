@@ -10,13 +10,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # qemu-system-x86, qemu-utils: the lab guest and qemu-img.
 # libvirt-daemon-system, libvirt-clients: libvirtd, virsh, hooks.
 # lvm2: the lvm storage plugin.  sanlock: the SPM lease.  rpm: rpmbuild.
+# systemd: systemd-analyze, which checks the packaged units (tests only).
 # busybox-static: the lab guest's userland.  util-linux: losetup, blkdiscard.
 # gcc, libc6-dev: the tests build a test-only shim that lets the sanlock daemon
 # start in sandboxes that cannot raise RLIMIT_MEMLOCK (test/fixtures).
 # The Debian kernel for the lab guest is not installed: the lab unpacks the
 # linux-image package into its cache (see src/lab/boot-image.ts), so the
 # host's /boot and bootloader are never touched.
-packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients lvm2 sanlock rpm busybox-static util-linux gcc libc6-dev)
+packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients lvm2 sanlock rpm busybox-static util-linux gcc libc6-dev systemd)
 
 say() { printf 'setup: %s\n' "$*"; }
 
