@@ -8,8 +8,8 @@ import { SimulatedQemu } from './simulated-qemu.js';
 
 /**
  * Figure 5: one `tideline agent` process watching `drives` simulated QEMUs
- * over real QMP sockets. CPU (% of one core, from /proc) and RSS while idle,
- * and while `writers` of them write.
+ * over real QMP sockets. CPU (% of one core, from /proc) and RSS while idle
+ * once start-up has settled, and while `writers` of them write.
  */
 export interface ScaleOutcome {
   idleCpuPercent: number;
@@ -32,7 +32,7 @@ async function cpuPercentOver(pid: number, seconds: number): Promise<number> {
   return ((await cpuSeconds(pid)) - before) / ((performance.now() - started) / 1000) * 100;
 }
 
-export async function agentScale(drives: number, writers: number, sampleSeconds: number, pollSeconds = 2): Promise<ScaleOutcome> {
+export async function agentScale(drives: number, writers: number, sampleSeconds: number, pollSeconds = 2, settleSeconds = 15): Promise<ScaleOutcome> {
   const dir = await mkdtemp('/var/tmp/tideline-bench-scale-');
   const vms: SimulatedQemu[] = [];
   let agent: ReturnType<typeof execa> | undefined;
@@ -60,7 +60,8 @@ export async function agentScale(drives: number, writers: number, sampleSeconds:
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     const pid = agent.pid!;
-    await new Promise((resolve) => setTimeout(resolve, 2_000)); // let start-up work settle
+    // Attaching 200 VMs compiles, allocates and collects for a while (about 5 % of a core for 10 s here): idle means after that.
+    await new Promise((resolve) => setTimeout(resolve, settleSeconds * 1000));
     const idleCpuPercent = await cpuPercentOver(pid, sampleSeconds);
     for (const vm of vms.slice(0, writers)) vm.startWriting(40);
     const writingCpuPercent = await cpuPercentOver(pid, sampleSeconds);
