@@ -75,7 +75,7 @@ async function paced(policy: MailboxPolicy, chunkBytes: number, rateMibPerSecond
     const launch = { boot, devicePath, driveId: 'vda', qmpSocket, adminSocket: path.join(cluster.dir, 'admin.qmp'), consoleLog: '/dev/null', writeMib: 0, timeoutMs: 10 * 60_000 };
     // stdbuf: qemu-io's printf output must reach us line by line, not when a pipe buffer fills.
     qemu = execa('stdbuf', ['-oL', 'qemu-system-x86_64', ...qemuArguments(launch), '-S'], { reject: false, stdin: 'ignore', stdout: 'pipe', stderr: 'ignore', buffer: false, timeout: launch.timeoutMs });
-    const console = new QemuIoConsole(qemu.stdout!);
+    const qemuIo = new QemuIoConsole(qemu.stdout!);
     attachment = benchAttachment(cluster, 'io', qmpSocket, await cluster.host(1), chunkBytes, adaptive);
     await attachment.start();
     await admin.start();
@@ -88,13 +88,13 @@ async function paced(policy: MailboxPolicy, chunkBytes: number, rateMibPerSecond
       const wait = due - performance.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       const write = `write -P ${PATTERN} ${index * WRITE_MIB}M ${WRITE_MIB}M`;
-      let output = await console.run(admin, write);
+      let output = await qemuIo.run(admin, write);
       if (noSpace(output)) {
         stalls += 1;
         const stalledAt = performance.now();
         while (noSpace(output)) {
           await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-          output = await console.run(admin, write);
+          output = await qemuIo.run(admin, write);
         }
         stalledMs += performance.now() - stalledAt;
       }
@@ -103,7 +103,7 @@ async function paced(policy: MailboxPolicy, chunkBytes: number, rateMibPerSecond
     const seconds = (performance.now() - started) / 1000;
     let verified = true;
     for (let index = 0; index < writeMib / WRITE_MIB; index += 1) {
-      if (failure(await console.run(admin, `read -P ${PATTERN} ${index * WRITE_MIB}M ${WRITE_MIB}M`))) verified = false;
+      if (failure(await qemuIo.run(admin, `read -P ${PATTERN} ${index * WRITE_MIB}M ${WRITE_MIB}M`))) verified = false;
     }
     return {
       throttleMibPerSecond: rateMibPerSecond,

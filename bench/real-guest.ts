@@ -26,7 +26,7 @@ export interface GuestOutcome {
 export interface GuestRunOptions {
   /** Cap the guest's disk writes with QEMU's own throttling (block_set_io_throttle bps_wr). */
   throttleMibPerSecond?: number;
-  /** tideline's adaptive mode: chunk and free target grow with the measured write rate (up to 8 chunks). */
+  /** tideline's adaptive mode: chunk and free target grow with the measured write rate (up to ADAPTIVE_MAX_CHUNKS chunks). */
   adaptive?: boolean;
 }
 
@@ -61,6 +61,9 @@ export async function realGuestRun(policy: MailboxPolicy, chunkBytes: number, wr
  * policy gets oVirt's free target (extend when less than 80 % of a chunk is
  * free), so that only the mechanism differs.
  */
+/** The adaptive mode's ceiling in the benchmarks, in configured chunks (the agent's own default is 16 GiB). */
+const ADAPTIVE_MAX_CHUNKS = 64;
+
 export function benchAttachment(cluster: BenchCluster, vm: string, socketPath: string, extender: MailboxExtender, chunkBytes: number, adaptive: boolean): QemuAttachment {
   const { policy } = cluster;
   return new QemuAttachment({
@@ -68,7 +71,7 @@ export function benchAttachment(cluster: BenchCluster, vm: string, socketPath: s
     socketPath,
     plugin: cluster.plugin,
     extender,
-    policy: { chunkBytes, freeTargetBytes: Math.round((chunkBytes * 0.8) / MiB) * MiB, extentBytes: MiB, adaptive, adaptiveMaxChunkBytes: adaptive ? 8 * chunkBytes : chunkBytes },
+    policy: { chunkBytes, freeTargetBytes: Math.round((chunkBytes * 0.8) / MiB) * MiB, extentBytes: MiB, adaptive, adaptiveMaxChunkBytes: adaptive ? ADAPTIVE_MAX_CHUNKS * chunkBytes : chunkBytes },
     clock: systemClock,
     logger: silentLogger,
     pollIntervalMs: policy.drivePollMs,

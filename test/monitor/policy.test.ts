@@ -50,7 +50,8 @@ describe('ExtensionPolicy', () => {
     policy.observeHighWater(2 * GiB, 2_000);
     policy.observeExtensionLatency(500);
     assert.equal(policy.freeTarget(), 1.5 * GiB);
-    assert.equal(policy.chunk(), 1.5 * GiB);
+    // Twice the free target, so that the extension does not leave the guest at the next threshold.
+    assert.equal(policy.chunk(), 3 * GiB);
     assert.equal(policy.threshold(4 * GiB), 2.5 * GiB);
     assert.equal(Math.round(policy.writeRate()), 1 * GiB);
   });
@@ -69,6 +70,33 @@ describe('ExtensionPolicy', () => {
     fast.observeExtensionLatency(2_000);
     assert.equal(fast.freeTarget(), 1 * GiB);
     assert.equal(fast.chunk(), 1 * GiB);
+  });
+
+  it('adaptive mode sizes the free target by the slowest recent extension, and forgets it slowly', () => {
+    const policy = new ExtensionPolicy({ ...FIXED, chunkBytes: 8 * MiB, freeTargetBytes: 6 * MiB, extentBytes: MiB, adaptive: true });
+    policy.observeHighWater(0, 0);
+    policy.observeHighWater(256 * MiB, 1_000); // 256 MiB/s
+    for (const latency of [10, 10, 60, 10]) policy.observeExtensionLatency(latency);
+    // 256 MiB/s x the 60 ms extension (decayed once: 54 ms) x 3, not the ~25 ms average.
+    assert.equal(policy.freeTarget(), Math.ceil((256 * 0.054 * 3)) * MiB);
+    // A chunk covers a second of writing at that rate.
+    assert.equal(policy.chunk(), 256 * MiB);
+    for (let index = 0; index < 40; index += 1) policy.observeExtensionLatency(10);
+    assert.equal(policy.freeTarget(), Math.ceil(256 * 0.010 * 3) * MiB);
+  });
+
+  it('adaptive mode learns a fast writer from short samples, a slow one only over longer ones', () => {
+    const policy = new ExtensionPolicy({ ...FIXED, chunkBytes: 8 * MiB, freeTargetBytes: 6 * MiB, extentBytes: MiB, adaptive: true });
+    policy.observeHighWater(0, 0);
+    policy.observeHighWater(1 * MiB, 10);
+    policy.observeHighWater(20 * MiB, 50); // 20 MiB in 50 ms: more than a free target
+    assert.equal(Math.round(policy.writeRate() / MiB), 400);
+    const slow = new ExtensionPolicy({ ...FIXED, chunkBytes: 8 * MiB, freeTargetBytes: 6 * MiB, extentBytes: MiB, adaptive: true });
+    slow.observeHighWater(0, 0);
+    slow.observeHighWater(2 * MiB, 50);
+    assert.equal(slow.writeRate(), 0, 'a short sample of a slow writer says more about scheduling');
+    slow.observeHighWater(4 * MiB, 250);
+    assert.equal(Math.round(slow.writeRate() / MiB), 16);
   });
 
   it('fixed mode ignores what it measures', () => {
