@@ -1,7 +1,7 @@
 import { Operation, MESSAGES_PER_SLOT, type Request } from '../src/mailbox/format.js';
 import { Mailbox } from '../src/mailbox/mailbox.js';
 import { MiB } from '../src/util/sizes.js';
-import { BENCH_BACK_OFF_AFTER_QUIET_MS, BenchCluster } from './cluster.js';
+import { SHORT_BACK_OFF_AFTER_QUIET_MS, BenchCluster } from './cluster.js';
 import type { MailboxPolicy } from './policies.js';
 
 /**
@@ -9,7 +9,7 @@ import type { MailboxPolicy } from './policies.js';
  * `perHost` extension requests into their slot at once (written straight into
  * the mailbox, so that only the SPM's work is measured), and its CPU while idle:
  * first at its idle interval, then once it backed off (the bench cluster's SPM
- * backs off after BENCH_BACK_OFF_AFTER_QUIET_MS instead of a minute).
+ * backs off after SHORT_BACK_OFF_AFTER_QUIET_MS instead of a minute).
  */
 export interface SpmScaleOutcome {
   requestsPerSecond: number;
@@ -31,14 +31,14 @@ const FAST_WINDOW_MS = 2_500;
 const BACK_OFF_RAMP_MS = 2_000;
 
 export async function spmScale(policy: MailboxPolicy, hosts: number, perHost: number, idleSeconds: number): Promise<SpmScaleOutcome> {
-  const cluster = await BenchCluster.start(policy, hosts + 1);
+  const cluster = await BenchCluster.start(policy, hosts + 1, { backOffAfterQuietMs: SHORT_BACK_OFF_AFTER_QUIET_MS });
   const writer = await Mailbox.open(cluster.mailboxPath);
   try {
     // Idle first: nothing in the mailbox, the SPM only polls.
     const started = performance.now();
     await new Promise((resolve) => setTimeout(resolve, FAST_WINDOW_MS));
-    const idleCpuPercent = await cpuPercentOver(Math.min(idleSeconds, BENCH_BACK_OFF_AFTER_QUIET_MS / 1000 - 0.5));
-    const backedOffAt = started + FAST_WINDOW_MS + BENCH_BACK_OFF_AFTER_QUIET_MS + BACK_OFF_RAMP_MS;
+    const idleCpuPercent = await cpuPercentOver(Math.min(idleSeconds, SHORT_BACK_OFF_AFTER_QUIET_MS / 1000 - 0.5));
+    const backedOffAt = started + FAST_WINDOW_MS + SHORT_BACK_OFF_AFTER_QUIET_MS + BACK_OFF_RAMP_MS;
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, backedOffAt - performance.now())));
     const backedOffCpuPercent = await cpuPercentOver(idleSeconds);
 
