@@ -142,7 +142,8 @@ export async function blockLayerCriticalRate(
   const paused = rungs.find((rung) => rung.outcome.pauses > 0);
   return {
     rungs,
-    criticalMibPerSecond: paused?.throttleMibPerSecond,
+    // A pace the writer could not keep says nothing: the rate it wrote at is the figure.
+    criticalMibPerSecond: paused ? Math.min(paused.throttleMibPerSecond ?? Infinity, paused.outcome.writeMibPerSecond) : undefined,
     fastestMibPerSecond: Math.max(...rungs.map((rung) => rung.outcome.writeMibPerSecond)),
   };
 }
