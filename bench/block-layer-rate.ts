@@ -107,7 +107,7 @@ async function paced(policy: MailboxPolicy, chunkBytes: number, rateMibPerSecond
     }
     return {
       throttleMibPerSecond: rateMibPerSecond,
-      outcome: { pauses: stalls, pausedMs: stalledMs, verified, writeMibPerSecond: writeMib / seconds },
+      outcome: { pauses: stalls, pausedMs: stalledMs, verified, writtenMib: writeMib, writeMibPerSecond: writeMib / seconds },
     };
   } finally {
     admin.close();
@@ -116,6 +116,14 @@ async function paced(policy: MailboxPolicy, chunkBytes: number, rateMibPerSecond
     await qemu?.catch(() => undefined);
     await cluster.close();
   }
+}
+
+/** The rate a rung wrote at while not paused: what the writer really kept up, stalls left out. */
+function runningRate(rung: RateRung): number {
+  const { writeMibPerSecond, writtenMib, pausedMs } = rung.outcome;
+  if (writeMibPerSecond <= 0) return 0;
+  const runningSeconds = writtenMib / writeMibPerSecond - pausedMs / 1000;
+  return runningSeconds > 0 ? writtenMib / runningSeconds : writeMibPerSecond;
 }
 
 /**
@@ -143,7 +151,7 @@ export async function blockLayerCriticalRate(
   return {
     rungs,
     // A pace the writer could not keep says nothing: the rate it wrote at is the figure.
-    criticalMibPerSecond: paused ? Math.min(paused.throttleMibPerSecond ?? Infinity, paused.outcome.writeMibPerSecond) : undefined,
+    criticalMibPerSecond: paused ? Math.min(paused.throttleMibPerSecond ?? Infinity, runningRate(paused)) : undefined,
     fastestMibPerSecond: Math.max(...rungs.map((rung) => rung.outcome.writeMibPerSecond)),
   };
 }

