@@ -8,7 +8,7 @@ import { QmpClient } from '../src/qmp/index.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
 import { BenchCluster } from './cluster.js';
-import type { CriticalRate, RateRung } from './critical-rate.js';
+import { climbLadder, type CriticalRate, type RateRung } from './critical-rate.js';
 import type { MailboxPolicy } from './policies.js';
 import { benchAttachment } from './real-guest.js';
 
@@ -139,19 +139,14 @@ export async function blockLayerCriticalRate(
   secondsPerRung: number,
   options: { adaptive?: boolean; throughAllRates?: boolean } = {},
 ): Promise<CriticalRate> {
-  const rungs: RateRung[] = [];
-  for (const rate of ratesMibPerSecond) {
-    const writeMib = Math.max(4 * (chunkBytes / MiB), Math.ceil(rate * secondsPerRung));
-    const rung = await paced(policy, chunkBytes, rate, writeMib, options.adaptive ?? false);
-    if (!rung.outcome.verified) throw new Error(`${policy.name}: data written through qemu-io did not read back at ${rate} MiB/s`);
-    rungs.push(rung);
-    if (rung.outcome.pauses > 0 && !options.throughAllRates) break;
-  }
-  const paused = rungs.find((rung) => rung.outcome.pauses > 0);
-  return {
-    rungs,
-    // A pace the writer could not keep says nothing: the rate it wrote at is the figure.
-    criticalMibPerSecond: paused ? Math.min(paused.throttleMibPerSecond ?? Infinity, runningRate(paused)) : undefined,
-    fastestMibPerSecond: Math.max(...rungs.map((rung) => rung.outcome.writeMibPerSecond)),
-  };
+  return climbLadder(
+    ratesMibPerSecond,
+    (rate) => paced(policy, chunkBytes, rate, Math.max(4 * (chunkBytes / MiB), Math.ceil(rate * secondsPerRung)), options.adaptive ?? false),
+    {
+      ...(options.throughAllRates ? { throughAllRates: true } : {}),
+      describe: `${policy.name}, qemu-io`,
+      // A pace the writer could not keep says nothing: the rate it wrote at is the figure.
+      rateOf: (paused) => Math.min(paused.throttleMibPerSecond ?? Infinity, runningRate(paused)),
+    },
+  );
 }

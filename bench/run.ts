@@ -82,9 +82,10 @@ function criticalRow(figureName: string, subject: string, outcome: CriticalRate,
   return [figureName, subject, critical, ladder, ratio];
 }
 
+const criticalRunsHere = quick ? criticalRuns.filter(([subject]) => subject === TIDELINE.name) : criticalRuns;
 const GUEST_CRITICAL_CHUNK_MIB = 32;
 let baselineRate: number | undefined;
-for (const [subject, policy, adaptive] of quick ? criticalRuns.filter(([subject]) => subject === TIDELINE.name) : criticalRuns) {
+for (const [subject, policy, adaptive] of criticalRunsHere) {
   note(`3. critical write rate, real guest, ${GUEST_CRITICAL_CHUNK_MIB} MiB chunks: ${subject}`);
   const outcome = await criticalWriteRate(policy, GUEST_CRITICAL_CHUNK_MIB * MiB, quick ? [16] : [4, 8, 16, 32, 64], quick ? 48 : 96, { adaptive });
   if (policy === VDSM_4_5) baselineRate = outcome.criticalMibPerSecond;
@@ -94,7 +95,7 @@ for (const [subject, policy, adaptive] of quick ? criticalRuns.filter(([subject]
 // Past what a TCG guest can write: QEMU's block layer driven by qemu-io, smaller chunks so that tideline's limit is within reach.
 const BLOCK_CRITICAL_CHUNK_MIB = 8;
 baselineRate = undefined;
-for (const [subject, policy, adaptive] of quick ? criticalRuns.filter(([subject]) => subject === TIDELINE.name) : criticalRuns) {
+for (const [subject, policy, adaptive] of criticalRunsHere) {
   note(`3. critical write rate, qemu-io, ${BLOCK_CRITICAL_CHUNK_MIB} MiB chunks: ${subject}`);
   const outcome = await blockLayerCriticalRate(policy, BLOCK_CRITICAL_CHUNK_MIB * MiB, quick ? [64] : [8, 16, 32, 64, 128, 256, 512, 1024], quick ? 1 : 3, { adaptive, throughAllRates: adaptive });
   if (policy === VDSM_4_5) baselineRate = outcome.criticalMibPerSecond;

@@ -16,7 +16,12 @@ export interface Finding {
 }
 
 export const HOOK_FILE = '/etc/libvirt/hooks/qemu.d/tideline';
+const LIBVIRTD_PID_FILE = '/run/libvirtd.pid';
 
+/**
+ * libvirtd looks for qemu hooks (/etc/libvirt/hooks/qemu, qemu.d/*) only when
+ * it starts: a hook directory that was empty then is never looked at again.
+ */
 export async function checkHook(file = HOOK_FILE, libvirtdPidFile = LIBVIRTD_PID_FILE): Promise<Finding> {
   try {
     await access(file, constants.X_OK);
@@ -33,12 +38,6 @@ export async function checkHook(file = HOOK_FILE, libvirtdPidFile = LIBVIRTD_PID
   }
   return { check: 'libvirt hook', status: 'ok', detail: file };
 }
-
-/**
- * libvirtd looks for qemu hooks (/etc/libvirt/hooks/qemu, qemu.d/*) only when
- * it starts: a hook directory that was empty then is never looked at again.
- */
-const LIBVIRTD_PID_FILE = '/run/libvirtd.pid';
 
 async function libvirtdStart(pidFile: string): Promise<{ pid: number; startedMs: number } | undefined> {
   try {

@@ -31,8 +31,6 @@ async function main(): Promise<number> {
   if (text === undefined) return 0;
   const { values } = readConfigLines(text, CONFIG_FILE);
   if (!values.vg && !values['loop-domain']) return 0;
-  const [, operation = '', subOperation = ''] = process.argv.slice(2);
-  if (operation !== 'prepare' || subOperation !== 'begin') return 0; // the shell hook passes these on
   const [{ parseHostConfig }, { runHook }, { execaRunner }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/runner.js')]);
   const config = parseHostConfig(text, CONFIG_FILE);
   const outcome = await runHook(process.argv.slice(2), await readStdin(), {

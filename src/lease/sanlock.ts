@@ -52,13 +52,14 @@ export async function initSanlock(run: Runner, placement: SanlockPlacement): Pro
   await run('sanlock', ['client', 'init', '-r', resourceSpec(placement)], { timeoutMs: SANLOCK_TIMEOUT_MS });
 }
 
-/** Joins the lockspace with this host's id unless it already has. */
-export async function joinLockspace(run: Runner, placement: SanlockPlacement, ioTimeoutSeconds?: number): Promise<void> {
+/** Joins the lockspace with this host's id unless it already has; true when it had to join. */
+export async function joinLockspace(run: Runner, placement: SanlockPlacement, ioTimeoutSeconds?: number): Promise<boolean> {
   const spec = lockspaceSpec(placement);
   const inquiry = await run('sanlock', ['client', 'inq_lockspace', '-s', spec], { timeoutMs: SANLOCK_TIMEOUT_MS, acceptExitCodes: [1] });
-  if (inquiry.exitCode === 0) return;
+  if (inquiry.exitCode === 0) return false;
   const timeout = ioTimeoutSeconds ? ['-o', String(ioTimeoutSeconds)] : [];
   await run('sanlock', ['client', 'add_lockspace', ...timeout, '-s', spec], { timeoutMs: ADD_LOCKSPACE_TIMEOUT_MS });
+  return true;
 }
 
 export async function leaveLockspace(run: Runner, placement: SanlockPlacement): Promise<void> {
@@ -101,19 +102,13 @@ export async function superviseUnderLease(options: {
     // the holder and dropped the whole lockspace: every acquire then fails until
     // the host joins again, so a lost lockspace would keep this host out of the
     // SPM election for good.
-    await rejoinIfLost(options.run, placement, options.ioTimeoutSeconds, logger);
-  }
-}
-
-async function rejoinIfLost(run: Runner, placement: SanlockPlacement, ioTimeoutSeconds: number | undefined, logger: Logger): Promise<void> {
-  try {
-    const inquiry = await run('sanlock', ['client', 'inq_lockspace', '-s', lockspaceSpec(placement)], { timeoutMs: SANLOCK_TIMEOUT_MS, acceptExitCodes: [1] });
-    if (inquiry.exitCode === 0) return;
-    logger.warn({ lockspace: placement.lockspace, hostId: placement.hostId }, 'this host is no longer in the sanlock lockspace (its delta lease lapsed); joining again');
-    await joinLockspace(run, placement, ioTimeoutSeconds);
-    logger.info({ lockspace: placement.lockspace }, 'joined the sanlock lockspace again');
-  } catch (error) {
-    logger.error({ lockspace: placement.lockspace, err: errorMessage(error) }, describeSanlockFailure(error));
+    try {
+      if (await joinLockspace(options.run, placement, options.ioTimeoutSeconds)) {
+        logger.warn({ lockspace: placement.lockspace, hostId: placement.hostId, reason: 'this host had left the lockspace (its delta lease lapsed)' }, 'joined the sanlock lockspace again');
+      }
+    } catch (error) {
+      logger.error({ lockspace: placement.lockspace, err: errorMessage(error) }, describeSanlockFailure(error));
+    }
   }
 }
 

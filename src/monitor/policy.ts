@@ -37,9 +37,8 @@ export const DEFAULT_POLICY: PolicySettings = {
 
 /** Headroom over (write rate x extension latency): latency has a tail, writes come in bursts. */
 export const ADAPTIVE_SAFETY_FACTOR = 3;
-/** Weight of the newest sample in the moving averages. */
+/** Weight of the newest sample in the moving average of the write rate. */
 const RATE_SMOOTHING = 0.5;
-const LATENCY_SMOOTHING = 0.3;
 /**
  * The free target must cover the slow extensions, not the typical one: a
  * guest stalls on the one extension that took longest. The adaptive mode sizes
@@ -65,7 +64,7 @@ const MIN_FAST_RATE_SAMPLE_MS = 20;
 
 export class ExtensionPolicy {
   private writeBytesPerMs = 0;
-  private extensionLatencyMs: number | undefined;
+  /** 0 until an extension was measured: the configured sizes hold until then. */
   private extensionLatencyPeakMs = 0;
   private lastSample: { highWater: number; at: number } | undefined;
 
@@ -73,7 +72,7 @@ export class ExtensionPolicy {
 
   /** Free space that must stay above the high-water mark. */
   freeTarget(): number {
-    if (!this.settings.adaptive || this.extensionLatencyMs === undefined) return this.settings.freeTargetBytes;
+    if (!this.settings.adaptive) return this.settings.freeTargetBytes;
     const needed = this.writeBytesPerMs * this.extensionLatencyPeakMs * ADAPTIVE_SAFETY_FACTOR;
     return Math.min(this.settings.adaptiveMaxChunkBytes, Math.max(this.settings.freeTargetBytes, alignUp(needed, this.settings.extentBytes)));
   }
@@ -120,8 +119,6 @@ export class ExtensionPolicy {
 
   observeExtensionLatency(latencyMs: number): void {
     this.extensionLatencyPeakMs = Math.max(latencyMs, this.extensionLatencyPeakMs * LATENCY_PEAK_DECAY);
-    this.extensionLatencyMs =
-      this.extensionLatencyMs === undefined ? latencyMs : LATENCY_SMOOTHING * latencyMs + (1 - LATENCY_SMOOTHING) * this.extensionLatencyMs;
   }
 
   /** Bytes per second, for status and logs. */

@@ -65,7 +65,7 @@ export type PollTiming = Pick<SpmOptions, 'pollFastMs' | 'pollIdleMs' | 'pollIdl
 
 /** How long to wait before the next poll, `quietMs` after the last request; `backedOffMs` carries the back-off from poll to poll. */
 export function spmPollInterval(quietMs: number, backedOffMs: number | undefined, timing: PollTiming): { intervalMs: number; backedOffMs: number | undefined } {
-  const { pollFastMs = 5, pollIdleMs = 50, pollIdleMaxMs = Math.max(pollIdleMs, DEFAULT_POLL_IDLE_MAX_MS), fastForMs = 2_000, backOffAfterQuietMs = BACK_OFF_AFTER_QUIET_MS } = timing;
+  const { pollFastMs = 5, pollIdleMs = 50, pollIdleMaxMs = DEFAULT_POLL_IDLE_MAX_MS, fastForMs = 2_000, backOffAfterQuietMs = BACK_OFF_AFTER_QUIET_MS } = timing;
   if (quietMs < fastForMs) return { intervalMs: pollFastMs, backedOffMs: undefined };
   if (quietMs < fastForMs + backOffAfterQuietMs) return { intervalMs: pollIdleMs, backedOffMs: undefined };
   const next = Math.min(Math.max(pollIdleMs, pollIdleMaxMs), (backedOffMs ?? pollIdleMs) * 2);

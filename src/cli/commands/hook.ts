@@ -19,7 +19,7 @@ function installationRoot(): string {
 }
 
 /** dist/src/hook/main.js of this installation. */
-export function hookEntryPoint(): string {
+function hookEntryPoint(): string {
   return path.join(installationRoot(), 'dist', 'src', 'hook', 'main.js');
 }
 
