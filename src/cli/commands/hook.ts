@@ -7,8 +7,9 @@ import { checkHook } from '../../doctor/checks.js';
 
 /**
  * `tideline hook install|uninstall`: for hosts not installed from the RPM.
- * libvirtd picks up a script dropped into qemu.d/ from the next event on; no
- * restart is needed.
+ * libvirtd looks for qemu hooks only when it starts: where this is the host's
+ * first one, install says (as `tideline doctor` does) that libvirtd must be
+ * restarted once.
  */
 const HOOK_PATH = 'etc/libvirt/hooks/qemu.d/tideline';
 
