@@ -43,6 +43,15 @@ export class InvalidVolumeNameError extends TideError {
   }
 }
 
+/** LVM refused a metadata change because this host runs it read-only: only the SPM changes the VG. */
+export class MetadataReadOnlyError extends TideError {
+  readonly code = 'metadata-read-only';
+
+  constructor(readonly command: string, readonly target: string) {
+    super(`${command} of ${target} refused: this host runs LVM read-only because it is not the SPM; ask the SPM (through the agent and the mailbox) to change the volume group`);
+  }
+}
+
 export class StorageDomainError extends TideError {
   readonly code = 'storage-domain';
 }

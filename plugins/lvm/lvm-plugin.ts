@@ -2,29 +2,61 @@ import { z } from 'zod';
 import type { Runner } from '../../src/util/runner.js';
 import { CommandFailedError } from '../../src/errors.js';
 import { alignUp } from '../../src/util/sizes.js';
-import { assertVolumeName, DomainFullError, ShrinkRefusedError, StorageDomainError, VolumeExistsError, VolumeNotFoundError } from '../errors.js';
+import { assertVolumeName, DomainFullError, MetadataReadOnlyError, ShrinkRefusedError, StorageDomainError, VolumeExistsError, VolumeNotFoundError } from '../errors.js';
 import type { StoragePlugin, VolumeInfo } from '../types.js';
 
 /**
  * Volumes as logical volumes of one volume group on the shared LUN. Only the
  * SPM calls create/extend/remove (LVM metadata has one writer); every host may
- * list, describe and refresh. Tideline's metadata lives in LV tags
+ * list, describe, activate and refresh. Tideline's metadata lives in LV tags
  * (`key=value`), so it travels with the VG and needs no database.
+ *
+ * Which LVM settings each role passes, and why, is in docs/storage.md: in
+ * short, LVM sees only the domain's PVs, never uses hints, skips suspended
+ * devices, and on a host that is not the SPM runs in LVM's read-only mode, so
+ * LVM itself refuses any change of the VG's metadata there.
  */
+export type LvmRole = 'spm' | 'host';
+
+/** lvm.conf settings by section, e.g. `{ backup: { archive: 0 } }`. */
+export type LvmSettings = Record<string, Record<string, string | number>>;
+
 export interface LvmPluginOptions {
   vg: string;
   run: Runner;
+  /** 'spm' may change the VG's metadata; 'host' runs LVM read-only (activation, refresh and reports only). */
+  role: LvmRole;
   /**
    * False where LVs cannot be activated (no device-mapper, as on this
    * project's build machines): metadata commands run with activation = 0, and
    * activate/refresh say that they cannot work here.
    */
   activation: boolean;
-  /** Restricts LVM to these devices (tests: only the loop device of the test VG). */
+  /** The domain's PVs. Found once at open (the PVs carrying the VG) when not given. */
   devices?: readonly string[];
-  /** More lvm.conf settings for every command (tests turn metadata backups off, to leave nothing in /etc/lvm). */
-  extraConfig?: string;
+  /** More lvm.conf settings for every command, over the role's (tests turn metadata backups off, to leave nothing in /etc/lvm). */
+  extraSettings?: LvmSettings;
 }
+
+/**
+ * LVM 2.03 ignores `global/metadata_read_only` for lvextend, lvcreate and tag
+ * changes (tried on 2.03.16); `locking_type = 4` is what it still enforces,
+ * mapped to `--sysinit --readonly`: reports and activation work, every
+ * metadata change is refused. It also refuses `lvchange --refresh` (the same
+ * as oVirt's BZ 2025527), which reads metadata and only reloads this host's
+ * device-mapper table, so refresh alone runs with LVM's ordinary local locking.
+ */
+const READ_ONLY: LvmSettings = { global: { locking_type: 4 } };
+const ROLE_SETTINGS: Record<LvmRole, LvmSettings> = {
+  // A metadata archive per change, bounded: an extension every few GiB written would otherwise fill /etc/lvm/archive.
+  spm: { backup: { retain_min: 50, retain_days: 0 } },
+  host: READ_ONLY,
+};
+/** Hints are a cache of which devices hold PVs; another host's pvcreate makes them stale. Suspended devices (an LV mid-refresh) can hang a scan. */
+const DOMAIN_DEVICES: LvmSettings = { devices: { hints: '"none"', ignore_suspended_devices: 1, use_devicesfile: 0 } };
+const NO_ACTIVATION: LvmSettings = { global: { activation: 0 } };
+/** oVirt's extent size for block storage domains: fewer, larger extents keep the VG's metadata small. */
+export const DEFAULT_EXTENT_BYTES = 128 * 1024 * 1024;
 
 const LVM_TIMEOUT_MS = 60_000;
 /** LVM exits 5 for "not found" and for most refusals; the message tells which. */
@@ -33,6 +65,7 @@ const TAG_KEY = /^[A-Za-z0-9_+.-]+$/;
 const TAG_VALUE = /^[A-Za-z0-9_+.\-/:#&!]*$/;
 
 const lvsReport = z.object({ report: z.array(z.object({ lv: z.array(z.object({ lv_name: z.string(), lv_size: z.string(), lv_tags: z.string() })) })) });
+const pvsReport = z.object({ report: z.array(z.object({ pv: z.array(z.object({ pv_name: z.string(), vg_name: z.string() })) })) });
 const vgsReport = z.object({ report: z.array(z.object({ vg: z.array(z.object({ vg_name: z.string(), vg_extent_size: z.string(), vg_free: z.string() })) })) });
 
 export class LvmPlugin implements StoragePlugin {
@@ -48,9 +81,31 @@ export class LvmPlugin implements StoragePlugin {
   }
 
   static async open(options: LvmPluginOptions): Promise<LvmPlugin> {
-    const probe = new LvmPlugin(options, 0);
+    const devices = options.devices ?? (await findDomainDevices(options));
+    const probe = new LvmPlugin({ ...options, devices }, 0);
     const vg = await probe.readVg();
-    return new LvmPlugin(options, Number(vg.vg_extent_size));
+    return new LvmPlugin({ ...options, devices }, Number(vg.vg_extent_size));
+  }
+
+  /**
+   * Makes a new storage domain: PVs on the given devices and the VG on them,
+   * never auto-activated at boot (activation is tideline's, per volume, on the
+   * host that runs the VM). Run once, on the SPM.
+   */
+  static async createDomain(options: { vg: string; devices: readonly string[]; run: Runner; extentBytes?: number; extraSettings?: LvmSettings }): Promise<void> {
+    if (options.devices.length === 0) throw new StorageDomainError(`name at least one device for volume group ${options.vg}`);
+    const plugin = new LvmPlugin({ vg: options.vg, run: options.run, role: 'spm', activation: true, devices: options.devices, extraSettings: options.extraSettings }, 0);
+    const pvcreate = await plugin.lvm('pvcreate', [...options.devices], [LVM_FAILED]);
+    if (pvcreate.exitCode !== 0) throw plugin.failure('pvcreate', pvcreate.stderr);
+    const vgcreate = await plugin.lvm('vgcreate', ['--setautoactivation', 'n', '--physicalextentsize', `${options.extentBytes ?? DEFAULT_EXTENT_BYTES}b`, options.vg, ...options.devices], [LVM_FAILED]);
+    if (vgcreate.exitCode !== 0) {
+      if (/already exists/i.test(vgcreate.stderr)) throw new StorageDomainError(`volume group ${options.vg} already exists; pick another name or use it as it is`);
+      throw plugin.failure('vgcreate', vgcreate.stderr);
+    }
+  }
+
+  get role(): LvmRole {
+    return this.options.role;
   }
 
   async create(volume: string, sizeBytes: number, tags: Record<string, string> = {}): Promise<VolumeInfo> {
@@ -59,6 +114,7 @@ export class LvmPlugin implements StoragePlugin {
     const tagArgs = Object.entries(tags).flatMap(([key, value]) => ['--addtag', encodeTag(key, value)]);
     const result = await this.lvm('lvcreate', ['--name', volume, '--size', `${size}b`, '--activate', 'n', '--zero', 'n', '--wipesignatures', 'n', ...tagArgs, this.options.vg], [LVM_FAILED]);
     if (result.exitCode !== 0) {
+      this.refusedReadOnly('lvcreate', volume, result.stderr);
       if (/already exists/i.test(result.stderr)) throw new VolumeExistsError(volume, this.domain);
       if (/insufficient free space/i.test(result.stderr)) throw new DomainFullError(volume, this.domain, size, await this.freeBytes());
       throw this.failure('lvcreate', result.stderr);
@@ -70,6 +126,7 @@ export class LvmPlugin implements StoragePlugin {
     assertVolumeName(volume);
     const result = await this.lvm('lvremove', ['--force', `${this.options.vg}/${volume}`], [LVM_FAILED]);
     if (result.exitCode !== 0) {
+      this.refusedReadOnly('lvremove', volume, result.stderr);
       if (/failed to find/i.test(result.stderr)) throw new VolumeNotFoundError(volume, this.domain);
       throw this.failure('lvremove', result.stderr);
     }
@@ -98,6 +155,7 @@ export class LvmPlugin implements StoragePlugin {
     if (target <= current.sizeBytes) return current;
     const result = await this.lvm('lvextend', ['--size', `${target}b`, `${this.options.vg}/${volume}`], [LVM_FAILED]);
     if (result.exitCode !== 0) {
+      this.refusedReadOnly('lvextend', volume, result.stderr);
       if (/insufficient free space/i.test(result.stderr)) throw new DomainFullError(volume, this.domain, target - current.sizeBytes, await this.freeBytes());
       if (/failed to find/i.test(result.stderr)) throw new VolumeNotFoundError(volume, this.domain);
       if (/cannot reduce|new size .* smaller/i.test(result.stderr)) throw new ShrinkRefusedError(volume, current.sizeBytes, target);
@@ -109,7 +167,7 @@ export class LvmPlugin implements StoragePlugin {
   async refresh(volume: string): Promise<number> {
     const info = await this.describe(volume);
     if (!this.options.activation) return info.sizeBytes; // nothing is active here, so there is no mapping to reload
-    await this.lvm('lvchange', ['--refresh', `${this.options.vg}/${volume}`]);
+    await this.lvm('lvchange', ['--refresh', `${this.options.vg}/${volume}`], [], { readOnly: false });
     return info.sizeBytes;
   }
 
@@ -166,19 +224,53 @@ export class LvmPlugin implements StoragePlugin {
     return parseLvs(result.stdout);
   }
 
-  private lvm(command: string, args: string[], acceptExitCodes: number[] = []) {
-    const config = [this.options.activation ? '' : 'global { activation = 0 }', this.options.devices ? 'devices { use_devicesfile = 0 }' : '', this.options.extraConfig ?? ''].filter(Boolean).join(' ');
+  private lvm(command: string, args: string[], acceptExitCodes: number[] = [], options: { readOnly?: boolean } = {}) {
+    const roleSettings = options.readOnly === false ? withoutReadOnly(ROLE_SETTINGS[this.options.role]) : ROLE_SETTINGS[this.options.role];
+    const settings = mergeSettings(DOMAIN_DEVICES, roleSettings, this.options.activation ? {} : NO_ACTIVATION, this.options.extraSettings ?? {});
     const devices = (this.options.devices ?? []).flatMap((device) => ['--devices', device]);
-    return this.options.run(command, [...(config ? ['--config', config] : []), ...devices, ...args], {
+    return this.options.run(command, ['--config', renderSettings(settings), ...devices, ...args], {
       timeoutMs: LVM_TIMEOUT_MS,
       acceptExitCodes,
       env: { LVM_SUPPRESS_FD_WARNINGS: '1' },
     });
   }
 
+  private refusedReadOnly(command: string, volume: string, stderr: string): void {
+    if (/prohibited while --readonly/i.test(stderr)) throw new MetadataReadOnlyError(command, `${this.options.vg}/${volume}`);
+  }
+
   private failure(command: string, stderr: string): CommandFailedError {
     return new CommandFailedError(command, [this.options.vg], lastLine(stderr));
   }
+}
+
+/** The PVs that carry the VG, found by one scan of this host's devices. */
+async function findDomainDevices(options: LvmPluginOptions): Promise<string[]> {
+  const settings = mergeSettings({ devices: { hints: '"none"', ignore_suspended_devices: 1 } }, ROLE_SETTINGS[options.role], options.activation ? {} : NO_ACTIVATION, options.extraSettings ?? {});
+  const result = await options.run('pvs', ['--config', renderSettings(settings), ...reportArgs('pv_name,vg_name')], { timeoutMs: LVM_TIMEOUT_MS, env: { LVM_SUPPRESS_FD_WARNINGS: '1' } });
+  const parsed = pvsReport.safeParse(JSON.parse(result.stdout));
+  const devices = parsed.success ? parsed.data.report.flatMap((report) => report.pv).filter((pv) => pv.vg_name === options.vg).map((pv) => pv.pv_name) : [];
+  if (devices.length === 0) throw new StorageDomainError(`no device of this host carries volume group ${options.vg}; check that the LUN is connected ('pvs' lists it) or name its devices in the configuration`);
+  return devices;
+}
+
+export function mergeSettings(...layers: LvmSettings[]): LvmSettings {
+  const merged: LvmSettings = {};
+  for (const layer of layers) for (const [section, values] of Object.entries(layer)) merged[section] = { ...merged[section], ...values };
+  return merged;
+}
+
+/** One `--config` string: `section { key = value ... } ...`, each section once (LVM would not merge a repeated one). */
+export function renderSettings(settings: LvmSettings): string {
+  return Object.entries(settings)
+    .filter(([, values]) => Object.keys(values).length > 0)
+    .map(([section, values]) => `${section} { ${Object.entries(values).map(([key, value]) => `${key} = ${value}`).join(' ')} }`)
+    .join(' ');
+}
+
+function withoutReadOnly(settings: LvmSettings): LvmSettings {
+  const { locking_type: _readOnly, ...global } = settings.global ?? {};
+  return { ...settings, global };
 }
 
 function reportArgs(fields: string): string[] {
@@ -207,7 +299,7 @@ export function decodeTags(text: string): Record<string, string> {
 }
 
 function lastLine(text: string): string {
-  return text.trim().split('\n').filter((line) => !/WARNING: Activation disabled/.test(line)).pop()?.trim() ?? 'no output';
+  return text.trim().split('\n').filter((line) => !/WARNING: (Activation disabled|locking_type \(4\) is deprecated)/.test(line)).pop()?.trim() ?? 'no output';
 }
 
 function escape(text: string): string {

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { LoopPlugin } from '../../plugins/loop/index.js';
-import { LvmPlugin } from '../../plugins/lvm/index.js';
+import { LvmPlugin, type LvmRole } from '../../plugins/lvm/index.js';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { InvalidConfigError } from '../errors.js';
 import { execaRunner } from '../util/runner.js';
@@ -19,9 +19,14 @@ export function storageOptions<T>(yargs: Argv<T>) {
     .option('activation', { type: 'boolean', default: true, describe: 'LVs can be activated here; --no-activation where device-mapper is missing (metadata only)' });
 }
 
-export async function openStoragePlugin(argv: StorageArguments): Promise<StoragePlugin> {
+/**
+ * `role`: 'spm' for the process that changes the domain (the SPM, or an agent
+ * extending on its own without a mailbox); 'host' for everything else, which
+ * then runs LVM read-only (docs/storage.md).
+ */
+export async function openStoragePlugin(argv: StorageArguments, role: LvmRole): Promise<StoragePlugin> {
   if (argv.domain && argv.vg) throw new InvalidConfigError('give either --domain (loop) or --vg (LVM), not both');
-  if (argv.vg) return LvmPlugin.open({ vg: argv.vg, run: execaRunner, activation: argv.activation });
+  if (argv.vg) return LvmPlugin.open({ vg: argv.vg, run: execaRunner, activation: argv.activation, role });
   if (argv.domain) {
     if (!argv.domain.startsWith('/')) throw new InvalidConfigError(`--domain '${argv.domain}' must be an absolute path`);
     return LoopPlugin.open(argv.domain, execaRunner);

@@ -38,7 +38,7 @@ async function main(): Promise<number> {
     openPlugin: async (settings) => {
       if (settings.vg) {
         const { LvmPlugin } = await import('../../plugins/lvm/index.js');
-        return LvmPlugin.open({ vg: settings.vg, run: execaRunner, activation: true });
+        return LvmPlugin.open({ vg: settings.vg, run: execaRunner, activation: true, role: 'host' });
       }
       const { LoopPlugin } = await import('../../plugins/loop/index.js');
       return LoopPlugin.open(settings['loop-domain']!, execaRunner);

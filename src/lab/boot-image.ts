@@ -23,6 +23,22 @@ export class BootImageError extends TideError {
 }
 
 const KERNEL_META_PACKAGE = 'linux-image-amd64';
+/**
+ * What the lab takes out of the kernel package: the kernel and the modules the
+ * guests load. The storage hosts (src/lab/storage-host-image.ts) also need
+ * device-mapper, its delay and flakey targets, and virtio-serial for their
+ * guest agent. A cache unpacked before a module was added is unpacked again.
+ */
+const KERNEL_FILES = [
+  './boot/vmlinuz-*',
+  './lib/modules/*/kernel/drivers/virtio/*',
+  './lib/modules/*/kernel/drivers/block/virtio_blk.ko',
+  './lib/modules/*/kernel/drivers/char/virtio_console.ko',
+  './lib/modules/*/kernel/drivers/md/dm-mod.ko',
+  './lib/modules/*/kernel/drivers/md/dm-delay.ko',
+  './lib/modules/*/kernel/drivers/md/dm-flakey.ko',
+];
+const KERNEL_CACHE_FORMAT = 'dm-1';
 const BUSYBOX_PATHS = ['/bin/busybox', '/usr/bin/busybox'];
 const APT_TIMEOUT_MS = 300_000;
 
@@ -32,18 +48,12 @@ export function defaultCacheDir(): string {
 
 export async function ensureBootImage(options: { cacheDir: string; run: Runner; logger: Logger }): Promise<BootImage> {
   const { cacheDir, run, logger } = options;
-  await mkdir(cacheDir, { recursive: true });
-  const { version, root } = await ensureKernel(cacheDir, run, logger);
-  const kernel = path.join(root, 'boot', `vmlinuz-${version}`);
-  const moduleDir = path.join(root, 'lib', 'modules', version, 'kernel', 'drivers');
+  const unpacked = await ensureKernel(cacheDir, run, logger);
+  const { version } = unpacked;
+  const kernel = kernelImagePath(unpacked);
 
-  const busybox = await readFirst(BUSYBOX_PATHS, 'busybox is missing: install the busybox-static package');
-  const modules = await Promise.all(
-    VIRTIO_MODULES.map(async (name) => ({
-      name,
-      data: await readFile(path.join(moduleDir, name === 'virtio_blk' ? 'block' : 'virtio', `${name}.ko`)),
-    })),
-  );
+  const busybox = await readBusybox();
+  const modules = await Promise.all(VIRTIO_MODULES.map(async (name) => ({ name, data: await readFile(kernelModulePath(unpacked, name)) })));
   const init = Buffer.from(guestInitScript());
   const digest = createHash('sha256').update(version).update(busybox).update(init);
   for (const module of modules) digest.update(module.data);
@@ -63,9 +73,30 @@ export async function ensureBootImage(options: { cacheDir: string; run: Runner; 
   return { kernel, initrd, kernelVersion: version };
 }
 
-async function ensureKernel(cacheDir: string, run: Runner, logger: Logger): Promise<{ version: string; root: string }> {
-  const cached = (await readdir(cacheDir)).find((name) => name.startsWith('kernel-') && !name.endsWith('.partial'));
-  if (cached) return { version: cached.slice('kernel-'.length), root: path.join(cacheDir, cached) };
+/** The unpacked kernel package: its version and the directory holding `boot/` and `lib/modules/`. */
+export interface UnpackedKernel {
+  version: string;
+  root: string;
+}
+
+/** The directory of a module of the unpacked kernel, by the module's name. */
+export function kernelModulePath(kernel: UnpackedKernel, module: string): string {
+  const drivers = path.join(kernel.root, 'lib', 'modules', kernel.version, 'kernel', 'drivers');
+  if (module === 'virtio_blk') return path.join(drivers, 'block', `${module}.ko`);
+  if (module === 'virtio_console') return path.join(drivers, 'char', `${module}.ko`);
+  if (module.startsWith('dm-')) return path.join(drivers, 'md', `${module}.ko`);
+  return path.join(drivers, 'virtio', `${module}.ko`);
+}
+
+export async function ensureKernel(cacheDir: string, run: Runner, logger: Logger): Promise<UnpackedKernel> {
+  await mkdir(cacheDir, { recursive: true });
+  for (const name of await readdir(cacheDir)) {
+    if (!name.startsWith('kernel-') || name.endsWith('.partial')) continue;
+    const root = path.join(cacheDir, name);
+    if ((await readFile(path.join(root, '.format'), 'utf8').catch(() => '')) === KERNEL_CACHE_FORMAT) return { version: name.slice('kernel-'.length), root };
+    logger.info({ root }, 'lab kernel cache lacks modules the lab now needs; unpacking again');
+    await rm(root, { recursive: true, force: true });
+  }
 
   const { stdout } = await run('apt-cache', ['depends', KERNEL_META_PACKAGE], { timeoutMs: 60_000 });
   const packageName = /Depends:\s+(linux-image-[^\s]+)/.exec(stdout)?.[1];
@@ -73,7 +104,19 @@ async function ensureKernel(cacheDir: string, run: Runner, logger: Logger): Prom
   const version = packageName.slice('linux-image-'.length);
   logger.info({ package: packageName }, 'fetching the lab guest kernel (once)');
 
-  const partial = path.join(cacheDir, `kernel-${version}.partial`);
+  const root = await unpackDebianPackage({ cacheDir, packageName, into: `kernel-${version}`, files: KERNEL_FILES, run, format: KERNEL_CACHE_FORMAT });
+  return { version, root };
+}
+
+/**
+ * Downloads one Debian package (never installs it) and unpacks the named
+ * files into `cacheDir/into`, atomically: a directory there is complete.
+ * `format` is written beside them so a later version of the lab can tell an
+ * outdated unpacking from a current one.
+ */
+export async function unpackDebianPackage(options: { cacheDir: string; packageName: string; into: string; files: readonly string[]; run: Runner; format: string }): Promise<string> {
+  const { cacheDir, packageName, run } = options;
+  const partial = path.join(cacheDir, `${options.into}.partial`);
   await rm(partial, { recursive: true, force: true });
   await mkdir(partial, { recursive: true });
   try {
@@ -83,15 +126,21 @@ async function ensureKernel(cacheDir: string, run: Runner, logger: Logger): Prom
   }
   const deb = (await readdir(partial)).find((name) => name.endsWith('.deb'));
   if (!deb) throw new BootImageError(`apt-get download ${packageName} left no .deb in ${partial}`);
-  await runPipeline(
-    ['dpkg-deb', ['--fsys-tarfile', path.join(partial, deb)]],
-    ['tar', ['-x', '-C', partial, '--wildcards', './boot/vmlinuz-*', './lib/modules/*/kernel/drivers/virtio/*', './lib/modules/*/kernel/drivers/block/virtio_blk.ko']],
-    APT_TIMEOUT_MS,
-  );
+  await runPipeline(['dpkg-deb', ['--fsys-tarfile', path.join(partial, deb)]], ['tar', ['-x', '-C', partial, '--wildcards', ...options.files]], APT_TIMEOUT_MS);
   await rm(path.join(partial, deb));
-  const root = path.join(cacheDir, `kernel-${version}`);
+  await writeFile(path.join(partial, '.format'), options.format);
+  const root = path.join(cacheDir, options.into);
+  await rm(root, { recursive: true, force: true });
   await rename(partial, root);
-  return { version, root };
+  return root;
+}
+
+export function kernelImagePath(kernel: UnpackedKernel): string {
+  return path.join(kernel.root, 'boot', `vmlinuz-${kernel.version}`);
+}
+
+export function readBusybox(): Promise<Buffer> {
+  return readFirst(BUSYBOX_PATHS, 'busybox is missing: install the busybox-static package');
 }
 
 async function readFirst(paths: readonly string[], missing: string): Promise<Buffer> {
@@ -105,12 +154,12 @@ async function readFirst(paths: readonly string[], missing: string): Promise<Buf
   throw new BootImageError(missing);
 }
 
-async function writeAtomically(file: string, data: Uint8Array): Promise<void> {
+export async function writeAtomically(file: string, data: Uint8Array): Promise<void> {
   const temporary = `${file}.${process.pid}.tmp`;
   await writeFile(temporary, data);
   await rename(temporary, file);
 }
 
-async function exists(file: string): Promise<boolean> {
+export async function exists(file: string): Promise<boolean> {
   return access(file).then(() => true, () => false);
 }

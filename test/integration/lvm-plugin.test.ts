@@ -12,7 +12,7 @@ import { GiB, MiB } from '../../src/util/sizes.js';
  * refresh of an active LV cannot be exercised here; the tests check that the
  * plugin says so instead of pretending.
  */
-const NO_TRACES = 'backup { backup = 0 archive = 0 }';
+const NO_TRACES = { backup: { backup: 0, archive: 0 } };
 
 describe('lvm plugin against real LVM (activation disabled)', function () {
   this.timeout(120_000);
@@ -28,11 +28,11 @@ describe('lvm plugin against real LVM (activation disabled)', function () {
     await truncate(backing, GiB);
     loopDevice = (await execaRunner('losetup', ['--find', '--show', backing])).stdout.trim();
     vg = `tltest${process.pid}`;
-    const config = ['--config', `global { activation = 0 } devices { use_devicesfile = 0 } ${NO_TRACES}`, '--devices', loopDevice];
+    const config = ['--config', `global { activation = 0 } devices { use_devicesfile = 0 } backup { backup = 0 archive = 0 }`, '--devices', loopDevice];
     const env = { LVM_SUPPRESS_FD_WARNINGS: '1' };
     await execaRunner('pvcreate', [...config, loopDevice], { env });
     await execaRunner('vgcreate', [...config, '--physicalextentsize', '4m', vg, loopDevice], { env });
-    plugin = await LvmPlugin.open({ vg, run: execaRunner, activation: false, devices: [loopDevice], extraConfig: NO_TRACES });
+    plugin = await LvmPlugin.open({ vg, run: execaRunner, role: 'spm', activation: false, devices: [loopDevice], extraSettings: NO_TRACES });
   });
   after(async () => {
     // Detaching the loop device and deleting its file removes the VG with it; nothing of it lives elsewhere.
@@ -74,6 +74,21 @@ describe('lvm plugin against real LVM (activation disabled)', function () {
   it('says that activation is impossible on this host instead of pretending; refresh reads the size from metadata', async () => {
     await assert.rejects(plugin.activate('vm1-vda'), /activation is disabled on this host \(no device-mapper\)/);
     assert.equal(await plugin.refresh('vm1-vda'), 104 * MiB);
+  });
+
+  it('finds the PVs of its VG itself when no device is named', async () => {
+    const found = await LvmPlugin.open({ vg, run: execaRunner, role: 'host', activation: false, extraSettings: NO_TRACES });
+    assert.equal((await found.describe('vm1-vda')).sizeBytes, 104 * MiB);
+    await assert.rejects(LvmPlugin.open({ vg: `${vg}-missing`, run: execaRunner, role: 'host', activation: false, extraSettings: NO_TRACES }), /no device of this host carries volume group/);
+  });
+
+  it('as a host that is not the SPM, LVM itself refuses every metadata change', async () => {
+    const host = await LvmPlugin.open({ vg, run: execaRunner, role: 'host', activation: false, devices: [loopDevice], extraSettings: NO_TRACES });
+    await assert.rejects(host.extend('vm1-vda', 200 * MiB), { code: 'metadata-read-only' });
+    await assert.rejects(host.create('vm2-vda', 8 * MiB), { code: 'metadata-read-only' });
+    await assert.rejects(host.remove('vm1-vda'), { code: 'metadata-read-only' });
+    assert.equal((await plugin.describe('vm1-vda')).sizeBytes, 104 * MiB);
+    assert.deepEqual((await plugin.list()).map((volume) => volume.name), ['vm1-vda']);
   });
 
   it('maps device paths of its VG back to volume names, and no others', async () => {

@@ -82,7 +82,8 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       pollSeconds: argv.poll,
     });
     const logger = createLogger();
-    const plugin = await openStoragePlugin(argv);
+    // Without a mailbox this agent extends volumes itself (single host), so it is the one writer of the domain.
+    const plugin = await openStoragePlugin(argv, argv.mailbox ? 'host' : 'spm');
     let extender: Extender = new DirectExtender(plugin);
     let mailbox: Mailbox | undefined;
     if (argv.mailbox) {

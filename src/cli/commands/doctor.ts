@@ -35,7 +35,7 @@ export const doctorCommand: CommandModule<object, DoctorArguments> = {
     }
     let plugin;
     if (config && (config.vg || config['loop-domain'])) {
-      const storage = await checkStorage(() => (config.vg ? LvmPlugin.open({ vg: config.vg, run: execaRunner, activation: true }) : LoopPlugin.open(config['loop-domain']!, execaRunner)));
+      const storage = await checkStorage(() => (config.vg ? LvmPlugin.open({ vg: config.vg, run: execaRunner, activation: true, role: 'host' }) : LoopPlugin.open(config['loop-domain']!, execaRunner)));
       findings.push(storage.finding);
       plugin = storage.plugin;
       findings.push(await checkMailbox(config));

@@ -51,7 +51,7 @@ export const spmCommand: CommandModule<object, SpmArguments> = {
       const mailbox = await Mailbox.open(argv.mailbox);
       try {
         mailbox.assertHostId(argv['host-id']);
-        const plugin = await openStoragePlugin(argv);
+        const plugin = await openStoragePlugin(argv, 'spm');
         const lease: Lease = argv['under-sanlock']
           ? new HeldBySanlock()
           : await openStorageLease({ path: argv.lease, hostId: argv['host-id'], maxHosts: mailbox.maxHosts, timing: timingForExpiry(argv['lease-expiry'] * 1000), clock: systemClock, logger });

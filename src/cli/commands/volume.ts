@@ -84,7 +84,7 @@ export const volumeCommand: CommandModule = {
         'List the volumes of the storage domain (read-only; any host)',
         (command) => storageOptions(command).option('json', { type: 'boolean', default: false }),
         async (argv) => {
-          const plugin = await openStoragePlugin(argv);
+          const plugin = await openStoragePlugin(argv, 'host');
           const volumes = await plugin.list();
           if (argv.json) {
             process.stdout.write(`${JSON.stringify(volumes, null, 2)}\n`);
