@@ -174,14 +174,22 @@ export class LvmPlugin implements StoragePlugin {
   async activate(volume: string): Promise<string> {
     assertVolumeName(volume);
     this.requireActivation('activate', volume);
-    await this.lvm('lvchange', ['--activate', 'y', `${this.options.vg}/${volume}`]);
+    await this.changeActivation(volume, 'y');
     return `/dev/${this.options.vg}/${volume}`;
   }
 
   async deactivate(volume: string): Promise<void> {
     assertVolumeName(volume);
     this.requireActivation('deactivate', volume);
-    await this.lvm('lvchange', ['--activate', 'n', `${this.options.vg}/${volume}`]);
+    await this.changeActivation(volume, 'n');
+  }
+
+  private async changeActivation(volume: string, activate: 'y' | 'n'): Promise<void> {
+    const result = await this.lvm('lvchange', ['--activate', activate, `${this.options.vg}/${volume}`], [LVM_FAILED]);
+    if (result.exitCode === 0) return;
+    if (/failed to find/i.test(result.stderr)) throw new VolumeNotFoundError(volume, this.domain);
+    if (/in use/i.test(result.stderr)) throw new StorageDomainError(`cannot deactivate ${this.options.vg}/${volume}: it is open on this host (a VM or another program uses it); stop that user first`);
+    throw this.failure('lvchange', result.stderr);
   }
 
   async isActive(volume: string): Promise<boolean> {
