@@ -10,6 +10,7 @@ import { SpmService } from '../src/spm/spm-service.js';
 import { systemClock } from '../src/util/clock.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB } from '../src/util/sizes.js';
+import type { StoragePlugin } from '../plugins/types.js';
 import type { MailboxPolicy } from './policies.js';
 
 /**
@@ -33,7 +34,10 @@ export class BenchCluster {
 
   private constructor(
     readonly dir: string,
-    readonly plugin: LoopPlugin,
+    /** The SPM's view of the storage: the cluster's own loop domain unless another was given. */
+    readonly plugin: StoragePlugin,
+    /** The hosts' view (their refreshes); the same as the SPM's on one machine. */
+    private readonly hostPlugin: StoragePlugin,
     readonly policy: MailboxPolicy,
     readonly spm: SpmService,
     private readonly lease: StorageLease,
@@ -41,18 +45,22 @@ export class BenchCluster {
 
   private serving: Promise<unknown> = Promise.resolve();
 
-  /** `backOffAfterQuietMs`: when the SPM starts backing off its idle polling (the product's minute unless given). */
-  static async start(policy: MailboxPolicy, maxHosts: number, options: { backOffAfterQuietMs?: number } = {}): Promise<BenchCluster> {
+  /**
+   * `backOffAfterQuietMs`: when the SPM starts backing off its idle polling (the product's minute unless given).
+   * `storage`: other storage than the cluster's loop domain, as the SPM and the hosts see it (real LVM on storage host guests).
+   */
+  static async start(policy: MailboxPolicy, maxHosts: number, options: { backOffAfterQuietMs?: number; storage?: { spm: StoragePlugin; host: StoragePlugin } } = {}): Promise<BenchCluster> {
     const dir = await mkdtemp('/var/tmp/tideline-bench-');
     await initLoopDomain(path.join(dir, 'domain'), 1024 * GiB);
-    const plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
+    const plugin = options.storage?.spm ?? (await LoopPlugin.open(path.join(dir, 'domain'), execaRunner));
+    const hostPlugin = options.storage?.host ?? plugin;
     await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts });
     await initLeaseVolume(path.join(dir, 'leases'), maxHosts);
     const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: maxHosts, maxHosts, timing: BENCH_LEASE_TIMING, clock: systemClock, logger: silentLogger });
     await lease.acquire();
     const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs, pollIdleMaxMs: policy.spmPollIdleMaxMs, ...options });
-    const cluster = new BenchCluster(dir, plugin, policy, spm, lease);
+    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs, pollIdleMaxMs: policy.spmPollIdleMaxMs, backOffAfterQuietMs: options.backOffAfterQuietMs });
+    const cluster = new BenchCluster(dir, plugin, hostPlugin, policy, spm, lease);
     cluster.mailboxes.push(spmMailbox);
     cluster.serving = spm.serve(cluster.stop.signal);
     return cluster;
@@ -66,7 +74,7 @@ export class BenchCluster {
   async host(hostId: number): Promise<MailboxExtender> {
     const mailbox = await Mailbox.open(this.mailboxPath);
     this.mailboxes.push(mailbox);
-    const extender = await MailboxExtender.open({ mailbox, hostId, plugin: this.plugin, clock: systemClock, logger: silentLogger, pollMs: this.policy.hostPollMs, resendMs: this.policy.resendMs });
+    const extender = await MailboxExtender.open({ mailbox, hostId, plugin: this.hostPlugin, clock: systemClock, logger: silentLogger, pollMs: this.policy.hostPollMs, resendMs: this.policy.resendMs });
     this.extenders.push(extender);
     return extender;
   }

@@ -4,6 +4,7 @@ import type { RunState, VmControl } from '../src/monitor/ports.js';
 import { VmMonitor } from '../src/monitor/vm-monitor.js';
 import { systemClock } from '../src/util/clock.js';
 import { MiB, TiB } from '../src/util/sizes.js';
+import type { StoragePlugin } from '../plugins/types.js';
 import { BenchCluster } from './cluster.js';
 import type { MailboxPolicy } from './policies.js';
 import { summarize, type Summary } from './stats.js';
@@ -47,16 +48,24 @@ class SimulatedVm implements VmControl {
 
 const CHUNK = 64 * MiB;
 
-export async function extensionRoundTrips(policy: MailboxPolicy, count: number, mode: 'threshold' | 'enospc'): Promise<Summary> {
-  const cluster = await BenchCluster.start(policy, 8);
+/**
+ * `storage`: real LVM instead of the cluster's volume files: the SPM extends
+ * with its plugin, the host refreshes an active LV with its own (the volume is
+ * created and activated on that host first, removed at the end).
+ */
+export async function extensionRoundTrips(policy: MailboxPolicy, count: number, mode: 'threshold' | 'enospc', options: { storage?: { spm: StoragePlugin; host: StoragePlugin; volume: string } } = {}): Promise<Summary> {
+  const { storage } = options;
+  const cluster = await BenchCluster.start(policy, 8, storage ? { storage } : {});
   const vm = new SimulatedVm();
+  const volume = storage?.volume ?? 'bench-vda';
   let monitor: VmMonitor | undefined;
   try {
-    await cluster.plugin.create('bench-vda', CHUNK);
+    await cluster.plugin.create(volume, CHUNK);
+    if (storage) await storage.host.activate(volume);
     const extender = await cluster.host(1);
     monitor = new VmMonitor({
       vm: 'bench',
-      drives: [{ config: { drive: 'vda', volume: 'bench-vda', capBytes: TiB, policy: { chunkBytes: CHUNK, freeTargetBytes: CHUNK / 2, extentBytes: MiB, adaptive: false, adaptiveMaxChunkBytes: CHUNK } }, volumeBytes: CHUNK }],
+      drives: [{ config: { drive: 'vda', volume, capBytes: TiB, policy: { chunkBytes: CHUNK, freeTargetBytes: CHUNK / 2, extentBytes: MiB, adaptive: false, adaptiveMaxChunkBytes: CHUNK } }, volumeBytes: CHUNK }],
       clock: systemClock,
       extender,
       control: vm,
@@ -90,6 +99,10 @@ export async function extensionRoundTrips(policy: MailboxPolicy, count: number, 
     return summarize(samples);
   } finally {
     monitor?.stop();
+    if (storage) {
+      await storage.host.deactivate(volume).catch(() => undefined);
+      await storage.spm.remove(volume).catch(() => undefined);
+    }
     await cluster.close();
   }
 }

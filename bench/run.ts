@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import Table from 'cli-table3';
 import { extensionRoundTrips } from './extension-roundtrip.js';
 import { hookLatency } from './hook-latency.js';
+import { lvmExtensionRoundTrips } from './lvm-extension.js';
 import { mailboxPollCost } from './mailbox-poll.js';
 import { mailboxRoundTrip } from './mailbox-roundtrip.js';
 import { SEED_2011, TIDELINE, VDSM_4_5, type MailboxPolicy } from './policies.js';
@@ -142,6 +143,15 @@ rows.push({ figure: '7. hook, event handed to the agent', subject: 'bare node st
 rows.push({ figure: '7. hook, event handed to the agent', subject: 'tideline hook (shell, spool)', summary: hook.event, baseline: { name: 'bare node start', summary: hook.node }, target: { text: 'p99 < 50 ms', met: (summary) => summary.p99 < 50 } });
 rows.push({ figure: '7. hook, prepare, no thin disk', subject: 'tideline hook (node)', summary: hook.prepareNothing, baseline: { name: 'bare node start', summary: hook.node } });
 rows.push({ figure: '7. hook, prepare refreshing one volume', subject: 'tideline hook (node)', summary: hook.prepareRefresh, baseline: { name: 'bare node start', summary: hook.node } });
+
+const lvmFigure = '8. extension on real LVM: lvextend on host A, refresh on host B (TCG guests)';
+note(lvmFigure);
+const lvm = await lvmExtensionRoundTrips([
+  { policy: VDSM_4_5, count: n(15, 2) },
+  { policy: TIDELINE, count: n(40, 4) },
+]);
+rows.push({ figure: lvmFigure, subject: VDSM_4_5.name, summary: lvm.get(VDSM_4_5.name)! });
+rows.push({ figure: lvmFigure, subject: 'tideline', summary: lvm.get(TIDELINE.name)!, baseline: { name: VDSM_4_5.name, summary: lvm.get(VDSM_4_5.name)! } });
 
 const table = new Table({ head: ['figure', 'subject', 'samples', 'p50', 'p99', 'max', 'p50 vs baseline', 'target', 'met'], style: { head: [], border: [] } });
 for (const row of rows) {

@@ -148,20 +148,28 @@ export class LvmPlugin implements StoragePlugin {
     return info;
   }
 
+  /**
+   * lvextend first, without reading the LV before: every LVM command costs a
+   * process start and a scan, and lvextend itself never shrinks. Its refusals
+   * say whether the LV already had that size or more.
+   */
   async extend(volume: string, targetBytes: number): Promise<VolumeInfo> {
-    const current = await this.describe(volume);
-    if (targetBytes < current.sizeBytes) throw new ShrinkRefusedError(volume, current.sizeBytes, targetBytes);
+    assertVolumeName(volume);
     const target = alignUp(targetBytes, this.extentBytes);
-    if (target <= current.sizeBytes) return current;
     const result = await this.lvm('lvextend', ['--size', `${target}b`, `${this.options.vg}/${volume}`], [LVM_FAILED]);
-    if (result.exitCode !== 0) {
-      this.refusedReadOnly('lvextend', volume, result.stderr);
-      if (/insufficient free space/i.test(result.stderr)) throw new DomainFullError(volume, this.domain, target - current.sizeBytes, await this.freeBytes());
-      if (/failed to find/i.test(result.stderr)) throw new VolumeNotFoundError(volume, this.domain);
-      if (/cannot reduce|new size .* smaller/i.test(result.stderr)) throw new ShrinkRefusedError(volume, current.sizeBytes, target);
-      throw this.failure('lvextend', result.stderr);
+    if (result.exitCode === 0) return this.describe(volume);
+    this.refusedReadOnly('lvextend', volume, result.stderr);
+    if (/failed to find|not found in volume group/i.test(result.stderr)) throw new VolumeNotFoundError(volume, this.domain);
+    if (/insufficient free space/i.test(result.stderr)) {
+      const current = await this.describe(volume);
+      throw new DomainFullError(volume, this.domain, target - current.sizeBytes, await this.freeBytes());
     }
-    return this.describe(volume);
+    if (/matches existing size|not larger than existing|cannot reduce|new size .* smaller/i.test(result.stderr)) {
+      const current = await this.describe(volume);
+      if (targetBytes < current.sizeBytes) throw new ShrinkRefusedError(volume, current.sizeBytes, targetBytes);
+      return current;
+    }
+    throw this.failure('lvextend', result.stderr);
   }
 
   async refresh(volume: string): Promise<number> {
