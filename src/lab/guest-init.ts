@@ -18,14 +18,22 @@ export const VIRTIO_MODULES = ['virtio_ring', 'virtio', 'virtio_pci_legacy_dev',
 export const GUEST_MARKER = 'TIDELINE';
 export const UNIT_MIB = 16;
 
-export function guestInitScript(): string {
+/**
+ * The start of every lab guest's /init: busybox's applets, /proc, /sys and
+ * /dev, and `say`, which prints a line the host can tell from kernel messages.
+ */
+export function initPrologue(marker: string): string {
   return `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-say() { echo "${GUEST_MARKER} $*"; }
-param() { sed -n "s/.*tideline\\.$1=\\([^ ]*\\).*/\\1/p" /proc/cmdline; }
+say() { echo "${marker} $*"; }
+`;
+}
+
+export function guestInitScript(): string {
+  return `${initPrologue(GUEST_MARKER)}param() { sed -n "s/.*tideline\\.$1=\\([^ ]*\\).*/\\1/p" /proc/cmdline; }
 uptime_cs() { sed 's/\\.//; s/ .*//' /proc/uptime; }
 for module in ${VIRTIO_MODULES.join(' ')}; do
   insmod /lib/modules/$module.ko || say "error insmod-$module"

@@ -1,4 +1,4 @@
-import { VIRTIO_MODULES } from './guest-init.js';
+import { initPrologue, VIRTIO_MODULES } from './guest-init.js';
 
 /**
  * /init of a storage host guest: a hypervisor reduced to what the storage
@@ -12,13 +12,7 @@ export const GUEST_AGENT_PORT = 'org.qemu.guest_agent.0';
 export const STORAGE_HOST_MARKER = 'TIDELINE-HOST';
 
 export function storageHostInitScript(): string {
-  return `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /run/lock/lvm /run/lvm /tmp /var/tmp /root
-say() { echo "${STORAGE_HOST_MARKER} $*"; }
+  return `${initPrologue(STORAGE_HOST_MARKER)}mkdir -p /run/lock/lvm /run/lvm /tmp /var/tmp /root
 for module in ${STORAGE_HOST_MODULES.join(' ')}; do
   insmod /lib/modules/$module.ko || say "error insmod-$module"
 done

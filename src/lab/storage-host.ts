@@ -49,7 +49,9 @@ export class StorageHost {
   static async start(options: StorageHostOptions): Promise<StorageHost> {
     const agentSocket = path.join(options.workDir, `${options.name}.qga.sock`);
     const consoleLog = path.join(options.workDir, `${options.name}.console.log`);
-    const qemu = execa('qemu-system-x86_64', storageHostArguments(options, agentSocket, consoleLog), {
+    // setpriv's parent-death signal: if this process dies without stopping the guest (a test runner's timeout
+    // kills it), QEMU dies with it instead of burning a core for the rest of the run.
+    const qemu = execa('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64', ...storageHostArguments(options, agentSocket, consoleLog)], {
       stdin: 'ignore',
       stdout: ['pipe', { file: `${consoleLog}.qemu` }],
       stderr: ['pipe', { file: `${consoleLog}.qemu` }],

@@ -35,11 +35,16 @@ export const labCommand: CommandModule<object, LabArguments> = {
       .option('adaptive', { type: 'boolean', default: false, describe: 'Grow chunk and free target with the measured write rate' })
       .option('keep', { type: 'boolean', default: false, describe: 'Keep the work directory (volume files, logs) for inspection' })
       .option('timeout', { type: 'number', default: 600, describe: 'Seconds after which QEMU is killed whatever happens' })
-      .option('prepare-only', { type: 'boolean', default: false, describe: 'Only build the cached boot image (setup does this)' }),
+      .option('prepare-only', { type: 'boolean', default: false, describe: 'Only build the cached boot images: the lab guest, and the storage host guests of the LVM tests (setup does this)' }),
   handler: async (argv) => {
     if (argv['prepare-only']) {
       const boot = await prepareLab(execaRunner);
       process.stdout.write(`lab boot image ready: kernel ${boot.kernelVersion}, ${boot.initrd}\n`);
+      const { ensureStorageHostImage } = await import('../../lab/storage-host-image.js');
+      const { defaultCacheDir } = await import('../../lab/boot-image.js');
+      const { createLogger } = await import('../../log/logger.js');
+      const storageHost = await ensureStorageHostImage({ cacheDir: defaultCacheDir(), run: execaRunner, logger: createLogger() });
+      process.stdout.write(`storage host boot image ready: ${storageHost.initrd}\n`);
       return;
     }
     const settings = parseLabSettings({
