@@ -25,6 +25,8 @@ export interface StoragePlugin {
   extend(volume: string, targetBytes: number): Promise<VolumeInfo>;
   /** Makes this host see the volume's current size; returns the size this host now sees. */
   refresh(volume: string): Promise<number>;
+  /** The size this host sees now, without refreshing (its device's size); undefined when the volume is not active here. */
+  visibleBytes(volume: string): Promise<number | undefined>;
   /** Makes the volume usable on this host; returns its block device path. */
   activate(volume: string): Promise<string>;
   deactivate(volume: string): Promise<void>;

@@ -6,7 +6,8 @@ import type { Runner } from '../../src/util/runner.js';
 import { MiB, alignUp } from '../../src/util/sizes.js';
 import { assertVolumeName, DomainFullError, ShrinkRefusedError, StorageDomainError, VolumeExistsError, VolumeNotFoundError } from '../errors.js';
 import type { StoragePlugin, VolumeInfo } from '../types.js';
-import { attachLoop, detachLoop, loopDevicesFor, loopDeviceSize, refreshLoop, listLoopDevices } from './loop-devices.js';
+import { detachLoop, loopDevicesFor, loopDeviceSize, refreshLoop, listLoopDevices } from './loop-devices.js';
+import { HOSTS_DIR, hostView, isHostViewName, sharedView, type DeviceView } from './device-views.js';
 
 /**
  * The lab's stand-in for a shared VG: a directory whose sparse files are the
@@ -52,11 +53,17 @@ export class LoopPlugin implements StoragePlugin {
     private readonly directory: string,
     private readonly settings: LoopDomainSettings,
     private readonly run: Runner,
+    private readonly view: DeviceView,
   ) {
     this.domain = directory;
   }
 
-  static async open(directory: string, run: Runner): Promise<LoopPlugin> {
+  /**
+   * `options.hostView`: this plugin is one host of several on this machine and
+   * sees volumes only through its own loop devices (plugins/loop/device-views.ts).
+   */
+  static async open(directory: string, run: Runner, options: { hostView?: string } = {}): Promise<LoopPlugin> {
+    if (options.hostView !== undefined && !isHostViewName(options.hostView)) throw new StorageDomainError(`host view name "${options.hostView}" must be 1-64 letters, digits, _ . or -`);
     const file = path.join(directory, DOMAIN_FILE);
     let text: string;
     try {
@@ -72,7 +79,8 @@ export class LoopPlugin implements StoragePlugin {
     }
     const parsed = domainSchema.safeParse(document);
     if (!parsed.success) throw new StorageDomainError(`${file} is not a valid loop domain description: ${parsed.error.message}`);
-    return new LoopPlugin(directory, parsed.data, run);
+    const view = options.hostView === undefined ? sharedView(run) : hostView(run, directory, options.hostView);
+    return new LoopPlugin(directory, parsed.data, run, view);
   }
 
   get extentBytes(): number {
@@ -100,6 +108,10 @@ export class LoopPlugin implements StoragePlugin {
       for (const device of await loopDevicesFor(file)) await detachLoop(this.run, device);
       await rm(file);
       await rm(this.tagsFileOf(volume), { force: true });
+      // Every host's link to it goes too (on a VG, lvremove ends the LV for all hosts alike).
+      for (const host of await readdir(path.join(this.directory, HOSTS_DIR)).catch(() => [] as string[])) {
+        await rm(path.join(this.directory, HOSTS_DIR, host, volume), { force: true });
+      }
     });
   }
 
@@ -132,7 +144,7 @@ export class LoopPlugin implements StoragePlugin {
 
   async refresh(volume: string): Promise<number> {
     const file = await this.existingFile(volume);
-    const devices = await loopDevicesFor(file);
+    const devices = await this.view.devices(file, volume);
     if (devices.length === 0) return (await stat(file)).size;
     let seen = 0;
     for (const device of devices) {
@@ -142,22 +154,26 @@ export class LoopPlugin implements StoragePlugin {
     return seen;
   }
 
+  async visibleBytes(volume: string): Promise<number | undefined> {
+    const [device] = await this.view.devices(await this.existingFile(volume), volume);
+    return device ? loopDeviceSize(device) : undefined;
+  }
+
   async activate(volume: string): Promise<string> {
-    const file = await this.existingFile(volume);
-    const [attached] = await loopDevicesFor(file);
-    return attached ?? attachLoop(this.run, file);
+    return this.view.attach(await this.existingFile(volume), volume);
   }
 
   async deactivate(volume: string): Promise<void> {
-    const file = await this.existingFile(volume);
-    for (const device of await loopDevicesFor(file)) await detachLoop(this.run, device);
+    await this.view.detach(await this.existingFile(volume), volume);
   }
 
   async isActive(volume: string): Promise<boolean> {
-    return (await loopDevicesFor(await this.existingFile(volume))).length > 0;
+    return (await this.view.devices(await this.existingFile(volume), volume)).length > 0;
   }
 
   async volumeForPath(devicePath: string): Promise<string | undefined> {
+    const viewed = this.view.volumeForViewPath(devicePath);
+    if (viewed) return viewed;
     const prefix = `${path.resolve(this.directory)}/`;
     const loop = (await listLoopDevices()).find((candidate) => candidate.device === devicePath);
     const file = loop?.backingFile ?? path.resolve(devicePath);

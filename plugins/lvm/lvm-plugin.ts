@@ -179,11 +179,23 @@ export class LvmPlugin implements StoragePlugin {
     return info.sizeBytes;
   }
 
+  async visibleBytes(volume: string): Promise<number | undefined> {
+    assertVolumeName(volume);
+    if (!this.options.activation) return undefined;
+    // The device-mapper table's size, which only a refresh changes; no LV, no device node.
+    const result = await this.options.run('blockdev', ['--getsize64', this.devicePath(volume)], { timeoutMs: LVM_TIMEOUT_MS, acceptExitCodes: [1] });
+    return result.exitCode === 0 ? Number(result.stdout.trim()) : undefined;
+  }
+
+  private devicePath(volume: string): string {
+    return `/dev/${this.options.vg}/${volume}`;
+  }
+
   async activate(volume: string): Promise<string> {
     assertVolumeName(volume);
     this.requireActivation('activate', volume);
     await this.changeActivation(volume, 'y');
-    return `/dev/${this.options.vg}/${volume}`;
+    return this.devicePath(volume);
   }
 
   async deactivate(volume: string): Promise<void> {

@@ -5,6 +5,7 @@ import type { DriveConfig } from '../monitor/drive-state.js';
 import { driveCapBytes } from '../monitor/qcow2-capacity.js';
 import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
 import { QmpClient } from '../qmp/client.js';
+import { refreshAtAttach } from './refresh-at-attach.js';
 import type { WatchOptions } from './watch-options.js';
 import { QmpVm } from '../qemu/qmp-vm.js';
 import type { QemuDrive } from '../qemu/block-info.js';
@@ -51,14 +52,20 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
     });
     this.client.on('connected', () => {
       if (!this.monitor) return;
-      void this.vmControl
-        .discover()
-        .then(() => this.monitor?.handle({ type: 'reconnected' }))
-        .catch((error: unknown) => this.options.logger.warn({ vm: this.options.vm, err: errorMessage(error) }, 'rediscovery after reconnect failed'));
+      // A VM that migrated away and came back (the same socket, a new QEMU) is watched afresh.
+      const restart = this.monitor.status().migration === 'left';
+      void (restart ? this.startMonitor() : this.vmControl.discover().then(() => this.monitor?.handle({ type: 'reconnected' }))).catch((error: unknown) =>
+        this.options.logger.warn({ vm: this.options.vm, err: errorMessage(error) }, 'rediscovery after reconnect failed'),
+      );
     });
     await this.client.start();
+    await this.startMonitor();
+  }
+
+  private async startMonitor(): Promise<void> {
+    this.monitor?.stop();
     const drives = await this.thinDrives(await this.vmControl.discover());
-    this.monitor = new VmMonitor({
+    const monitor = new VmMonitor({
       vm: this.options.vm,
       drives,
       clock: this.options.clock,
@@ -68,8 +75,9 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
       ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
       ...(this.options.retryDelayMs ? { retryDelayMs: this.options.retryDelayMs } : {}),
     });
-    forwardMonitorEvents(this.monitor, this);
-    await this.monitor.start();
+    this.monitor = monitor;
+    forwardMonitorEvents(monitor, this);
+    await monitor.start();
   }
 
   status(): VmStatus | undefined {
@@ -81,9 +89,9 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
     this.client.close();
   }
 
-  private async thinDrives(drives: QemuDrive[]): Promise<Array<{ config: DriveConfig; volumeBytes: number }>> {
+  private async thinDrives(drives: QemuDrive[]): Promise<Array<{ config: DriveConfig; volumeBytes: number; grewUnseen: boolean }>> {
     const { plugin, policy, logger, vm } = this.options;
-    const result: Array<{ config: DriveConfig; volumeBytes: number }> = [];
+    const result: Array<{ config: DriveConfig; volumeBytes: number; grewUnseen: boolean }> = [];
     for (const drive of drives) {
       const volume = drive.path ? await plugin.volumeForPath(drive.path) : undefined;
       if (!volume) continue;
@@ -92,9 +100,9 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
         continue;
       }
       const capBytes = driveCapBytes(drive.virtualBytes, drive.clusterBytes, policy.extentBytes, this.options.maxSizeBytes);
-      const volumeBytes = await plugin.refresh(volume);
-      logger.info({ vm, drive: drive.drive, volume, volumeBytes, capBytes, virtualBytes: drive.virtualBytes }, 'watching thin drive');
-      result.push({ config: { drive: drive.drive, volume, capBytes, policy }, volumeBytes });
+      const { volumeBytes, grewUnseen } = await refreshAtAttach(plugin, volume);
+      logger.info({ vm, drive: drive.drive, volume, volumeBytes, grewUnseen, capBytes, virtualBytes: drive.virtualBytes }, 'watching thin drive');
+      result.push({ config: { drive: drive.drive, volume, capBytes, policy }, volumeBytes, grewUnseen });
     }
     return result;
   }

@@ -9,7 +9,7 @@ export function renderStatusTable(vms: readonly VmStatus[], extraColumns: { head
   const table = new Table({ head, style: { head: [], border: [] } });
   for (const vm of vms) {
     for (const drive of vm.drives) {
-      const state = drive.error ? `error: ${drive.error.code}` : vm.pausedForNoSpace && drive.phase === 'ok' ? 'paused-enospc' : drive.phase;
+      const state = vm.migration === 'left' ? 'migrated away' : vm.migration === 'incoming' ? 'migrating in' : drive.error ? `error: ${drive.error.code}` : vm.pausedForNoSpace && drive.phase === 'ok' ? 'paused-enospc' : drive.phase;
       const row = [
         vm.vm,
         drive.drive,

@@ -10,13 +10,15 @@ export interface StorageArguments {
   domain?: string;
   vg?: string;
   activation: boolean;
+  'loop-view'?: string;
 }
 
 export function storageOptions<T>(yargs: Argv<T>) {
   return yargs
     .option('domain', { type: 'string', describe: 'Loop storage domain directory (lab, single host)' })
     .option('vg', { type: 'string', describe: 'LVM volume group of the storage domain (shared LUN)' })
-    .option('activation', { type: 'boolean', default: true, describe: 'LVs can be activated here; --no-activation where device-mapper is missing (metadata only)' });
+    .option('activation', { type: 'boolean', default: true, describe: 'LVs can be activated here; --no-activation where device-mapper is missing (metadata only)' })
+    .option('loop-view', { type: 'string', describe: "Loop domain shared by several hosts on one machine: this host's own loop devices (DIR/hosts/NAME), as each hypervisor has its own device-mapper table" });
 }
 
 /**
@@ -26,10 +28,11 @@ export function storageOptions<T>(yargs: Argv<T>) {
  */
 export async function openStoragePlugin(argv: StorageArguments, role: LvmRole): Promise<StoragePlugin> {
   if (argv.domain && argv.vg) throw new InvalidConfigError('give either --domain (loop) or --vg (LVM), not both');
+  if (argv.vg && argv['loop-view'] !== undefined) throw new InvalidConfigError('--loop-view is for loop domains; an LVM host has its own device-mapper table already');
   if (argv.vg) return LvmPlugin.open({ vg: argv.vg, run: execaRunner, activation: argv.activation, role });
   if (argv.domain) {
     if (!argv.domain.startsWith('/')) throw new InvalidConfigError(`--domain '${argv.domain}' must be an absolute path`);
-    return LoopPlugin.open(argv.domain, execaRunner);
+    return LoopPlugin.open(argv.domain, execaRunner, argv['loop-view'] === undefined ? {} : { hostView: argv['loop-view'] });
   }
   throw new InvalidConfigError('name the storage domain with --vg VG (LVM) or --domain DIR (loop)');
 }

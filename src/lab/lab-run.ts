@@ -229,6 +229,8 @@ class UnwatchedStatus {
       pauses: this.pauses,
       pausedMsTotal: this.pausedMsTotal + (this.pausedAt === undefined ? 0 : now - this.pausedAt),
       lastResumeMs: null,
+      migration: null,
+      lastArrivalMs: null,
       drives: [
         {
           drive: 'vda',

@@ -23,6 +23,8 @@ export interface QemuLaunch {
   memoryMib?: number;
   /** Kills QEMU after this long whatever happens. */
   timeoutMs: number;
+  /** Waits for a live migration on this URI (`-incoming`) instead of booting: the destination of a migration. */
+  incoming?: string;
 }
 
 export interface QemuProcessEvents {
@@ -86,5 +88,6 @@ export function qemuArguments(launch: QemuLaunch): string[] {
     '-qmp', `unix:${launch.qmpSocket},server=on,wait=off`,
   ];
   if (launch.adminSocket) args.push('-qmp', `unix:${launch.adminSocket},server=on,wait=off`);
+  if (launch.incoming) args.push('-incoming', launch.incoming);
   return args;
 }

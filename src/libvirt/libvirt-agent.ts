@@ -10,6 +10,7 @@ import { LibvirtEventStream } from './event-stream.js';
 import { LibvirtVm } from './libvirt-vm.js';
 import type { Virsh } from './virsh.js';
 import type { WatchOptions } from '../agent/watch-options.js';
+import { refreshAtAttach } from '../agent/refresh-at-attach.js';
 
 /**
  * The agent's libvirt side: finds running domains and their thin drives,
@@ -105,7 +106,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     const { virsh, plugin, logger } = this.options;
     const info = parseDomainXml(await virsh.dumpXml(domain));
     const stats = await virsh.blockStats(domain);
-    const drives: Array<{ config: DriveConfig; volumeBytes: number }> = [];
+    const drives: Array<{ config: DriveConfig; volumeBytes: number; grewUnseen: boolean }> = [];
     const indexes: Array<{ target: string; index: number | undefined }> = [];
     const pathToTarget = new Map<string, string>();
     for (const disk of info.disks) {
@@ -127,9 +128,9 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       const virtualBytes = stats.find((entry) => entry.target === disk.target)?.capacity ?? 0;
       // The cluster size is not in the domain XML; QEMU's default (64 KiB) gives the largest metadata for a given size among common choices.
       const capBytes = driveCapBytes(virtualBytes, undefined, this.options.policy.extentBytes, policy.maxSize ?? this.options.maxSizeBytes);
-      const volumeBytes = await plugin.refresh(volume);
+      const { volumeBytes, grewUnseen } = await refreshAtAttach(plugin, volume);
       const drivePolicy: PolicySettings = { ...this.options.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
-      drives.push({ config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, volumeBytes });
+      drives.push({ config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, volumeBytes, grewUnseen });
       indexes.push({ target: disk.target, index: disk.index });
       pathToTarget.set(disk.source, disk.target);
       logger.info({ vm: domain, drive: disk.target, volume, volumeBytes, capBytes, virtualBytes }, 'watching thin drive');

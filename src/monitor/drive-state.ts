@@ -46,6 +46,13 @@ export class DriveState {
   extending = false;
   /** A write failed for lack of space and no extension has completed since. */
   noSpace = false;
+  /**
+   * This host's view grew by a refresh, not by an extension of its own (the
+   * source of a live migration extended). Until a write proves the new size
+   * in use, a write that finds no space may have met the old size, so one
+   * resume is tried before the SPM is asked; a second pause goes to the SPM.
+   */
+  grewUnseen = false;
   extensions = 0;
   lastExtensionMs: number | undefined;
   private extensionStartedAt = 0;
@@ -68,6 +75,7 @@ export class DriveState {
   /** QEMU disarms a threshold when it fires. */
   thresholdFired(highWaterAtLeast: number, now: number): void {
     this.armedThreshold = undefined;
+    this.grewUnseen = false;
     this.observeHighWater(highWaterAtLeast, now);
   }
 
@@ -107,12 +115,38 @@ export class DriveState {
     this.failure = undefined;
     this.volumeBytes = Math.max(this.volumeBytes, visibleBytes);
     this.noSpace = false;
+    this.grewUnseen = false;
     this.extensions += 1;
     this.lastExtensionMs = latency;
     this.policy.observeExtensionLatency(latency);
     // The old threshold is below the new one; it must be raised.
     this.armedThreshold = undefined;
     return latency;
+  }
+
+  /** This host now sees a larger volume than it knew (another host extended it); true when it grew. */
+  sawVolumeBytes(visibleBytes: number): boolean {
+    if (visibleBytes <= this.volumeBytes) return false;
+    this.volumeBytes = visibleBytes;
+    this.armedThreshold = undefined;
+    this.grewUnseen = true;
+    return true;
+  }
+
+  /** Whether the view grew unseen; asking uses it up. */
+  takeGrewUnseen(): boolean {
+    const grew = this.grewUnseen;
+    this.grewUnseen = false;
+    return grew;
+  }
+
+  /** A write failed for lack of space, but a refresh showed the space was already there. */
+  spaceFoundByRefresh(visibleBytes: number): void {
+    this.extending = false;
+    this.failure = undefined;
+    this.noSpace = false;
+    if (this.sawVolumeBytes(visibleBytes)) this.grewUnseen = false;
+    this.armedThreshold = undefined;
   }
 
   extensionFailed(error: unknown, now: number, retryDelayMs: number): void {

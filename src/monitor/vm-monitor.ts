@@ -4,6 +4,7 @@ import { errorCode, errorMessage } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
+import { DEFAULT_INCOMING_REFRESH_MS, migrationPhase, type MigrationPhase } from './migration.js';
 import type { Extender, MonitorInput, VmControl } from './ports.js';
 
 /**
@@ -21,7 +22,8 @@ export const DEFAULT_EXTENSION_TIMEOUT_MS = 60_000;
 
 export interface VmMonitorOptions {
   vm: string;
-  drives: ReadonlyArray<{ config: DriveConfig; volumeBytes: number }>;
+  /** `grewUnseen`: the refresh when watching began showed more than this host saw before (see DriveState.grewUnseen). */
+  drives: ReadonlyArray<{ config: DriveConfig; volumeBytes: number; grewUnseen?: boolean }>;
   clock: Clock;
   extender: Extender;
   control: VmControl;
@@ -29,6 +31,8 @@ export interface VmMonitorOptions {
   pollIntervalMs?: number;
   retryDelayMs?: number;
   extensionTimeoutMs?: number;
+  /** How often volumes are refreshed while the VM migrates in (src/monitor/migration.ts). */
+  incomingRefreshMs?: number;
 }
 
 export interface VmStatus {
@@ -38,6 +42,10 @@ export interface VmStatus {
   pauses: number;
   pausedMsTotal: number;
   lastResumeMs: number | null;
+  /** 'incoming' while the VM migrates in to this host; 'left' once it migrated away. */
+  migration: MigrationPhase | null;
+  /** From the VM running here after a migration to every threshold armed. */
+  lastArrivalMs: number | null;
   drives: DriveStatus[];
 }
 
@@ -46,6 +54,10 @@ export interface MonitorEvents {
   'extension-failed': [{ vm: string; drive: string; volume: string; code: string; message: string }];
   paused: [{ vm: string; drives: string[] }];
   resumed: [{ vm: string; pausedMs: number }];
+  /** The VM runs here after a live migration, its volumes refreshed and thresholds armed. */
+  arrived: [{ vm: string; armedMs: number }];
+  /** The VM migrated away; this monitor has stopped. */
+  left: [{ vm: string }];
   changed: [];
 }
 
@@ -72,6 +84,9 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private pausedMsTotal = 0;
   private lastResumeMs: number | undefined;
   private resuming = false;
+  private migration: MigrationPhase | undefined;
+  private lastArrivalMs: number | undefined;
+  private readonly incomingRefreshMs: number;
 
   constructor(private readonly options: VmMonitorOptions) {
     super();
@@ -81,8 +96,11 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
     this.extensionTimeoutMs = options.extensionTimeoutMs ?? DEFAULT_EXTENSION_TIMEOUT_MS;
-    for (const { config, volumeBytes } of options.drives) {
-      this.drives.set(config.drive, { state: new DriveState(config, volumeBytes), stepping: false, again: false });
+    this.incomingRefreshMs = options.incomingRefreshMs ?? DEFAULT_INCOMING_REFRESH_MS;
+    for (const { config, volumeBytes, grewUnseen } of options.drives) {
+      const state = new DriveState(config, volumeBytes);
+      if (grewUnseen) state.grewUnseen = true;
+      this.drives.set(config.drive, { state, stepping: false, again: false });
     }
   }
 
@@ -126,6 +144,10 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         return;
       }
       case 'resumed':
+        if (this.migration === 'incoming') {
+          void this.arrive(now);
+          return;
+        }
         if (this.pausedForNoSpace && !this.resuming) {
           // Someone else resumed it; a write that still has no space will pause it again.
           this.endPause();
@@ -147,6 +169,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       pauses: this.pauses,
       pausedMsTotal: this.pausedMsTotal + (this.pausedForNoSpace ? this.clock.now() - this.pausedAt : 0),
       lastResumeMs: this.lastResumeMs ?? null,
+      migration: this.migration ?? null,
+      lastArrivalMs: this.lastArrivalMs ?? null,
       drives: [...this.drives.values()].map((runtime) => runtime.state.status()),
     };
   }
@@ -156,12 +180,27 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     if (this.stopped || this.polling) return;
     this.polling = true;
     this.pollTimer?.cancel();
+    let nextPollMs = this.pollIntervalMs;
     try {
       const { control } = this.options;
+      const runState = await control.runState();
+      const phase = migrationPhase(runState);
+      if (phase === 'left') {
+        this.leave();
+        return;
+      }
+      if (phase === 'incoming') {
+        this.enterIncoming();
+        nextPollMs = this.incomingRefreshMs;
+        await this.refreshVolumes();
+        return;
+      }
+      // The VM runs here and its RESUME event was missed (or came before we attached).
+      if (this.migration === 'incoming') await this.arrive(this.clock.now());
       const now = this.clock.now();
       const marks = await control.highWaterMarks();
       for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
-      if ((await control.runState()) === 'io-error') {
+      if (runState === 'io-error') {
         const noSpace = [...(await control.noSpaceDrives())].filter((drive) => this.drives.has(drive));
         for (const drive of noSpace) this.drives.get(drive)!.state.markNoSpace();
         if (noSpace.length > 0) this.notePausedForNoSpace(noSpace);
@@ -172,8 +211,51 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       this.logger.warn({ err: errorMessage(error), code: errorCode(error) }, 'drive poll failed; retrying at the next poll');
     } finally {
       this.polling = false;
-      if (!this.stopped) this.pollTimer = this.clock.setTimeout(() => void this.poll(), this.pollIntervalMs);
+      if (!this.stopped) this.pollTimer = this.clock.setTimeout(() => void this.poll(), nextPollMs);
     }
+  }
+
+  private enterIncoming(): void {
+    if (this.migration === 'incoming') return;
+    this.migration = 'incoming';
+    this.logger.info({ drives: [...this.drives.keys()] }, 'VM is migrating in: keeping its volumes refreshed until it runs here');
+    this.emit('changed');
+  }
+
+  /** Makes this host see what the source's extensions gave every volume; arms nothing (the source watches the writes). */
+  private async refreshVolumes(): Promise<void> {
+    await Promise.all(
+      [...this.drives.values()].map(async ({ state }) => {
+        const visible = await this.options.extender.refresh(state.config.volume);
+        if (state.sawVolumeBytes(visible)) this.logger.info({ drive: state.name, volume: state.config.volume, volumeBytes: visible }, 'volume grew on another host; refreshed');
+      }),
+    );
+  }
+
+  /** The VM runs here after a live migration: refresh once more, arm every threshold at once. */
+  private async arrive(resumedAt: number): Promise<void> {
+    if (this.migration !== 'incoming') return;
+    this.migration = undefined;
+    try {
+      await this.refreshVolumes();
+    } catch (error) {
+      this.logger.warn({ err: errorMessage(error) }, 'refresh after migration failed; the thresholds below the old size still guard the drives');
+    }
+    for (const runtime of this.drives.values()) runtime.state.forgetThreshold();
+    await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
+    const armedMs = this.clock.now() - resumedAt;
+    this.lastArrivalMs = armedMs;
+    this.logger.info({ armedMs, drives: [...this.drives.values()].map((runtime) => runtime.state.status()) }, 'VM arrived by live migration: volumes refreshed, thresholds armed');
+    this.emit('arrived', { vm: this.vm, armedMs });
+    this.emit('changed');
+  }
+
+  private leave(): void {
+    this.migration = 'left';
+    this.logger.info('VM migrated away: no longer watching it here (an extension in flight completes or is abandoned harmlessly: sizes are absolute)');
+    this.stop();
+    this.emit('left', { vm: this.vm });
+    this.emit('changed');
   }
 
   /** Runs decisions for one drive until it has nothing more to do; concurrent callers coalesce. */
@@ -232,8 +314,11 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     const fromBytes = drive.volumeBytes;
     drive.extensionStarted(this.clock.now());
     this.emit('changed');
-    this.logger.info({ drive: drive.name, volume, fromBytes, targetBytes, highWater: drive.highWater }, 'extending volume');
     try {
+      // A write that found no space may have met only this host's stale view: another host (the source of a
+      // live migration) may have extended the volume already. Then a refresh is all it takes, and the SPM is not asked.
+      if (drive.noSpace && (await this.refreshFoundSpace(drive))) return;
+      this.logger.info({ drive: drive.name, volume, fromBytes, targetBytes, highWater: drive.highWater }, 'extending volume');
       await this.withTimeout(this.options.extender.extend(volume, targetBytes), volume);
       const visible = await this.withTimeout(this.options.extender.refresh(volume), volume);
       const latencyMs = drive.extensionSucceeded(visible, this.clock.now());
@@ -248,6 +333,19 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       this.emit('extension-failed', { vm: this.vm, drive: drive.name, volume, code, message });
     }
     this.emit('changed');
+  }
+
+  private async refreshFoundSpace(drive: DriveState): Promise<boolean> {
+    const fromBytes = drive.volumeBytes;
+    const visible = await this.withTimeout(this.options.extender.refresh(drive.config.volume), drive.config.volume);
+    if (visible <= fromBytes && !drive.takeGrewUnseen()) return false;
+    drive.spaceFoundByRefresh(visible);
+    this.logger.warn({ drive: drive.name, volume: drive.config.volume, fromBytes, toBytes: Math.max(fromBytes, visible) }, 'write found no space only in this host\'s stale view of the volume; refreshed, resuming without asking the SPM');
+    this.emit('changed');
+    // Resume before anything else: the policy may still want an extension (the guest is near the end), which can run while the guest writes.
+    await this.maybeResume();
+    this.drives.get(drive.name)!.again = true;
+    return true;
   }
 
   private async refreshHighWater(drive: DriveState): Promise<void> {
@@ -321,7 +419,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
 
 /** Re-emits a monitor's events from another emitter (an attachment, the libvirt agent), so metrics and status see one source. */
 export function forwardMonitorEvents(monitor: VmMonitor, target: EventEmitter<MonitorEvents>): void {
-  for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'changed'] as const) {
+  for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'arrived', 'left', 'changed'] as const) {
     monitor.on(name, (...args: unknown[]) => (target.emit as (event: string, ...rest: unknown[]) => boolean)(name, ...args));
   }
 }

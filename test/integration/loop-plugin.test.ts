@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { detachLoopsUnder, initLoopDomain, LoopPlugin } from '../../plugins/loop/index.js';
 import { DomainFullError, InvalidVolumeNameError, ShrinkRefusedError, VolumeExistsError, VolumeNotFoundError } from '../../plugins/errors.js';
@@ -42,6 +42,33 @@ describe('loop plugin with real loop devices', function () {
     assert.equal(await plugin.volumeForPath(device), undefined);
   });
 
+  it('gives each host view its own device: a refresh on one host changes no other host\'s size', async () => {
+    const domain = path.join(dir, 'domain');
+    const [one, two] = await Promise.all(['1', '2'].map((hostView) => LoopPlugin.open(domain, execaRunner, { hostView })));
+    await one!.create('vm1-vda', 64 * MiB);
+    const onOne = await one!.activate('vm1-vda');
+    const onTwo = await two!.activate('vm1-vda');
+    assert.equal(onOne, path.join(domain, 'hosts', '1', 'vm1-vda'));
+    assert.equal(onTwo, path.join(domain, 'hosts', '2', 'vm1-vda'));
+    assert.equal(await one!.activate('vm1-vda'), onOne, 'activation is idempotent');
+    assert.notEqual(await readlink(onOne), await readlink(onTwo), 'two loop devices for one file');
+    assert.equal(await one!.volumeForPath(onOne), 'vm1-vda');
+    assert.equal(await two!.volumeForPath(onOne), undefined, "another host's path is not this host's drive");
+
+    await one!.extend('vm1-vda', 128 * MiB);
+    assert.equal(await one!.refresh('vm1-vda'), 128 * MiB);
+    assert.equal(await deviceBytes(onTwo), 64 * MiB, "host 2's view keeps the old size until host 2 refreshes");
+    assert.equal(await two!.refresh('vm1-vda'), 128 * MiB);
+    assert.equal(await deviceBytes(onTwo), 128 * MiB);
+
+    await one!.deactivate('vm1-vda');
+    assert.equal(await one!.isActive('vm1-vda'), false);
+    assert.equal(await two!.isActive('vm1-vda'), true, "deactivating on host 1 leaves host 2's device");
+    await one!.remove('vm1-vda');
+    assert.equal(await two!.isActive('vm1-vda').catch((error: { code?: string }) => error.code), 'volume-not-found');
+    await assert.rejects(LoopPlugin.open(domain, execaRunner, { hostView: '../x' }), /host view name/);
+  });
+
   it('refuses what would lose data or overcommit the domain, with typed errors', async () => {
     await plugin.create('a', 600 * MiB);
     await assert.rejects(plugin.create('a', MiB), VolumeExistsError);
@@ -54,3 +81,8 @@ describe('loop plugin with real loop devices', function () {
     assert.equal((await plugin.describe('a')).sizeBytes, 600 * MiB, 'nothing changed');
   });
 });
+
+async function deviceBytes(link: string): Promise<number> {
+  const device = path.basename(await readlink(link));
+  return Number((await readFile(`/sys/block/${device}/size`, 'utf8')).trim()) * 512;
+}

@@ -1,0 +1,77 @@
+import { mkdir, readlink, rm, symlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { Runner } from '../../src/util/runner.js';
+import { attachLoop, detachLoop, listLoopDevices, loopDevicesFor } from './loop-devices.js';
+
+/**
+ * Which loop devices of a volume file a host uses: the one thing that differs
+ * between the lab's hosts. On a cluster every host has its own device-mapper
+ * table for an LV, and `lvchange --refresh` on one host changes nothing on
+ * another; that is the gap live migration must close. A host view gives the
+ * lab the same: each host attaches its own loop device to the volume file,
+ * `losetup -c` on it changes no other host's size, and the host reaches it
+ * by a path of its own (`DOMAIN/hosts/NAME/VOLUME`, a symlink to the device).
+ */
+export interface DeviceView {
+  /** The devices this host sees the volume through (the first is the one it gives QEMU). */
+  devices(file: string, volume: string): Promise<string[]>;
+  /** Makes the volume usable on this host; returns the path QEMU opens. */
+  attach(file: string, volume: string): Promise<string>;
+  detach(file: string, volume: string): Promise<void>;
+  /** The volume behind a path this view hands out, if it is one. */
+  volumeForViewPath(devicePath: string): string | undefined;
+}
+
+/** One host (or none told apart): every loop device attached to the file is this host's. */
+export function sharedView(run: Runner): DeviceView {
+  return {
+    devices: (file) => loopDevicesFor(file),
+    attach: async (file) => (await loopDevicesFor(file))[0] ?? attachLoop(run, file),
+    detach: async (file) => {
+      for (const device of await loopDevicesFor(file)) await detachLoop(run, device);
+    },
+    volumeForViewPath: () => undefined,
+  };
+}
+
+export const HOSTS_DIR = 'hosts';
+const HOST_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export function isHostViewName(name: string): boolean {
+  return HOST_NAME.test(name) && name !== '.' && name !== '..';
+}
+
+/** One host of several: only the loop devices this host attached, found through its own symlinks. */
+export function hostView(run: Runner, domainDirectory: string, host: string): DeviceView {
+  const directory = path.resolve(domainDirectory, HOSTS_DIR, host);
+  const linkOf = (volume: string) => path.join(directory, volume);
+
+  const ownDevice = async (file: string, volume: string): Promise<string | undefined> => {
+    const device = await readlink(linkOf(volume)).catch(() => undefined);
+    if (!device) return undefined;
+    const attached = (await listLoopDevices()).find((loop) => loop.device === device);
+    // A link left by a crash, or to a device since reused for another file, is not this host's view.
+    return attached?.backingFile === file ? device : undefined;
+  };
+
+  return {
+    devices: async (file, volume) => {
+      const device = await ownDevice(file, volume);
+      return device ? [device] : [];
+    },
+    attach: async (file, volume) => {
+      if (await ownDevice(file, volume)) return linkOf(volume);
+      await mkdir(directory, { recursive: true });
+      const device = await attachLoop(run, file);
+      await rm(linkOf(volume), { force: true });
+      await symlink(device, linkOf(volume));
+      return linkOf(volume);
+    },
+    detach: async (file, volume) => {
+      const device = await ownDevice(file, volume);
+      if (device) await detachLoop(run, device);
+      await rm(linkOf(volume), { force: true });
+    },
+    volumeForViewPath: (devicePath) => (path.dirname(path.resolve(devicePath)) === directory ? path.basename(devicePath) : undefined),
+  };
+}

@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { access, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { LoopPlugin } from '../../plugins/loop/index.js';
+import { readStatus } from '../../src/agent/status-file.js';
+import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
+import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
+import type { LabVm } from '../../src/lab/lab-vm.js';
+import { QemuProcess } from '../../src/lab/qemu-process.js';
+import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { QmpClient } from '../../src/qmp/client.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { MiB } from '../../src/util/sizes.js';
+import { labBootImage, LabWorld } from './helpers/lab-world.js';
+import { TidelineProcess } from './helpers/tideline-process.js';
+import { until } from './helpers/watch.js';
+
+/**
+ * Live migration of a plain QEMU VM whose thin disk grows, between two hosts
+ * on this machine: host ids 1 and 2, one SPM, one loop storage domain in which
+ * each host sees volumes through its own loop devices (`--loop-view`), so a
+ * refresh on one host changes nothing on the other, as with device-mapper.
+ * The source's guest writes throttled, so the volume grows before, during
+ * (migration bandwidth is capped) and after the switch-over.
+ */
+const MAX_HOSTS = 4;
+const WRITE_MIB = 768;
+const THROTTLE_BYTES_PER_SECOND = 32 * MiB;
+const MIGRATION_BANDWIDTH = 16 * MiB;
+
+describe('real QEMU: live migration between two hosts while the thin disk grows', function () {
+  this.timeout(8 * 60_000);
+  let world: LabWorld;
+  let processes: TidelineProcess[] = [];
+  let destinations: QemuProcess[] = [];
+  let mailboxPath: string;
+  let leasePath: string;
+
+  beforeEach(async () => {
+    world = await LabWorld.create();
+    mailboxPath = path.join(world.dir, 'mailbox');
+    leasePath = path.join(world.dir, 'leases');
+    await Mailbox.init(mailboxPath, { maxHosts: MAX_HOSTS });
+    await initLeaseVolume(leasePath, MAX_HOSTS);
+  });
+  afterEach(async () => {
+    for (const process of processes) await process.kill().catch(() => undefined);
+    for (const qemu of destinations) await qemu.kill().catch(() => undefined);
+    processes = [];
+    destinations = [];
+    await world.dispose();
+  });
+
+  function start(name: string, args: string[]): TidelineProcess {
+    const process = new TidelineProcess(name, args);
+    processes.push(process);
+    return process;
+  }
+
+  function agent(hostId: number, watch: string[]): TidelineProcess {
+    return start(`agent${hostId}`, [
+      'agent', ...watch, '--domain', world.workspace.domainDir, '--loop-view', String(hostId), '--mailbox', mailboxPath, '--host-id', String(hostId),
+      '--chunk', '64M', '--free-target', '64M', '--poll', '0.5', '--status-file', path.join(world.dir, `status-${hostId}.json`),
+      '--control-socket', path.join(world.dir, `agent-${hostId}.sock`),
+    ]);
+  }
+
+  async function hosts(): Promise<{ one: LoopPlugin; two: LoopPlugin }> {
+    const open = (hostView: string) => LoopPlugin.open(world.workspace.domainDir, execaRunner, { hostView });
+    return { one: await open('1'), two: await open('2') };
+  }
+
+  /** The source VM on host 1, writing throttled; the SPM on host 1. */
+  async function startSource(one: LoopPlugin): Promise<LabVm> {
+    const spm = start('spm', ['spm', '--mailbox', mailboxPath, '--lease', leasePath, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '2']);
+    await spm.waitFor('acting as SPM', 30_000);
+    const vm = await world.startVm({ name: 'mig', writeMib: WRITE_MIB, plugin: one });
+    await admin(vm.adminSocket, async (client) => {
+      await client.execute('block_set_io_throttle', { id: '/machine/peripheral/vda/virtio-backend', bps: 0, bps_rd: 0, bps_wr: THROTTLE_BYTES_PER_SECOND, iops: 0, iops_rd: 0, iops_wr: 0 });
+    });
+    return vm;
+  }
+
+  /** The destination QEMU on host 2, waiting for the incoming state on a unix socket; its console parsed. */
+  async function startDestination(vm: LabVm, two: LoopPlugin, qmpDir: string): Promise<{ qemu: QemuProcess; lines: GuestLine[]; uri: string }> {
+    const devicePath = await two.activate(vm.volume);
+    const uri = `unix:${path.join(world.dir, 'migrate.sock')}`;
+    const qemu = new QemuProcess({
+      boot: await labBootImage(),
+      devicePath,
+      driveId: 'vda',
+      qmpSocket: path.join(qmpDir, 'mig.qmp'),
+      consoleLog: path.join(world.dir, 'mig-destination.console.log'),
+      writeMib: WRITE_MIB,
+      timeoutMs: 10 * 60_000,
+      incoming: uri,
+    });
+    destinations.push(qemu);
+    await world.workspace.recordPid('mig-destination', qemu.pid);
+    const lines: GuestLine[] = [];
+    qemu.on('line', (line) => {
+      const parsed = parseGuestLine(line);
+      if (parsed) lines.push(parsed);
+    });
+    const listening = uri.slice('unix:'.length);
+    await until(() => access(listening).then(() => true, () => false), 30_000, `the destination QEMU to listen on ${listening}`);
+    return { qemu, lines, uri };
+  }
+
+  /** `migrate` from the source's admin monitor; resolves when QEMU reports the migration completed. */
+  async function migrate(vm: LabVm, uri: string): Promise<{ startedAt: number; completedAt: number }> {
+    return admin(vm.adminSocket, async (client) => {
+      await client.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
+      const startedAt = Date.now();
+      await client.execute('migrate', { uri });
+      for (;;) {
+        const { status, 'error-desc': error } = await client.execute<{ status: string; 'error-desc'?: string }>('query-migrate');
+        if (status === 'completed') return { startedAt, completedAt: Date.now() };
+        assert.ok(!['failed', 'cancelled'].includes(status), `migration ${status}: ${error ?? 'no reason given'}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    });
+  }
+
+  function served(spm: TidelineProcess): Array<{ hostId: number; targetBytes: number; time: number }> {
+    return spm.logged('request served').map((event) => ({ hostId: Number(event.hostId), targetBytes: Number(event.targetBytes), time: Number(event.time) }));
+  }
+
+  it('keeps the volume growing before, during and after: zero pauses, thresholds armed at once on the destination, data intact', async () => {
+    const { one, two } = await hosts();
+    const vm = await startSource(one);
+    const source = agent(1, ['--qmp', `mig=${vm.qmpSocket}`]);
+    const qmpDir = path.join(world.dir, 'host2-qmp');
+    await mkdir(qmpDir);
+    const destinationAgent = agent(2, ['--qmp-dir', qmpDir]);
+    await until(() => vm.progress.writtenMib >= 192, 120_000, () => `the source guest to write 192 MiB (at ${vm.progress.writtenMib})`);
+
+    const destination = await startDestination(vm, two, qmpDir);
+    await destinationAgent.waitFor('VM is migrating in: keeping its volumes refreshed until it runs here', 30_000);
+    const { startedAt, completedAt } = await migrate(vm, destination.uri);
+    await source.waitFor('VM migrated away: no longer watching it here (an extension in flight completes or is abandoned harmlessly: sizes are absolute)', 30_000);
+    await destinationAgent.waitFor('VM arrived by live migration: volumes refreshed, thresholds armed', 30_000);
+    await vm.qemu.kill(); // as libvirt ends the source QEMU once the destination runs
+
+    await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
+    const result = destination.lines.find((line) => line.kind === 'result');
+    assert.ok(result?.kind === 'result');
+    assert.equal(result.units, WRITE_MIB / 16);
+    assert.equal(result.bad, 0, 'every unit read back on the destination is intact');
+    assert.deepEqual(destination.lines.filter((line) => line.kind === 'error'), []);
+
+    const spm = processes.find((process) => process.name === 'spm')!;
+    const requests = served(spm);
+    const before = requests.filter((request) => request.hostId === 1 && request.time < startedAt);
+    const during = requests.filter((request) => request.time >= startedAt && request.time <= completedAt);
+    const after = requests.filter((request) => request.hostId === 2 && request.time > completedAt);
+    assert.ok(before.length > 0 && during.length > 0 && after.length > 0, `grew before (${before.length}), during (${during.length}) and after (${after.length}) the migration`);
+
+    const arrived = destinationAgent.logged('VM arrived by live migration: volumes refreshed, thresholds armed')[0]!;
+    const destinationStatus = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
+    const sourceStatus = (await readStatus(path.join(world.dir, 'status-1.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
+    assert.equal(sourceStatus.migration, 'left');
+    assert.equal(sourceStatus.pauses, 0);
+    assert.equal(destinationStatus.migration, null);
+    assert.equal(destinationStatus.pauses, 0, 'no pause on the destination');
+    assert.equal(destinationAgent.logged('write found no space only in this host\'s stale view of the volume; refreshed, resuming without asking the SPM').length, 0);
+    process.stdout.write(
+      `      migration: ${((completedAt - startedAt) / 1000).toFixed(1)} s; extensions before/during/after: ${before.length}/${during.length}/${after.length}; ` +
+        `pauses: ${sourceStatus.pauses + destinationStatus.pauses}; switch-over to armed threshold: ${Number(arrived.armedMs)} ms; data verified: ${result.bad === 0}\n`,
+    );
+  });
+
+  it('a destination whose agent was down at switch-over: the guest meets the stale size and pauses; the agent refreshes and resumes it without asking the SPM', async () => {
+    const { one, two } = await hosts();
+    const vm = await startSource(one);
+    agent(1, ['--qmp', `mig=${vm.qmpSocket}`]);
+    const qmpDir = path.join(world.dir, 'host2-qmp');
+    await mkdir(qmpDir);
+    await until(() => vm.progress.writtenMib >= 96, 120_000, () => `the source guest to write 96 MiB (at ${vm.progress.writtenMib})`);
+    // Host 2 prepares the VM now, and nobody refreshes its view afterwards: its size stays what it is here.
+    const destination = await startDestination(vm, two, qmpDir);
+    await until(() => vm.progress.writtenMib >= 256, 120_000, () => `the source guest to write 256 MiB (at ${vm.progress.writtenMib})`);
+    await migrate(vm, destination.uri);
+    await vm.qemu.kill();
+    await admin(path.join(qmpDir, 'mig.qmp'), async (client) => {
+      await until(async () => (await client.execute<{ status: string }>('query-status')).status === 'io-error', 60_000, 'the guest on the destination to pause on the stale size');
+    });
+
+    const spm = processes.find((process) => process.name === 'spm')!;
+    const servedBefore = served(spm).filter((request) => request.hostId === 2).length;
+    const destinationAgent = agent(2, ['--qmp-dir', qmpDir]);
+    const message = "write found no space only in this host's stale view of the volume; refreshed, resuming without asking the SPM";
+    await destinationAgent.waitFor(message, 30_000);
+    await destinationAgent.waitFor('VM resumed after extension', 30_000);
+    const resumedAt = Number(destinationAgent.logged('VM resumed after extension')[0]!.time);
+    assert.equal(servedBefore, 0);
+    assert.equal(served(spm).filter((request) => request.hostId === 2 && request.time <= resumedAt).length, 0, 'the SPM was not asked before the resume');
+
+    await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
+    const result = destination.lines.find((line) => line.kind === 'result');
+    assert.ok(result?.kind === 'result');
+    assert.equal(result.bad, 0, 'every unit read back on the destination is intact');
+    const status = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
+    process.stdout.write(`      stale size at switch-over: pauses on the destination: ${status.pauses}; resumed without the SPM; data verified: ${result.bad === 0}\n`);
+  });
+});
+
+async function admin<T>(socket: string, work: (client: QmpClient) => Promise<T>): Promise<T> {
+  const client = new QmpClient(socket);
+  try {
+    await client.start();
+    return await work(client);
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict';
+import { VmMonitor } from '../../src/monitor/vm-monitor.js';
+import type { PolicySettings } from '../../src/monitor/policy.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { MiB } from '../../src/util/sizes.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FakeStorage, FakeVm } from '../helpers/fake-vm.js';
+
+const POLICY: PolicySettings = { chunkBytes: 256 * MiB, freeTargetBytes: 128 * MiB, extentBytes: MiB, adaptive: false, adaptiveMaxChunkBytes: 4096 * MiB };
+const POLL_MS = 2_000;
+const INCOMING_REFRESH_MS = 1_000;
+
+/** One VM with one thin drive whose volume this host last saw at `seenBytes` while the storage has `storageBytes`. */
+function setup(options: { runState: string; seenBytes?: number; storageBytes?: number; grewUnseen?: boolean }) {
+  const clock = new FakeClock();
+  const vm = new FakeVm();
+  vm.runStateValue = options.runState;
+  vm.highWater.set('vda', 0);
+  const storage = new FakeStorage(clock);
+  storage.sizes.set('vm1-vda', options.storageBytes ?? 512 * MiB);
+  const monitor = new VmMonitor({
+    vm: 'vm1',
+    drives: [{ config: { drive: 'vda', volume: 'vm1-vda', capBytes: 4096 * MiB, policy: POLICY }, volumeBytes: options.seenBytes ?? 512 * MiB, grewUnseen: options.grewUnseen ?? false }],
+    clock,
+    extender: storage,
+    control: vm,
+    logger: silentLogger,
+    pollIntervalMs: POLL_MS,
+    incomingRefreshMs: INCOMING_REFRESH_MS,
+  });
+  const events: string[] = [];
+  monitor.on('arrived', (event) => events.push(`arrived ${event.armedMs}`));
+  monitor.on('left', () => events.push('left'));
+  monitor.on('resumed', () => events.push('resumed'));
+  monitor.on('extended', (event) => events.push(`extended ${event.toBytes / MiB}`));
+  return { clock, vm, storage, monitor, events };
+}
+
+describe('VmMonitor during live migration', () => {
+  it('on the destination, keeps refreshing while the VM migrates in, and arms nothing and asks nothing', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    assert.equal(world.monitor.status().migration, 'incoming');
+    assert.equal(world.vm.thresholds.size, 0);
+    world.storage.sizes.set('vm1-vda', 768 * MiB); // the source's agent extended meanwhile
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.equal(world.monitor.status().drives[0]!.volumeBytes, 768 * MiB);
+    world.storage.sizes.set('vm1-vda', 1024 * MiB);
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.equal(world.monitor.status().drives[0]!.volumeBytes, 1024 * MiB);
+    assert.deepEqual(world.storage.requests, []);
+    assert.equal(world.vm.thresholds.size, 0);
+    world.monitor.stop();
+  });
+
+  it('the moment the VM runs on the destination: refreshes once more and arms the threshold at once', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.storage.sizes.set('vm1-vda', 768 * MiB); // extended by the source just before switch-over
+    world.vm.runStateValue = 'running';
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(0);
+    assert.equal(world.vm.thresholds.get('vda'), 640 * MiB, 'armed free-target below the size the source left');
+    assert.deepEqual(world.events, ['arrived 0']);
+    const status = world.monitor.status();
+    assert.equal(status.migration, null);
+    assert.equal(status.lastArrivalMs, 0);
+    assert.deepEqual(world.storage.requests, []);
+    world.monitor.stop();
+  });
+
+  it('arrives through the safety poll when the RESUME event was missed', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.vm.runStateValue = 'running';
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.equal(world.vm.thresholds.get('vda'), 384 * MiB);
+    assert.deepEqual(world.events, ['arrived 0']);
+    world.monitor.stop();
+  });
+
+  it('a write that meets a stale size at switch-over: refreshes and resumes without asking the SPM', async () => {
+    const world = setup({ runState: 'running', seenBytes: 512 * MiB, storageBytes: 768 * MiB });
+    await world.monitor.start();
+    world.vm.runStateValue = 'io-error';
+    world.vm.noSpace.add('vda');
+    world.vm.highWater.set('vda', 512 * MiB);
+    world.monitor.handle({ type: 'io-error', drive: 'vda', noSpace: true, action: 'stop' });
+    world.monitor.handle({ type: 'stopped' });
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [], 'the SPM was not asked');
+    assert.equal(world.vm.resumes, 1);
+    assert.deepEqual(world.events, ['resumed']);
+    const status = world.monitor.status();
+    assert.equal(status.pauses, 1);
+    assert.equal(status.drives[0]!.volumeBytes, 768 * MiB);
+    assert.equal(status.drives[0]!.extensions, 0);
+    world.monitor.stop();
+  });
+
+  it('an agent that came up after the pause, whose own attach refresh grew the view: resumes first, and asks the SPM only if the VM pauses again', async () => {
+    const world = setup({ runState: 'io-error', seenBytes: 768 * MiB, storageBytes: 768 * MiB, grewUnseen: true });
+    world.vm.noSpace.add('vda');
+    world.vm.highWater.set('vda', 500 * MiB);
+    await world.monitor.start();
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, []);
+    assert.equal(world.vm.resumes, 1);
+    world.vm.runStateValue = 'io-error';
+    world.vm.noSpace.add('vda');
+    world.monitor.handle({ type: 'io-error', drive: 'vda', noSpace: true, action: 'stop' });
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 1024 * MiB }], 'the second pause is a real lack of space');
+    assert.equal(world.vm.resumes, 2);
+    world.monitor.stop();
+  });
+
+  it('a write that meets the old size just after arrival (the arrival refresh came first): resumes without asking the SPM', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.storage.sizes.set('vm1-vda', 768 * MiB);
+    world.vm.runStateValue = 'running';
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(0);
+    world.vm.runStateValue = 'io-error';
+    world.vm.noSpace.add('vda');
+    world.vm.highWater.set('vda', 510 * MiB);
+    world.monitor.handle({ type: 'io-error', drive: 'vda', noSpace: true, action: 'stop' });
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, []);
+    assert.equal(world.vm.resumes, 1);
+    world.monitor.stop();
+  });
+
+  it('asks the SPM as usual when a refresh shows no more space than this host had', async () => {
+    const world = setup({ runState: 'running' });
+    await world.monitor.start();
+    world.vm.runStateValue = 'io-error';
+    world.vm.noSpace.add('vda');
+    world.vm.highWater.set('vda', 512 * MiB);
+    world.monitor.handle({ type: 'io-error', drive: 'vda', noSpace: true, action: 'stop' });
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 768 * MiB }]);
+    assert.equal(world.vm.resumes, 1);
+    world.monitor.stop();
+  });
+
+  it('on the source, stops watching once QEMU reports postmigrate, and resumes nothing', async () => {
+    const world = setup({ runState: 'running' });
+    await world.monitor.start();
+    world.vm.runStateValue = 'postmigrate';
+    world.monitor.handle({ type: 'stopped' });
+    await world.clock.advance(POLL_MS);
+    assert.deepEqual(world.events, ['left']);
+    assert.equal(world.monitor.status().migration, 'left');
+    assert.equal(world.clock.pendingTimers, 0, 'no more polls');
+    world.vm.highWater.set('vda', 500 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 500 * MiB });
+    await world.clock.advance(POLL_MS);
+    assert.deepEqual(world.storage.requests, [], 'a VM that left is not extended from here');
+    assert.equal(world.vm.resumes, 0);
+  });
+
+  it('a failed or cancelled migration leaves the VM watched on the source as before', async () => {
+    const world = setup({ runState: 'running' });
+    await world.monitor.start();
+    world.vm.runStateValue = 'finish-migrate';
+    world.monitor.handle({ type: 'stopped' });
+    await world.clock.advance(POLL_MS);
+    world.vm.runStateValue = 'running';
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(POLL_MS);
+    assert.deepEqual(world.events, []);
+    world.vm.highWater.set('vda', 400 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
+    await world.clock.advance(0);
+    assert.deepEqual(world.events, ['extended 768']);
+    world.monitor.stop();
+  });
+
+  it('never resumes a VM whose pause became a migration while its extension ran', async () => {
+    const world = setup({ runState: 'running' });
+    world.storage.delayMs = 500;
+    await world.monitor.start();
+    world.vm.runStateValue = 'io-error';
+    world.vm.noSpace.add('vda');
+    world.vm.highWater.set('vda', 512 * MiB);
+    world.monitor.handle({ type: 'io-error', drive: 'vda', noSpace: true, action: 'stop' });
+    await world.clock.advance(100);
+    world.vm.runStateValue = 'finish-migrate';
+    await world.clock.advance(1_000);
+    assert.equal(world.vm.resumes, 0);
+    world.monitor.stop();
+  });
+});
