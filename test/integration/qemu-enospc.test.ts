@@ -21,7 +21,9 @@ describe('real QEMU: ENOSPC pause and resume', function () {
 
   it('pauses when a slow extension lets the guest hit the end, then extends and resumes it with intact data', async () => {
     const vm = await world.startVm({ name: 'enospc', writeMib: 1024 });
-    attachment = await watch(world, vm, { delayMs: 2_000 });
+    // A small free target and a slow extension: even a guest slowed to a few MiB/s by the other
+    // tests sharing the two cores reaches the end before the extension lands.
+    attachment = await watch(world, vm, { delayMs: 3_000, policy: { freeTargetBytes: 16 * 1024 * 1024, chunkBytes: 64 * 1024 * 1024 } });
     const seenPauses: string[][] = [];
     attachment.on('paused', ({ drives }) => seenPauses.push(drives));
     const progress = await vm.finished();
