@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { readStatus } from '../../src/agent/status-file.js';
-import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import type { LabVm } from '../../src/lab/lab-vm.js';
-import { LabWorld } from './helpers/lab-world.js';
+import { ClusterWorld } from './helpers/cluster-world.js';
+import type { LabWorld } from './helpers/lab-world.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
 
@@ -18,32 +18,25 @@ const LEASE_EXPIRY_SECONDS = '2';
 
 describe('real QEMU: three hosts, one SPM, extensions through the mailbox', function () {
   this.timeout(6 * 60_000);
+  let cluster: ClusterWorld;
   let world: LabWorld;
-  let processes: TidelineProcess[] = [];
   let mailboxPath: string;
-  let leasePath: string;
 
   beforeEach(async () => {
-    world = await LabWorld.create();
-    mailboxPath = path.join(world.dir, 'mailbox');
-    leasePath = path.join(world.dir, 'leases');
-    await Mailbox.init(mailboxPath, { maxHosts: MAX_HOSTS });
-    await initLeaseVolume(leasePath, MAX_HOSTS);
+    cluster = await ClusterWorld.create(MAX_HOSTS);
+    world = cluster.lab;
+    mailboxPath = cluster.mailboxPath;
   });
   afterEach(async () => {
-    for (const process of processes) await process.kill().catch(() => undefined);
-    processes = [];
-    await world.dispose();
+    await cluster.dispose();
   });
 
   function start(name: string, args: string[]): TidelineProcess {
-    const process = new TidelineProcess(name, args);
-    processes.push(process);
-    return process;
+    return cluster.start(name, args);
   }
 
   function spm(hostId: number): TidelineProcess {
-    return start(`spm${hostId}`, ['spm', '--mailbox', mailboxPath, '--lease', leasePath, '--host-id', String(hostId), '--domain', world.workspace.domainDir, '--lease-expiry', LEASE_EXPIRY_SECONDS]);
+    return cluster.spm(hostId, LEASE_EXPIRY_SECONDS);
   }
 
   function agent(hostId: number, vm: LabVm | undefined): TidelineProcess {

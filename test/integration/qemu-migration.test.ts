@@ -3,15 +3,14 @@ import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LoopPlugin } from '../../plugins/loop/index.js';
 import { readStatus } from '../../src/agent/status-file.js';
-import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
 import type { LabVm } from '../../src/lab/lab-vm.js';
 import { QemuProcess } from '../../src/lab/qemu-process.js';
-import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { QmpClient } from '../../src/qmp/client.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { MiB } from '../../src/util/sizes.js';
-import { labBootImage, LabWorld } from './helpers/lab-world.js';
+import { ClusterWorld } from './helpers/cluster-world.js';
+import { labBootImage, type LabWorld } from './helpers/lab-world.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
 
@@ -30,36 +29,27 @@ const MIGRATION_BANDWIDTH = 16 * MiB;
 
 describe('real QEMU: live migration between two hosts while the thin disk grows', function () {
   this.timeout(8 * 60_000);
+  let cluster: ClusterWorld;
   let world: LabWorld;
-  let processes: TidelineProcess[] = [];
   let destinations: QemuProcess[] = [];
-  let mailboxPath: string;
-  let leasePath: string;
 
   beforeEach(async () => {
-    world = await LabWorld.create();
-    mailboxPath = path.join(world.dir, 'mailbox');
-    leasePath = path.join(world.dir, 'leases');
-    await Mailbox.init(mailboxPath, { maxHosts: MAX_HOSTS });
-    await initLeaseVolume(leasePath, MAX_HOSTS);
+    cluster = await ClusterWorld.create(MAX_HOSTS);
+    world = cluster.lab;
   });
   afterEach(async () => {
-    for (const process of processes) await process.kill().catch(() => undefined);
     for (const qemu of destinations) await qemu.kill().catch(() => undefined);
-    processes = [];
     destinations = [];
-    await world.dispose();
+    await cluster.dispose();
   });
 
   function start(name: string, args: string[]): TidelineProcess {
-    const process = new TidelineProcess(name, args);
-    processes.push(process);
-    return process;
+    return cluster.start(name, args);
   }
 
   function agent(hostId: number, watch: string[]): TidelineProcess {
     return start(`agent${hostId}`, [
-      'agent', ...watch, '--domain', world.workspace.domainDir, '--loop-view', String(hostId), '--mailbox', mailboxPath, '--host-id', String(hostId),
+      'agent', ...watch, '--domain', world.workspace.domainDir, '--loop-view', String(hostId), '--mailbox', cluster.mailboxPath, '--host-id', String(hostId),
       '--chunk', '64M', '--free-target', '64M', '--poll', '0.5', '--status-file', path.join(world.dir, `status-${hostId}.json`),
       '--control-socket', path.join(world.dir, `agent-${hostId}.sock`),
     ]);
@@ -72,7 +62,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
 
   /** The source VM on host 1, writing throttled; the SPM on host 1. */
   async function startSource(one: LoopPlugin): Promise<LabVm> {
-    const spm = start('spm', ['spm', '--mailbox', mailboxPath, '--lease', leasePath, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '2']);
+    const spm = cluster.spm(1, '2');
     await spm.waitFor('acting as SPM', 30_000);
     const vm = await world.startVm({ name: 'mig', writeMib: WRITE_MIB, plugin: one });
     await admin(vm.adminSocket, async (client) => {
@@ -149,7 +139,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     assert.equal(result.bad, 0, 'every unit read back on the destination is intact');
     assert.deepEqual(destination.lines.filter((line) => line.kind === 'error'), []);
 
-    const spm = processes.find((process) => process.name === 'spm')!;
+    const spm = cluster.processes.find((process) => process.name === 'spm1')!;
     const requests = served(spm);
     const before = requests.filter((request) => request.hostId === 1 && request.time < startedAt);
     const during = requests.filter((request) => request.time >= startedAt && request.time <= completedAt);
@@ -186,7 +176,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
       await until(async () => (await client.execute<{ status: string }>('query-status')).status === 'io-error', 60_000, 'the guest on the destination to pause on the stale size');
     });
 
-    const spm = processes.find((process) => process.name === 'spm')!;
+    const spm = cluster.processes.find((process) => process.name === 'spm1')!;
     const servedBefore = served(spm).filter((request) => request.hostId === 2).length;
     const destinationAgent = agent(2, ['--qmp-dir', qmpDir]);
     const message = "write found no space only in this host's stale view of the volume; refreshed, resuming without asking the SPM";

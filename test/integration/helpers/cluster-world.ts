@@ -1,0 +1,48 @@
+import path from 'node:path';
+import { initLeaseVolume } from '../../../src/lease/open-storage-lease.js';
+import { Mailbox } from '../../../src/mailbox/mailbox.js';
+import { LabWorld } from './lab-world.js';
+import { TidelineProcess } from './tideline-process.js';
+
+/**
+ * Hosts of a cluster on this machine: a lab world (loop storage domain, QEMUs)
+ * with a mailbox and a lease volume, and the `tideline` processes the test
+ * starts for its hosts, all stopped by `dispose`.
+ */
+export class ClusterWorld {
+  readonly processes: TidelineProcess[] = [];
+
+  private constructor(
+    readonly lab: LabWorld,
+    readonly mailboxPath: string,
+    readonly leasePath: string,
+  ) {}
+
+  static async create(maxHosts: number): Promise<ClusterWorld> {
+    const lab = await LabWorld.create();
+    const world = new ClusterWorld(lab, path.join(lab.dir, 'mailbox'), path.join(lab.dir, 'leases'));
+    await Mailbox.init(world.mailboxPath, { maxHosts });
+    await initLeaseVolume(world.leasePath, maxHosts);
+    return world;
+  }
+
+  get dir(): string {
+    return this.lab.dir;
+  }
+
+  start(name: string, args: string[]): TidelineProcess {
+    const process = new TidelineProcess(name, args);
+    this.processes.push(process);
+    return process;
+  }
+
+  /** An SPM candidate for a host, on the world's loop domain, mailbox and lease. */
+  spm(hostId: number, leaseExpirySeconds: string): TidelineProcess {
+    return this.start(`spm${hostId}`, ['spm', '--mailbox', this.mailboxPath, '--lease', this.leasePath, '--host-id', String(hostId), '--domain', this.lab.workspace.domainDir, '--lease-expiry', leaseExpirySeconds]);
+  }
+
+  async dispose(): Promise<void> {
+    for (const process of this.processes) await process.kill().catch(() => undefined);
+    await this.lab.dispose();
+  }
+}
