@@ -96,7 +96,11 @@ export class LvmPlugin implements StoragePlugin {
     if (options.devices.length === 0) throw new StorageDomainError(`name at least one device for volume group ${options.vg}`);
     const plugin = new LvmPlugin({ vg: options.vg, run: options.run, role: 'spm', activation: true, devices: options.devices, extraSettings: options.extraSettings }, 0);
     const pvcreate = await plugin.lvm('pvcreate', [...options.devices], [LVM_FAILED]);
-    if (pvcreate.exitCode !== 0) throw plugin.failure('pvcreate', pvcreate.stderr);
+    if (pvcreate.exitCode !== 0) {
+      const taken = /physical volume "?([^"\s]+)"? of volume group "?([^"\s]+?)"? without/i.exec(pvcreate.stderr);
+      if (taken) throw new StorageDomainError(`${taken[1]} already belongs to volume group ${taken[2]}; nothing was changed. Use that VG as it is, or remove it first (vgremove) if it is truly unused`);
+      throw plugin.failure('pvcreate', pvcreate.stderr);
+    }
     const vgcreate = await plugin.lvm('vgcreate', ['--setautoactivation', 'n', '--physicalextentsize', `${options.extentBytes ?? DEFAULT_EXTENT_BYTES}b`, options.vg, ...options.devices], [LVM_FAILED]);
     if (vgcreate.exitCode !== 0) {
       if (/already exists/i.test(vgcreate.stderr)) throw new StorageDomainError(`volume group ${options.vg} already exists; pick another name or use it as it is`);

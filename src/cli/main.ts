@@ -4,6 +4,7 @@ import { hideBin } from 'yargs/helpers';
 import { agentCommand } from './commands/agent.js';
 import { labCommand } from './commands/lab.js';
 import { loopDomainCommand } from './commands/loop-domain.js';
+import { lvmDomainCommand } from './commands/lvm-domain.js';
 import { statusCommand } from './commands/status.js';
 import { leaseCommand, mailboxCommand } from './commands/mailbox.js';
 import { spmCommand } from './commands/spm.js';
@@ -35,7 +36,8 @@ function buildCli() {
   .command(mailboxCommand)
   .command(leaseCommand)
   .command(loopDomainCommand)
-  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, policy, doctor, hook, mailbox, lease or loop-domain')
+  .command(lvmDomainCommand)
+  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, policy, doctor, hook, mailbox, lease, loop-domain or lvm-domain')
   .strict()
   .recommendCommands()
   .help()

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { truncate, writeFile } from 'node:fs/promises';
+import { mkdir, truncate, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { LvmPlugin } from '../../plugins/lvm/index.js';
 import { Workspace } from '../../src/lab/workspace.js';
 import { execaRunner } from '../../src/util/runner.js';
@@ -95,6 +96,31 @@ describe('lvm plugin against real LVM (activation disabled)', function () {
     assert.equal(await plugin.volumeForPath(`/dev/${vg}/vm1-vda`), 'vm1-vda');
     assert.equal(await plugin.volumeForPath(`/dev/mapper/${vg}-vm1--vda`), 'vm1-vda');
     assert.equal(await plugin.volumeForPath('/dev/othervg/vm1-vda'), undefined);
+  });
+
+  it('`tideline lvm-domain create` makes a VG with the given extent size that is never auto-activated, and refuses a second one', async () => {
+    const backing = path.join(workspace.dir, 'pv2.img');
+    await writeFile(backing, '');
+    await truncate(backing, 256 * MiB);
+    const device = (await execaRunner('losetup', ['--find', '--show', backing])).stdout.trim();
+    // The CLI's LVM reads this lvm.conf instead of /etc/lvm's: no metadata backups, so nothing is left in /etc/lvm.
+    const lvmSystemDir = path.join(workspace.dir, 'lvm');
+    await mkdir(lvmSystemDir);
+    await writeFile(path.join(lvmSystemDir, 'lvm.conf'), 'backup { backup = 0 archive = 0 }\n');
+    const secondVg = `${vg}b`;
+    const cli = (args: string[]) => execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, env: { LVM_SYSTEM_DIR: lvmSystemDir } });
+    const created = await cli(['lvm-domain', 'create', secondVg, device, '--extent-size', '8M', '--no-activation']);
+    assert.equal(created.exitCode, 0, created.stderr);
+    assert.match(created.stdout, new RegExp(`volume group ${secondVg} created on ${device}; it is never auto-activated`));
+    const opened = await LvmPlugin.open({ vg: secondVg, run: execaRunner, role: 'host', activation: false, devices: [device], extraSettings: NO_TRACES });
+    assert.equal(opened.extentBytes, 8 * MiB);
+    const report = await execaRunner('vgs', ['--config', `global { activation = 0 } devices { use_devicesfile = 0 } backup { backup = 0 archive = 0 }`, '--devices', device, '--reportformat', 'json', '-o', 'vg_autoactivation', secondVg], { env: { LVM_SUPPRESS_FD_WARNINGS: '1' } });
+    assert.match(report.stdout, /"vg_autoactivation":""/);
+    const again = await cli(['lvm-domain', 'create', secondVg, device, '--no-activation']);
+    assert.equal(again.exitCode, 1);
+    assert.match(again.stderr, new RegExp(`${device} already belongs to volume group ${secondVg}`));
+    const bad = await cli(['lvm-domain', 'create', 'x', 'sda', '--no-activation']);
+    assert.match(bad.stderr, /device 'sda' must be a block device path under \/dev/);
   });
 
   it('removes an LV and reports a second removal as not found', async () => {

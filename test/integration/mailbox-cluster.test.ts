@@ -91,7 +91,9 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
 
     await assertVerified(vms);
     const corrupt = primary.logged('ignoring an unreadable request slot');
-    assert.equal(corrupt.length, 1, 'the corrupted slot should be logged (and counted) once');
+    // Once per term: on a loaded machine a 2 s lease can lapse and be taken again, and a new term reads the slot afresh.
+    const terms = primary.logged('acting as SPM').length;
+    assert.equal(corrupt.length, terms, `the corrupted slot should be logged (and counted) once per SPM term (${terms} terms)`);
     assert.equal(corrupt[0]!.hostId, 5);
     assert.equal(standby.logged('request served').length, 0, 'the standby served while the primary held the lease');
 
