@@ -50,7 +50,7 @@ const READ_ONLY: LvmSettings = { global: { locking_type: 4 } };
 const ROLE_SETTINGS: Record<LvmRole, LvmSettings> = {
   // A metadata archive per change, bounded: an extension every few GiB written would otherwise fill /etc/lvm/archive.
   spm: { backup: { retain_min: 50, retain_days: 0 } },
-  host: READ_ONLY,
+  host: {},
 };
 /** Hints are a cache of which devices hold PVs; another host's pvcreate makes them stale. Suspended devices (an LV mid-refresh) can hang a scan. */
 const DOMAIN_DEVICES: LvmSettings = { devices: { hints: '"none"', ignore_suspended_devices: 1, use_devicesfile: 0 } };
@@ -81,7 +81,7 @@ export class LvmPlugin implements StoragePlugin {
   }
 
   static async open(options: LvmPluginOptions): Promise<LvmPlugin> {
-    const devices = options.devices ?? (await findDomainDevices(options));
+    const devices = options.devices ?? (await new LvmPlugin({ ...options, devices: [] }, 0).findDomainDevices());
     const probe = new LvmPlugin({ ...options, devices }, 0);
     const vg = await probe.readVg();
     return new LvmPlugin({ ...options, devices }, Number(vg.vg_extent_size));
@@ -92,9 +92,9 @@ export class LvmPlugin implements StoragePlugin {
    * never auto-activated at boot (activation is tideline's, per volume, on the
    * host that runs the VM). Run once, on the SPM.
    */
-  static async createDomain(options: { vg: string; devices: readonly string[]; run: Runner; extentBytes?: number; extraSettings?: LvmSettings }): Promise<void> {
+  static async createDomain(options: { vg: string; devices: readonly string[]; run: Runner; extentBytes?: number; activation?: boolean }): Promise<void> {
     if (options.devices.length === 0) throw new StorageDomainError(`name at least one device for volume group ${options.vg}`);
-    const plugin = new LvmPlugin({ vg: options.vg, run: options.run, role: 'spm', activation: true, devices: options.devices, extraSettings: options.extraSettings }, 0);
+    const plugin = new LvmPlugin({ vg: options.vg, run: options.run, role: 'spm', activation: options.activation ?? true, devices: options.devices }, 0);
     const pvcreate = await plugin.lvm('pvcreate', [...options.devices], [LVM_FAILED]);
     if (pvcreate.exitCode !== 0) {
       const taken = /physical volume "?([^"\s]+)"? of volume group "?([^"\s]+?)"? without/i.exec(pvcreate.stderr);
@@ -106,10 +106,6 @@ export class LvmPlugin implements StoragePlugin {
       if (/already exists/i.test(vgcreate.stderr)) throw new StorageDomainError(`volume group ${options.vg} already exists; pick another name or use it as it is`);
       throw plugin.failure('vgcreate', vgcreate.stderr);
     }
-  }
-
-  get role(): LvmRole {
-    return this.options.role;
   }
 
   async create(volume: string, sizeBytes: number, tags: Record<string, string> = {}): Promise<VolumeInfo> {
@@ -256,15 +252,25 @@ export class LvmPlugin implements StoragePlugin {
     return parseLvs(result.stdout);
   }
 
+  /** `readOnly: false`: the one command a host runs with ordinary locking (refresh; see READ_ONLY). */
   private lvm(command: string, args: string[], acceptExitCodes: number[] = [], options: { readOnly?: boolean } = {}) {
-    const roleSettings = options.readOnly === false ? withoutReadOnly(ROLE_SETTINGS[this.options.role]) : ROLE_SETTINGS[this.options.role];
-    const settings = mergeSettings(DOMAIN_DEVICES, roleSettings, this.options.activation ? {} : NO_ACTIVATION, this.options.extraSettings ?? {});
+    const readOnly = this.options.role === 'host' && options.readOnly !== false ? READ_ONLY : {};
+    const settings = mergeSettings(DOMAIN_DEVICES, ROLE_SETTINGS[this.options.role], readOnly, this.options.activation ? {} : NO_ACTIVATION, this.options.extraSettings ?? {});
     const devices = (this.options.devices ?? []).flatMap((device) => ['--devices', device]);
     return this.options.run(command, ['--config', renderSettings(settings), ...devices, ...args], {
       timeoutMs: LVM_TIMEOUT_MS,
       acceptExitCodes,
       env: { LVM_SUPPRESS_FD_WARNINGS: '1' },
     });
+  }
+
+  /** The PVs that carry the VG, found by one scan of this host's devices (a plugin opened with no devices). */
+  private async findDomainDevices(): Promise<string[]> {
+    const result = await this.lvm('pvs', reportArgs('pv_name,vg_name'));
+    const parsed = pvsReport.safeParse(JSON.parse(result.stdout));
+    const devices = parsed.success ? parsed.data.report.flatMap((report) => report.pv).filter((pv) => pv.vg_name === this.options.vg).map((pv) => pv.pv_name) : [];
+    if (devices.length === 0) throw new StorageDomainError(`no device of this host carries volume group ${this.options.vg}; check that the LUN is connected ('pvs' lists it) or name its devices in the configuration`);
+    return devices;
   }
 
   private refusedReadOnly(command: string, volume: string, stderr: string): void {
@@ -274,16 +280,6 @@ export class LvmPlugin implements StoragePlugin {
   private failure(command: string, stderr: string): CommandFailedError {
     return new CommandFailedError(command, [this.options.vg], lastLine(stderr));
   }
-}
-
-/** The PVs that carry the VG, found by one scan of this host's devices. */
-async function findDomainDevices(options: LvmPluginOptions): Promise<string[]> {
-  const settings = mergeSettings({ devices: { hints: '"none"', ignore_suspended_devices: 1 } }, ROLE_SETTINGS[options.role], options.activation ? {} : NO_ACTIVATION, options.extraSettings ?? {});
-  const result = await options.run('pvs', ['--config', renderSettings(settings), ...reportArgs('pv_name,vg_name')], { timeoutMs: LVM_TIMEOUT_MS, env: { LVM_SUPPRESS_FD_WARNINGS: '1' } });
-  const parsed = pvsReport.safeParse(JSON.parse(result.stdout));
-  const devices = parsed.success ? parsed.data.report.flatMap((report) => report.pv).filter((pv) => pv.vg_name === options.vg).map((pv) => pv.pv_name) : [];
-  if (devices.length === 0) throw new StorageDomainError(`no device of this host carries volume group ${options.vg}; check that the LUN is connected ('pvs' lists it) or name its devices in the configuration`);
-  return devices;
 }
 
 export function mergeSettings(...layers: LvmSettings[]): LvmSettings {
@@ -298,11 +294,6 @@ export function renderSettings(settings: LvmSettings): string {
     .filter(([, values]) => Object.keys(values).length > 0)
     .map(([section, values]) => `${section} { ${Object.entries(values).map(([key, value]) => `${key} = ${value}`).join(' ')} }`)
     .join(' ');
-}
-
-function withoutReadOnly(settings: LvmSettings): LvmSettings {
-  const { locking_type: _readOnly, ...global } = settings.global ?? {};
-  return { ...settings, global };
 }
 
 function reportArgs(fields: string): string[] {

@@ -92,13 +92,11 @@ export class GuestAgentClient {
     for (;;) {
       if (this.closed) throw new GuestAgentError(`guest agent socket ${this.socketPath} closed; the guest's QEMU has exited`);
       const id = Math.floor(Math.random() * 2 ** 31);
-      this.waiting.length = 0;
       this.socket.write(encodeRequest('guest-sync-delimited', { id }));
       const attemptEnd = Math.min(deadline, performance.now() + SYNC_ATTEMPT_MS);
       while (performance.now() < attemptEnd) {
         const reply = await this.next(attemptEnd - performance.now());
         if (reply?.kind === 'return' && reply.value === id) {
-          this.waiting.length = 0;
           this.inSync = true;
           return;
         }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandFailedError } from '../errors.js';
 import path from 'node:path';
-import { DEFAULT_COMMAND_TIMEOUT_MS, type Runner, type RunOptions, type RunResult } from '../util/runner.js';
+import { acceptedResult, DEFAULT_COMMAND_TIMEOUT_MS, type Runner, type RunOptions, type RunResult } from '../util/runner.js';
 import type { GuestAgentClient } from './client.js';
 import { decodeExecStarted, decodeExecStatus } from './protocol.js';
 
@@ -54,11 +54,7 @@ export function guestRunner(client: GuestAgentClient, options: GuestRunnerOption
       const status = decodeExecStatus(await client.request('guest-exec-status', { pid }, REQUEST_TIMEOUT_MS));
       if (status.exited) {
         if (status.signal !== undefined) throw new CommandFailedError(command, args, `ended by signal ${status.signal} in the guest (timed out after ${timeoutMs} ms?)`);
-        const exitCode = status.exitCode ?? -1;
-        if (exitCode !== 0 && !(runOptions.acceptExitCodes ?? []).includes(exitCode)) {
-          throw new CommandFailedError(command, args, `exit code ${exitCode}: ${(status.stderr || status.stdout || `exit code ${exitCode}`).trim()}`);
-        }
-        return { stdout: status.stdout.replace(/\n$/, ''), stderr: status.stderr.replace(/\n$/, ''), exitCode };
+        return acceptedResult(command, args, { stdout: status.stdout.replace(/\n$/, ''), stderr: status.stderr.replace(/\n$/, ''), exitCode: status.exitCode ?? -1 }, runOptions.acceptExitCodes);
       }
       if (performance.now() - started > timeoutMs + HOST_GRACE_MS) throw new CommandFailedError(command, args, `timed out after ${timeoutMs} ms (the guest did not report it ended)`);
       await sleep(pollMs);

@@ -58,18 +58,17 @@ export class StorageHost {
       reject: false,
       timeout: options.timeoutMs,
     });
-    const exited = qemu.then((result) => result);
     try {
       const agent = await Promise.race([
         GuestAgentClient.connect(agentSocket, options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS),
-        exited.then(async (result) => {
+        qemu.then(async (result) => {
           throw new Error(`QEMU of storage host ${options.name} exited during boot (exit ${result.exitCode}): ${await tail(consoleLog)} ${result.stderr}`);
         }),
       ]);
       return new StorageHost(options.name, consoleLog, qemu, agent);
     } catch (error) {
       qemu.kill('SIGKILL');
-      await exited;
+      await qemu;
       throw new Error(`storage host ${options.name} did not come up: ${(error as Error).message}; console: ${await tail(consoleLog)}`, { cause: error });
     }
   }

@@ -145,7 +145,8 @@ export class DriveState {
     this.extending = false;
     this.failure = undefined;
     this.noSpace = false;
-    if (this.sawVolumeBytes(visibleBytes)) this.grewUnseen = false;
+    this.volumeBytes = Math.max(this.volumeBytes, visibleBytes);
+    this.grewUnseen = false;
     this.armedThreshold = undefined;
   }
 

@@ -26,7 +26,6 @@ export type Runner = (command: string, args: readonly string[], options?: RunOpt
 export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
 
 export const execaRunner: Runner = async (command, args, options = {}) => {
-  const accepted = new Set([0, ...(options.acceptExitCodes ?? [])]);
   try {
     const result = await execa(command, [...args], {
       timeout: options.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
@@ -43,18 +42,20 @@ export const execaRunner: Runner = async (command, args, options = {}) => {
     if (result.failed && result.exitCode === undefined) {
       throw new CommandFailedError(command, args, result.shortMessage ?? 'could not start', { cause: result.cause });
     }
-    const exitCode = result.exitCode ?? -1;
-    if (!accepted.has(exitCode)) {
-      const detail = (result.stderr || result.stdout || `exit code ${exitCode}`).toString().trim();
-      throw new CommandFailedError(command, args, `exit code ${exitCode}: ${detail}`);
-    }
-    return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode };
+    return acceptedResult(command, args, { stdout: String(result.stdout), stderr: String(result.stderr), exitCode: result.exitCode ?? -1 }, options.acceptExitCodes);
   } catch (error) {
     if (error instanceof CommandFailedError) throw error;
     const execaError = error as ExecaError;
     throw new CommandFailedError(command, args, execaError.shortMessage ?? String(error), { cause: error });
   }
 };
+
+/** The result, unless its exit code is neither 0 nor one the caller accepts: then the failure, with what the command said. */
+export function acceptedResult(command: string, args: readonly string[], result: RunResult, acceptExitCodes: readonly number[] = []): RunResult {
+  if (result.exitCode === 0 || acceptExitCodes.includes(result.exitCode)) return result;
+  const detail = (result.stderr || result.stdout || `exit code ${result.exitCode}`).trim();
+  throw new CommandFailedError(command, args, `exit code ${result.exitCode}: ${detail}`);
+}
 
 /** `producer | consumer` without a shell: execa pipes one process into the other. */
 export async function runPipeline(

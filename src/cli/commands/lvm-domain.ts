@@ -30,7 +30,7 @@ export const lvmDomainCommand: CommandModule<object, LvmDomainArguments> = {
     const extentBytes = parseSize(argv['extent-size'], '--extent-size');
     const { LvmPlugin } = await import('../../../plugins/lvm/index.js');
     const { execaRunner } = await import('../../util/runner.js');
-    await LvmPlugin.createDomain({ vg: argv.vg, devices: argv.devices, run: execaRunner, extentBytes, ...(argv.activation ? {} : { extraSettings: { global: { activation: 0 } } }) });
+    await LvmPlugin.createDomain({ vg: argv.vg, devices: argv.devices, run: execaRunner, extentBytes, activation: argv.activation });
     process.stdout.write(`volume group ${argv.vg} created on ${argv.devices.join(', ')}; it is never auto-activated; point every host's tideline.conf at it (vg = ${argv.vg})\n`);
   },
 };
