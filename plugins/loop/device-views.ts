@@ -72,6 +72,12 @@ export function hostView(run: Runner, domainDirectory: string, host: string): De
       if (device) await detachLoop(run, device);
       await rm(linkOf(volume), { force: true });
     },
-    volumeForViewPath: (devicePath) => (path.dirname(path.resolve(devicePath)) === directory ? path.basename(devicePath) : undefined),
+    volumeForViewPath: (devicePath) => {
+      // Any host's directory names the volume, as /dev/VG/LV does on every
+      // host: a migrated domain keeps its disk path, and the lab's per-host
+      // mount namespaces put each host's own view under that one name.
+      const parent = path.dirname(path.resolve(devicePath));
+      return path.dirname(parent) === path.dirname(directory) && isHostViewName(path.basename(parent)) ? path.basename(devicePath) : undefined;
+    },
   };
 }

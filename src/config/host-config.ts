@@ -14,6 +14,8 @@ export const hostConfigSchema = z
   .object({
     vg: z.string().regex(/^[A-Za-z0-9_+.-]+$/, 'is not a valid VG name').optional(),
     'loop-domain': z.string().startsWith('/', 'must be an absolute path').optional(),
+    /** A loop domain shared by several lab hosts on one machine: this host's own loop devices (plugins/loop/device-views.ts). */
+    'loop-view': z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _ . or -').optional(),
     mailbox: z.string().startsWith('/', 'must be an absolute path').optional(),
     'host-id': z.coerce.number().int().min(1).max(2000).optional(),
     chunk: sizeField('chunk').optional(),
@@ -36,6 +38,7 @@ export function parseHostConfig(text: string, file = DEFAULT_CONFIG_FILE): HostC
     throw new InvalidConfigError(`${where}: ${message}`);
   }
   if (parsed.data.vg && parsed.data['loop-domain']) throw new InvalidConfigError(`${file}: set either vg or loop-domain, not both`);
+  if (parsed.data['loop-view'] !== undefined && !parsed.data['loop-domain']) throw new InvalidConfigError(`${file}: loop-view is for a loop-domain; an LVM host has its own device-mapper table already`);
   return parsed.data;
 }
 

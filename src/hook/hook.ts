@@ -4,8 +4,9 @@ import { errorMessage } from '../errors.js';
 
 /**
  * The libvirt hook's decisions (libvirtd blocks while it runs). `prepare`
- * makes this host see the current size of every thin volume of the domain
- * before QEMU opens it; another host may have extended it. A missing volume
+ * (a start here, or the destination side of a live migration) activates every
+ * thin volume of the domain and makes this host see its current size before
+ * QEMU opens it; another host may have extended it. A missing volume
  * refuses the start (exit 1, libvirt shows our message). Other operations
  * never reach node: the shell hook hands them to the agent's spool.
  */
@@ -39,11 +40,14 @@ export async function runHook(args: readonly string[], domainXml: string, depend
     const volume = await plugin.volumeForPath(source);
     if (!volume) continue;
     try {
+      // A domain arriving by migration (or started on a host that never ran
+      // it) finds its volume inactive here: the path QEMU opens must exist.
+      if (!(await plugin.isActive(volume))) await plugin.activate(volume);
       await plugin.refresh(volume);
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === 'volume-not-found') return { exitCode: 1, message: `tideline: domain ${domain} cannot start: its disk ${source} is volume ${volume}, which does not exist in storage domain ${plugin.domain}` };
-      return { exitCode: 1, message: `tideline: domain ${domain} cannot start: refreshing volume ${volume} (${source}) failed: ${errorMessage(error)}` };
+      return { exitCode: 1, message: `tideline: domain ${domain} cannot start: activating and refreshing volume ${volume} (${source}) failed: ${errorMessage(error)}` };
     }
   }
   return { exitCode: 0 };

@@ -31,18 +31,11 @@ async function main(): Promise<number> {
   if (text === undefined) return 0;
   const { values } = readConfigLines(text, CONFIG_FILE);
   if (!values.vg && !values['loop-domain']) return 0;
-  const [{ parseHostConfig }, { runHook }, { execaRunner }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/runner.js')]);
+  const [{ parseHostConfig }, { runHook }, { execaRunner }, { openHostPlugin }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/runner.js'), import('../../plugins/open-host-plugin.js')]);
   const config = parseHostConfig(text, CONFIG_FILE);
   const outcome = await runHook(process.argv.slice(2), await readStdin(), {
     config,
-    openPlugin: async (settings) => {
-      if (settings.vg) {
-        const { LvmPlugin } = await import('../../plugins/lvm/index.js');
-        return LvmPlugin.open({ vg: settings.vg, run: execaRunner, activation: true, role: 'host' });
-      }
-      const { LoopPlugin } = await import('../../plugins/loop/index.js');
-      return LoopPlugin.open(settings['loop-domain']!, execaRunner);
-    },
+    openPlugin: (settings) => openHostPlugin(settings, execaRunner),
   });
   if (outcome.message) process.stderr.write(`${outcome.message}\n`);
   return outcome.exitCode;

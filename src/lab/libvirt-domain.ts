@@ -42,7 +42,7 @@ export function labDomainXml(spec: LabDomainSpec): string {
       <target dev='vda' bus='virtio'/>
     </disk>
     <serial type='file'>
-      <source path='${escapeXml(spec.consoleLog)}'/>
+      <source path='${escapeXml(spec.consoleLog)}' append='on'/>
       <target port='0'/>
     </serial>
     <memballoon model='none'/>

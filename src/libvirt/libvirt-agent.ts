@@ -3,6 +3,7 @@ import { errorMessage } from '../errors.js';
 import type { DriveConfig } from '../monitor/drive-state.js';
 import type { PolicySettings } from '../monitor/policy.js';
 import { driveCapBytes } from '../monitor/qcow2-capacity.js';
+import { MIGRATED_AWAY_MESSAGE } from '../monitor/migration.js';
 import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
 import { parseDomainXml, policyFor } from './domain-xml.js';
 import type { LibvirtEvent } from './events.js';
@@ -11,6 +12,7 @@ import { LibvirtVm } from './libvirt-vm.js';
 import type { Virsh } from './virsh.js';
 import type { WatchOptions } from '../agent/watch-options.js';
 import { refreshAtAttach } from '../agent/refresh-at-attach.js';
+import { readQcow2Header } from '../qcow2/header.js';
 
 /**
  * The agent's libvirt side: finds running domains and their thin drives,
@@ -76,7 +78,11 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   private onEvent(event: LibvirtEvent): void {
     if (event.kind === 'lifecycle') {
       if (event.event === 'Started' || (event.event === 'Resumed' && !this.watched.has(event.domain))) void this.attach(event.domain);
-      if (event.event === 'Stopped' || event.event === 'Shutdown' || event.event === 'Crashed') this.detach(event.domain);
+      if (event.event === 'Stopped' && event.detail === 'Migrated') {
+        this.detach(event.domain, MIGRATED_AWAY_MESSAGE);
+      } else if (event.event === 'Stopped' || event.event === 'Shutdown' || event.event === 'Crashed') {
+        this.detach(event.domain);
+      }
     }
     if (event.kind === 'other' && event.name === 'metadata-change' && this.watched.has(event.domain)) {
       // The policy may have changed: watch the domain again with what its XML says now.
@@ -105,7 +111,6 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     if (this.watched.has(domain)) return;
     const { virsh, plugin, logger } = this.options;
     const info = parseDomainXml(await virsh.dumpXml(domain));
-    const stats = await virsh.blockStats(domain);
     const drives: Array<{ config: DriveConfig; volumeBytes: number; grewUnseen: boolean }> = [];
     const indexes: Array<{ target: string; index: number | undefined }> = [];
     const pathToTarget = new Map<string, string>();
@@ -125,9 +130,8 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       if (disk.errorPolicy !== 'stop') {
         logger.error({ vm: domain, drive: disk.target, volume, errorPolicy: disk.errorPolicy ?? 'report' }, "thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'");
       }
-      const virtualBytes = stats.find((entry) => entry.target === disk.target)?.capacity ?? 0;
-      // The cluster size is not in the domain XML; QEMU's default (64 KiB) gives the largest metadata for a given size among common choices.
-      const capBytes = driveCapBytes(virtualBytes, undefined, this.options.policy.extentBytes, policy.maxSize ?? this.options.maxSizeBytes);
+      const { virtualBytes, clusterBytes } = await this.imageSize(domain, disk.target, disk.source);
+      const capBytes = driveCapBytes(virtualBytes, clusterBytes, this.options.policy.extentBytes, policy.maxSize ?? this.options.maxSizeBytes);
       const { volumeBytes, grewUnseen } = await refreshAtAttach(plugin, volume);
       const drivePolicy: PolicySettings = { ...this.options.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
       drives.push({ config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, volumeBytes, grewUnseen });
@@ -152,12 +156,28 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     logger.info({ vm: domain, drives: drives.map((drive) => drive.config.drive) }, 'monitoring VM');
   }
 
-  private detach(domain: string): void {
+  /**
+   * Virtual and cluster size from the image's own header: libvirt answers no
+   * block query on a live migration's destination until the migration ends.
+   * Only an unreadable header falls back to libvirt (and to the largest
+   * metadata among common cluster sizes, QEMU's default 64 KiB).
+   */
+  private async imageSize(domain: string, target: string, source: string): Promise<{ virtualBytes: number; clusterBytes: number | undefined }> {
+    try {
+      return await readQcow2Header(source);
+    } catch (error) {
+      this.options.logger.warn({ vm: domain, drive: target, err: errorMessage(error) }, "cannot read the disk's qcow2 header; asking libvirt for its size");
+      const stats = await this.options.virsh.blockStats(domain);
+      return { virtualBytes: stats.find((entry) => entry.target === target)?.capacity ?? 0, clusterBytes: undefined };
+    }
+  }
+
+  private detach(domain: string, why = 'domain stopped; no longer watched'): void {
     const watched = this.watched.get(domain);
     if (!watched) return;
     watched.monitor.stop();
     this.watched.delete(domain);
-    this.options.logger.info({ vm: domain }, 'domain stopped; no longer watched');
+    this.options.logger.info({ vm: domain }, why);
     this.emit('changed');
   }
 }

@@ -8,6 +8,10 @@ import type { Virsh } from './virsh.js';
  * behind libvirt's back.
  */
 export class LibvirtVm implements VmControl {
+  /** Whether this host has seen the domain run: only then is "paused (migrating)" the source's switch-over. */
+  private seenRunning = false;
+  /** Seen waiting for an incoming migration, and not running here since. */
+  private migratingIn = false;
   /** target -> libvirt index of the active layer ("vda" -> 1, threshold device "vda[1]"). */
   private readonly indexes = new Map<string, number | undefined>();
 
@@ -32,11 +36,34 @@ export class LibvirtVm implements VmControl {
     return marks;
   }
 
-  /** libvirt's "paused (I/O error)" is QEMU's 'io-error': the only pause tideline may undo. */
+  /**
+   * libvirt's "paused (I/O error)" is QEMU's 'io-error': the only pause
+   * tideline may undo. "paused (migrating)" is both the destination waiting
+   * for the incoming state (QEMU's 'inmigrate') and the source at switch-over.
+   * A domain that never ran here is the destination's; one that ran here is
+   * the source. (libvirt gives the destination no job to ask about: its
+   * queries wait for the migration to end or are refused.)
+   */
   async runState(): Promise<RunState> {
     const { state, reason } = await this.virsh.state(this.domain);
-    if (state === 'paused') return reason === 'I/O error' ? 'io-error' : 'paused';
-    return state;
+    if (state === 'running') {
+      this.seenRunning = true;
+      this.migratingIn = false;
+    }
+    if (state !== 'paused') return state;
+    if (reason === 'I/O error') return 'io-error';
+    // QEMU is still being set up: libvirt answers no block query yet (on a migration's destination, none until it ends).
+    if (reason === 'starting up') return 'prelaunch';
+    if (reason === 'migrating' && !this.seenRunning) {
+      this.migratingIn = true;
+      return 'inmigrate';
+    }
+    // A write that finds no space the moment the VM runs here pauses it while
+    // libvirt is still finishing the migration, and libvirt then labels that
+    // pause "user" (measured with libvirt 9.0). The disk's error tells it
+    // apart: no administrator suspended a VM that has not yet run here.
+    if (reason === 'user' && this.migratingIn && (await this.noSpaceDrives()).size > 0) return 'io-error';
+    return 'paused';
   }
 
   async noSpaceDrives(): Promise<Set<string>> {

@@ -91,6 +91,7 @@ export class Virsh {
   async resume(domain: string): Promise<void> {
     await this.virsh(['resume', '--', domain]);
   }
+
 }
 
 /** "paused (I/O error)" -> { state: 'paused', reason: 'I/O error' } */

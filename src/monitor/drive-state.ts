@@ -43,6 +43,8 @@ export class DriveState {
   volumeBytes: number;
   highWater = 0;
   armedThreshold: number | undefined;
+  /** A threshold being set right now (the VM may take long to answer: libvirt holds it back during a migration). */
+  private arming: number | undefined;
   extending = false;
   /** A write failed for lack of space and no extension has completed since. */
   noSpace = false;
@@ -99,7 +101,8 @@ export class DriveState {
       return { kind: 'extend', targetBytes };
     }
     const thresholdBytes = this.policy.threshold(this.volumeBytes);
-    if (this.armedThreshold !== thresholdBytes) return { kind: 'arm', thresholdBytes };
+    // One change at a time: the one under way is followed by this decision again.
+    if (this.armedThreshold !== thresholdBytes && this.arming === undefined) return { kind: 'arm', thresholdBytes };
     return { kind: 'wait' };
   }
 
@@ -155,8 +158,14 @@ export class DriveState {
     this.failure = { code: errorCode(error), message: errorMessage(error), retryAt: now + retryDelayMs };
   }
 
-  thresholdArmed(thresholdBytes: number): void {
-    this.armedThreshold = thresholdBytes;
+  armingStarted(thresholdBytes: number): void {
+    this.arming = thresholdBytes;
+  }
+
+  /** `armed`: the threshold is set in the VM; otherwise setting it failed and nothing is armed for sure. */
+  armingEnded(thresholdBytes: number, armed: boolean): void {
+    this.arming = undefined;
+    if (armed) this.armedThreshold = thresholdBytes;
   }
 
   get failed(): boolean {

@@ -21,6 +21,8 @@ import type { RunState } from './ports.js';
  */
 export type MigrationPhase = 'incoming' | 'left';
 
+export const MIGRATED_AWAY_MESSAGE = 'VM migrated away: no longer watching it here (an extension in flight completes or is abandoned harmlessly: sizes are absolute)';
+
 /** While the VM migrates in, its volumes are refreshed this often (a refresh is one `lvchange --refresh` per volume). */
 export const DEFAULT_INCOMING_REFRESH_MS = 1_000;
 

@@ -13,7 +13,7 @@ export interface Extender {
 }
 
 /** QEMU's run state names (qapi/run-state.json); 'io-error' is the one only an I/O error causes. */
-export type RunState = 'running' | 'paused' | 'io-error' | 'shutdown' | 'inmigrate' | 'postmigrate' | 'suspended' | string;
+export type RunState = 'running' | 'paused' | 'io-error' | 'shutdown' | 'inmigrate' | 'postmigrate' | 'prelaunch' | 'suspended' | string;
 
 /** The running VM as the monitor sees it. Drives are named as in the VM (vda). */
 export interface VmControl {

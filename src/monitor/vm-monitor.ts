@@ -4,7 +4,7 @@ import { errorCode, errorMessage } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
-import { DEFAULT_INCOMING_REFRESH_MS, migrationPhase, type MigrationPhase } from './migration.js';
+import { DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
 import type { Extender, MonitorInput, VmControl } from './ports.js';
 
 /**
@@ -65,6 +65,8 @@ interface DriveRuntime {
   state: DriveState;
   stepping: boolean;
   again: boolean;
+  /** Setting the write threshold, when under way. */
+  arming?: Promise<void>;
 }
 
 export class VmMonitor extends EventEmitter<MonitorEvents> {
@@ -189,10 +191,15 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         this.leave();
         return;
       }
+      if (runState === 'prelaunch') {
+        // Nothing runs and nothing can be asked yet; look again soon (it may be a migration arriving).
+        nextPollMs = this.incomingRefreshMs;
+        return;
+      }
       if (phase === 'incoming') {
         this.enterIncoming();
         nextPollMs = this.incomingRefreshMs;
-        await this.refreshVolumes();
+        await this.refreshVolumes(false);
         return;
       }
       // The VM runs here and its RESUME event was missed (or came before we attached).
@@ -222,12 +229,17 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.emit('changed');
   }
 
-  /** Makes this host see what the source's extensions gave every volume; arms nothing (the source watches the writes). */
-  private async refreshVolumes(): Promise<void> {
+  /**
+   * Makes this host see what the source's extensions gave every volume; arms
+   * nothing (the source watches the writes). While the VM has not run here,
+   * growth seen now cannot explain a write that found no space here.
+   */
+  private async refreshVolumes(guestRanHere: boolean): Promise<void> {
     await Promise.all(
       [...this.drives.values()].map(async ({ state }) => {
         const visible = await this.options.extender.refresh(state.config.volume);
         if (state.sawVolumeBytes(visible)) this.logger.info({ drive: state.name, volume: state.config.volume, volumeBytes: visible }, 'volume grew on another host; refreshed');
+        if (!guestRanHere) state.grewUnseen = false;
       }),
     );
   }
@@ -237,12 +249,13 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     if (this.migration !== 'incoming') return;
     this.migration = undefined;
     try {
-      await this.refreshVolumes();
+      await this.refreshVolumes(true);
     } catch (error) {
       this.logger.warn({ err: errorMessage(error) }, 'refresh after migration failed; the thresholds below the old size still guard the drives');
     }
     for (const runtime of this.drives.values()) runtime.state.forgetThreshold();
     await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
+    await Promise.all([...this.drives.values()].map((runtime) => runtime.arming));
     const armedMs = this.clock.now() - resumedAt;
     this.lastArrivalMs = armedMs;
     this.logger.info({ armedMs, drives: [...this.drives.values()].map((runtime) => runtime.state.status()) }, 'VM arrived by live migration: volumes refreshed, thresholds armed');
@@ -252,7 +265,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
 
   private leave(): void {
     this.migration = 'left';
-    this.logger.info('VM migrated away: no longer watching it here (an extension in flight completes or is abandoned harmlessly: sizes are absolute)');
+    this.logger.info(MIGRATED_AWAY_MESSAGE);
     this.stop();
     this.emit('left', { vm: this.vm });
     this.emit('changed');
@@ -292,21 +305,32 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         return;
       }
       case 'arm':
-        try {
-          await this.options.control.setWriteThreshold(drive.name, decision.thresholdBytes);
-          drive.thresholdArmed(decision.thresholdBytes);
-          this.logger.debug({ drive: drive.name, volume, threshold: decision.thresholdBytes }, 'write threshold armed');
-          // A write may have crossed the new threshold before it was armed.
-          await this.refreshHighWater(drive);
-        } catch (error) {
-          this.logger.warn({ drive: drive.name, err: errorMessage(error) }, 'could not arm the write threshold; the safety poll covers the drive');
-        }
-        this.emit('changed');
+        drive.armingStarted(decision.thresholdBytes);
+        this.drives.get(drive.name)!.arming = this.arm(drive, decision.thresholdBytes);
         return;
       case 'extend':
         await this.extend(drive, decision.targetBytes);
         return;
     }
+  }
+
+  /**
+   * Off the drive's decision loop: libvirt holds a threshold change back for
+   * as long as a migration job runs (measured: the whole outgoing migration),
+   * and meanwhile the drive must still extend on what the safety poll sees.
+   */
+  private async arm(drive: DriveState, thresholdBytes: number): Promise<void> {
+    try {
+      await this.options.control.setWriteThreshold(drive.name, thresholdBytes);
+      drive.armingEnded(thresholdBytes, true);
+      this.logger.debug({ drive: drive.name, volume: drive.config.volume, threshold: thresholdBytes }, 'write threshold armed');
+    } catch (error) {
+      drive.armingEnded(thresholdBytes, false);
+      this.logger.warn({ drive: drive.name, err: errorMessage(error) }, 'could not arm the write threshold; the safety poll covers the drive');
+    }
+    this.emit('changed');
+    // A write may have crossed the new threshold before it was armed.
+    if (!this.stopped) void this.refreshHighWater(drive).catch(() => undefined).then(() => this.step(this.drives.get(drive.name)!));
   }
 
   private async extend(drive: DriveState, targetBytes: number): Promise<void> {

@@ -10,8 +10,12 @@ export class FakeVm implements VmControl {
   resumes = 0;
   failNextCalls = 0;
 
+  /** While set, threshold changes wait for it (libvirt holds them back during a migration job). */
+  thresholdsHeld: Promise<void> | undefined;
+
   async setWriteThreshold(drive: string, offsetBytes: number): Promise<void> {
     this.maybeFail();
+    if (this.thresholdsHeld) await this.thresholdsHeld;
     this.thresholds.set(drive, offsetBytes);
   }
 

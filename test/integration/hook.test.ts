@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { HookSpool } from '../../src/agent/hook-spool.js';
@@ -53,6 +53,21 @@ describe('libvirt hook', function () {
     const result = await hook(['web', 'prepare', 'begin', '-'], xmlFor(device));
     assert.equal(result.exitCode, 0, result.stderr);
     assert.equal(await loopSize(device), 192 * MiB);
+  });
+
+  it("prepare on a migration's destination: activates the volume in this host's own view, at the size the source's extensions gave it", async () => {
+    await world.plugin.create('moving-vda', 64 * MiB);
+    await world.plugin.extend('moving-vda', 320 * MiB);
+    const hostTwo = path.join(world.dir, 'host2.conf');
+    await writeFile(hostTwo, `loop-domain = ${world.workspace.domainDir}\nloop-view = 2\n`);
+    // The XML keeps the source's path (host 1's directory), as /dev/VG/LV is the same name on every host.
+    const sourcePath = path.join(world.workspace.domainDir, 'hosts', '1', 'moving-vda');
+    const result = await hook(['moving', 'prepare', 'begin', '-'], xmlFor(sourcePath), { TIDELINE_CONFIG: hostTwo });
+    assert.equal(result.exitCode, 0, result.stderr);
+    const device = await readlink(path.join(world.workspace.domainDir, 'hosts', '2', 'moving-vda'));
+    assert.match(device, /^\/dev\/loop\d+$/);
+    assert.equal(await loopSize(device), 320 * MiB);
+    await access(sourcePath).then(() => assert.fail('host 1 never activated the volume; its directory stays empty'), () => undefined);
   });
 
   it('prepare: refuses the start, naming disk and volume, when the volume is gone', async () => {

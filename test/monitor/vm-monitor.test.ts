@@ -74,6 +74,28 @@ describe('VmMonitor', () => {
     world.monitor.stop();
   });
 
+  it('goes on extending from what the safety poll sees while a threshold change is held back (libvirt, outgoing migration)', async () => {
+    const world = setup();
+    await world.monitor.start();
+    let release!: () => void;
+    world.vm.thresholdsHeld = new Promise((resolve) => (release = resolve));
+    world.vm.highWater.set('vda', 400 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 768 * MiB }]);
+    // The re-arm at 640 MiB hangs; the guest writes on past it.
+    world.vm.highWater.set('vda', 700 * MiB);
+    await world.clock.advance(POLL_MS);
+    assert.deepEqual(world.storage.requests.map((request) => request.targetBytes / MiB), [768, 1024], 'the poll found the high water and extended without a threshold');
+    assert.equal(world.vm.thresholds.get('vda'), 384 * MiB, 'no threshold change got through yet');
+    release();
+    world.vm.thresholdsHeld = undefined;
+    await world.clock.advance(0);
+    await world.clock.advance(0);
+    assert.equal(world.vm.thresholds.get('vda'), 896 * MiB, 'once released, the threshold ends where the volume now needs it');
+    world.monitor.stop();
+  });
+
   it('coalesces threshold events that arrive while an extension is in flight into one extension', async () => {
     const world = setup();
     world.storage.delayMs = 1_000;

@@ -66,7 +66,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     const storageFromFlags = commandLine.vg !== undefined || commandLine.domain !== undefined;
     const argv: AgentArguments = {
       ...commandLine,
-      ...(storageFromFlags ? {} : { ...(host?.vg ? { vg: host.vg } : {}), ...(host?.['loop-domain'] ? { domain: host['loop-domain'] } : {}) }),
+      ...(storageFromFlags ? {} : { ...(host?.vg ? { vg: host.vg } : {}), ...(host?.['loop-domain'] ? { domain: host['loop-domain'] } : {}), ...(host?.['loop-view'] ? { 'loop-view': host['loop-view'] } : {}) }),
       ...(commandLine.mailbox === undefined && host?.mailbox ? { mailbox: host.mailbox } : {}),
       ...(commandLine['host-id'] === undefined && host?.['host-id'] ? { 'host-id': host['host-id'] } : {}),
       'control-socket': commandLine['control-socket'] ?? host?.['control-socket'] ?? DEFAULT_CONTROL_SOCKET,

@@ -1,7 +1,6 @@
 import Table from 'cli-table3';
 import type { CommandModule } from 'yargs';
-import { LoopPlugin } from '../../../plugins/loop/index.js';
-import { LvmPlugin } from '../../../plugins/lvm/index.js';
+import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
 import { errorMessage } from '../../errors.js';
@@ -35,7 +34,7 @@ export const doctorCommand: CommandModule<object, DoctorArguments> = {
     }
     let plugin;
     if (config && (config.vg || config['loop-domain'])) {
-      const storage = await checkStorage(() => (config.vg ? LvmPlugin.open({ vg: config.vg, run: execaRunner, activation: true, role: 'host' }) : LoopPlugin.open(config['loop-domain']!, execaRunner)));
+      const storage = await checkStorage(() => openHostPlugin(config, execaRunner));
       findings.push(storage.finding);
       plugin = storage.plugin;
       findings.push(await checkMailbox(config));

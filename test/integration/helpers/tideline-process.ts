@@ -7,8 +7,10 @@ export class TidelineProcess {
   readonly events: Array<Record<string, unknown>> = [];
   private stderr = '';
 
-  constructor(readonly name: string, args: string[]) {
-    this.child = execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
+  /** `options.prefix`: a command that runs the rest in another host's namespaces (nsenter, which execs: the PID stays the process's own). */
+  constructor(readonly name: string, args: string[], options: { prefix?: string[] } = {}) {
+    const [command, ...prefixArgs] = [...(options.prefix ?? []), 'node'];
+    this.child = execa(command!, [...prefixArgs, '--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
     this.child.stderr?.on('data', (chunk: Buffer) => {
       this.stderr += chunk.toString();
       const lines = this.stderr.split('\n');

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LoopPlugin } from '../../plugins/loop/index.js';
+import { readStatus } from '../../src/agent/status-file.js';
+import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
+import { labDomainXml } from '../../src/lab/libvirt-domain.js';
+import { MIGRATED_AWAY_MESSAGE } from '../../src/monitor/migration.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { GiB, MiB } from '../../src/util/sizes.js';
+import { ClusterWorld } from './helpers/cluster-world.js';
+import { labBootImage } from './helpers/lab-world.js';
+import { LibvirtHost } from './helpers/libvirt-host.js';
+import { TidelineProcess } from './helpers/tideline-process.js';
+import { until } from './helpers/watch.js';
+
+/**
+ * `virsh migrate --live` between two libvirtds, each a host of its own
+ * (tests/integration/helpers/libvirt-host.ts): host ids 1 and 2, the SPM on
+ * host 1, one loop storage domain in which each host sees a volume through its
+ * own loop device under the one path every host uses (DOMAIN/hosts/1/VOLUME,
+ * as /dev/VG/LV), so host 1's extensions are invisible on host 2 until host 2
+ * refreshes. Each host runs its own agent inside its namespaces, with the
+ * hook installed in its own libvirt. The guest writes throttled through a
+ * cancelled migration and then a real one; the volume grows before, during
+ * and after.
+ */
+const MAX_HOSTS = 4;
+const WRITE_MIB = 896;
+const THROTTLE_BYTES_PER_SECOND = 24 * MiB;
+const ARRIVED = 'VM arrived by live migration: volumes refreshed, thresholds armed';
+
+describe('real libvirt: virsh migrate --live between two hosts while the thin disk grows', function () {
+  this.timeout(10 * 60_000);
+  let cluster: ClusterWorld;
+  const hosts: LibvirtHost[] = [];
+
+  beforeEach(async () => {
+    cluster = await ClusterWorld.create(MAX_HOSTS);
+  });
+  afterEach(async () => {
+    for (const process of cluster.processes) await process.kill().catch(() => undefined);
+    for (const host of hosts.splice(0)) await host.stop().catch(() => undefined);
+    await cluster.dispose();
+  });
+
+  async function startHost(hostId: number): Promise<{ host: LibvirtHost; agent: TidelineProcess }> {
+    const domainDir = cluster.lab.workspace.domainDir;
+    const ownView = path.join(domainDir, 'hosts', String(hostId));
+    const sharedName = path.join(domainDir, 'hosts', '1');
+    await mkdir(ownView, { recursive: true });
+    await mkdir(sharedName, { recursive: true });
+    const host = await LibvirtHost.start(cluster.lab.workspace, {
+      name: String(hostId),
+      uuid: `7d1e0c5a-0000-4000-8000-00000000000${hostId}`,
+      tidelineConfig: `loop-domain = ${domainDir}\nloop-view = ${hostId}\n`,
+      binds: hostId === 1 ? [] : [[ownView, sharedName]],
+    });
+    hosts.push(host);
+    const agent = new TidelineProcess(`agent${hostId}`, [
+      'agent', '--libvirt', '--mailbox', cluster.mailboxPath, '--host-id', String(hostId), '--chunk', '64M', '--free-target', '64M',
+      '--hook-spool', host.hookSpool, '--poll', '0.5', '--status-file', statusFile(hostId), '--control-socket', path.join(cluster.dir, `agent-${hostId}.sock`),
+    ], { prefix: host.prefix });
+    cluster.processes.push(agent);
+    await agent.waitFor('following libvirt hook events', 60_000);
+    return { host, agent };
+  }
+
+  const statusFile = (hostId: number) => path.join(cluster.dir, `status-${hostId}.json`);
+
+  async function vmStatus(hostId: number, domain: string) {
+    return (await readStatus(statusFile(hostId)).catch(() => undefined))?.vms.find((vm) => vm.vm === domain);
+  }
+
+  async function consoleLines(file: string): Promise<GuestLine[]> {
+    return (await readFile(file, 'utf8').catch(() => '')).split('\n').map(parseGuestLine).filter((line): line is GuestLine => line !== undefined);
+  }
+
+  async function writtenMib(file: string): Promise<number> {
+    return Math.max(0, ...(await consoleLines(file)).map((line) => (line.kind === 'progress' ? line.writtenMib : 0)));
+  }
+
+  function served(spm: TidelineProcess): Array<{ hostId: number; time: number }> {
+    return spm.logged('request served').map((event) => ({ hostId: Number(event.hostId), time: Number(event.time) }));
+  }
+
+  it('a cancelled migration leaves the VM watched on the source; the real one moves it: zero pauses, thresholds armed at once, data intact', async () => {
+    const spm = cluster.spm(1, '2');
+    await spm.waitFor('acting as SPM', 30_000);
+    const [one, two] = [await startHost(1), await startHost(2)];
+
+    const domain = `tlmig${process.pid}`;
+    const volume = 'mig-vda';
+    await cluster.lab.plugin.create(volume, 128 * MiB, { vm: domain });
+    const hostOneView = await LoopPlugin.open(cluster.lab.workspace.domainDir, execaRunner, { hostView: '1' });
+    const devicePath = await hostOneView.activate(volume);
+    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(4 * GiB)]);
+    const consoleLog = path.join(cluster.dir, 'mig.console.log');
+    const xmlFile = path.join(cluster.dir, 'mig.xml');
+    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath, consoleLog, writeMib: WRITE_MIB }));
+    const created = await one.host.virsh('create', xmlFile);
+    assert.equal(created.exitCode, 0, created.stderr);
+    await one.host.recordQemu(domain);
+    const throttled = await one.host.virsh('blkdeviotune', domain, 'vda', '--write-bytes-sec', String(THROTTLE_BYTES_PER_SECOND), '--live');
+    assert.equal(throttled.exitCode, 0, throttled.stderr);
+    await until(async () => (await writtenMib(consoleLog)) >= 128, 180_000, 'the guest to write 128 MiB');
+
+    // A migration the administrator cancels: the destination prepares and drops the VM, the source keeps it.
+    const slow = one.host.virsh('migrate', '--live', domain, two.host.uri, '--migrateuri', 'tcp://127.0.0.1', '--bandwidth', '1');
+    await two.agent.waitFor('VM is migrating in: keeping its volumes refreshed until it runs here', 60_000);
+    assert.equal((await one.host.virsh('domjobabort', domain)).exitCode, 0);
+    const cancelled = await slow;
+    assert.notEqual(cancelled.exitCode, 0, 'the migration was cancelled');
+    await two.agent.waitFor('domain stopped; no longer watched', 30_000);
+    assert.match((await one.host.virsh('domstate', domain)).stdout, /running/);
+    assert.equal(one.agent.logged(MIGRATED_AWAY_MESSAGE).length, 0);
+    const extensionsAfterCancel = served(spm).length;
+    await until(() => served(spm).filter((request) => request.hostId === 1).length > extensionsAfterCancel, 120_000, 'the source to go on extending after the cancelled migration');
+    assert.equal((await vmStatus(1, domain))?.migration ?? null, null, 'the source still watches the VM as its own');
+
+    const startedAt = Date.now();
+    const migrated = await one.host.virsh('migrate', '--live', domain, two.host.uri, '--migrateuri', 'tcp://127.0.0.1', '--bandwidth', '12');
+    const completedAt = Date.now();
+    assert.equal(migrated.exitCode, 0, migrated.stderr);
+    await two.host.recordQemu(domain);
+    await two.agent.waitFor(ARRIVED, 30_000);
+    await one.agent.waitFor(MIGRATED_AWAY_MESSAGE, 30_000);
+
+    await until(async () => (await consoleLines(consoleLog)).some((line) => line.kind === 'result'), 300_000, 'the guest on host 2 to report its result');
+    const lines = await consoleLines(consoleLog);
+    const result = lines.find((line) => line.kind === 'result');
+    assert.ok(result?.kind === 'result');
+    assert.equal(result.units, WRITE_MIB / 16);
+    assert.equal(result.bad, 0, 'every unit read back on host 2 is intact');
+    assert.deepEqual(lines.filter((line) => line.kind === 'error'), []);
+
+    const requests = served(spm);
+    const before = requests.filter((request) => request.hostId === 1 && request.time < startedAt);
+    const during = requests.filter((request) => request.time >= startedAt && request.time <= completedAt);
+    const after = requests.filter((request) => request.hostId === 2 && request.time > completedAt);
+    // libvirt holds threshold changes back while the migration runs; the source's safety poll extends meanwhile.
+    assert.ok(before.length > 0 && during.length > 0 && after.length > 0, `grew before (${before.length}), during (${during.length}) and after (${after.length}) the migration`);
+    const destination = (await vmStatus(2, domain))!;
+    assert.equal(destination.pauses, 0, 'no pause on host 2');
+    assert.equal(destination.migration, null);
+    assert.equal(await vmStatus(1, domain), undefined, 'host 1 no longer lists the VM');
+    const sourcePauses = one.agent.logged('VM paused: a write found no space; extending, then resuming').length;
+    assert.equal(sourcePauses, 0, 'no pause on host 1');
+    const armedMs = Number(two.agent.logged(ARRIVED)[0]!.armedMs);
+    process.stdout.write(
+      `      virsh migrate --live: ${((completedAt - startedAt) / 1000).toFixed(1)} s; extensions before/during/after: ${before.length}/${during.length}/${after.length}; ` +
+        `pauses: ${sourcePauses + destination.pauses}; switch-over to armed threshold: ${armedMs} ms; cancelled migration left the VM on host 1; data verified: ${result.bad === 0}\n`,
+    );
+  });
+});

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { LibvirtVm } from '../../src/libvirt/libvirt-vm.js';
+import { parseEventLine } from '../../src/libvirt/events.js';
+import { Virsh } from '../../src/libvirt/virsh.js';
+import type { Runner } from '../../src/util/runner.js';
+
+/**
+ * The domain's run state as libvirt 9.0 showed it on both hosts of a real
+ * `virsh migrate --live` (test/integration/libvirt-migration.test.ts), replayed
+ * through a runner that answers virsh from the recorded text.
+ */
+function scriptedVm(states: string[], blockErrors = 'vda: No errors found\n') {
+  const asked: string[] = [];
+  const run: Runner = async (_command, args) => {
+    const verb = args.find((arg) => ['domstate', 'domblkerror', 'resume'].includes(arg))!;
+    asked.push(verb);
+    if (verb === 'domstate') return { stdout: states.shift() ?? 'running (unpaused)', stderr: '', exitCode: 0 };
+    if (verb === 'domblkerror') return { stdout: blockErrors, stderr: '', exitCode: 0 };
+    return { stdout: '', stderr: '', exitCode: 0 };
+  };
+  return { vm: new LibvirtVm('web', new Virsh(run), [{ target: 'vda', index: 1 }]), asked };
+}
+
+async function states(vm: LibvirtVm, count: number): Promise<string[]> {
+  const seen: string[] = [];
+  for (let index = 0; index < count; index += 1) seen.push(await vm.runState());
+  return seen;
+}
+
+describe('LibvirtVm run state across a live migration', () => {
+  it('destination: starting up, waiting for the incoming state, then running', async () => {
+    const { vm } = scriptedVm(['paused (starting up)', 'paused (migrating)', 'paused (migrating)', 'running (migrated)']);
+    assert.deepEqual(await states(vm, 4), ['prelaunch', 'inmigrate', 'inmigrate', 'running']);
+  });
+
+  it("source: the switch-over pause is not ours, and not an incoming migration", async () => {
+    const { vm } = scriptedVm(['running (booted)', 'paused (migrating)']);
+    assert.deepEqual(await states(vm, 2), ['running', 'paused']);
+  });
+
+  it('destination: a no-space pause that libvirt relabels "user" while finishing the migration is an I/O error pause', async () => {
+    const { vm } = scriptedVm(['paused (migrating)', 'paused (user)'], 'vda: no space\n');
+    assert.deepEqual(await states(vm, 2), ['inmigrate', 'io-error']);
+  });
+
+  it('an administrator\'s suspend stays "paused", even with an old no-space error on the disk', async () => {
+    const { vm, asked } = scriptedVm(['paused (migrating)', 'running (migrated)', 'paused (user)'], 'vda: no space\n');
+    assert.deepEqual(await states(vm, 3), ['inmigrate', 'running', 'paused']);
+    assert.ok(!asked.includes('domblkerror'));
+    const notMigrated = scriptedVm(['running (booted)', 'paused (user)'], 'vda: no space\n');
+    assert.deepEqual(await states(notMigrated.vm, 2), ['running', 'paused']);
+  });
+
+  it('reads the lifecycle events of both hosts as recorded', () => {
+    const source = [
+      "2026-11-25 17:50:26.284+0000: event 'lifecycle' for domain 'tlmig': Suspended Migrated",
+      "2026-11-25 17:50:28.419+0000: event 'lifecycle' for domain 'tlmig': Stopped Migrated",
+    ].map((line) => parseEventLine(line));
+    const destination = [
+      "2026-11-25 17:50:25.973+0000: event 'lifecycle' for domain 'tlmig': Started Migrated",
+      "2026-11-25 17:50:26.975+0000: event 'lifecycle' for domain 'tlmig': Resumed Migrated",
+    ].map((line) => parseEventLine(line));
+    const cancelledOnDestination = parseEventLine("2026-11-25 17:52:15.478+0000: event 'lifecycle' for domain 'tlmig': Stopped Failed");
+    assert.deepEqual(source.map((event) => event?.kind === 'lifecycle' && `${event.event} ${event.detail}`), ['Suspended Migrated', 'Stopped Migrated']);
+    const { vm } = scriptedVm([]);
+    assert.deepEqual(destination.map((event) => vm.translate(event!, () => undefined)), [undefined, { type: 'resumed' }]);
+    assert.deepEqual(source.map((event) => vm.translate(event!, () => undefined)), [{ type: 'stopped' }, undefined]);
+    assert.equal(cancelledOnDestination?.kind === 'lifecycle' && cancelledOnDestination.event, 'Stopped');
+  });
+});
