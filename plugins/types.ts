@@ -32,6 +32,12 @@ export interface StoragePlugin {
   deactivate(volume: string): Promise<void>;
   /** Whether the volume is active (usable as a block device) on this host. */
   isActive(volume: string): Promise<boolean>;
+  /**
+   * The path by which every host opens this volume as another image's backing
+   * file (it goes into the child's qcow2 header, so it must be the same on all
+   * hosts): /dev/VG/LV, or the lab's volume file.
+   */
+  backingPath(volume: string): string;
   /** The volume behind a block device path on this host, if it belongs to this domain. */
   volumeForPath(path: string): Promise<string | undefined>;
   freeBytes(): Promise<number>;

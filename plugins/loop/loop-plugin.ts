@@ -171,6 +171,11 @@ export class LoopPlugin implements StoragePlugin {
     return (await this.view.devices(await this.existingFile(volume), volume)).length > 0;
   }
 
+  /** The volume file itself: a backing layer never grows, so no host needs a loop device's view of its size. */
+  backingPath(volume: string): string {
+    return this.fileOf(volume);
+  }
+
   async volumeForPath(devicePath: string): Promise<string | undefined> {
     const viewed = this.view.volumeForViewPath(devicePath);
     if (viewed) return viewed;

@@ -187,6 +187,11 @@ export class LvmPlugin implements StoragePlugin {
     return result.exitCode === 0 ? Number(result.stdout.trim()) : undefined;
   }
 
+  backingPath(volume: string): string {
+    assertVolumeName(volume);
+    return this.devicePath(volume);
+  }
+
   private devicePath(volume: string): string {
     return `/dev/${this.options.vg}/${volume}`;
   }

@@ -8,6 +8,7 @@ import { decodeControlRequest, encodeControlMessage, type ControlReply, type Con
 
 export interface VolumeService {
   create(volume: string, sizeBytes: number, virtualBytes: number): Promise<number>;
+  createChild(volume: string, parent: string, sizeBytes: number): Promise<number>;
   remove(volume: string): Promise<void>;
 }
 
@@ -25,8 +26,9 @@ export async function serveControl(socketPath: string, volumes: VolumeService, l
   const answer = async (request: ControlRequest | { error: string }): Promise<ControlReply> => {
     if ('error' in request) return { ok: false, code: 'invalid-request', message: request.error };
     try {
-      logger.info({ op: request.op, volume: request.volume }, 'volume request from the control socket');
+      logger.info({ op: request.op, volume: request.volume, ...(request.op === 'create-child' ? { parent: request.parent } : {}) }, 'volume request from the control socket');
       if (request.op === 'create') return { ok: true, sizeBytes: await volumes.create(request.volume, request.sizeBytes, request.virtualBytes) };
+      if (request.op === 'create-child') return { ok: true, sizeBytes: await volumes.createChild(request.volume, request.parent, request.sizeBytes) };
       await volumes.remove(request.volume);
       return { ok: true };
     } catch (error) {

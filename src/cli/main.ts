@@ -9,6 +9,7 @@ import { statusCommand } from './commands/status.js';
 import { leaseCommand, mailboxCommand } from './commands/mailbox.js';
 import { spmCommand } from './commands/spm.js';
 import { volumeCommand } from './commands/volume.js';
+import { snapshotCommand } from './commands/snapshot.js';
 import { hookCommand } from './commands/hook.js';
 import { policyCommand } from './commands/policy.js';
 import { doctorCommand } from './commands/doctor.js';
@@ -30,6 +31,7 @@ function buildCli() {
   .command(statusCommand)
   .command(spmCommand)
   .command(volumeCommand)
+  .command(snapshotCommand)
   .command(policyCommand)
   .command(doctorCommand)
   .command(hookCommand)

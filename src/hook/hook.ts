@@ -1,6 +1,7 @@
 import type { StoragePlugin } from '../../plugins/types.js';
 import type { HostConfig } from '../config/host-config.js';
 import { errorMessage } from '../errors.js';
+import { readQcow2Header } from '../qcow2/header.js';
 
 /**
  * The libvirt hook's decisions (libvirtd blocks while it runs). `prepare`
@@ -40,10 +41,7 @@ export async function runHook(args: readonly string[], domainXml: string, depend
     const volume = await plugin.volumeForPath(source);
     if (!volume) continue;
     try {
-      // A domain arriving by migration (or started on a host that never ran
-      // it) finds its volume inactive here: the path QEMU opens must exist.
-      if (!(await plugin.isActive(volume))) await plugin.activate(volume);
-      await plugin.refresh(volume);
+      await prepareChain(plugin, volume);
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === 'volume-not-found') return { exitCode: 1, message: `tideline: domain ${domain} cannot start: its disk ${source} is volume ${volume}, which does not exist in storage domain ${plugin.domain}` };
@@ -51,4 +49,23 @@ export async function runHook(args: readonly string[], domainXml: string, depend
     }
   }
   return { exitCode: 0 };
+}
+
+/** Longer chains than this are refused by QEMU too. */
+const MAX_CHAIN_DEPTH = 64;
+
+/**
+ * Activates and refreshes the volume and every volume under it (a snapshot's
+ * older layers, a template): a domain arriving by migration, or started on a
+ * host that never ran it, finds them inactive here, and QEMU opens them all.
+ * The chain is read from the images' own qcow2 headers.
+ */
+async function prepareChain(plugin: StoragePlugin, top: string): Promise<void> {
+  let volume: string | undefined = top;
+  for (let depth = 0; volume !== undefined && depth < MAX_CHAIN_DEPTH; depth += 1) {
+    if (!(await plugin.isActive(volume))) await plugin.activate(volume);
+    await plugin.refresh(volume);
+    const backingFile: string | undefined = (await readQcow2Header(plugin.backingPath(volume)).catch(() => undefined))?.backingFile;
+    volume = backingFile ? await plugin.volumeForPath(backingFile) : undefined;
+  }
 }

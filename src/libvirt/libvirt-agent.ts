@@ -87,7 +87,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     if (event.kind === 'other' && event.name === 'metadata-change' && this.watched.has(event.domain)) {
       // The policy may have changed: watch the domain again with what its XML says now.
       this.options.logger.info({ vm: event.domain }, 'domain metadata changed; applying its policy');
-      this.detach(event.domain);
+      this.detach(event.domain, 'watching the domain again with its new policy');
       void this.attach(event.domain);
       return;
     }
@@ -95,6 +95,14 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     if (!watched) return;
     const input = watched.vm.translate(event, (path) => watched.pathToTarget.get(path));
     if (input) watched.monitor.handle(input);
+  }
+
+  /** The disk's chain changed under a watched domain: watch it again from its XML, new top layer included. */
+  private followNewTop(domain: string, target: string): void {
+    if (!this.watched.has(domain)) return;
+    this.options.logger.info({ vm: domain, drive: target }, 'a new layer is on top of the disk (snapshot); watching the new top');
+    this.detach(domain, 'watching the domain again with its new disk chain');
+    void this.attach(domain);
   }
 
   private attach(domain: string): Promise<void> {
@@ -140,7 +148,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       logger.info({ vm: domain, drive: disk.target, volume, volumeBytes, capBytes, virtualBytes }, 'watching thin drive');
     }
     if (drives.length === 0) return;
-    const vm = new LibvirtVm(domain, virsh, indexes);
+    const vm = new LibvirtVm(domain, virsh, indexes, (target) => this.followNewTop(domain, target));
     const monitor = new VmMonitor({
       vm: domain,
       drives,

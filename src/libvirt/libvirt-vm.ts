@@ -19,6 +19,8 @@ export class LibvirtVm implements VmControl {
     readonly domain: string,
     private readonly virsh: Virsh,
     drives: ReadonlyArray<{ target: string; index: number | undefined }>,
+    /** Told when a disk's active layer is no longer the one watched. */
+    private readonly onChainChanged?: (target: string) => void,
   ) {
     for (const drive of drives) this.indexes.set(drive.target, drive.index);
   }
@@ -31,7 +33,13 @@ export class LibvirtVm implements VmControl {
   async highWaterMarks(): Promise<Map<string, number>> {
     const marks = new Map<string, number>();
     for (const stats of await this.virsh.blockStats(this.domain)) {
-      if (this.indexes.has(stats.target) && (stats.backingIndex === undefined || stats.backingIndex === this.indexes.get(stats.target))) marks.set(stats.target, stats.allocation);
+      if (!this.indexes.has(stats.target)) continue;
+      if (stats.backingIndex === undefined || stats.backingIndex === this.indexes.get(stats.target)) {
+        marks.set(stats.target, stats.allocation);
+      } else {
+        // A snapshot (tideline's or an admin's virsh) put a new layer on top: the watched one no longer takes writes.
+        this.onChainChanged?.(stats.target);
+      }
     }
     return marks;
   }
@@ -53,7 +61,7 @@ export class LibvirtVm implements VmControl {
     if (state !== 'paused') return state;
     if (reason === 'I/O error') return 'io-error';
     // QEMU is still being set up: libvirt answers no block query yet (on a migration's destination, none until it ends).
-    if (reason === 'starting up') return 'prelaunch';
+    if (reason === 'starting up') return 'starting';
     if (reason === 'migrating' && !this.seenRunning) {
       this.migratingIn = true;
       return 'inmigrate';

@@ -25,7 +25,12 @@ export enum Operation {
   Extend = 1,
   Create = 2,
   Delete = 3,
+  /** Create a thin volume whose qcow2 image has another volume as its backing file (a snapshot's new top, a template's child). */
+  CreateChild = 4,
 }
+
+/** A create-child message holds both names in the 152 bytes from offset 40 to the end of the message. */
+export const MAX_CHILD_AND_PARENT_NAME_BYTES = 152;
 
 /** Reply status codes; stable, part of the on-disk format. */
 export enum ReplyStatus {
@@ -39,6 +44,7 @@ export enum ReplyStatus {
   VolumeExists = 7,
   Failed = 8,
   VolumeInUse = 9,
+  HasChildren = 10,
 }
 
 export const REPLY_STATUS_CODES: Record<ReplyStatus, string> = {
@@ -52,6 +58,7 @@ export const REPLY_STATUS_CODES: Record<ReplyStatus, string> = {
   [ReplyStatus.VolumeExists]: 'volume-exists',
   [ReplyStatus.Failed]: 'spm-failed',
   [ReplyStatus.VolumeInUse]: 'volume-in-use',
+  [ReplyStatus.HasChildren]: 'volume-has-children',
 };
 
 export interface MailboxHeader {
@@ -68,8 +75,10 @@ export interface Request {
   volume: string;
   /** Absolute size wanted (extend) or initial size (create). */
   targetBytes: number;
-  /** Virtual size of the qcow2 image (create); it sets the volume's cap. */
+  /** Virtual size of the qcow2 image (create); it sets the volume's cap. 0 for create-child: the parent's. */
   virtualBytes: number;
+  /** The backing volume (create-child only). */
+  parent?: string;
 }
 
 export interface Reply {
@@ -145,6 +154,7 @@ export function encodeRequestSlot(slot: Slot<Request>): Buffer {
   return encodeSlot(REQUEST_MAGIC, slot, (message, view) => {
     writeCommon(view, message.sequence, message.volume);
     view.writeUInt8(message.operation, 8);
+    if (message.operation === Operation.CreateChild) writeParent(view, message.volume, message.parent);
     writeSize(view, 16, message.targetBytes);
     writeSize(view, 24, message.virtualBytes);
   });
@@ -167,7 +177,10 @@ export function decodeRequestSlot(block: Uint8Array, expectedHostId: number): De
     const targetBytes = readSize(view, 16);
     const virtualBytes = readSize(view, 24);
     if (targetBytes === undefined || virtualBytes === undefined) return 'size beyond 2^53 bytes';
-    return { sequence: Number(view.readBigUInt64LE(0)), operation: operation as Operation, volume, targetBytes, virtualBytes };
+    const request: Request = { sequence: Number(view.readBigUInt64LE(0)), operation: operation as Operation, volume, targetBytes, virtualBytes };
+    if (operation !== Operation.CreateChild) return request;
+    const parent = readParent(view, volume.length);
+    return typeof parent === 'string' ? { ...request, parent } : parent.error;
   });
 }
 
@@ -231,6 +244,20 @@ function writeCommon(view: Buffer, sequence: number, volume: string): void {
   view.writeBigUInt64LE(BigInt(sequence), 0);
   view.writeUInt8(volume.length, 10);
   view.write(volume, 40, 'ascii');
+}
+
+function writeParent(view: Buffer, child: string, parent: string | undefined): void {
+  if (parent === undefined || !VOLUME_NAME.test(parent)) throw new RangeError(`create-child of ${child} needs a valid parent volume name, not ${JSON.stringify(parent)}`);
+  if (child.length + parent.length > MAX_CHILD_AND_PARENT_NAME_BYTES) throw new RangeError(`volume names ${child} and ${parent} together are longer than ${MAX_CHILD_AND_PARENT_NAME_BYTES} bytes`);
+  view.writeUInt8(parent.length, 11);
+  view.write(parent, 40 + child.length, 'ascii');
+}
+
+function readParent(view: Buffer, childLength: number): string | { error: string } {
+  const length = view.readUInt8(11);
+  if (length < 1 || childLength + length > MAX_CHILD_AND_PARENT_NAME_BYTES) return { error: `parent name length ${length}` };
+  const name = view.toString('latin1', 40 + childLength, 40 + childLength + length);
+  return VOLUME_NAME.test(name) ? name : { error: `parent name ${JSON.stringify(name)} is not valid` };
 }
 
 function readName(view: Buffer): string | { error: string } {

@@ -4,7 +4,7 @@ import { assertVolumeName } from '../../plugins/errors.js';
 import { InvalidConfigError, TideError, errorMessage } from '../errors.js';
 import type { Extender } from '../monitor/ports.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
-import { MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Request, type Slot } from './format.js';
+import { MAX_CHILD_AND_PARENT_NAME_BYTES, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Request, type Slot } from './format.js';
 import type { Mailbox } from './mailbox.js';
 
 /** The SPM answered a request with an error; `code` is the reply status (cap-reached, domain-full, ...). */
@@ -94,6 +94,11 @@ export class MailboxExtender implements Extender {
     return this.submit({ operation: Operation.Create, volume, targetBytes: initialBytes, virtualBytes });
   }
 
+  /** Asks the SPM for a new thin volume whose qcow2 image is backed by `parent` (same virtual size); resolves with its initial size. */
+  createChild(volume: string, parent: string, initialBytes: number): Promise<number> {
+    return this.submit({ operation: Operation.CreateChild, volume, parent, targetBytes: initialBytes, virtualBytes: 0 });
+  }
+
   /** Asks the SPM to zero and remove a volume. */
   async remove(volume: string): Promise<void> {
     await this.submit({ operation: Operation.Delete, volume, targetBytes: 0, virtualBytes: 0 });
@@ -108,6 +113,12 @@ export class MailboxExtender implements Extender {
     // Checked here, not when the slot is encoded: one unencodable message would keep the whole slot from being written.
     try {
       assertVolumeName(request.volume);
+      if (request.operation === Operation.CreateChild) {
+        assertVolumeName(request.parent ?? '');
+        if (request.volume.length + request.parent!.length > MAX_CHILD_AND_PARENT_NAME_BYTES) {
+          throw new InvalidConfigError(`volume names ${request.volume} and ${request.parent} together are longer than the ${MAX_CHILD_AND_PARENT_NAME_BYTES} bytes a mailbox message holds; choose a shorter name for the new volume`);
+        }
+      }
       for (const size of [request.targetBytes, request.virtualBytes]) {
         if (!Number.isSafeInteger(size) || size < 0) throw new InvalidConfigError(`size ${size} for ${request.volume} is not a whole number of bytes`);
       }
@@ -200,7 +211,10 @@ export class MailboxExtender implements Extender {
 
 function refusal(request: Request, status: ReplyStatus, resultBytes: number): MailboxRequestRefusedError {
   const code = REPLY_STATUS_CODES[status];
-  const what = request.operation === Operation.Delete ? `delete of ${request.volume}` : `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
+  const what =
+    request.operation === Operation.Delete ? `delete of ${request.volume}`
+    : request.operation === Operation.CreateChild ? `create of ${request.volume} on ${request.parent}`
+    : `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
   const reasons: Partial<Record<ReplyStatus, string>> = {
     [ReplyStatus.UnknownVolume]: 'the volume does not exist in the storage domain',
     [ReplyStatus.ShrinkRefused]: `the volume is already ${resultBytes} bytes and volumes never shrink`,
@@ -211,6 +225,7 @@ function refusal(request: Request, status: ReplyStatus, resultBytes: number): Ma
     [ReplyStatus.VolumeExists]: 'a volume of that name already exists',
     [ReplyStatus.Failed]: 'the SPM failed to carry it out; see the SPM log',
     [ReplyStatus.VolumeInUse]: 'the volume is active on the SPM host; stop the VM using it first',
+    [ReplyStatus.HasChildren]: 'other volumes are built on it (snapshots or clones of a template); delete or commit them first',
   };
   return new MailboxRequestRefusedError(code, request.volume, resultBytes, `SPM refused ${what}: ${reasons[status] ?? code}`);
 }

@@ -12,8 +12,14 @@ export interface Extender {
   refresh(volume: string): Promise<number>;
 }
 
-/** QEMU's run state names (qapi/run-state.json); 'io-error' is the one only an I/O error causes. */
-export type RunState = 'running' | 'paused' | 'io-error' | 'shutdown' | 'inmigrate' | 'postmigrate' | 'prelaunch' | 'suspended' | string;
+/**
+ * QEMU's run state names (qapi/run-state.json); 'io-error' is the one only an
+ * I/O error causes. One is tideline's own: 'starting', a VM its hypervisor is
+ * still setting up (libvirt's "paused (starting up)"), which answers no block
+ * query yet. QEMU's 'prelaunch' (started with -S) is not that: its block layer
+ * works and can be written.
+ */
+export type RunState = 'running' | 'paused' | 'io-error' | 'shutdown' | 'inmigrate' | 'postmigrate' | 'starting' | 'suspended' | string;
 
 /** The running VM as the monitor sees it. Drives are named as in the VM (vda). */
 export interface VmControl {

@@ -191,8 +191,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         this.leave();
         return;
       }
-      if (runState === 'prelaunch') {
-        // Nothing runs and nothing can be asked yet; look again soon (it may be a migration arriving).
+      if (runState === 'starting') {
+        // Nothing can be asked yet; look again soon (it may be a migration arriving).
         nextPollMs = this.incomingRefreshMs;
         return;
       }
@@ -325,11 +325,14 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       drive.armingEnded(thresholdBytes, true);
       this.logger.debug({ drive: drive.name, volume: drive.config.volume, threshold: thresholdBytes }, 'write threshold armed');
     } catch (error) {
+      // Not retried at once: the next poll decides again.
       drive.armingEnded(thresholdBytes, false);
       this.logger.warn({ drive: drive.name, err: errorMessage(error) }, 'could not arm the write threshold; the safety poll covers the drive');
+      this.emit('changed');
+      return;
     }
     this.emit('changed');
-    // A write may have crossed the new threshold before it was armed.
+    // A write may have crossed the new threshold before it was armed, and the volume may have grown meanwhile.
     if (!this.stopped) void this.refreshHighWater(drive).catch(() => undefined).then(() => this.step(this.drives.get(drive.name)!));
   }
 

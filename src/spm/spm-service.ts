@@ -9,7 +9,7 @@ import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
-import { createThinVolume, deleteThinVolume, VolumeInUseError } from './volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -210,6 +210,11 @@ export class SpmService extends EventEmitter<SpmEvents> {
         const created = await createThinVolume(plugin, this.options.run, request.volume, request.targetBytes, request.virtualBytes, { 'created-by-host': String(hostId) });
         return finish(ReplyStatus.Ok, created.sizeBytes);
       }
+      if (request.operation === Operation.CreateChild) {
+        if (request.targetBytes <= 0 || !request.parent) return finish(ReplyStatus.InvalidRequest, 0, 'create-child needs a positive initial size and a parent volume');
+        const created = await createChildVolume(plugin, this.options.run, request.volume, request.parent, request.targetBytes, { 'created-by-host': String(hostId) });
+        return finish(ReplyStatus.Ok, created.sizeBytes);
+      }
       if (request.operation === Operation.Delete) {
         await deleteThinVolume(plugin, this.options.run, request.volume);
         return finish(ReplyStatus.Ok, 0);
@@ -224,6 +229,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
       if (error instanceof VolumeNotFoundError) return finish(ReplyStatus.UnknownVolume, 0, error.message);
       if (error instanceof VolumeExistsError) return finish(ReplyStatus.VolumeExists, 0, error.message);
       if (error instanceof VolumeInUseError) return finish(ReplyStatus.VolumeInUse, 0, error.message);
+      if (error instanceof VolumeHasChildrenError) return finish(ReplyStatus.HasChildren, 0, error.message);
       if (error instanceof InvalidVolumeNameError) return finish(ReplyStatus.InvalidRequest, 0, error.message);
       if (error instanceof DomainFullError) return finish(ReplyStatus.DomainFull, await plugin.describe(request.volume).then((info) => info.sizeBytes, () => 0), error.message);
       return finish(ReplyStatus.Failed, 0, `${errorCode(error)}: ${errorMessage(error)}`);

@@ -1,4 +1,5 @@
 import type { StoragePlugin, VolumeInfo } from '../../plugins/types.js';
+import { StorageDomainError } from '../../plugins/errors.js';
 import { TideError } from '../errors.js';
 import type { Runner } from '../util/runner.js';
 import { VIRTUAL_SIZE_TAG } from './validate.js';
@@ -13,16 +14,40 @@ export class VolumeInUseError extends TideError {
   readonly code = 'volume-in-use';
 }
 
+export class VolumeHasChildrenError extends TideError {
+  readonly code = 'volume-has-children';
+}
+
+/** The tag naming a volume's backing volume; the qcow2 header names it too, by its backing path. */
+export const PARENT_TAG = 'parent';
+
 const QEMU_IMG_TIMEOUT_MS = 60_000;
 /** Zeroing is proportional to the volume's size; big LVs take minutes. */
 const ZERO_TIMEOUT_MS = 30 * 60_000;
 
 export async function createThinVolume(plugin: StoragePlugin, run: Runner, volume: string, initialBytes: number, virtualBytes: number, tags: Record<string, string> = {}): Promise<VolumeInfo> {
+  return createImageVolume(plugin, run, volume, initialBytes, virtualBytes, tags, []);
+}
+
+/**
+ * A thin volume whose image has `parent` as its backing file: the new top of a
+ * snapshot, or a VM's disk over a template. Same virtual size as the parent;
+ * the backing file is named by the path every host opens it by, with its
+ * format, so QEMU never probes it.
+ */
+export async function createChildVolume(plugin: StoragePlugin, run: Runner, volume: string, parent: string, initialBytes: number, tags: Record<string, string> = {}): Promise<VolumeInfo> {
+  const parentInfo = await plugin.describe(parent);
+  const virtualBytes = Number(parentInfo.tags[VIRTUAL_SIZE_TAG]);
+  if (!Number.isSafeInteger(virtualBytes) || virtualBytes <= 0) throw new StorageDomainError(`volume ${parent} records no virtual size; it was not made by tideline and cannot back another volume`);
+  return createImageVolume(plugin, run, volume, initialBytes, virtualBytes, { ...tags, [PARENT_TAG]: parent }, ['-b', plugin.backingPath(parent), '-F', 'qcow2', '-u']);
+}
+
+async function createImageVolume(plugin: StoragePlugin, run: Runner, volume: string, initialBytes: number, virtualBytes: number, tags: Record<string, string>, backingArgs: string[]): Promise<VolumeInfo> {
   const created = await plugin.create(volume, initialBytes, { ...tags, [VIRTUAL_SIZE_TAG]: String(virtualBytes) });
   try {
     const device = await plugin.activate(volume);
     try {
-      await run('qemu-img', ['create', '-q', '-f', 'qcow2', device, String(virtualBytes)], { timeoutMs: QEMU_IMG_TIMEOUT_MS });
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', ...backingArgs, device, String(virtualBytes)], { timeoutMs: QEMU_IMG_TIMEOUT_MS });
     } finally {
       await plugin.deactivate(volume);
     }
@@ -34,8 +59,15 @@ export async function createThinVolume(plugin: StoragePlugin, run: Runner, volum
   return created;
 }
 
+/** Volumes whose image is backed by `volume`, by their tags. */
+export async function childrenOf(plugin: StoragePlugin, volume: string): Promise<string[]> {
+  return (await plugin.list()).filter((candidate) => candidate.tags[PARENT_TAG] === volume).map((candidate) => candidate.name);
+}
+
 export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volume: string): Promise<void> {
   await plugin.describe(volume);
+  const children = await childrenOf(plugin, volume);
+  if (children.length > 0) throw new VolumeHasChildrenError(`volume ${volume} backs ${children.join(', ')}; delete or commit those first`);
   // Active here means a VM (or an admin) may be using it: zeroing it would destroy live data.
   if (await plugin.isActive(volume)) throw new VolumeInUseError(`volume ${volume} is active on this host; stop the VM using it and deactivate it before deleting`);
   const device = await plugin.activate(volume);

@@ -79,4 +79,39 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     assert.equal(result.exitCode, 1);
     assert.match(result.stderr, /cannot reach the tideline agent at .*nobody\.sock .*\[agent-unreachable\]/);
   });
+
+  it('templates: two volumes on one template each read it and keep their own writes; the template cannot be deleted while they exist', async () => {
+    const qemuIo = (device: string, command: string) => execa('qemu-io', ['-f', 'qcow2', '-c', command, device], { reject: false, timeout: 30_000 });
+    assert.equal((await tideline('volume', 'create', 'tpl-base', '--size', '64M', '--virtual-size', '1G', '--socket', socket)).exitCode, 0);
+    const template = await world.plugin.activate('tpl-base');
+    assert.equal((await qemuIo(template, 'write -P 0xaa 0 1M')).exitCode, 0);
+    await world.plugin.deactivate('tpl-base');
+
+    const both = await tideline('volume', 'create', 'web-a', '--backing', 'tpl-base', '--size', '32M', '--socket', socket);
+    assert.equal(both.exitCode, 0, both.stderr);
+    assert.match(both.stdout, /volume web-a created on tpl-base: 32\.0 MiB now/);
+    assert.equal((await tideline('volume', 'create', 'web-b', '--backing', 'tpl-base', '--size', '32M', '--socket', socket)).exitCode, 0);
+    const withSize = await tideline('volume', 'create', 'web-c', '--backing', 'tpl-base', '--virtual-size', '2G', '--socket', socket);
+    assert.match(withSize.stderr, /--virtual-size cannot go with --backing/);
+    const noTemplate = await tideline('volume', 'create', 'web-d', '--backing', 'nosuch', '--socket', socket);
+    assert.match(noTemplate.stderr, /\[volume-not-found\]/);
+
+    for (const [volume, pattern] of [['web-a', '0xbb'], ['web-b', '0xcc']] as const) {
+      const device = await world.plugin.activate(volume);
+      assert.equal((await qemuIo(device, `write -P ${pattern} 1M 1M`)).exitCode, 0);
+      const template = await qemuIo(device, 'read -P 0xaa 0 1M');
+      const own = await qemuIo(device, `read -P ${pattern} 1M 1M`);
+      assert.ok(!/Pattern verification failed/.test(template.stdout + own.stdout) && template.exitCode === 0 && own.exitCode === 0, `${volume}: ${template.stdout}${own.stdout}`);
+      await world.plugin.deactivate(volume);
+    }
+    const info = await execa('qemu-img', ['info', '--output=json', path.join(world.workspace.domainDir, 'web-a.img')]);
+    assert.equal((JSON.parse(info.stdout) as { 'backing-filename': string })['backing-filename'], path.join(world.workspace.domainDir, 'tpl-base.img'));
+
+    const refused = await tideline('volume', 'delete', 'tpl-base', '--socket', socket);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /other volumes are built on it .*\[volume-has-children\]/);
+    const listed = (await tideline('volume', 'list', '--domain', world.workspace.domainDir)).stdout;
+    assert.match(listed, /tpl-base[\s\S]*└─ web-a[\s\S]*└─ web-b/, listed);
+    for (const volume of ['web-a', 'web-b', 'tpl-base']) assert.equal((await tideline('volume', 'delete', volume, '--socket', socket)).exitCode, 0, `delete ${volume}`);
+  });
 });

@@ -30,7 +30,7 @@ async function states(vm: LibvirtVm, count: number): Promise<string[]> {
 describe('LibvirtVm run state across a live migration', () => {
   it('destination: starting up, waiting for the incoming state, then running', async () => {
     const { vm } = scriptedVm(['paused (starting up)', 'paused (migrating)', 'paused (migrating)', 'running (migrated)']);
-    assert.deepEqual(await states(vm, 4), ['prelaunch', 'inmigrate', 'inmigrate', 'running']);
+    assert.deepEqual(await states(vm, 4), ['starting', 'inmigrate', 'inmigrate', 'running']);
   });
 
   it("source: the switch-over pause is not ours, and not an incoming migration", async () => {

@@ -48,6 +48,23 @@ describe('VmMonitor', () => {
     world.monitor.stop();
   });
 
+  it("arms a VM in QEMU's prelaunch (-S: its block layer takes writes), but waits while libvirt is still starting it", async () => {
+    const prelaunch = setup();
+    prelaunch.vm.runStateValue = 'prelaunch';
+    await prelaunch.monitor.start();
+    assert.equal(prelaunch.vm.thresholds.get('vda'), 384 * MiB);
+    prelaunch.monitor.stop();
+
+    const starting = setup();
+    starting.vm.runStateValue = 'starting';
+    await starting.monitor.start();
+    assert.equal(starting.vm.thresholds.get('vda'), undefined, 'nothing asked of a VM libvirt is still starting');
+    starting.vm.runStateValue = 'running';
+    await starting.clock.advance(1_000);
+    assert.equal(starting.vm.thresholds.get('vda'), 384 * MiB, 'armed at the next look, a second later');
+    starting.monitor.stop();
+  });
+
   it('extends at once when the image already reaches past the threshold at start', async () => {
     const world = setup();
     world.vm.highWater.set('vda', 500 * MiB);

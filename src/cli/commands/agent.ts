@@ -17,7 +17,7 @@ import type { Extender } from '../../monitor/ports.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
 import { serveControl, type VolumeService } from '../../agent/control-server.js';
 import { DEFAULT_HOOK_SPOOL, HookSpool } from '../../agent/hook-spool.js';
-import { createThinVolume, deleteThinVolume } from '../../spm/volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume } from '../../spm/volume-lifecycle.js';
 import { execaRunner } from '../../util/runner.js';
 
 interface AgentArguments extends StorageArguments {
@@ -96,6 +96,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
         ? extender
         : {
             create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, execaRunner, volume, sizeBytes, virtualBytes)).sizeBytes,
+            createChild: async (volume, parent, sizeBytes) => (await createChildVolume(plugin, execaRunner, volume, parent, sizeBytes)).sizeBytes,
             remove: (volume) => deleteThinVolume(plugin, execaRunner, volume),
           };
     const libvirt = argv.libvirt

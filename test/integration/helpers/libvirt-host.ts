@@ -16,7 +16,9 @@ import { until } from './watch.js';
  *
  * The tideline hook is installed before libvirtd starts (libvirtd looks for
  * hooks only then). cgroups are off: two libvirtds would otherwise give two
- * domains the same cgroup. `stop` destroys this host's domains, then stops
+ * domains the same cgroup. QEMU runs as root and libvirt changes no file's
+ * owner: the lab's kernel and initrd are shared with the system libvirtd,
+ * which refuses a file another libvirtd has labelled. `stop` destroys this host's domains, then stops
  * libvirtd by its PID; a crashed run's libvirtd and QEMUs are swept by the
  * workspace (their command lines name its directory).
  */
@@ -74,7 +76,7 @@ export class LibvirtHost {
     await mkdir(path.join(dirs.lib, 'qemu'), { recursive: true });
     await mkdir(path.join(dirs.log, 'qemu'), { recursive: true });
     await writeFile(path.join(dirs.etc, 'libvirtd.conf'), `host_uuid = "${spec.uuid}"\n`);
-    await writeFile(path.join(dirs.etc, 'qemu.conf'), 'stdio_handler = "file"\ncgroup_controllers = [ ]\nuser = "root"\ngroup = "root"\n');
+    await writeFile(path.join(dirs.etc, 'qemu.conf'), 'stdio_handler = "file"\ncgroup_controllers = [ ]\nuser = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\n');
     await writeFile(path.join(dirs.tideline, 'tideline.conf'), spec.tidelineConfig);
     const installed = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'hook', 'install', '--root', base, '--spool', path.join(base, 'hook-events')], { reject: false, timeout: 30_000 });
     if (installed.exitCode !== 0) throw new Error(`hook install for host ${spec.name} failed: ${installed.stderr}`);

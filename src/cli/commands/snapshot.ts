@@ -1,0 +1,65 @@
+import type { Argv, CommandModule } from 'yargs';
+import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
+import type { StoragePlugin } from '../../../plugins/types.js';
+import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
+import { snapshotDomain } from '../../chain/snapshot.js';
+import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
+import { InvalidConfigError } from '../../errors.js';
+import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
+import { execaRunner } from '../../util/runner.js';
+import { formatSize, parseSize } from '../../util/sizes.js';
+import { request } from '../agent-request.js';
+import { openStoragePlugin, storageOptions, type StorageArguments } from '../storage-options.js';
+
+interface SnapshotArguments extends StorageArguments {
+  vm: string;
+  disk: string[];
+  size: string;
+  uri: string;
+  socket: string;
+  config: string;
+}
+
+/** The storage domain named by flags, else by this host's configuration file. */
+async function hostPlugin(argv: SnapshotArguments): Promise<StoragePlugin> {
+  if (argv.vg !== undefined || argv.domain !== undefined) return openStoragePlugin(argv, 'host');
+  const config = await loadHostConfig(argv.config);
+  if (!config || (!config.vg && !config['loop-domain'])) throw new InvalidConfigError(`no storage domain: give --vg or --domain, or set vg or loop-domain in ${argv.config}`);
+  return openHostPlugin(config, execaRunner);
+}
+
+export const snapshotCommand: CommandModule = {
+  command: 'snapshot',
+  describe: 'Live snapshots of running libvirt domains onto new thin volumes',
+  builder: (yargs: Argv) =>
+    yargs
+      .command<SnapshotArguments>(
+        'create <vm>',
+        'Switch the running domain onto new thin top layers (one per disk), created by the SPM over the current tops; the guest keeps writing',
+        (command) =>
+          storageOptions(command)
+            .positional('vm', { type: 'string', demandOption: true, describe: 'libvirt domain' })
+            .option('disk', { type: 'string', array: true, default: [], describe: 'Disk target (vda); repeat for more; default: every disk on the storage domain' })
+            .option('size', { type: 'string', default: '1G', describe: 'Initial size of each new top volume' })
+            .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
+            .option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "The agent's control socket (requests reach the SPM through it)" })
+            .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration, for the storage domain when no flag names it' }),
+        async (argv) => {
+          const sizeBytes = parseSize(argv.size, '--size');
+          const layers = await snapshotDomain(
+            {
+              virsh: new Virsh(execaRunner, argv.uri),
+              plugin: await hostPlugin(argv),
+              createChild: async (volume, parent, bytes) => (await request(argv.socket, { op: 'create-child', volume, parent, sizeBytes: bytes })).sizeBytes ?? 0,
+              remove: async (volume) => void (await request(argv.socket, { op: 'delete', volume })),
+              now: () => new Date(),
+            },
+            argv.vm,
+            { targets: argv.disk, sizeBytes },
+          );
+          for (const layer of layers) process.stdout.write(`${argv.vm} ${layer.target}: now writes to ${layer.volume} (${formatSize(sizeBytes)}, over ${layer.parent}, which is read-only from now on)\n`);
+        },
+      )
+      .demandCommand(1, 'name an action: create'),
+  handler: () => undefined,
+};

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { LoopPlugin } from '../../plugins/loop/index.js';
+import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
+import { labDomainXml } from '../../src/lab/libvirt-domain.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { GiB, MiB } from '../../src/util/sizes.js';
+import { ClusterWorld } from './helpers/cluster-world.js';
+import { labBootImage } from './helpers/lab-world.js';
+import { LibvirtHost } from './helpers/libvirt-host.js';
+import { TidelineProcess } from './helpers/tideline-process.js';
+import { until } from './helpers/watch.js';
+
+/**
+ * `tideline snapshot create` on a running libvirt domain whose guest writes:
+ * the SPM creates the new top over the current one, libvirt switches the
+ * domain onto it, the agent follows the new top. One host (its own libvirtd,
+ * tests/integration/helpers/libvirt-host.ts, so QEMU may open the lab's
+ * volume files as backing files), the SPM and the agent.
+ */
+const WRITE_MIB = 640;
+const THROTTLE_BYTES_PER_SECOND = 24 * MiB;
+const PAUSED = 'VM paused: a write found no space; extending, then resuming';
+const FOLLOWED = 'a new layer is on top of the disk (snapshot); watching the new top';
+
+describe('real libvirt: live snapshot onto a new thin volume while the guest writes', function () {
+  this.timeout(8 * 60_000);
+  let cluster: ClusterWorld;
+  let host: LibvirtHost | undefined;
+
+  beforeEach(async () => {
+    cluster = await ClusterWorld.create(4);
+  });
+  afterEach(async () => {
+    for (const process of cluster.processes) await process.kill().catch(() => undefined);
+    await host?.stop().catch(() => undefined);
+    host = undefined;
+    await cluster.dispose();
+  });
+
+  async function consoleLines(file: string): Promise<GuestLine[]> {
+    return (await readFile(file, 'utf8').catch(() => '')).split('\n').map(parseGuestLine).filter((line): line is GuestLine => line !== undefined);
+  }
+
+  it('switches onto the new top with zero pauses; the old top stops growing, the new one grows; data intact; the old top cannot be deleted', async () => {
+    const domainDir = cluster.lab.workspace.domainDir;
+    await mkdir(path.join(domainDir, 'hosts', '1'), { recursive: true });
+    const spm = cluster.spm(1, '2');
+    await spm.waitFor('acting as SPM', 30_000);
+    host = await LibvirtHost.start(cluster.lab.workspace, { name: '1', uuid: '7d1e0c5a-0000-4000-8000-0000000000a1', tidelineConfig: `loop-domain = ${domainDir}\nloop-view = 1\n` });
+    const socket = path.join(cluster.dir, 'agent.sock');
+    const agent = new TidelineProcess('agent', [
+      'agent', '--libvirt', '--mailbox', cluster.mailboxPath, '--host-id', '1', '--chunk', '64M', '--free-target', '64M',
+      '--hook-spool', host.hookSpool, '--poll', '0.5', '--status-file', path.join(cluster.dir, 'status.json'), '--control-socket', socket,
+    ], { prefix: host.prefix });
+    cluster.processes.push(agent);
+    await agent.waitFor('following libvirt hook events', 60_000);
+
+    const domain = `tlsnap${process.pid}`;
+    const base = 'snap-vda';
+    await cluster.lab.plugin.create(base, 128 * MiB, { vm: domain, 'virtual-bytes': String(4 * GiB) });
+    const devicePath = await (await LoopPlugin.open(domainDir, execaRunner, { hostView: '1' })).activate(base);
+    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(4 * GiB)]);
+    const consoleLog = path.join(cluster.dir, 'snap.console.log');
+    const xmlFile = path.join(cluster.dir, 'snap.xml');
+    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath, consoleLog, writeMib: WRITE_MIB }));
+    assert.equal((await host.virsh('create', xmlFile)).exitCode, 0);
+    await host.recordQemu(domain);
+    assert.equal((await host.virsh('blkdeviotune', domain, 'vda', '--write-bytes-sec', String(THROTTLE_BYTES_PER_SECOND), '--live')).exitCode, 0);
+    const written = async () => Math.max(0, ...(await consoleLines(consoleLog)).map((line) => (line.kind === 'progress' ? line.writtenMib : 0)));
+    await until(async () => (await written()) >= 160, 180_000, 'the guest to write 160 MiB');
+
+    const tideline = (...args: string[]) => execa(host!.prefix[0]!, [...host!.prefix.slice(1), 'node', '--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, timeout: 120_000 });
+    const snapshot = await tideline('snapshot', 'create', domain, '--disk', 'vda', '--size', '96M', '--socket', socket);
+    assert.equal(snapshot.exitCode, 0, snapshot.stderr);
+    const top = /now writes to (\S+) /.exec(snapshot.stdout)?.[1];
+    assert.ok(top, snapshot.stdout);
+    const baseSizeAtSnapshot = (await cluster.lab.plugin.describe(base)).sizeBytes;
+    await agent.waitFor(FOLLOWED, 30_000);
+    const chain = (await host.virsh('domblklist', domain, '--details')).stdout;
+    assert.match(chain, new RegExp(`hosts/1/${top}`), 'libvirt writes to the new top');
+    const bad = await tideline('snapshot', 'create', domain, '--disk', 'vdz', '--socket', socket);
+    assert.equal(bad.exitCode, 1);
+    assert.match(bad.stderr, /has no disk vdz \(its disks: vda\)/);
+
+    await until(async () => (await consoleLines(consoleLog)).some((line) => line.kind === 'result'), 300_000, 'the guest to report its result');
+    const result = (await consoleLines(consoleLog)).find((line) => line.kind === 'result');
+    assert.ok(result?.kind === 'result');
+    assert.equal(result.bad, 0, 'every unit read back through the chain is intact');
+    assert.equal(result.units, WRITE_MIB / 16);
+
+    const servedTop = spm.logged('request served').filter((event) => event.volume === top && event.operation === 'Extend');
+    const servedBaseAfter = spm.logged('request served').filter((event) => event.volume === base && event.operation === 'Extend' && Number(event.resultBytes) > baseSizeAtSnapshot);
+    assert.ok(servedTop.length > 0, 'the new top grew through the SPM');
+    assert.deepEqual(servedBaseAfter, [], 'the old top did not grow after the snapshot');
+    assert.equal((await cluster.lab.plugin.describe(base)).sizeBytes, baseSizeAtSnapshot);
+    assert.equal(agent.logged(PAUSED).length, 0, 'no pause');
+    const refused = await tideline('volume', 'delete', base, '--socket', socket);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /\[volume-has-children\]/);
+    process.stdout.write(`      snapshot during a ${WRITE_MIB} MiB write: pauses 0; new top ${top} extended ${servedTop.length} times; old top stayed ${baseSizeAtSnapshot / MiB} MiB; data verified: ${result.bad === 0}\n`);
+  });
+});
