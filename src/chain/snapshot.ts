@@ -73,7 +73,7 @@ export async function snapshotDomain(dependencies: SnapshotDependencies, domain:
       await plugin.deactivate(layer.volume).catch(() => undefined);
       await dependencies.remove(layer.volume).catch(() => undefined);
     }
-    if (error instanceof TideError) throw error;
+    if (error instanceof SnapshotError) throw error;
     throw new SnapshotError(`snapshot of ${domain} failed, nothing changed (new volumes removed): ${errorMessage(error)}`, { cause: error });
   }
 }

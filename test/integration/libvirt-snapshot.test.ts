@@ -20,7 +20,7 @@ import { until } from './helpers/watch.js';
  * tests/integration/helpers/libvirt-host.ts, so QEMU may open the lab's
  * volume files as backing files), the SPM and the agent.
  */
-const WRITE_MIB = 640;
+const WRITE_MIB = 768;
 const THROTTLE_BYTES_PER_SECOND = 24 * MiB;
 const PAUSED = 'VM paused: a write found no space; extending, then resuming';
 const FOLLOWED = 'a new layer is on top of the disk (snapshot); watching the new top';
@@ -85,6 +85,17 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     assert.equal(bad.exitCode, 1);
     assert.match(bad.stderr, /has no disk vdz \(its disks: vda\)/);
 
+    // An administrator's own snapshot with plain virsh, onto a tideline volume made over the current top.
+    await until(async () => (await written()) >= 400, 180_000, 'the guest to write 400 MiB');
+    const byHand = `${top}-byhand`;
+    const made = await tideline('volume', 'create', byHand, '--backing', top, '--size', '96M', '--socket', socket);
+    assert.equal(made.exitCode, 0, made.stderr);
+    const byHandPath = await (await LoopPlugin.open(domainDir, execaRunner, { hostView: '1' })).activate(byHand);
+    const virshSnapshot = await host.virsh('snapshot-create-as', domain, '--disk-only', '--reuse-external', '--no-metadata', '--atomic', '--diskspec', `vda,snapshot=external,stype=block,file=${byHandPath}`);
+    assert.equal(virshSnapshot.exitCode, 0, virshSnapshot.stderr);
+    const topSizeAtSecond = (await cluster.lab.plugin.describe(top)).sizeBytes;
+    await agent.waitFor(FOLLOWED, 30_000, 2);
+
     await until(async () => (await consoleLines(consoleLog)).some((line) => line.kind === 'result'), 300_000, 'the guest to report its result');
     const result = (await consoleLines(consoleLog)).find((line) => line.kind === 'result');
     assert.ok(result?.kind === 'result');
@@ -94,12 +105,14 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     const servedTop = spm.logged('request served').filter((event) => event.volume === top && event.operation === 'Extend');
     const servedBaseAfter = spm.logged('request served').filter((event) => event.volume === base && event.operation === 'Extend' && Number(event.resultBytes) > baseSizeAtSnapshot);
     assert.ok(servedTop.length > 0, 'the new top grew through the SPM');
+    assert.ok(spm.logged('request served').some((event) => event.volume === byHand && event.operation === 'Extend'), 'the layer put on top with plain virsh grew too');
+    assert.equal((await cluster.lab.plugin.describe(top)).sizeBytes, topSizeAtSecond, 'the first snapshot\'s top stopped growing at the second');
     assert.deepEqual(servedBaseAfter, [], 'the old top did not grow after the snapshot');
     assert.equal((await cluster.lab.plugin.describe(base)).sizeBytes, baseSizeAtSnapshot);
     assert.equal(agent.logged(PAUSED).length, 0, 'no pause');
     const refused = await tideline('volume', 'delete', base, '--socket', socket);
     assert.equal(refused.exitCode, 1);
     assert.match(refused.stderr, /\[volume-has-children\]/);
-    process.stdout.write(`      snapshot during a ${WRITE_MIB} MiB write: pauses 0; new top ${top} extended ${servedTop.length} times; old top stayed ${baseSizeAtSnapshot / MiB} MiB; data verified: ${result.bad === 0}\n`);
+    process.stdout.write(`      snapshot during a ${WRITE_MIB} MiB write, then one with plain virsh: pauses 0; new top ${top} extended ${servedTop.length} times; old top stayed ${baseSizeAtSnapshot / MiB} MiB; data verified through 3 layers: ${result.bad === 0}\n`);
   });
 });

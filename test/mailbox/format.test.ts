@@ -9,6 +9,7 @@ import {
   encodeHeader,
   encodeReplySlot,
   encodeRequestSlot,
+  MAX_CHILD_AND_PARENT_NAME_BYTES,
   MESSAGES_PER_SLOT,
   Operation,
   ReplyStatus,
@@ -19,13 +20,25 @@ import {
 
 const volumeName = fc.stringMatching(/^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,127}$/);
 const size = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
-const request: fc.Arbitrary<Request> = fc.record({
+const plainRequest: fc.Arbitrary<Request> = fc.record({
   sequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   operation: fc.constantFrom(Operation.Extend, Operation.Create, Operation.Delete),
   volume: volumeName,
   targetBytes: size,
   virtualBytes: size,
 }, { noNullPrototype: true });
+/** Both names of a create-child share the 152 bytes from offset 40. */
+const childRequest: fc.Arbitrary<Request> = fc
+  .record({
+    sequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+    operation: fc.constant(Operation.CreateChild),
+    volume: volumeName,
+    targetBytes: size,
+    virtualBytes: size,
+    parent: volumeName,
+  }, { noNullPrototype: true })
+  .filter((message) => message.volume.length + message.parent!.length <= MAX_CHILD_AND_PARENT_NAME_BYTES);
+const request = fc.oneof(plainRequest, childRequest);
 const reply: fc.Arbitrary<Reply> = fc.record({
   sequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   status: fc.constantFrom(...(Object.values(ReplyStatus).filter((value) => typeof value === 'number') as ReplyStatus[])),
@@ -115,6 +128,18 @@ describe('mailbox format', () => {
     assert.match(JSON.stringify(decodeRequestSlot(badOperation, 1)), /unknown operation 9/);
     const badName = reseal(Buffer.from(block).fill(0x2f, 64 + 40, 64 + 41));
     assert.match(JSON.stringify(decodeRequestSlot(badName, 1)), /volume name .* is not valid/);
+  });
+
+  it('carries a create-child request with both names, and refuses names that together do not fit', () => {
+    const message: Request = { sequence: 7, operation: Operation.CreateChild, volume: 'web01-vda-20261125', targetBytes: 1 << 30, virtualBytes: 0, parent: 'centos9-template' };
+    const decoded = decodeRequestSlot(encodeRequestSlot({ hostId: 2, generation: 1, messages: [message] }), 2);
+    assert.ok(decoded.kind === 'valid');
+    assert.deepEqual(decoded.value.messages[0], message);
+    assert.throws(() => encodeRequestSlot({ hostId: 2, generation: 1, messages: [{ ...message, volume: 'a'.repeat(100), parent: 'b'.repeat(60) }] }), /together are longer than 152 bytes/);
+    assert.throws(() => encodeRequestSlot({ hostId: 2, generation: 1, messages: [{ ...message, parent: undefined }] }), /needs a valid parent/);
+    const block = encodeRequestSlot({ hostId: 2, generation: 1, messages: [message] });
+    const badParentLength = reseal(Buffer.from(block).fill(200, 64 + 11, 64 + 12));
+    assert.match(JSON.stringify(decodeRequestSlot(badParentLength, 2)), /parent name length 200/);
   });
 
   it('refuses to encode what it could not decode', () => {

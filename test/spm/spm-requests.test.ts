@@ -149,6 +149,23 @@ describe('SPM: requests through the mailbox', function () {
     assert.equal((await refusal(host.remove('vm3-vda'))).code, 'volume-not-found');
   });
 
+  it('creates a child over a parent (backing file, parent tag, the parent\'s virtual size), refuses a missing parent, and keeps a parent while it has children', async () => {
+    assert.equal(await host.createChild('vm1-vda-snap1', 'vm1-vda', 32 * MiB), 32 * MiB);
+    const info = await plugin.describe('vm1-vda-snap1');
+    assert.equal(info.tags.parent, 'vm1-vda');
+    assert.equal(info.tags[VIRTUAL_SIZE_TAG], String(1024 * MiB));
+    const image = JSON.parse((await execaRunner('qemu-img', ['info', '--output=json', '-f', 'qcow2', path.join(dir, 'domain', 'vm1-vda-snap1.img')])).stdout) as { 'backing-filename': string; 'backing-filename-format': string };
+    assert.equal(image['backing-filename'], path.join(dir, 'domain', 'vm1-vda.img'));
+    assert.equal(image['backing-filename-format'], 'qcow2');
+    assert.equal((await refusal(host.createChild('orphan', 'nosuch', 32 * MiB))).code, 'volume-not-found');
+    await assert.rejects(plugin.describe('orphan'), { code: 'volume-not-found' });
+    // vm2-vda was not made by tideline: no virtual size, nothing to build on.
+    assert.equal((await refusal(host.createChild('vm2-child', 'vm2-vda', 32 * MiB))).code, 'spm-failed');
+    assert.equal((await refusal(host.remove('vm1-vda'))).code, 'volume-has-children');
+    assert.equal((await plugin.describe('vm1-vda')).name, 'vm1-vda');
+    await host.remove('vm1-vda-snap1');
+  });
+
   it('stops serving the moment the lease is lost', async () => {
     const servedBefore = spm.counters.served;
     await lease.release();
