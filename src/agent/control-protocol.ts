@@ -10,6 +10,7 @@ export const DEFAULT_CONTROL_SOCKET = '/run/tideline/agent.sock';
 export const controlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('create'), volume: z.string().min(1), sizeBytes: z.number().int().positive(), virtualBytes: z.number().int().positive() }),
   z.object({ op: z.literal('create-child'), volume: z.string().min(1), parent: z.string().min(1), sizeBytes: z.number().int().positive() }),
+  z.object({ op: z.literal('extend'), volume: z.string().min(1), sizeBytes: z.number().int().positive() }),
   z.object({ op: z.literal('delete'), volume: z.string().min(1) }),
 ]);
 

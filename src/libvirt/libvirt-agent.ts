@@ -97,10 +97,10 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     if (input) watched.monitor.handle(input);
   }
 
-  /** The disk's chain changed under a watched domain: watch it again from its XML, new top layer included. */
+  /** The disk's chain changed under a watched domain (a new layer on top, or a commit's pivot): watch it again from its XML. */
   private followNewTop(domain: string, target: string): void {
     if (!this.watched.has(domain)) return;
-    this.options.logger.info({ vm: domain, drive: target }, 'a new layer is on top of the disk (snapshot); watching the new top');
+    this.options.logger.info({ vm: domain, drive: target }, 'the disk\'s active layer changed (snapshot or block commit); watching the new top');
     this.detach(domain, 'watching the domain again with its new disk chain');
     void this.attach(domain);
   }

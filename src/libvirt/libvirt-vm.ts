@@ -37,7 +37,7 @@ export class LibvirtVm implements VmControl {
       if (stats.backingIndex === undefined || stats.backingIndex === this.indexes.get(stats.target)) {
         marks.set(stats.target, stats.allocation);
       } else {
-        // A snapshot (tideline's or an admin's virsh) put a new layer on top: the watched one no longer takes writes.
+        // A snapshot put a new layer on top, or a commit pivoted onto a lower one: the watched layer no longer takes writes.
         this.onChainChanged?.(stats.target);
       }
     }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { externalSnapshotXml, snapshotVolumeName } from '../../src/chain/snapshot-xml.js';
+import { layersAbove } from '../../src/chain/commit.js';
 import { snapshotDomain, SnapshotError } from '../../src/chain/snapshot.js';
 import { volumeTree } from '../../src/chain/volume-tree.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
@@ -24,6 +25,18 @@ describe('volume chains (pure parts)', () => {
     const xml = externalSnapshotXml([{ target: 'vda', devicePath: "/dev/vg/it's" }], ['vdb']);
     assert.match(xml, /<disk name='vda' snapshot='external' type='block'>\s*<driver type='qcow2'\/>\s*<source dev='\/dev\/vg\/it&apos;s'\/>/);
     assert.match(xml, /<disk name='vdb' snapshot='no'\/>/);
+  });
+});
+
+describe('layersAbove (what a commit merges)', () => {
+  const chain = [volume('base'), volume('mid', 'base'), volume('top', 'mid'), volume('other')];
+  it('merges the top into its parent by default, or every layer down to a named base', () => {
+    assert.deepEqual(layersAbove(chain, 'top', undefined), { merged: ['top'], base: 'mid' });
+    assert.deepEqual(layersAbove(chain, 'top', 'base'), { merged: ['top', 'mid'], base: 'base' });
+  });
+  it('refuses a base that is not below the top, and a top without a parent', () => {
+    assert.throws(() => layersAbove(chain, 'top', 'other'), /other is not below top in its chain \(top -> mid -> base ends there\)/);
+    assert.throws(() => layersAbove(chain, 'base', undefined), /base has no parent volume/);
   });
 });
 

@@ -91,13 +91,19 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       mailbox = await Mailbox.open(argv.mailbox);
       extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }) });
     }
+    // Extensions asked for by hand (a block commit's base) go the monitor's way: through the SPM, then refreshed here.
+    const extendHere = async (volume: string, sizeBytes: number): Promise<number> => {
+      await extender.extend(volume, sizeBytes);
+      return extender.refresh(volume);
+    };
     const volumes: VolumeService =
       extender instanceof MailboxExtender
-        ? extender
+        ? { create: (volume, sizeBytes, virtualBytes) => extender.create(volume, sizeBytes, virtualBytes), createChild: (volume, parent, sizeBytes) => extender.createChild(volume, parent, sizeBytes), remove: (volume) => extender.remove(volume), extend: extendHere }
         : {
             create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, execaRunner, volume, sizeBytes, virtualBytes)).sizeBytes,
             createChild: async (volume, parent, sizeBytes) => (await createChildVolume(plugin, execaRunner, volume, parent, sizeBytes)).sizeBytes,
             remove: (volume) => deleteThinVolume(plugin, execaRunner, volume),
+            extend: extendHere,
           };
     const libvirt = argv.libvirt
       ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000 })

@@ -2,6 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import type { StoragePlugin } from '../../../plugins/types.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
+import { commitDisk } from '../../chain/commit.js';
 import { snapshotDomain } from '../../chain/snapshot.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { InvalidConfigError } from '../../errors.js';
@@ -30,7 +31,7 @@ async function hostPlugin(argv: SnapshotArguments): Promise<StoragePlugin> {
 
 export const snapshotCommand: CommandModule = {
   command: 'snapshot',
-  describe: 'Live snapshots of running libvirt domains onto new thin volumes',
+  describe: 'Live snapshots of running libvirt domains onto new thin volumes, and merging them back',
   builder: (yargs: Argv) =>
     yargs
       .command<SnapshotArguments>(
@@ -60,6 +61,33 @@ export const snapshotCommand: CommandModule = {
           for (const layer of layers) process.stdout.write(`${argv.vm} ${layer.target}: now writes to ${layer.volume} (${formatSize(sizeBytes)}, over ${layer.parent}, which is read-only from now on)\n`);
         },
       )
-      .demandCommand(1, 'name an action: create'),
+      .command<SnapshotArguments & { base?: string }>(
+        'commit <vm>',
+        'Merge the top layers of a running domain\'s disk into a base below them (by default its parent) and pivot onto it; the merged volumes are zeroed and deleted',
+        (command) =>
+          storageOptions(command)
+            .positional('vm', { type: 'string', demandOption: true, describe: 'libvirt domain' })
+            .option('disk', { type: 'string', array: true, demandOption: true, describe: 'Disk target (vda)' })
+            .option('base', { type: 'string', describe: 'Volume to merge into (default: the parent of the disk\'s top)' })
+            .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
+            .option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "The agent's control socket (requests reach the SPM through it)" })
+            .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration, for the storage domain when no flag names it' }),
+        async (argv) => {
+          if (argv.disk.length !== 1) throw new InvalidConfigError('name exactly one --disk to commit');
+          const outcome = await commitDisk(
+            {
+              virsh: new Virsh(execaRunner, argv.uri),
+              plugin: await hostPlugin(argv),
+              extend: async (volume, bytes) => (await request(argv.socket, { op: 'extend', volume, sizeBytes: bytes })).sizeBytes ?? 0,
+              remove: async (volume) => void (await request(argv.socket, { op: 'delete', volume })),
+            },
+            argv.vm,
+            argv.disk[0]!,
+            argv.base === undefined ? {} : { base: argv.base },
+          );
+          process.stdout.write(`${argv.vm} ${argv.disk[0]}: ${outcome.merged.join(', ')} merged into ${outcome.base} (extended ${formatSize(outcome.baseBytesBefore)} -> ${formatSize(outcome.baseBytesAfter)} first), pivoted; merged volumes zeroed and deleted\n`);
+        },
+      )
+      .demandCommand(1, 'name an action: create or commit'),
   handler: () => undefined,
 };
