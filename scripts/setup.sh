@@ -14,10 +14,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # busybox-static: the lab guest's userland.  util-linux: losetup, blkdiscard.
 # gcc, libc6-dev: the tests build a test-only shim that lets the sanlock daemon
 # start in sandboxes that cannot raise RLIMIT_MEMLOCK (test/fixtures).
+# attr: setfattr, with which the tests clear libvirt's ownership records that a
+# crashed run left on the lab's shared kernel and initrd.
 # The Debian kernel for the lab guest is not installed: the lab unpacks the
 # linux-image package into its cache (see src/lab/boot-image.ts), so the
 # host's /boot and bootloader are never touched.
-packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients lvm2 sanlock rpm busybox-static util-linux gcc libc6-dev systemd)
+packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients lvm2 sanlock rpm busybox-static util-linux gcc libc6-dev systemd attr)
 
 say() { printf 'setup: %s\n' "$*"; }
 

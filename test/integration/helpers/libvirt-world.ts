@@ -45,12 +45,26 @@ export async function restartLibvirtd(): Promise<void> {
   await until(async () => (await virsh('version')).exitCode === 0, 30_000, 'libvirtd to answer again');
 }
 
-/** Destroys transient test domains left by a run that died (their owner PID is in the name). */
+/**
+ * Destroys transient test domains left by a run that died (their owner PID is
+ * in the name). With no domain running at all, also clears the ownership
+ * records libvirt keeps on the lab's shared kernel and initrd (extended
+ * attributes): a libvirtd killed while a domain ran leaves them behind, and
+ * libvirt then refuses every later domain using those files ("Setting
+ * different DAC user or group ... which is already in use").
+ */
 export async function sweepTestDomains(): Promise<void> {
   const names = (await virsh('list', '--name')).stdout.split('\n').map((line) => line.trim()).filter(Boolean);
   for (const name of names) {
     const owner = Number(new RegExp(`^${DOMAIN_PREFIX}(\\d+)-`).exec(name)?.[1]);
     if (owner && owner !== process.pid && !isAlive(owner)) await virsh('destroy', name);
+  }
+  if ((await virsh('list', '--name')).stdout.trim() !== '') return;
+  const boot = await labBootImage();
+  for (const file of [boot.kernel, boot.initrd]) {
+    for (const attribute of ['dac', 'ref_dac', 'timestamp_dac']) {
+      await execa('setfattr', ['-x', `trusted.libvirt.security.${attribute}`, file], { reject: false, timeout: 10_000 });
+    }
   }
 }
 
