@@ -23,6 +23,13 @@ export interface StoragePlugin {
   describe(volume: string): Promise<VolumeInfo>;
   /** Grows to an absolute size (rounded up to the extent size); the current size changes nothing; a smaller one is refused with ShrinkRefusedError. */
   extend(volume: string, targetBytes: number): Promise<VolumeInfo>;
+  /**
+   * Shrinks to an absolute size (rounded up to the extent size). Only for a
+   * volume nobody has open, and only after the caller made sure the image
+   * ends below it (src/spm/volume-lifecycle.ts reduceThinVolume); a larger
+   * size than the current one is refused.
+   */
+  reduce(volume: string, targetBytes: number): Promise<VolumeInfo>;
   /** Makes this host see the volume's current size; returns the size this host now sees. */
   refresh(volume: string): Promise<number>;
   /** The size this host sees now, without refreshing (its device's size); undefined when the volume is not active here. */

@@ -142,6 +142,20 @@ export class LoopPlugin implements StoragePlugin {
     });
   }
 
+  async reduce(volume: string, targetBytes: number): Promise<VolumeInfo> {
+    return this.exclusive(async () => {
+      const file = await this.existingFile(volume);
+      const { size } = await stat(file);
+      const target = alignUp(targetBytes, this.extentBytes);
+      if (target > size) throw new StorageDomainError(`cannot reduce ${volume} to ${target} bytes: it is only ${size} bytes`);
+      if (target < size) {
+        await truncate(file, target);
+        this.sizes.set(path.basename(file), target);
+      }
+      return this.describe(volume);
+    });
+  }
+
   async refresh(volume: string): Promise<number> {
     const file = await this.existingFile(volume);
     const devices = await this.view.devices(file, volume);

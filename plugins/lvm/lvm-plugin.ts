@@ -172,6 +172,19 @@ export class LvmPlugin implements StoragePlugin {
     throw this.failure('lvextend', result.stderr);
   }
 
+  async reduce(volume: string, targetBytes: number): Promise<VolumeInfo> {
+    assertVolumeName(volume);
+    const target = alignUp(targetBytes, this.extentBytes);
+    const current = await this.describe(volume);
+    if (target > current.sizeBytes) throw new StorageDomainError(`cannot reduce ${this.options.vg}/${volume} to ${target} bytes: it is only ${current.sizeBytes} bytes`);
+    if (target === current.sizeBytes) return current;
+    // --force: lvreduce asks before it shrinks; the caller checked that the image ends below the new size.
+    const result = await this.lvm('lvreduce', ['--force', '--size', `${target}b`, `${this.options.vg}/${volume}`], [LVM_FAILED]);
+    if (result.exitCode === 0) return this.describe(volume);
+    this.refusedReadOnly('lvreduce', volume, result.stderr);
+    throw this.failure('lvreduce', result.stderr);
+  }
+
   async refresh(volume: string): Promise<number> {
     const info = await this.describe(volume);
     if (!this.options.activation) return info.sizeBytes; // nothing is active here, so there is no mapping to reload

@@ -11,6 +11,7 @@ export interface VolumeService {
   createChild(volume: string, parent: string, sizeBytes: number): Promise<number>;
   /** Grows to an absolute size through the SPM and makes this host see it. */
   extend(volume: string, sizeBytes: number): Promise<number>;
+  reduce(volume: string, freeTargetBytes: number): Promise<number>;
   remove(volume: string): Promise<void>;
 }
 
@@ -30,6 +31,7 @@ export async function serveControl(socketPath: string, volumes: VolumeService, l
     try {
       logger.info({ op: request.op, volume: request.volume, ...(request.op === 'create-child' ? { parent: request.parent } : {}) }, 'volume request from the control socket');
       if (request.op === 'create') return { ok: true, sizeBytes: await volumes.create(request.volume, request.sizeBytes, request.virtualBytes) };
+      if (request.op === 'reduce') return { ok: true, sizeBytes: await volumes.reduce(request.volume, request.freeTargetBytes) };
       if (request.op === 'extend') return { ok: true, sizeBytes: await volumes.extend(request.volume, request.sizeBytes) };
       if (request.op === 'create-child') return { ok: true, sizeBytes: await volumes.createChild(request.volume, request.parent, request.sizeBytes) };
       await volumes.remove(request.volume);

@@ -27,6 +27,8 @@ export enum Operation {
   Delete = 3,
   /** Create a thin volume whose qcow2 image has another volume as its backing file (a snapshot's new top, a template's child). */
   CreateChild = 4,
+  /** Shrink a volume nobody uses to its image's end plus the free target in `targetBytes`. */
+  Reduce = 5,
 }
 
 /** A create-child message holds both names in the 152 bytes from offset 40 to the end of the message. */

@@ -99,6 +99,11 @@ export class MailboxExtender implements Extender {
     return this.submit({ operation: Operation.CreateChild, volume, parent, targetBytes: initialBytes, virtualBytes: 0 });
   }
 
+  /** Asks the SPM to give back what a volume nobody uses does not need beyond `freeTargetBytes`; resolves with its size afterwards. */
+  reduce(volume: string, freeTargetBytes: number): Promise<number> {
+    return this.submit({ operation: Operation.Reduce, volume, targetBytes: freeTargetBytes, virtualBytes: 0 });
+  }
+
   /** Asks the SPM to zero and remove a volume. */
   async remove(volume: string): Promise<void> {
     await this.submit({ operation: Operation.Delete, volume, targetBytes: 0, virtualBytes: 0 });
@@ -213,6 +218,7 @@ function refusal(request: Request, status: ReplyStatus, resultBytes: number): Ma
   const code = REPLY_STATUS_CODES[status];
   const what =
     request.operation === Operation.Delete ? `delete of ${request.volume}`
+    : request.operation === Operation.Reduce ? `reduce of ${request.volume}`
     : request.operation === Operation.CreateChild ? `create of ${request.volume} on ${request.parent}`
     : `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
   const reasons: Partial<Record<ReplyStatus, string>> = {

@@ -2,6 +2,7 @@ import type { StoragePlugin, VolumeInfo } from '../../plugins/types.js';
 import { StorageDomainError } from '../../plugins/errors.js';
 import { TideError } from '../errors.js';
 import type { Runner } from '../util/runner.js';
+import { alignUp } from '../util/sizes.js';
 import { VIRTUAL_SIZE_TAG } from './validate.js';
 
 /**
@@ -77,4 +78,31 @@ export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volum
     await plugin.deactivate(volume);
   }
   await plugin.remove(volume);
+}
+
+/**
+ * Gives space back (oVirt's reduce): shrinks the volume to where its qcow2
+ * image ends plus `freeTargetBytes`, never below the image's end and never
+ * larger than it is. Only for a volume no VM has open: active on the SPM's
+ * host is refused here; the SPM cannot see other hosts' activations yet, so
+ * the command says so. Resolves with the size afterwards.
+ */
+export async function reduceThinVolume(plugin: StoragePlugin, run: Runner, volume: string, freeTargetBytes: number): Promise<number> {
+  const before = await plugin.describe(volume);
+  if (await plugin.isActive(volume)) throw new VolumeInUseError(`volume ${volume} is active on this host; a volume in use is never reduced`);
+  const device = await plugin.activate(volume);
+  let endBytes: number;
+  try {
+    // Exit code 3: leaked clusters, harmless, and the report is still complete.
+    const check = await run('qemu-img', ['check', '--output=json', '-f', 'qcow2', device], { timeoutMs: QEMU_IMG_TIMEOUT_MS, acceptExitCodes: [3] });
+    const report = JSON.parse(check.stdout) as { 'image-end-offset'?: number; corruptions?: number };
+    if (report.corruptions) throw new StorageDomainError(`volume ${volume} holds a qcow2 image with ${report.corruptions} corruptions; not reducing it (qemu-img check ${device})`);
+    if (typeof report['image-end-offset'] !== 'number') throw new StorageDomainError(`qemu-img check did not report where the image on ${volume} ends; not reducing it`);
+    endBytes = report['image-end-offset'];
+  } finally {
+    await plugin.deactivate(volume);
+  }
+  const target = alignUp(endBytes + freeTargetBytes, plugin.extentBytes);
+  if (target >= before.sizeBytes) return before.sizeBytes;
+  return (await plugin.reduce(volume, target)).sizeBytes;
 }

@@ -4,7 +4,7 @@ import type { LvmPlugin } from '../../plugins/lvm/index.js';
 import { LvmWorld } from '../../src/lab/lvm-world.js';
 import type { StorageHost } from '../../src/lab/storage-host.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { createThinVolume, deleteThinVolume } from '../../src/spm/volume-lifecycle.js';
+import { createThinVolume, deleteThinVolume, reduceThinVolume } from '../../src/spm/volume-lifecycle.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
 
 /**
@@ -81,6 +81,26 @@ describe('real LVM with device-mapper: two hosts on one LUN (storage host guests
     await deleteThinVolume(spm, world.host('a').run, VOLUME);
     assert.ok(await isZero(world.lunPath, extents), 'every byte of the removed volume is zero on the LUN');
     assert.deepEqual((await hostB.list()).map((volume) => volume.name), []);
+  });
+
+  it('gives space back on real LVM: an unused volume is reduced to its image end plus the free target, its data intact; one in use is not', async () => {
+    const a = world.host('a');
+    await createThinVolume(spm, a.run, 'shrinkme', 16 * MiB, GiB);
+    await spm.extend('shrinkme', 256 * MiB);
+    const device = await spm.activate('shrinkme');
+    assertQemuIo(await qemuIo(a, device, ['write -P 0xc3 0 40M']), 'ok');
+    await assert.rejects(reduceThinVolume(spm, a.run, 'shrinkme', 8 * MiB), { code: 'volume-in-use' });
+    await spm.deactivate('shrinkme');
+    const reduced = await reduceThinVolume(spm, a.run, 'shrinkme', 8 * MiB);
+    assert.ok(reduced > 40 * MiB && reduced <= 56 * MiB, `lvreduce to ${reduced / MiB} MiB: 40 MiB of data, metadata and 8 MiB free, in 4 MiB extents`);
+    assert.equal((await hostB.describe('shrinkme')).sizeBytes, reduced, 'every host reads the new size from the VG');
+    const again = await spm.activate('shrinkme');
+    assert.equal(await blockDeviceBytes(a, again), reduced);
+    assertQemuIo(await qemuIo(a, again, ['read -P 0xc3 0 40M'], { readOnly: true }), 'ok');
+    const check = await a.run('qemu-img', ['check', '-f', 'qcow2', again], { acceptExitCodes: [3] });
+    assert.equal(check.exitCode, 0, check.stdout);
+    await spm.deactivate('shrinkme');
+    await deleteThinVolume(spm, a.run, 'shrinkme');
   });
 
   it("host B's LVM itself refuses every metadata change (read-only mode); the SPM's does not", async () => {

@@ -166,6 +166,29 @@ describe('SPM: requests through the mailbox', function () {
     await host.remove('vm1-vda-snap1');
   });
 
+  it('reduces a volume nobody uses to its image end plus the free target, keeps its data, and refuses one in use', async () => {
+    await host.create('vm5-vda', 64 * MiB, 1024 * MiB);
+    const device = await plugin.activate('vm5-vda');
+    assert.equal((await execaRunner('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 40M', device])).exitCode, 0);
+    await plugin.deactivate('vm5-vda');
+    await host.extend('vm5-vda', 512 * MiB);
+    assert.equal((await refusal(host.reduce('nosuch', 0))).code, 'volume-not-found');
+    await plugin.activate('vm5-vda');
+    assert.equal((await refusal(host.reduce('vm5-vda', 16 * MiB))).code, 'volume-in-use');
+    assert.equal((await plugin.describe('vm5-vda')).sizeBytes, 512 * MiB, 'a refused reduce changes nothing');
+    await plugin.deactivate('vm5-vda');
+
+    const reduced = await host.reduce('vm5-vda', 16 * MiB);
+    assert.ok(reduced > 40 * MiB && reduced <= 60 * MiB, `reduced to ${reduced / MiB} MiB: the 40 MiB written, metadata and 16 MiB free`);
+    assert.equal((await plugin.describe('vm5-vda')).sizeBytes, reduced);
+    const file = path.join(dir, 'domain', 'vm5-vda.img');
+    assert.equal((await execaRunner('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x5a 0 40M', file])).stdout.includes('Pattern verification failed'), false);
+    assert.equal((await execaRunner('qemu-img', ['check', '-f', 'qcow2', file], { acceptExitCodes: [3] })).exitCode, 0, 'the image is intact');
+    assert.equal(await host.reduce('vm5-vda', 16 * MiB), reduced, 'reducing again changes nothing');
+    assert.equal(await host.reduce('vm5-vda', 256 * MiB), reduced, 'a reduce never grows a volume');
+    await host.remove('vm5-vda');
+  });
+
   it('stops serving the moment the lease is lost', async () => {
     const servedBefore = spm.counters.served;
     await lease.release();

@@ -47,6 +47,19 @@ export const volumeCommand: CommandModule = {
           process.stdout.write(`volume ${argv.name} zeroed and deleted\n`);
         },
       )
+      .command<{ name: string; 'free-target': string; socket: string }>(
+        'reduce <name>',
+        'Give space back: shrink a volume no VM has open to where its image ends plus the free target (through the SPM)',
+        (command) =>
+          command
+            .positional('name', { type: 'string', demandOption: true })
+            .option('free-target', { type: 'string', default: '128M', describe: 'Room left above the end of the image' })
+            .option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET }),
+        async (argv) => {
+          const reply = await request(argv.socket, { op: 'reduce', volume: argv.name, freeTargetBytes: parseSize(argv['free-target'], '--free-target') });
+          process.stdout.write(`volume ${argv.name} is now ${formatSize(reply.sizeBytes ?? 0)} (its image's end plus ${argv['free-target']}, at most)\n`);
+        },
+      )
       .command<StorageArguments & { json: boolean }>(
         'list',
         'List the volumes of the storage domain (read-only; any host)',
@@ -68,6 +81,6 @@ export const volumeCommand: CommandModule = {
           process.stdout.write(`${table.toString()}\n${formatSize(await plugin.freeBytes())} free in ${plugin.domain}\n`);
         },
       )
-      .demandCommand(1, 'name an action: create, delete or list'),
+      .demandCommand(1, 'name an action: create, delete, reduce or list'),
   handler: () => undefined,
 };
