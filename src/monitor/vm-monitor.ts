@@ -248,19 +248,27 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private async arrive(resumedAt: number): Promise<void> {
     if (this.migration !== 'incoming') return;
     this.migration = undefined;
+    // Armed first, against the view the incoming refreshes kept (at most one
+    // refresh interval old): a threshold a little low fires early, never late.
+    await this.armAll();
+    const armedMs = this.clock.now() - resumedAt;
     try {
       await this.refreshVolumes(true);
     } catch (error) {
       this.logger.warn({ err: errorMessage(error) }, 'refresh after migration failed; the thresholds below the old size still guard the drives');
     }
-    for (const runtime of this.drives.values()) runtime.state.forgetThreshold();
+    // A view that grew in the meantime raises the thresholds.
     await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
-    await Promise.all([...this.drives.values()].map((runtime) => runtime.arming));
-    const armedMs = this.clock.now() - resumedAt;
     this.lastArrivalMs = armedMs;
     this.logger.info({ armedMs, drives: [...this.drives.values()].map((runtime) => runtime.state.status()) }, 'VM arrived by live migration: volumes refreshed, thresholds armed');
     this.emit('arrived', { vm: this.vm, armedMs });
     this.emit('changed');
+  }
+
+  private async armAll(): Promise<void> {
+    for (const runtime of this.drives.values()) runtime.state.forgetThreshold();
+    await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
+    await Promise.all([...this.drives.values()].map((runtime) => runtime.arming));
   }
 
   private leave(): void {
