@@ -15,7 +15,7 @@ export interface VolumeService {
   remove(volume: string): Promise<void>;
 }
 
-/** Serves the control socket; root-only (mode 0600), since it can delete volumes. */
+/** Serves the control socket; root-only (mode 0600 from its creation), since it can delete volumes. */
 export async function serveControl(socketPath: string, volumes: VolumeService, logger: Logger): Promise<net.Server> {
   await mkdir(path.dirname(socketPath), { recursive: true });
   await rm(socketPath, { force: true });
@@ -40,7 +40,13 @@ export async function serveControl(socketPath: string, volumes: VolumeService, l
       return { ok: false, code: errorCode(error), message: errorMessage(error) };
     }
   };
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+  // The socket is born 0600: with only chmod afterwards, another user could connect in between.
+  const previousUmask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+  } finally {
+    process.umask(previousUmask);
+  }
   await chmod(socketPath, 0o600);
   return server;
 }
