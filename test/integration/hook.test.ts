@@ -3,6 +3,7 @@ import { access, readdir, readFile, readlink, rm, writeFile } from 'node:fs/prom
 import path from 'node:path';
 import { execa } from 'execa';
 import { HookSpool } from '../../src/agent/hook-spool.js';
+import { hookScript } from '../../src/cli/commands/hook.js';
 import { labDomainXml } from '../../src/lab/libvirt-domain.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { MiB } from '../../src/util/sizes.js';
@@ -70,6 +71,20 @@ describe('libvirt hook', function () {
     await access(sourcePath).then(() => assert.fail('host 1 never activated the volume; its directory stays empty'), () => undefined);
   });
 
+  it('prepare: decides a domain without a disk on the storage domain in the shell, without starting node', async () => {
+    // The same hook with a node that does not exist: whatever starts node fails loudly.
+    const noNode = path.join(world.dir, 'hook-without-node');
+    await writeFile(noNode, await hookScript({ nodePath: path.join(world.dir, 'no-such-node'), spool }), { mode: 0o755 });
+    const run = (xml: string) => execa(noNode, ['web', 'prepare', 'begin', '-'], { input: xml, reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: config } });
+    const elsewhere = await run(xmlFor('/var/lib/libvirt/images/web.qcow2'));
+    assert.deepEqual([elsewhere.exitCode, elsewhere.stderr], [0, '']);
+    const ours = await run(xmlFor(path.join(world.workspace.domainDir, 'hosts', '1', 'web-vda')));
+    assert.notEqual(ours.exitCode, 0, 'a disk of the storage domain goes to node');
+    assert.match(ours.stderr, /no-such-node/);
+    const unconfigured = await execa(noNode, ['web', 'prepare', 'begin', '-'], { input: xmlFor('/dev/loop99'), reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: path.join(world.dir, 'absent.conf') } });
+    assert.deepEqual([unconfigured.exitCode, unconfigured.stderr], [0, '']);
+  });
+
   it('prepare: refuses the start, naming disk and volume, when the volume is gone', async () => {
     await world.plugin.create('gone-vda', 64 * MiB);
     const device = await world.plugin.activate('gone-vda');
@@ -79,8 +94,8 @@ describe('libvirt hook', function () {
     assert.match(result.stderr, new RegExp(`domain gone cannot start: its disk ${device} is volume gone-vda, which does not exist in storage domain`));
   });
 
-  it('prepare: malformed XML gives a message and lets libvirt decide (exit 0)', async () => {
-    const result = await hook(['web', 'prepare', 'begin', '-'], '<domain><name>web</name><devices><disk');
+  it('prepare: malformed XML naming a path of the storage domain gives a message and lets libvirt decide (exit 0)', async () => {
+    const result = await hook(['web', 'prepare', 'begin', '-'], "<domain><name>web</name><devices><disk><source dev='/dev/loop3'");
     assert.equal(result.exitCode, 0);
     assert.match(result.stderr, /cannot read the XML of domain web .*not well-formed.*thin volumes were not refreshed/);
   });
