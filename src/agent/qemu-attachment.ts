@@ -33,6 +33,7 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
   readonly client: QmpClient;
   private readonly vmControl: QmpVm;
   private monitor: VmMonitor | undefined;
+  private restarting: Promise<void> | undefined;
 
   constructor(private readonly options: AttachmentOptions) {
     super();
@@ -41,7 +42,7 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
       logger: options.logger,
       ...(options.commandTimeoutMs ? { commandTimeoutMs: options.commandTimeoutMs } : {}),
     });
-    this.vmControl = new QmpVm(this.client);
+    this.vmControl = new QmpVm(this.client, (drive) => this.followNewTop(drive));
   }
 
   async start(): Promise<void> {
@@ -63,8 +64,9 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
   }
 
   private async startMonitor(): Promise<void> {
-    this.monitor?.stop();
+    // The old monitor goes on until the new one can start: if reading the block graph fails, its next poll tries again.
     const drives = await this.thinDrives(await this.vmControl.discover());
+    this.monitor?.stop();
     const monitor = new VmMonitor({
       vm: this.options.vm,
       drives,
@@ -78,6 +80,15 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
     this.monitor = monitor;
     forwardMonitorEvents(monitor, this);
     await monitor.start();
+  }
+
+  /** A drive's active layer changed (snapshot, commit): watch the VM again from its block graph. */
+  private followNewTop(drive: string): void {
+    if (this.restarting) return;
+    this.options.logger.info({ vm: this.options.vm, drive }, "the disk's active layer changed (snapshot or block commit); watching the new top");
+    this.restarting = this.startMonitor()
+      .catch((error: unknown) => this.options.logger.warn({ vm: this.options.vm, err: errorMessage(error) }, 'watching the new top failed; retrying at the next poll'))
+      .finally(() => (this.restarting = undefined));
   }
 
   status(): VmStatus | undefined {

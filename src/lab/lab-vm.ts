@@ -4,6 +4,7 @@ import type { Runner } from '../util/runner.js';
 import type { BootImage } from './boot-image.js';
 import { parseGuestLine, type GuestLine } from './guest-report.js';
 import { QemuProcess } from './qemu-process.js';
+import { VIRTUAL_SIZE_TAG } from '../spm/validate.js';
 
 /**
  * One lab guest on a fresh thin volume: the volume is created small, a qcow2
@@ -56,7 +57,8 @@ export class LabVm {
 
   static async create(options: LabVmOptions): Promise<LabVm> {
     const volume = `${options.name}-vda`;
-    await options.plugin.create(volume, options.initialBytes, { vm: options.name, drive: 'vda' });
+    // Tagged as `tideline volume create` does: the SPM's cap and a snapshot's new top read the virtual size from it.
+    await options.plugin.create(volume, options.initialBytes, { vm: options.name, drive: 'vda', [VIRTUAL_SIZE_TAG]: String(options.virtualBytes) });
     const devicePath = await options.plugin.activate(volume);
     await options.run('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(options.virtualBytes)], { timeoutMs: QEMU_IMG_TIMEOUT_MS });
     const qemu = new QemuProcess({

@@ -36,6 +36,24 @@ export interface BlockStats {
   parent?: BlockStats;
 }
 
+/**
+ * The block device under a format node's filename. QEMU names a node whose
+ * backing link was made at run time (blockdev-snapshot) by a `json:{...}`
+ * pseudo-filename; its "file" is the protocol node, the device itself.
+ */
+export function protocolPath(filename: string): string {
+  if (!filename.startsWith('json:')) return filename;
+  try {
+    const options = JSON.parse(filename.slice('json:'.length)) as { file?: { filename?: unknown } | string; 'file.filename'?: unknown };
+    const nested = typeof options.file === 'object' ? options.file?.filename : undefined;
+    const flat = options['file.filename'];
+    const found = typeof nested === 'string' ? nested : typeof flat === 'string' ? flat : undefined;
+    return found ?? filename;
+  } catch {
+    return filename;
+  }
+}
+
 /** "/machine/peripheral/vda/virtio-backend" → "vda"; libvirt's aliases come the same way. */
 export function driveName(qdev: string | undefined, fallback: string): string {
   if (!qdev) return fallback;
@@ -56,7 +74,7 @@ export function describeDrives(blocks: readonly BlockInfo[], stats: readonly Blo
       drive: driveName(block.qdev, block.device || formatNode),
       formatNode,
       protocolNode,
-      path: inserted.file ?? '',
+      path: protocolPath(inserted.file ?? ''),
       format: inserted.image?.format ?? inserted.drv ?? 'unknown',
       virtualBytes: inserted.image?.['virtual-size'] ?? 0,
       clusterBytes: inserted.image?.['cluster-size'],
@@ -74,6 +92,16 @@ export function highWaterMarks(drives: readonly QemuDrive[], stats: readonly Blo
     if (offset !== undefined) marks.set(drive.drive, offset);
   }
   return marks;
+}
+
+/** Drives whose device now sits on another node than the one described (a new top layer, or a pivot). */
+export function changedLayers(drives: readonly QemuDrive[], stats: readonly BlockStats[]): string[] {
+  return drives
+    .filter((drive) => {
+      const current = stats.find((entry) => driveName(entry.qdev, entry.device || (entry['node-name'] ?? '')) === drive.drive);
+      return current?.['node-name'] !== undefined && current['node-name'] !== drive.formatNode;
+    })
+    .map((drive) => drive.drive);
 }
 
 export function noSpaceDrives(drives: readonly QemuDrive[], blocks: readonly BlockInfo[]): Set<string> {

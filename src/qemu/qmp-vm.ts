@@ -1,7 +1,7 @@
 import type { MonitorInput, RunState, VmControl } from '../monitor/ports.js';
 import type { QmpClient } from '../qmp/client.js';
 import type { QmpEvent } from '../qmp/messages.js';
-import { describeDrives, highWaterMarks, noSpaceDrives, type BlockInfo, type BlockStats, type QemuDrive } from './block-info.js';
+import { changedLayers, describeDrives, highWaterMarks, noSpaceDrives, type BlockInfo, type BlockStats, type QemuDrive } from './block-info.js';
 
 /**
  * A QEMU process seen through QMP as the monitor needs it: thresholds, high
@@ -10,7 +10,11 @@ import { describeDrives, highWaterMarks, noSpaceDrives, type BlockInfo, type Blo
 export class QmpVm implements VmControl {
   private drives: QemuDrive[] = [];
 
-  constructor(private readonly client: QmpClient) {}
+  /** `onChainChanged`: a drive's active layer is no longer the node watched (a snapshot put one on top, a commit pivoted). */
+  constructor(
+    private readonly client: QmpClient,
+    private readonly onChainChanged?: (drive: string) => void,
+  ) {}
 
   /** Reads the block graph; call again after a reconnect (QEMU may have restarted). */
   async discover(): Promise<QemuDrive[]> {
@@ -27,7 +31,9 @@ export class QmpVm implements VmControl {
   }
 
   async highWaterMarks(): Promise<Map<string, number>> {
-    return highWaterMarks(this.drives, await this.client.execute<BlockStats[]>('query-blockstats'));
+    const stats = await this.client.execute<BlockStats[]>('query-blockstats');
+    for (const drive of changedLayers(this.drives, stats)) this.onChainChanged?.(drive);
+    return highWaterMarks(this.drives, stats);
   }
 
   async runState(): Promise<RunState> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { externalSnapshotXml, snapshotVolumeName } from '../../src/chain/snapshot-xml.js';
 import { layersAbove } from '../../src/chain/commit.js';
-import { snapshotDomain, SnapshotError } from '../../src/chain/snapshot.js';
+import { libvirtSnapshotVm, snapshotDomain, SnapshotError } from '../../src/chain/snapshot.js';
 import { volumeTree } from '../../src/chain/volume-tree.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
 import type { StoragePlugin, VolumeInfo } from '../../plugins/types.js';
@@ -61,7 +61,7 @@ describe('snapshotDomain', () => {
       deactivate: async (name: string) => void calls.push(`deactivate ${name}`),
     } as unknown as StoragePlugin;
     const dependencies = {
-      virsh: new Virsh(run),
+      vm: libvirtSnapshotVm(new Virsh(run), 'web'),
       plugin,
       createChild: async (name: string, parent: string) => { calls.push(`create ${name} on ${parent}`); return 1; },
       remove: async (name: string) => void calls.push(`remove ${name}`),
@@ -72,17 +72,17 @@ describe('snapshotDomain', () => {
 
   it('creates the new top through the SPM, activates it, then switches the domain', async () => {
     const { calls, dependencies } = world();
-    const layers = await snapshotDomain(dependencies, 'web', { sizeBytes: 1 });
+    const layers = await snapshotDomain(dependencies, { sizeBytes: 1 });
     assert.deepEqual(layers, [{ target: 'vda', parent: 'web-vda', volume: 'web-vda-20261125185254', devicePath: '/dev/sd1/web-vda-20261125185254' }]);
     assert.deepEqual(calls, ['dumpxml', 'create web-vda-20261125185254 on web-vda', 'activate web-vda-20261125185254', 'snapshot-create']);
   });
 
   it('gives the new volumes back when libvirt refuses, and names a disk that is not there or not ours', async () => {
     const failing = world({ snapshotFails: true });
-    await assert.rejects(snapshotDomain(failing.dependencies, 'web', { sizeBytes: 1 }), (error: unknown) => error instanceof SnapshotError && /nothing changed \(new volumes removed\)/.test(error.message));
+    await assert.rejects(snapshotDomain(failing.dependencies, { sizeBytes: 1 }), (error: unknown) => error instanceof SnapshotError && /nothing changed \(new volumes removed\)/.test(error.message));
     assert.deepEqual(failing.calls.slice(-2), ['deactivate web-vda-20261125185254', 'remove web-vda-20261125185254']);
     const { dependencies } = world();
-    await assert.rejects(snapshotDomain(dependencies, 'web', { targets: ['vdz'], sizeBytes: 1 }), /has no disk vdz \(its disks: vda, vdb\)/);
-    await assert.rejects(snapshotDomain(dependencies, 'web', { targets: ['vdb'], sizeBytes: 1 }), /disk vdb of domain web is not on a volume of storage domain sd1/);
+    await assert.rejects(snapshotDomain(dependencies, { targets: ['vdz'], sizeBytes: 1 }), /has no disk vdz \(its disks: vda, vdb\)/);
+    await assert.rejects(snapshotDomain(dependencies, { targets: ['vdb'], sizeBytes: 1 }), /disk vdb of domain web is not on a volume of storage domain sd1/);
   });
 });

@@ -3,7 +3,8 @@ import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import type { StoragePlugin } from '../../../plugins/types.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
 import { commitDisk } from '../../chain/commit.js';
-import { snapshotDomain } from '../../chain/snapshot.js';
+import { libvirtSnapshotVm, qmpSnapshotVm, snapshotDomain } from '../../chain/snapshot.js';
+import { QmpClient } from '../../qmp/client.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { InvalidConfigError } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
@@ -14,6 +15,7 @@ import { openStoragePlugin, storageOptions, type StorageArguments } from '../sto
 
 interface SnapshotArguments extends StorageArguments {
   vm: string;
+  qmp?: string;
   disk: string[];
   size: string;
   uri: string;
@@ -39,7 +41,8 @@ export const snapshotCommand: CommandModule = {
         'Switch the running domain onto new thin top layers (one per disk), created by the SPM over the current tops; the guest keeps writing',
         (command) =>
           storageOptions(command)
-            .positional('vm', { type: 'string', demandOption: true, describe: 'libvirt domain' })
+            .positional('vm', { type: 'string', demandOption: true, describe: 'libvirt domain (with --qmp: the name for the new volumes)' })
+            .option('qmp', { type: 'string', describe: 'A plain QEMU (no libvirt): a QMP socket of it that the agent does not use' })
             .option('disk', { type: 'string', array: true, default: [], describe: 'Disk target (vda); repeat for more; default: every disk on the storage domain' })
             .option('size', { type: 'string', default: '1G', describe: 'Initial size of each new top volume' })
             .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
@@ -47,18 +50,24 @@ export const snapshotCommand: CommandModule = {
             .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration, for the storage domain when no flag names it' }),
         async (argv) => {
           const sizeBytes = parseSize(argv.size, '--size');
-          const layers = await snapshotDomain(
-            {
-              virsh: new Virsh(execaRunner, argv.uri),
-              plugin: await hostPlugin(argv),
-              createChild: async (volume, parent, bytes) => (await request(argv.socket, { op: 'create-child', volume, parent, sizeBytes: bytes })).sizeBytes ?? 0,
-              remove: async (volume) => void (await request(argv.socket, { op: 'delete', volume })),
-              now: () => new Date(),
-            },
-            argv.vm,
-            { targets: argv.disk, sizeBytes },
-          );
-          for (const layer of layers) process.stdout.write(`${argv.vm} ${layer.target}: now writes to ${layer.volume} (${formatSize(sizeBytes)}, over ${layer.parent}, which is read-only from now on)\n`);
+          // A plain QEMU is reached through a QMP socket of its own; the agent keeps its own connection.
+          const client = argv.qmp === undefined ? undefined : new QmpClient(argv.qmp);
+          try {
+            if (client) await client.start();
+            const layers = await snapshotDomain(
+              {
+                vm: client ? qmpSnapshotVm(client, argv.vm) : libvirtSnapshotVm(new Virsh(execaRunner, argv.uri), argv.vm),
+                plugin: await hostPlugin(argv),
+                createChild: async (volume, parent, bytes) => (await request(argv.socket, { op: 'create-child', volume, parent, sizeBytes: bytes })).sizeBytes ?? 0,
+                remove: async (volume) => void (await request(argv.socket, { op: 'delete', volume })),
+                now: () => new Date(),
+              },
+              { targets: argv.disk, sizeBytes },
+            );
+            for (const layer of layers) process.stdout.write(`${argv.vm} ${layer.target}: now writes to ${layer.volume} (${formatSize(sizeBytes)}, over ${layer.parent}, which is read-only from now on)\n`);
+          } finally {
+            client?.close();
+          }
         },
       )
       .command<SnapshotArguments & { base?: string }>(
