@@ -45,10 +45,13 @@ describe('real QEMU: live snapshot of a plain QEMU VM onto a new thin volume', f
     const baseSizeAtSnapshot = (await world.plugin.describe(vm.volume)).sizeBytes;
     await agent.waitFor(FOLLOWED, 30_000);
 
+    let timer: NodeJS.Timeout | undefined;
     const progress = await Promise.race([
       vm.finished(),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the guest did not finish within 4 minutes (written ${vm.progress.writtenMib} MiB); is it paused? agent:\n${agent.transcript()}`)), 240_000)),
-    ]);
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the guest did not finish within 4 minutes (written ${vm.progress.writtenMib} MiB); is it paused? agent:\n${agent.transcript()}`)), 240_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
     assert.equal(progress.errors.length, 0, `guest errors: ${progress.errors.join('; ')}`);
     assert.equal(progress.result?.bad, 0, 'every unit read back through the chain is intact');
     assert.equal(progress.result?.units, WRITE_MIB / 16);
