@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
 import type { DriveConfig } from '../monitor/drive-state.js';
 import type { PolicySettings } from '../monitor/policy.js';
-import { driveCapBytes } from '../monitor/qcow2-capacity.js';
+import { driveCapBytes, qcow2BitmapBytes } from '../monitor/qcow2-capacity.js';
 import { MIGRATED_AWAY_MESSAGE } from '../monitor/migration.js';
 import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
 import { parseDomainXml, policyFor } from './domain-xml.js';
@@ -138,8 +138,8 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       if (disk.errorPolicy !== 'stop') {
         logger.error({ vm: domain, drive: disk.target, volume, errorPolicy: disk.errorPolicy ?? 'report' }, "thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'");
       }
-      const { virtualBytes, clusterBytes } = await this.imageSize(domain, disk.target, disk.source);
-      const capBytes = driveCapBytes(virtualBytes, clusterBytes, this.options.policy.extentBytes, policy.maxSize ?? this.options.maxSizeBytes);
+      const { virtualBytes, clusterBytes, bitmapBytes } = await this.imageSize(domain, disk.target, disk.source);
+      const capBytes = driveCapBytes(virtualBytes, clusterBytes, this.options.policy.extentBytes, policy.maxSize ?? this.options.maxSizeBytes, bitmapBytes);
       const { volumeBytes, grewUnseen } = await refreshAtAttach(plugin, volume);
       const drivePolicy: PolicySettings = { ...this.options.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
       drives.push({ config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, volumeBytes, grewUnseen });
@@ -170,13 +170,15 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
    * Only an unreadable header falls back to libvirt (and to the largest
    * metadata among common cluster sizes, QEMU's default 64 KiB).
    */
-  private async imageSize(domain: string, target: string, source: string): Promise<{ virtualBytes: number; clusterBytes: number | undefined }> {
+  private async imageSize(domain: string, target: string, source: string): Promise<{ virtualBytes: number; clusterBytes: number | undefined; bitmapBytes: number }> {
     try {
-      return await readQcow2Header(source);
+      const header = await readQcow2Header(source);
+      const bitmapBytes = qcow2BitmapBytes(header.virtualBytes, header.clusterBytes, header.bitmapGranularities ?? [], header.bitmapDirectory?.bytes ?? 0);
+      return { virtualBytes: header.virtualBytes, clusterBytes: header.clusterBytes, bitmapBytes };
     } catch (error) {
       this.options.logger.warn({ vm: domain, drive: target, err: errorMessage(error) }, "cannot read the disk's qcow2 header; asking libvirt for its size");
       const stats = await this.options.virsh.blockStats(domain);
-      return { virtualBytes: stats.find((entry) => entry.target === target)?.capacity ?? 0, clusterBytes: undefined };
+      return { virtualBytes: stats.find((entry) => entry.target === target)?.capacity ?? 0, clusterBytes: undefined, bitmapBytes: 0 };
     }
   }
 

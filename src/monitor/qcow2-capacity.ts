@@ -67,8 +67,24 @@ function roundUp(value: number, multiple: number): number {
  * and never past an administrator's limit (itself rounded down to an extent,
  * but at least one).
  */
-export function driveCapBytes(virtualBytes: number, clusterBytes: number | undefined, extentBytes: number, limitBytes?: number): number {
-  const imageCap = Math.ceil(qcow2FullyAllocatedBytes(virtualBytes, clusterBytes ?? DEFAULT_CLUSTER_BYTES) / extentBytes) * extentBytes;
+/** `bitmapBytes`: room for the image's persistent dirty bitmaps (qcow2BitmapBytes), which the fully allocated size leaves out. */
+export function driveCapBytes(virtualBytes: number, clusterBytes: number | undefined, extentBytes: number, limitBytes?: number, bitmapBytes = 0): number {
+  const imageCap = Math.ceil((qcow2FullyAllocatedBytes(virtualBytes, clusterBytes ?? DEFAULT_CLUSTER_BYTES) + bitmapBytes) / extentBytes) * extentBytes;
   if (!limitBytes) return imageCap;
   return Math.min(imageCap, Math.max(extentBytes, Math.floor(limitBytes / extentBytes) * extentBytes));
+}
+
+/**
+ * What persistent dirty bitmaps can take in a qcow2 image at most (pure): for
+ * each bitmap its data clusters and its table's clusters, plus the bitmap
+ * directory; the same number `qemu-img measure` reports as "bitmaps".
+ */
+export function qcow2BitmapBytes(virtualBytes: number, clusterBytes: number, granularities: readonly number[], directoryBytes: number): number {
+  if (granularities.length === 0) return 0;
+  let clusters = Math.ceil(directoryBytes / clusterBytes);
+  for (const granularity of granularities) {
+    const dataClusters = Math.ceil(Math.ceil(virtualBytes / granularity) / (clusterBytes * 8));
+    clusters += dataClusters + Math.ceil((dataClusters * 8) / clusterBytes);
+  }
+  return clusters * clusterBytes;
 }

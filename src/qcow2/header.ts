@@ -18,10 +18,18 @@ export interface Qcow2Header {
   clusterBytes: number;
   /** The backing file's name as written in the image, if it has one. */
   backingFile: string | undefined;
+  /** Where the persistent dirty bitmaps' directory lies, when the image has any (version 3 header extension). */
+  bitmapDirectory?: { offset: number; bytes: number; count: number };
+  /** Granularity of each persistent bitmap, once the directory was read. */
+  bitmapGranularities?: number[];
 }
+
+const BITMAPS_EXTENSION = 0x23852875;
 
 const MAGIC = 0x514649fb; // "QFI\xfb"
 export const QCOW2_HEADER_READ_BYTES = 4096;
+/** QEMU's limit (QCOW2_MAX_BITMAP_DIRECTORY_SIZE). */
+const MAX_BITMAP_DIRECTORY_BYTES = 1024 * 1024 * 64;
 
 /** Pure: the header from the image's first bytes; the backing file name only if those bytes hold it. */
 export function parseQcow2Header(bytes: Uint8Array, where: string): Qcow2Header {
@@ -39,7 +47,42 @@ export function parseQcow2Header(bytes: Uint8Array, where: string): Qcow2Header 
   if (backingOffset > 0 && backingLength > 0 && backingOffset + backingLength <= bytes.length) {
     backingFile = new TextDecoder().decode(bytes.subarray(backingOffset, backingOffset + backingLength));
   }
-  return { version, virtualBytes, clusterBytes: 2 ** clusterBits, backingFile };
+  const header: Qcow2Header = { version, virtualBytes, clusterBytes: 2 ** clusterBits, backingFile };
+  const bitmapDirectory = version === 3 ? findBitmapDirectory(view, bytes.length) : undefined;
+  return bitmapDirectory ? { ...header, bitmapDirectory } : header;
+}
+
+/** The header extensions follow the header (its length at offset 100), each type, length, data padded to 8 bytes. */
+function findBitmapDirectory(view: DataView, available: number): Qcow2Header['bitmapDirectory'] {
+  if (available < 104) return undefined;
+  let offset = view.getUint32(100);
+  while (offset + 8 <= available) {
+    const type = view.getUint32(offset);
+    const length = view.getUint32(offset + 4);
+    if (type === 0) return undefined; // end of the extensions
+    if (type === BITMAPS_EXTENSION && length >= 24 && offset + 8 + 24 <= available) {
+      return { count: view.getUint32(offset + 8), bytes: Number(view.getBigUint64(offset + 16)), offset: Number(view.getBigUint64(offset + 24)) };
+    }
+    offset += 8 + Math.ceil(length / 8) * 8;
+  }
+  return undefined;
+}
+
+/** Pure: the granularity of each entry of a bitmap directory (QEMU's docs/interop/qcow2.txt, "Bitmap Directory"). */
+export function parseBitmapDirectory(bytes: Uint8Array, count: number, where: string): number[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const granularities: number[] = [];
+  let offset = 0;
+  for (let index = 0; index < count; index += 1) {
+    if (offset + 24 > bytes.length) throw new Qcow2HeaderError(`${where}: bitmap directory ends inside entry ${index} of ${count}`);
+    const granularityBits = view.getUint8(offset + 17);
+    if (granularityBits < 9 || granularityBits > 31) throw new Qcow2HeaderError(`${where}: bitmap ${index} has a granularity of 2^${granularityBits} bytes; qcow2 allows 2^9 to 2^31`);
+    granularities.push(2 ** granularityBits);
+    const nameBytes = view.getUint16(offset + 18);
+    const extraBytes = view.getUint32(offset + 20);
+    offset += Math.ceil((24 + extraBytes + nameBytes) / 8) * 8;
+  }
+  return granularities;
 }
 
 /** Reads the header of the image at `path` (a block device or file). */
@@ -53,7 +96,13 @@ export async function readQcow2Header(path: string): Promise<Qcow2Header> {
   try {
     const buffer = Buffer.alloc(QCOW2_HEADER_READ_BYTES);
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    return parseQcow2Header(buffer.subarray(0, bytesRead), path);
+    const header = parseQcow2Header(buffer.subarray(0, bytesRead), path);
+    if (!header.bitmapDirectory) return header;
+    const { offset, bytes, count } = header.bitmapDirectory;
+    if (bytes > MAX_BITMAP_DIRECTORY_BYTES) throw new Qcow2HeaderError(`${path}: a bitmap directory of ${bytes} bytes is more than qcow2 allows`);
+    const directory = Buffer.alloc(bytes);
+    await handle.read(directory, 0, bytes, offset);
+    return { ...header, bitmapGranularities: parseBitmapDirectory(directory, count, path) };
   } finally {
     await handle.close();
   }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { qcow2FullyAllocatedBytes } from '../../src/monitor/qcow2-capacity.js';
+import { qcow2BitmapBytes, qcow2FullyAllocatedBytes } from '../../src/monitor/qcow2-capacity.js';
+import { readQcow2Header } from '../../src/qcow2/header.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
 
@@ -15,6 +16,27 @@ describe('qcow2 cap against real qemu-img measure', function () {
       assert.equal(qcow2FullyAllocatedBytes(size, cluster), measured['fully-allocated']);
     });
   }
+
+  it('agrees on what persistent dirty bitmaps take, read from the image itself (header extension and bitmap directory)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tideline-measure-'));
+    try {
+      for (const [size, cluster, granularities] of [[10 * GiB, 65536, ['64k', '512k', '4k']], [3 * GiB + 7 * MiB, 2 * MiB, ['64k']], [100 * GiB, 65536, ['1M', '16k']]] as const) {
+        const image = path.join(dir, `bitmaps-${size}-${cluster}.qcow2`);
+        await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${cluster}`, image, String(size)]);
+        for (const [index, granularity] of granularities.entries()) await execaRunner('qemu-img', ['bitmap', '--add', '-g', granularity, image, `b${index}`]);
+        // measure sizes a new image: give it the same cluster size.
+        const measured = JSON.parse((await execaRunner('qemu-img', ['measure', '--output=json', '-O', 'qcow2', '-o', `cluster_size=${cluster}`, image])).stdout) as { bitmaps: number };
+        const header = await readQcow2Header(image);
+        assert.equal(header.bitmapGranularities?.length, granularities.length);
+        assert.equal(qcow2BitmapBytes(header.virtualBytes, header.clusterBytes, header.bitmapGranularities!, header.bitmapDirectory!.bytes), measured.bitmaps, `${size} bytes, ${cluster}-byte clusters, granularities ${granularities.join(' ')}`);
+      }
+      const plain = path.join(dir, 'plain.qcow2');
+      await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', plain, String(GiB)]);
+      assert.equal((await readQcow2Header(plain)).bitmapDirectory, undefined);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('agrees for a layer with a backing file (a snapshot top, a template clone): the backing file adds nothing to the layer\'s cap', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tideline-measure-'));

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { parseQcow2Header, Qcow2HeaderError, readQcow2Header } from '../../src/qcow2/header.js';
+import { parseBitmapDirectory, parseQcow2Header, Qcow2HeaderError, readQcow2Header } from '../../src/qcow2/header.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB } from '../../src/util/sizes.js';
 
@@ -34,6 +34,8 @@ describe('qcow2 header', () => {
   it('property: any bytes give a header or a Qcow2HeaderError, never anything else', () => {
     const withMagic = fc.uint8Array({ minLength: 0, maxLength: 600 }).map((bytes) => {
       if (bytes.length >= 8) bytes.set([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3]);
+      // A valid cluster size, so that the extensions behind the header are reached too.
+      if (bytes.length >= 24) bytes.set([0, 0, 0, 16], 20);
       return bytes;
     });
     fc.assert(
@@ -41,6 +43,20 @@ describe('qcow2 header', () => {
         try {
           const header = parseQcow2Header(bytes, 'fuzz');
           assert.ok(header.clusterBytes >= 512 && header.clusterBytes <= 2 * 1024 * 1024);
+        } catch (error) {
+          assert.ok(error instanceof Qcow2HeaderError, String(error));
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('property: a bitmap directory of any bytes gives granularities or a Qcow2HeaderError', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 0, max: 20 }), (bytes, count) => {
+        try {
+          const granularities = parseBitmapDirectory(bytes, count, 'fuzz');
+          assert.equal(granularities.length, count);
         } catch (error) {
           assert.ok(error instanceof Qcow2HeaderError, String(error));
         }
