@@ -19,6 +19,8 @@ export interface StoragePlugin {
 
   create(volume: string, sizeBytes: number, tags?: Record<string, string>): Promise<VolumeInfo>;
   remove(volume: string): Promise<void>;
+  /** Sets one tag (replacing its old value): the SPM's record of a layer's parent after an inner commit. */
+  setTag(volume: string, key: string, value: string): Promise<VolumeInfo>;
   list(): Promise<VolumeInfo[]>;
   describe(volume: string): Promise<VolumeInfo>;
   /** Grows to an absolute size (rounded up to the extent size); the current size changes nothing; a smaller one is refused with ShrinkRefusedError. */

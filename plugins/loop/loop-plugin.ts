@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Runner } from '../../src/util/runner.js';
@@ -112,6 +112,17 @@ export class LoopPlugin implements StoragePlugin {
       for (const host of await readdir(path.join(this.directory, HOSTS_DIR)).catch(() => [] as string[])) {
         await rm(path.join(this.directory, HOSTS_DIR, host, volume), { force: true });
       }
+    });
+  }
+
+  async setTag(volume: string, key: string, value: string): Promise<VolumeInfo> {
+    return this.exclusive(async () => {
+      const info = await this.describe(volume);
+      const tags = { ...info.tags, [key]: value };
+      await writeFile(`${this.tagsFileOf(volume)}.new`, JSON.stringify(tags));
+      // Renamed over the old file: a reader sees the old tags or the new ones, never half of them.
+      await rename(`${this.tagsFileOf(volume)}.new`, this.tagsFileOf(volume));
+      return { ...info, tags };
     });
   }
 

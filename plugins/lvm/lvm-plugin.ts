@@ -172,6 +172,17 @@ export class LvmPlugin implements StoragePlugin {
     throw this.failure('lvextend', result.stderr);
   }
 
+  async setTag(volume: string, key: string, value: string): Promise<VolumeInfo> {
+    const current = await this.describe(volume);
+    const old = current.tags[key];
+    // One lvchange: both tag changes land in one metadata commit.
+    const args = [...(old === undefined ? [] : ['--deltag', encodeTag(key, old)]), '--addtag', encodeTag(key, value), `${this.options.vg}/${volume}`];
+    const result = await this.lvm('lvchange', args, [LVM_FAILED]);
+    if (result.exitCode === 0) return this.describe(volume);
+    this.refusedReadOnly('lvchange', volume, result.stderr);
+    throw this.failure('lvchange', result.stderr);
+  }
+
   async reduce(volume: string, targetBytes: number): Promise<VolumeInfo> {
     assertVolumeName(volume);
     const target = alignUp(targetBytes, this.extentBytes);

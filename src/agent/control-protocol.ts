@@ -11,6 +11,7 @@ export const controlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('create'), volume: z.string().min(1), sizeBytes: z.number().int().positive(), virtualBytes: z.number().int().positive() }),
   z.object({ op: z.literal('create-child'), volume: z.string().min(1), parent: z.string().min(1), sizeBytes: z.number().int().positive() }),
   z.object({ op: z.literal('extend'), volume: z.string().min(1), sizeBytes: z.number().int().positive() }),
+  z.object({ op: z.literal('reparent'), volume: z.string().min(1), parent: z.string().min(1) }),
   z.object({ op: z.literal('reduce'), volume: z.string().min(1), freeTargetBytes: z.number().int().nonnegative() }),
   z.object({ op: z.literal('delete'), volume: z.string().min(1) }),
 ]);

@@ -12,6 +12,7 @@ export interface VolumeService {
   /** Grows to an absolute size through the SPM and makes this host see it. */
   extend(volume: string, sizeBytes: number): Promise<number>;
   reduce(volume: string, freeTargetBytes: number): Promise<number>;
+  reparent(volume: string, parent: string): Promise<void>;
   remove(volume: string): Promise<void>;
 }
 
@@ -29,8 +30,12 @@ export async function serveControl(socketPath: string, volumes: VolumeService, l
   const answer = async (request: ControlRequest | { error: string }): Promise<ControlReply> => {
     if ('error' in request) return { ok: false, code: 'invalid-request', message: request.error };
     try {
-      logger.info({ op: request.op, volume: request.volume, ...(request.op === 'create-child' ? { parent: request.parent } : {}) }, 'volume request from the control socket');
+      logger.info({ op: request.op, volume: request.volume, ...('parent' in request ? { parent: request.parent } : {}) }, 'volume request from the control socket');
       if (request.op === 'create') return { ok: true, sizeBytes: await volumes.create(request.volume, request.sizeBytes, request.virtualBytes) };
+      if (request.op === 'reparent') {
+        await volumes.reparent(request.volume, request.parent);
+        return { ok: true };
+      }
       if (request.op === 'reduce') return { ok: true, sizeBytes: await volumes.reduce(request.volume, request.freeTargetBytes) };
       if (request.op === 'extend') return { ok: true, sizeBytes: await volumes.extend(request.volume, request.sizeBytes) };
       if (request.op === 'create-child') return { ok: true, sizeBytes: await volumes.createChild(request.volume, request.parent, request.sizeBytes) };

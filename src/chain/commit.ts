@@ -7,9 +7,10 @@ import { PARENT_TAG } from '../spm/volume-lifecycle.js';
 import { SnapshotError } from './snapshot.js';
 
 /**
- * Active block commit of a running libvirt domain's disk: the layers above
- * `base` are merged into it and the domain pivots onto it, the guest writing
- * throughout. Before the job starts the base is extended through the SPM by
+ * Block commit of a running libvirt domain's disk, the guest writing
+ * throughout: the layers above `base` are merged into it and the domain
+ * pivots onto it (active commit), or an inner layer is merged away under the
+ * active one. Before the job starts the base is extended through the SPM by
  * what the merged layers hold (their volume sizes bound it; oVirt extends by
  * the top's allocation), capped by the base's own cap, so the job cannot run
  * the base out of space. The agent follows the pivot like any new top. The
@@ -21,6 +22,8 @@ export interface CommitDependencies {
   plugin: StoragePlugin;
   /** Through the agent: the SPM extends, this host refreshes. */
   extend(volume: string, sizeBytes: number): Promise<number>;
+  /** Through the agent: the SPM records a layer's new parent. */
+  reparent(volume: string, parent: string): Promise<void>;
   remove(volume: string): Promise<void>;
 }
 
@@ -46,13 +49,26 @@ export function layersAbove(volumes: readonly VolumeInfo[], top: string, base: s
   }
 }
 
-export async function commitDisk(dependencies: CommitDependencies, domain: string, target: string, options: { base?: string } = {}): Promise<CommitOutcome> {
+/**
+ * `options.top`: an inner layer to merge (with those under it down to the
+ * base) while the active layer stays; QEMU then points the layer above it at
+ * the base, and the SPM records that in its tags. Without it: active commit
+ * of the disk's top, with pivot.
+ */
+export async function commitDisk(dependencies: CommitDependencies, domain: string, target: string, options: { base?: string; top?: string } = {}): Promise<CommitOutcome> {
   const { virsh, plugin } = dependencies;
   const disk = parseDomainXml(await virsh.dumpXml(domain)).disks.find((candidate) => candidate.target === target && candidate.device === 'disk');
   if (!disk?.source) throw new SnapshotError(`domain ${domain} has no disk ${target}`);
-  const top = await plugin.volumeForPath(disk.source);
-  if (!top) throw new SnapshotError(`disk ${target} of domain ${domain} is not on a volume of storage domain ${plugin.domain}`);
+  const active = await plugin.volumeForPath(disk.source);
+  if (!active) throw new SnapshotError(`disk ${target} of domain ${domain} is not on a volume of storage domain ${plugin.domain}`);
   const volumes = await plugin.list();
+  const top = options.top ?? active;
+  // The layer whose backing the inner commit changes: the one right above `top` in the disk's chain.
+  let above: string | undefined;
+  if (top !== active) {
+    const chain = layersAbove(volumes, active, top).merged;
+    above = chain[chain.length - 1];
+  }
   const { merged, base } = layersAbove(volumes, top, options.base);
 
   const baseInfo = volumes.find((volume) => volume.name === base)!;
@@ -61,13 +77,24 @@ export async function commitDisk(dependencies: CommitDependencies, domain: strin
   const wanted = Math.min(cap, baseInfo.sizeBytes + mergedBytes);
   const baseBytesAfter = wanted > baseInfo.sizeBytes ? await dependencies.extend(base, wanted) : baseInfo.sizeBytes;
 
-  // --shallow: into the immediate parent; otherwise into the named base, by the path its child's header names it.
-  const into = merged.length === 1 ? ['--shallow'] : ['--base', plugin.backingPath(base)];
+  // Layers are named as libvirt indexes them (vda[2]): the path a layer has in libvirt's chain depends on how it was first opened.
+  const layerName = async (volume: string): Promise<string> => {
+    for (const layer of [{ source: disk.source, index: disk.index }, ...disk.backingChain]) {
+      if (layer.source && layer.index !== undefined && (await plugin.volumeForPath(layer.source)) === volume) return `${target}[${layer.index}]`;
+    }
+    throw new SnapshotError(`volume ${volume} is not in the chain libvirt shows for ${domain} ${target}`);
+  };
+  const job =
+    above === undefined
+      ? // --shallow: into the immediate parent.
+        ['--active', '--pivot', ...(merged.length === 1 ? ['--shallow'] : ['--base', await layerName(base)])]
+      : ['--top', await layerName(top), '--base', await layerName(base)];
   try {
-    await virsh.virsh(['blockcommit', '--domain', domain, '--path', target, '--active', '--pivot', '--wait', ...into], []);
+    await virsh.virsh(['blockcommit', '--domain', domain, '--path', target, '--wait', ...job], []);
   } catch (error) {
-    throw new SnapshotError(`block commit of ${domain} ${target} into ${base} failed; the domain still runs on ${top} and nothing was deleted (${errorMessage(error)})`, { cause: error });
+    throw new SnapshotError(`block commit of ${domain} ${target} into ${base} failed; the domain still runs on ${active} and nothing was deleted (${errorMessage(error)})`, { cause: error });
   }
+  if (above !== undefined) await dependencies.reparent(above, base);
   for (const volume of merged) {
     await plugin.deactivate(volume);
     await dependencies.remove(volume);

@@ -19,6 +19,8 @@ export interface DomainDisk {
   format: string | undefined;
   errorPolicy: string | undefined;
   device: string;
+  /** The layers under the active one, top down, as libvirt names them in a live XML (`vda[2]`). */
+  backingChain: Array<{ source: string | undefined; index: number | undefined }>;
 }
 
 export interface DiskPolicy {
@@ -67,9 +69,24 @@ export function parseDomainXml(xml: string): DomainInfo {
       format: driver['@type'],
       errorPolicy: driver['@error_policy'],
       device: String(disk['@device'] ?? 'disk'),
+      backingChain: backingChainOf(disk.backingStore),
     };
   });
   return { name: domain.name, disks, policy: readPolicy(domain.metadata) };
+}
+
+function backingChainOf(element: unknown): DomainDisk['backingChain'] {
+  const chain: DomainDisk['backingChain'] = [];
+  let current = element as Record<string, unknown> | undefined;
+  // An empty <backingStore/> ends the chain; 64 layers is more than QEMU opens.
+  while (current && typeof current === 'object' && chain.length < 64) {
+    const source = (current.source ?? {}) as Record<string, string>;
+    const path = source['@dev'] ?? source['@file'];
+    if (path === undefined) break;
+    chain.push({ source: path, index: current['@index'] === undefined ? undefined : Number(current['@index']) });
+    current = current.backingStore as Record<string, unknown> | undefined;
+  }
+  return chain;
 }
 
 /** The tideline element alone, as `virsh metadata DOMAIN NAMESPACE` prints it. */

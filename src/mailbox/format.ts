@@ -29,6 +29,8 @@ export enum Operation {
   CreateChild = 4,
   /** Shrink a volume nobody uses to its image's end plus the free target in `targetBytes`. */
   Reduce = 5,
+  /** Record that `volume`'s image is now backed by `parent` (after an inner commit merged its old parent away). */
+  Reparent = 6,
 }
 
 /** A create-child message holds both names in the 152 bytes from offset 40 to the end of the message. */
@@ -156,7 +158,7 @@ export function encodeRequestSlot(slot: Slot<Request>): Buffer {
   return encodeSlot(REQUEST_MAGIC, slot, (message, view) => {
     writeCommon(view, message.sequence, message.volume);
     view.writeUInt8(message.operation, 8);
-    if (message.operation === Operation.CreateChild) writeParent(view, message.volume, message.parent);
+    if (carriesParent(message.operation)) writeParent(view, message.volume, message.parent);
     writeSize(view, 16, message.targetBytes);
     writeSize(view, 24, message.virtualBytes);
   });
@@ -180,7 +182,7 @@ export function decodeRequestSlot(block: Uint8Array, expectedHostId: number): De
     const virtualBytes = readSize(view, 24);
     if (targetBytes === undefined || virtualBytes === undefined) return 'size beyond 2^53 bytes';
     const request: Request = { sequence: Number(view.readBigUInt64LE(0)), operation: operation as Operation, volume, targetBytes, virtualBytes };
-    if (operation !== Operation.CreateChild) return request;
+    if (!carriesParent(operation)) return request;
     const parent = readParent(view, volume.length);
     return typeof parent === 'string' ? { ...request, parent } : parent.error;
   });
@@ -248,8 +250,13 @@ function writeCommon(view: Buffer, sequence: number, volume: string): void {
   view.write(volume, 40, 'ascii');
 }
 
+/** Messages that name a second volume, right after the first. */
+function carriesParent(operation: Operation): boolean {
+  return operation === Operation.CreateChild || operation === Operation.Reparent;
+}
+
 function writeParent(view: Buffer, child: string, parent: string | undefined): void {
-  if (parent === undefined || !VOLUME_NAME.test(parent)) throw new RangeError(`create-child of ${child} needs a valid parent volume name, not ${JSON.stringify(parent)}`);
+  if (parent === undefined || !VOLUME_NAME.test(parent)) throw new RangeError(`${child}: this operation needs a valid parent volume name, not ${JSON.stringify(parent)}`);
   if (child.length + parent.length > MAX_CHILD_AND_PARENT_NAME_BYTES) throw new RangeError(`volume names ${child} and ${parent} together are longer than ${MAX_CHILD_AND_PARENT_NAME_BYTES} bytes`);
   view.writeUInt8(parent.length, 11);
   view.write(parent, 40 + child.length, 'ascii');

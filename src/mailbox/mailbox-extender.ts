@@ -104,6 +104,11 @@ export class MailboxExtender implements Extender {
     return this.submit({ operation: Operation.Reduce, volume, targetBytes: freeTargetBytes, virtualBytes: 0 });
   }
 
+  /** Asks the SPM to record that `volume` is now backed by `parent`. */
+  async reparent(volume: string, parent: string): Promise<void> {
+    await this.submit({ operation: Operation.Reparent, volume, parent, targetBytes: 0, virtualBytes: 0 });
+  }
+
   /** Asks the SPM to zero and remove a volume. */
   async remove(volume: string): Promise<void> {
     await this.submit({ operation: Operation.Delete, volume, targetBytes: 0, virtualBytes: 0 });
@@ -118,7 +123,7 @@ export class MailboxExtender implements Extender {
     // Checked here, not when the slot is encoded: one unencodable message would keep the whole slot from being written.
     try {
       assertVolumeName(request.volume);
-      if (request.operation === Operation.CreateChild) {
+      if (request.operation === Operation.CreateChild || request.operation === Operation.Reparent) {
         assertVolumeName(request.parent ?? '');
         if (request.volume.length + request.parent!.length > MAX_CHILD_AND_PARENT_NAME_BYTES) {
           throw new InvalidConfigError(`volume names ${request.volume} and ${request.parent} together are longer than the ${MAX_CHILD_AND_PARENT_NAME_BYTES} bytes a mailbox message holds; choose a shorter name for the new volume`);
@@ -219,6 +224,7 @@ function refusal(request: Request, status: ReplyStatus, resultBytes: number): Ma
   const what =
     request.operation === Operation.Delete ? `delete of ${request.volume}`
     : request.operation === Operation.Reduce ? `reduce of ${request.volume}`
+    : request.operation === Operation.Reparent ? `re-parenting of ${request.volume} onto ${request.parent}`
     : request.operation === Operation.CreateChild ? `create of ${request.volume} on ${request.parent}`
     : `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
   const reasons: Partial<Record<ReplyStatus, string>> = {

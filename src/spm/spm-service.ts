@@ -9,7 +9,7 @@ import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -214,6 +214,11 @@ export class SpmService extends EventEmitter<SpmEvents> {
         if (request.targetBytes <= 0 || !request.parent) return finish(ReplyStatus.InvalidRequest, 0, 'create-child needs a positive initial size and a parent volume');
         const created = await createChildVolume(plugin, this.options.run, request.volume, request.parent, request.targetBytes, { 'created-by-host': String(hostId) });
         return finish(ReplyStatus.Ok, created.sizeBytes);
+      }
+      if (request.operation === Operation.Reparent) {
+        if (!request.parent || request.parent === request.volume) return finish(ReplyStatus.InvalidRequest, 0, 'reparent needs a parent volume other than the volume itself');
+        await plugin.describe(request.parent);
+        return finish(ReplyStatus.Ok, (await plugin.setTag(request.volume, PARENT_TAG, request.parent)).sizeBytes);
       }
       if (request.operation === Operation.Reduce) {
         return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.options.run, request.volume, request.targetBytes));

@@ -29,6 +29,7 @@ describe('control socket and hook spool: root only', function () {
     createChild: async (volume) => { calls.push(`create-child ${volume}`); return 1; },
     extend: async (volume) => { calls.push(`extend ${volume}`); return 1; },
     reduce: async (volume) => { calls.push(`reduce ${volume}`); return 1; },
+    reparent: async (volume) => void calls.push(`reparent ${volume}`),
     remove: async (volume) => void calls.push(`delete ${volume}`),
   };
 

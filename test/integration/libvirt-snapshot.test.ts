@@ -20,7 +20,7 @@ import { until } from './helpers/watch.js';
  * tests/integration/helpers/libvirt-host.ts, so QEMU may open the lab's
  * volume files as backing files), the SPM and the agent.
  */
-const WRITE_MIB = 1024;
+const WRITE_MIB = 1280;
 const THROTTLE_BYTES_PER_SECOND = 24 * MiB;
 const PAUSED = 'VM paused: a write found no space; extending, then resuming';
 const FOLLOWED = "the disk's active layer changed (snapshot or block commit); watching the new top";
@@ -44,7 +44,7 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     return (await readFile(file, 'utf8').catch(() => '')).split('\n').map(parseGuestLine).filter((line): line is GuestLine => line !== undefined);
   }
 
-  it('snapshots (tideline and plain virsh) and a commit during a write: zero pauses; only the active layer grows; the merged volume is gone; data intact; a parent cannot be deleted', async () => {
+  it('snapshots (tideline and plain virsh), an active and an inner commit during a write: zero pauses; only the active layer grows; merged volumes are gone; data intact; a parent cannot be deleted', async () => {
     const domainDir = cluster.lab.workspace.domainDir;
     await mkdir(path.join(domainDir, 'hosts', '1'), { recursive: true });
     const spm = cluster.spm(1, '2');
@@ -59,6 +59,7 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     await agent.waitFor('following libvirt hook events', 60_000);
 
     const domain = `tlsnap${process.pid}`;
+    let innerCommitStarted = Number.MAX_SAFE_INTEGER;
     const base = 'snap-vda';
     await cluster.lab.plugin.create(base, 128 * MiB, { vm: domain, 'virtual-bytes': String(4 * GiB) });
     const devicePath = await (await LoopPlugin.open(domainDir, execaRunner, { hostView: '1' })).activate(base);
@@ -108,6 +109,19 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     assert.ok((await cluster.lab.plugin.describe(top)).sizeBytes >= Math.min(topSizeAtSecond + byHandBytes, 4 * GiB), 'the base was extended by what the merged layer held before the job');
     assert.match((await host.virsh('domblklist', domain)).stdout, new RegExp(`hosts/1/${top}\\s*$`, 'm'), 'the domain runs on the base again');
 
+    // Another snapshot, then an inner commit: the layer under the active one is merged into the first base.
+    const again = await tideline('snapshot', 'create', domain, '--disk', 'vda', '--size', '96M', '--socket', socket);
+    assert.equal(again.exitCode, 0, again.stderr);
+    const newest = /now writes to (\S+) /.exec(again.stdout)![1]!;
+    await agent.waitFor(FOLLOWED, 30_000, 4);
+    innerCommitStarted = Date.now();
+    const inner = await tideline('snapshot', 'commit', domain, '--disk', 'vda', '--top', top, '--socket', socket);
+    assert.equal(inner.exitCode, 0, inner.stderr);
+    assert.match(inner.stdout, new RegExp(`${top} merged into ${base} .*; merged volumes zeroed and deleted`));
+    await assert.rejects(cluster.lab.plugin.describe(top), { code: 'volume-not-found' });
+    assert.equal((await cluster.lab.plugin.describe(newest)).tags.parent, base, 'the active layer now stands on the base');
+    assert.match((await host.virsh('domblklist', domain)).stdout, new RegExp(`hosts/1/${newest}\\s*$`, 'm'), 'the active layer stayed');
+
     await until(async () => (await consoleLines(consoleLog)).some((line) => line.kind === 'result'), 300_000, 'the guest to report its result');
     const result = (await consoleLines(consoleLog)).find((line) => line.kind === 'result');
     assert.ok(result?.kind === 'result');
@@ -115,15 +129,16 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     assert.equal(result.units, WRITE_MIB / 16);
 
     const servedTop = spm.logged('request served').filter((event) => event.volume === top && event.operation === 'Extend');
-    const servedBaseAfter = spm.logged('request served').filter((event) => event.volume === base && event.operation === 'Extend' && Number(event.resultBytes) > baseSizeAtSnapshot);
+    assert.ok(spm.logged('request served').some((event) => event.volume === newest && event.operation === 'Extend'), 'the newest top grew');
+    // Only the inner commit (which extends the base before it merges) may grow the first base after the first snapshot.
+    const servedBaseAfter = spm.logged('request served').filter((event) => event.volume === base && event.operation === 'Extend' && Number(event.resultBytes) > baseSizeAtSnapshot && Number(event.time) < innerCommitStarted);
     assert.ok(servedTop.length > 0, 'the new top grew through the SPM');
     assert.ok(spm.logged('request served').some((event) => event.volume === byHand && event.operation === 'Extend'), 'the layer put on top with plain virsh grew too');
     assert.deepEqual(servedBaseAfter, [], 'the old top did not grow after the snapshot');
-    assert.equal((await cluster.lab.plugin.describe(base)).sizeBytes, baseSizeAtSnapshot);
     assert.equal(agent.logged(PAUSED).length, 0, 'no pause');
     const refused = await tideline('volume', 'delete', base, '--socket', socket);
     assert.equal(refused.exitCode, 1);
     assert.match(refused.stderr, /\[volume-has-children\]/);
-    process.stdout.write(`      snapshot during a ${WRITE_MIB} MiB write, one with plain virsh, and a commit of it: pauses 0; new top ${top} extended ${servedTop.length} times; old top stayed ${baseSizeAtSnapshot / MiB} MiB; data verified through the chain: ${result.bad === 0}\n`);
+    process.stdout.write(`      snapshot during a ${WRITE_MIB} MiB write, one with plain virsh, a commit of it, another snapshot and an inner commit: pauses 0; new top ${top} extended ${servedTop.length} times; old top stayed ${baseSizeAtSnapshot / MiB} MiB; data verified through the chain: ${result.bad === 0}\n`);
   });
 });

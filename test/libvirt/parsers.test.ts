@@ -31,6 +31,16 @@ describe('libvirt output parsers', () => {
     assert.deepEqual(stats, [{ target: 'vda', path: '/dev/loop0', backingIndex: 1, allocation: 134_545_408, physical: 134_217_728, capacity: 4_294_967_296, threshold: 50_000_000 }]);
   });
 
+  it('reads the backing chain of a live disk as libvirt indexes it', () => {
+    const info = parseDomainXml(`<domain type='qemu' id='1'><name>web</name><devices>
+      <disk type='block' device='disk'><driver name='qemu' type='qcow2'/><source dev='/dev/sd1/web-vda-2' index='3'/>
+        <backingStore type='block' index='2'><format type='qcow2'/><source dev='/dev/sd1/web-vda-1'/>
+          <backingStore type='file' index='1'><format type='qcow2'/><source file='/var/lib/tpl.qcow2'/><backingStore/></backingStore>
+        </backingStore>
+        <target dev='vda' bus='virtio'/></disk></devices></domain>`);
+    assert.deepEqual(info.disks[0]!.backingChain, [{ source: '/dev/sd1/web-vda-1', index: 2 }, { source: '/var/lib/tpl.qcow2', index: 1 }]);
+  });
+
   it('finds the disks of a live domain XML and the tideline policy in its metadata', () => {
     const info = parseDomainXml(`<domain type='qemu' id='3'><name>web</name>
       <metadata><tl:thin xmlns:tl="https://tideline.dev/xmlns/policy/1" chunk="256M"><tl:drive target="vdb" enabled="no"/></tl:thin></metadata>
@@ -38,7 +48,7 @@ describe('libvirt output parsers', () => {
         <disk type='block' device='disk'><driver name='qemu' type='qcow2' error_policy='stop'/><source dev='/dev/sd1/web-vda' index='1'/><target dev='vda' bus='virtio'/></disk>
         <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='/iso/x.iso' index='2'/><target dev='sda' bus='sata'/></disk>
       </devices></domain>`);
-    assert.deepEqual(info.disks[0], { target: 'vda', source: '/dev/sd1/web-vda', index: 1, format: 'qcow2', errorPolicy: 'stop', device: 'disk' });
+    assert.deepEqual(info.disks[0], { target: 'vda', source: '/dev/sd1/web-vda', index: 1, format: 'qcow2', errorPolicy: 'stop', device: 'disk', backingChain: [] });
     assert.equal(info.disks[1]!.device, 'cdrom');
     assert.deepEqual(policyFor(info, 'vda'), { chunk: 256 * MiB });
     assert.deepEqual(policyFor(info, 'vdb'), { chunk: 256 * MiB, enabled: false });

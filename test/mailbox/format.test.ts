@@ -31,7 +31,7 @@ const plainRequest: fc.Arbitrary<Request> = fc.record({
 const childRequest: fc.Arbitrary<Request> = fc
   .record({
     sequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-    operation: fc.constant(Operation.CreateChild),
+    operation: fc.constantFrom(Operation.CreateChild, Operation.Reparent),
     volume: volumeName,
     targetBytes: size,
     virtualBytes: size,

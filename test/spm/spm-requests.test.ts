@@ -163,6 +163,11 @@ describe('SPM: requests through the mailbox', function () {
     assert.equal((await refusal(host.createChild('vm2-child', 'vm2-vda', 32 * MiB))).code, 'spm-failed');
     assert.equal((await refusal(host.remove('vm1-vda'))).code, 'volume-has-children');
     assert.equal((await plugin.describe('vm1-vda')).name, 'vm1-vda');
+    // After an inner commit the layer above stands on another parent: the SPM records it, and only for a parent that exists.
+    await host.reparent('vm1-vda-snap1', 'vm2-vda');
+    assert.equal((await plugin.describe('vm1-vda-snap1')).tags.parent, 'vm2-vda');
+    assert.equal((await refusal(host.reparent('vm1-vda-snap1', 'nosuch'))).code, 'volume-not-found');
+    assert.equal((await refusal(host.reparent('vm1-vda-snap1', 'vm1-vda-snap1'))).code, 'invalid-request');
     await host.remove('vm1-vda-snap1');
   });
 

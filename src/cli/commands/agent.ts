@@ -17,7 +17,7 @@ import type { Extender } from '../../monitor/ports.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
 import { serveControl, type VolumeService } from '../../agent/control-server.js';
 import { DEFAULT_HOOK_SPOOL, HookSpool } from '../../agent/hook-spool.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, reduceThinVolume } from '../../spm/volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume } from '../../spm/volume-lifecycle.js';
 import { execaRunner } from '../../util/runner.js';
 
 interface AgentArguments extends StorageArguments {
@@ -98,12 +98,13 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     };
     const volumes: VolumeService =
       extender instanceof MailboxExtender
-        ? { create: (volume, sizeBytes, virtualBytes) => extender.create(volume, sizeBytes, virtualBytes), createChild: (volume, parent, sizeBytes) => extender.createChild(volume, parent, sizeBytes), remove: (volume) => extender.remove(volume), reduce: (volume, freeTargetBytes) => extender.reduce(volume, freeTargetBytes), extend: extendHere }
+        ? { create: (volume, sizeBytes, virtualBytes) => extender.create(volume, sizeBytes, virtualBytes), createChild: (volume, parent, sizeBytes) => extender.createChild(volume, parent, sizeBytes), remove: (volume) => extender.remove(volume), reduce: (volume, freeTargetBytes) => extender.reduce(volume, freeTargetBytes), reparent: (volume, parent) => extender.reparent(volume, parent), extend: extendHere }
         : {
             create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, execaRunner, volume, sizeBytes, virtualBytes)).sizeBytes,
             createChild: async (volume, parent, sizeBytes) => (await createChildVolume(plugin, execaRunner, volume, parent, sizeBytes)).sizeBytes,
             remove: (volume) => deleteThinVolume(plugin, execaRunner, volume),
             reduce: (volume, freeTargetBytes) => reduceThinVolume(plugin, execaRunner, volume, freeTargetBytes),
+            reparent: async (volume, parent) => void (await plugin.setTag(volume, PARENT_TAG, parent)),
             extend: extendHere,
           };
     const libvirt = argv.libvirt

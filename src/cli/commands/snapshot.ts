@@ -70,14 +70,15 @@ export const snapshotCommand: CommandModule = {
           }
         },
       )
-      .command<SnapshotArguments & { base?: string }>(
+      .command<SnapshotArguments & { base?: string; top?: string }>(
         'commit <vm>',
         'Merge the top layers of a running domain\'s disk into a base below them (by default its parent) and pivot onto it; the merged volumes are zeroed and deleted',
         (command) =>
           storageOptions(command)
             .positional('vm', { type: 'string', demandOption: true, describe: 'libvirt domain' })
             .option('disk', { type: 'string', array: true, demandOption: true, describe: 'Disk target (vda)' })
-            .option('base', { type: 'string', describe: 'Volume to merge into (default: the parent of the disk\'s top)' })
+            .option('base', { type: 'string', describe: 'Volume to merge into (default: the parent of the merged top)' })
+            .option('top', { type: 'string', describe: 'An inner layer to merge away (default: the active top, which then pivots onto the base)' })
             .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
             .option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "The agent's control socket (requests reach the SPM through it)" })
             .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration, for the storage domain when no flag names it' }),
@@ -88,13 +89,14 @@ export const snapshotCommand: CommandModule = {
               virsh: new Virsh(execaRunner, argv.uri),
               plugin: await hostPlugin(argv),
               extend: async (volume, bytes) => (await request(argv.socket, { op: 'extend', volume, sizeBytes: bytes })).sizeBytes ?? 0,
+              reparent: async (volume, parent) => void (await request(argv.socket, { op: 'reparent', volume, parent })),
               remove: async (volume) => void (await request(argv.socket, { op: 'delete', volume })),
             },
             argv.vm,
             argv.disk[0]!,
-            argv.base === undefined ? {} : { base: argv.base },
+            { ...(argv.base === undefined ? {} : { base: argv.base }), ...(argv.top === undefined ? {} : { top: argv.top }) },
           );
-          process.stdout.write(`${argv.vm} ${argv.disk[0]}: ${outcome.merged.join(', ')} merged into ${outcome.base} (extended ${formatSize(outcome.baseBytesBefore)} -> ${formatSize(outcome.baseBytesAfter)} first), pivoted; merged volumes zeroed and deleted\n`);
+          process.stdout.write(`${argv.vm} ${argv.disk[0]}: ${outcome.merged.join(', ')} merged into ${outcome.base} (extended ${formatSize(outcome.baseBytesBefore)} -> ${formatSize(outcome.baseBytesAfter)} first)${argv.top === undefined ? ', pivoted' : ''}; merged volumes zeroed and deleted\n`);
         },
       )
       .demandCommand(1, 'name an action: create or commit'),
