@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_HOOK_SPOOL } from '../../agent/hook-spool.js';
+import { DEFAULT_CONFIG_FILE } from '../../config/host-config.js';
 import { checkHook } from '../../doctor/checks.js';
 
 /**
@@ -28,13 +29,14 @@ function hookEntryPoint(): string {
  * The packaged hook (hooks/qemu, the file the RPM installs) with the node and
  * entry point of this installation, so both ways of installing run one script.
  */
-export async function hookScript(options: { entryPoint?: string; nodePath?: string; spool?: string } = {}): Promise<string> {
+export async function hookScript(options: { entryPoint?: string; nodePath?: string; spool?: string; config?: string } = {}): Promise<string> {
   const packaged = await readFile(path.join(installationRoot(), 'hooks', 'qemu'), 'utf8');
   const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
   return packaged
     .replace(/^TIDELINE_NODE=.*$/m, `TIDELINE_NODE=${quote(options.nodePath ?? process.execPath)}`)
     .replace(/^TIDELINE_HOOK_MAIN=.*$/m, `TIDELINE_HOOK_MAIN=${quote(options.entryPoint ?? hookEntryPoint())}`)
-    .replace(/^TIDELINE_HOOK_SPOOL_DEFAULT=.*$/m, `TIDELINE_HOOK_SPOOL_DEFAULT=${quote(options.spool ?? DEFAULT_HOOK_SPOOL)}`);
+    .replace(/^TIDELINE_HOOK_SPOOL_DEFAULT=.*$/m, `TIDELINE_HOOK_SPOOL_DEFAULT=${quote(options.spool ?? DEFAULT_HOOK_SPOOL)}`)
+    .replace(/^TIDELINE_CONFIG_DEFAULT=.*$/m, `TIDELINE_CONFIG_DEFAULT=${quote(options.config ?? DEFAULT_CONFIG_FILE)}`);
 }
 
 export const hookCommand: CommandModule = {
@@ -42,17 +44,18 @@ export const hookCommand: CommandModule = {
   describe: 'Install or remove the libvirt hook',
   builder: (yargs: Argv) =>
     yargs
-      .command<{ root: string; spool: string }>(
+      .command<{ root: string; spool: string; config: string }>(
         'install',
         'Install the hook as /etc/libvirt/hooks/qemu.d/tideline',
         (command) =>
           command
             .option('root', { type: 'string', default: '/', describe: 'Install below this directory' })
-            .option('spool', { type: 'string', default: DEFAULT_HOOK_SPOOL, describe: "Where the hook leaves domain events for the agent (the agent's --hook-spool)" }),
+            .option('spool', { type: 'string', default: DEFAULT_HOOK_SPOOL, describe: "Where the hook leaves domain events for the agent (the agent's --hook-spool)" })
+            .option('config', { type: 'string', default: DEFAULT_CONFIG_FILE, describe: 'The host configuration the hook reads (libvirtd passes hooks no environment of its own)' }),
         async (argv) => {
           const target = path.join(argv.root, HOOK_PATH);
           await mkdir(path.dirname(target), { recursive: true });
-          await writeFile(target, await hookScript({ spool: argv.spool }));
+          await writeFile(target, await hookScript({ spool: argv.spool, config: argv.config }));
           await chmod(target, 0o755);
           process.stdout.write(`hook installed: ${target}\n`);
           if (argv.root === '/') {

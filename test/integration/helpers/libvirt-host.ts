@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { isAlive } from '../../../src/lab/workspace.js';
@@ -11,8 +11,9 @@ import { until } from './watch.js';
  * state, cache, log and config directories), so two of them can live-migrate
  * a domain to each other over loopback exactly as two hosts would. Extra bind
  * mounts give the host its own view of shared paths (the lab's per-host loop
- * devices under the one name every host uses, as /dev/VG/LV). /etc/tideline
- * is the host's own too: its libvirt hook reads the host's configuration.
+ * devices under the one name every host uses, as /dev/VG/LV). The host's
+ * tideline.conf lives in its directory: its hook is installed to read it
+ * there, and everything run through `prefix` finds it in TIDELINE_CONFIG.
  *
  * The tideline hook is installed before libvirtd starts (libvirtd looks for
  * hooks only then). cgroups are off: two libvirtds would otherwise give two
@@ -22,7 +23,6 @@ import { until } from './watch.js';
  * libvirtd by its PID; a crashed run's libvirtd and QEMUs are swept by the
  * workspace (their command lines name its directory).
  */
-const TIDELINE_ETC = '/etc/tideline';
 const NAMESPACE_SCRIPT = `set -e
 hostname "$1"
 pidfile=$2
@@ -42,8 +42,6 @@ export interface LibvirtHostSpec {
 }
 
 export class LibvirtHost {
-  private createdTidelineEtc = false;
-
   private constructor(
     readonly name: string,
     readonly base: string,
@@ -64,9 +62,13 @@ export class LibvirtHost {
     return path.join(this.base, 'hook-events');
   }
 
-  /** Runs the rest of a command line inside this host's namespaces. */
+  get configFile(): string {
+    return path.join(this.base, 'etc', 'tideline', 'tideline.conf');
+  }
+
+  /** Runs the rest of a command line inside this host's namespaces, with this host's tideline.conf. */
   get prefix(): string[] {
-    return ['nsenter', '--target', String(this.pid), '--mount', '--uts', `--wd=${process.cwd()}`, '--'];
+    return ['nsenter', '--target', String(this.pid), '--mount', '--uts', `--wd=${process.cwd()}`, '--', 'env', `TIDELINE_CONFIG=${this.configFile}`];
   }
 
   static async start(workspace: Workspace, spec: LibvirtHostSpec): Promise<LibvirtHost> {
@@ -78,13 +80,11 @@ export class LibvirtHost {
     await writeFile(path.join(dirs.etc, 'libvirtd.conf'), `host_uuid = "${spec.uuid}"\n`);
     await writeFile(path.join(dirs.etc, 'qemu.conf'), 'stdio_handler = "file"\ncgroup_controllers = [ ]\nuser = "root"\ngroup = "root"\ndynamic_ownership = 0\nremember_owner = 0\n');
     await writeFile(path.join(dirs.tideline, 'tideline.conf'), spec.tidelineConfig);
-    const installed = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'hook', 'install', '--root', base, '--spool', path.join(base, 'hook-events')], { reject: false, timeout: 30_000 });
+    const installed = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'hook', 'install', '--root', base, '--spool', path.join(base, 'hook-events'), '--config', path.join(dirs.tideline, 'tideline.conf')], { reject: false, timeout: 30_000 });
     if (installed.exitCode !== 0) throw new Error(`hook install for host ${spec.name} failed: ${installed.stderr}`);
 
-    let createdTidelineEtc = false;
-    await mkdir(TIDELINE_ETC).then(() => (createdTidelineEtc = true), () => undefined);
     const binds: Array<[string, string]> = [
-      [dirs.run, '/run/libvirt'], [dirs.lib, '/var/lib/libvirt'], [dirs.cache, '/var/cache/libvirt'], [dirs.log, '/var/log/libvirt'], [dirs.etc, '/etc/libvirt'], [dirs.tideline, TIDELINE_ETC],
+      [dirs.run, '/run/libvirt'], [dirs.lib, '/var/lib/libvirt'], [dirs.cache, '/var/cache/libvirt'], [dirs.log, '/var/log/libvirt'], [dirs.etc, '/etc/libvirt'],
       ...(spec.binds ?? []),
     ];
     await mkdir('/run/libvirt', { recursive: true });
@@ -96,7 +96,6 @@ export class LibvirtHost {
     });
     await workspace.recordPid(`libvirtd-${spec.name}`, daemon.pid);
     const host = new LibvirtHost(spec.name, base, daemon, workspace);
-    host.createdTidelineEtc = createdTidelineEtc;
     await until(async () => {
       if (daemon.exitCode !== null) throw new Error(`libvirtd of host ${spec.name} exited: ${await readFile(path.join(base, 'libvirtd.log'), 'utf8').catch(() => '')}`);
       return (await host.virsh('version')).exitCode === 0;
@@ -120,8 +119,6 @@ export class LibvirtHost {
     if (this.daemon.pid && isAlive(this.daemon.pid)) this.daemon.kill('SIGTERM');
     await Promise.race([this.daemon, new Promise((resolve) => setTimeout(resolve, 10_000))]);
     if (this.daemon.pid && isAlive(this.daemon.pid)) this.daemon.kill('SIGKILL');
-    // Only the directory this host made, and only if nobody put anything in it since.
-    if (this.createdTidelineEtc) await rmdir(TIDELINE_ETC).catch(() => undefined);
     await rm(path.join(this.base, 'run'), { recursive: true, force: true }).catch(() => undefined);
   }
 }
