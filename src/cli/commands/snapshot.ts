@@ -31,6 +31,14 @@ async function hostPlugin(argv: SnapshotArguments): Promise<StoragePlugin> {
   return openHostPlugin(config, execaRunner);
 }
 
+/** What both actions need: the storage domain, libvirt, and this host's agent. */
+function hostOptions<T>(command: Argv<T>) {
+  return storageOptions(command)
+    .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
+    .option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "The agent's control socket (requests reach the SPM through it)" })
+    .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration, for the storage domain when no flag names it' });
+}
+
 export const snapshotCommand: CommandModule = {
   command: 'snapshot',
   describe: 'Live snapshots of running libvirt domains onto new thin volumes, and merging them back',
@@ -40,14 +48,11 @@ export const snapshotCommand: CommandModule = {
         'create <vm>',
         'Switch the running domain onto new thin top layers (one per disk), created by the SPM over the current tops; the guest keeps writing',
         (command) =>
-          storageOptions(command)
+          hostOptions(command)
             .positional('vm', { type: 'string', demandOption: true, describe: 'libvirt domain (with --qmp: the name for the new volumes)' })
             .option('qmp', { type: 'string', describe: 'A plain QEMU (no libvirt): a QMP socket of it that the agent does not use' })
             .option('disk', { type: 'string', array: true, default: [], describe: 'Disk target (vda); repeat for more; default: every disk on the storage domain' })
-            .option('size', { type: 'string', default: '1G', describe: 'Initial size of each new top volume' })
-            .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
-            .option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "The agent's control socket (requests reach the SPM through it)" })
-            .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration, for the storage domain when no flag names it' }),
+            .option('size', { type: 'string', default: '1G', describe: 'Initial size of each new top volume' }),
         async (argv) => {
           const sizeBytes = parseSize(argv.size, '--size');
           // A plain QEMU is reached through a QMP socket of its own; the agent keeps its own connection.
@@ -74,14 +79,11 @@ export const snapshotCommand: CommandModule = {
         'commit <vm>',
         'Merge the top layers of a running domain\'s disk into a base below them (by default its parent) and pivot onto it; the merged volumes are zeroed and deleted',
         (command) =>
-          storageOptions(command)
+          hostOptions(command)
             .positional('vm', { type: 'string', demandOption: true, describe: 'libvirt domain' })
             .option('disk', { type: 'string', array: true, demandOption: true, describe: 'Disk target (vda)' })
             .option('base', { type: 'string', describe: 'Volume to merge into (default: the parent of the merged top)' })
-            .option('top', { type: 'string', describe: 'An inner layer to merge away (default: the active top, which then pivots onto the base)' })
-            .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
-            .option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET, describe: "The agent's control socket (requests reach the SPM through it)" })
-            .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration, for the storage domain when no flag names it' }),
+            .option('top', { type: 'string', describe: 'An inner layer to merge away (default: the active top, which then pivots onto the base)' }),
         async (argv) => {
           if (argv.disk.length !== 1) throw new InvalidConfigError('name exactly one --disk to commit');
           const outcome = await commitDisk(
