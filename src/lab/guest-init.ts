@@ -57,7 +57,8 @@ while [ $unit -lt $UNITS ]; do
   dd if=/tmp/header of=$DISK bs=$HEADER oflag=direct,seek_bytes seek=$offset 2>/tmp/dd.log || say "error write-failed unit=$unit"
   dd if=/tmp/body of=$DISK bs=1M oflag=direct,seek_bytes seek=$((offset + HEADER)) 2>/tmp/dd.log || say "error write-failed unit=$unit"
   unit=$((unit + 1))
-  [ $((unit % 16)) -eq 0 ] && say "progress written_mib=$((unit * ${UNIT_MIB}))"
+  # Every 64 MiB: tests wait for the guest to reach a point before they act.
+  [ $((unit % 4)) -eq 0 ] && say "progress written_mib=$((unit * ${UNIT_MIB}))"
 done
 written=$(uptime_cs)
 say "written centiseconds=$((written - started))"

@@ -5,6 +5,7 @@ import type { BootImage } from './boot-image.js';
 import { parseGuestLine, type GuestLine } from './guest-report.js';
 import { QemuProcess } from './qemu-process.js';
 import { VIRTUAL_SIZE_TAG } from '../spm/validate.js';
+import { QmpClient } from '../qmp/client.js';
 
 /**
  * One lab guest on a fresh thin volume: the volume is created small, a qcow2
@@ -36,6 +37,8 @@ export interface GuestProgress {
 export type GuestPhase = 'booting' | 'writing' | 'reading' | 'done';
 
 const QEMU_IMG_TIMEOUT_MS = 30_000;
+/** The lab guest's one disk, as QEMU and the guest name it. */
+export const LAB_DRIVE = 'vda';
 
 export class LabVm {
   readonly progress: GuestProgress = { ready: false, writtenMib: 0, writeSeconds: undefined, readSeconds: undefined, result: undefined, mismatches: 0, errors: [] };
@@ -56,15 +59,15 @@ export class LabVm {
   }
 
   static async create(options: LabVmOptions): Promise<LabVm> {
-    const volume = `${options.name}-vda`;
+    const volume = `${options.name}-${LAB_DRIVE}`;
     // Tagged as `tideline volume create` does: the SPM's cap and a snapshot's new top read the virtual size from it.
-    await options.plugin.create(volume, options.initialBytes, { vm: options.name, drive: 'vda', [VIRTUAL_SIZE_TAG]: String(options.virtualBytes) });
+    await options.plugin.create(volume, options.initialBytes, { vm: options.name, drive: LAB_DRIVE, [VIRTUAL_SIZE_TAG]: String(options.virtualBytes) });
     const devicePath = await options.plugin.activate(volume);
     await options.run('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(options.virtualBytes)], { timeoutMs: QEMU_IMG_TIMEOUT_MS });
     const qemu = new QemuProcess({
       boot: options.boot,
       devicePath,
-      driveId: 'vda',
+      driveId: LAB_DRIVE,
       qmpSocket: path.join(options.workDir, `${options.name}.qmp`),
       adminSocket: path.join(options.workDir, `${options.name}.admin.sock`),
       consoleLog: path.join(options.workDir, `${options.name}.console.log`),
@@ -91,6 +94,33 @@ export class LabVm {
     if (this.progress.result) return 'done';
     if (!this.progress.ready) return 'booting';
     return this.progress.writeSeconds === undefined ? 'writing' : 'reading';
+  }
+
+  /**
+   * Runs `work` on a QMP connection to the VM's admin socket (the one the
+   * agent does not use), closed afterwards: QEMU serves one client per socket.
+   */
+  async admin<T>(work: (client: QmpClient) => Promise<T>): Promise<T> {
+    const client = new QmpClient(this.adminSocket);
+    try {
+      await client.start();
+      return await work(client);
+    } finally {
+      client.close();
+    }
+  }
+
+  /**
+   * Caps the guest's write rate with QEMU's own I/O throttling, so that a test
+   * which must act while the guest still writes does not depend on how fast
+   * this machine runs TCG. The cap sits on the device and so outlives a
+   * change of the drive's top layer.
+   */
+  async throttleWrites(bytesPerSecond: number): Promise<void> {
+    await this.admin((client) => client.execute('block_set_io_throttle', {
+      // virtio-blk-pci is a proxy; the block backend hangs off its inner virtio device.
+      id: `/machine/peripheral/${LAB_DRIVE}/virtio-backend`, bps: 0, bps_rd: 0, bps_wr: bytesPerSecond, iops: 0, iops_rd: 0, iops_wr: 0,
+    }));
   }
 
   /** Kills QEMU and releases the volume; idempotent, safe after a failure. */

@@ -6,7 +6,6 @@ import { readStatus } from '../../src/agent/status-file.js';
 import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
 import type { LabVm } from '../../src/lab/lab-vm.js';
 import { QemuProcess } from '../../src/lab/qemu-process.js';
-import { QmpClient } from '../../src/qmp/client.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { MiB } from '../../src/util/sizes.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
@@ -65,7 +64,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     const spm = cluster.spm(1, '2');
     await spm.waitFor('acting as SPM', 30_000);
     const vm = await world.startVm({ name: 'mig', writeMib: WRITE_MIB, plugin: one });
-    await admin(vm.adminSocket, async (client) => {
+    await vm.admin(async (client) => {
       await client.execute('block_set_io_throttle', { id: '/machine/peripheral/vda/virtio-backend', bps: 0, bps_rd: 0, bps_wr: THROTTLE_BYTES_PER_SECOND, iops: 0, iops_rd: 0, iops_wr: 0 });
     });
     return vm;
@@ -99,7 +98,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
 
   /** `migrate` from the source's admin monitor; resolves when QEMU reports the migration completed. */
   async function migrate(vm: LabVm, uri: string): Promise<{ startedAt: number; completedAt: number }> {
-    return admin(vm.adminSocket, async (client) => {
+    return vm.admin(async (client) => {
       await client.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
       const startedAt = Date.now();
       await client.execute('migrate', { uri });
@@ -194,13 +193,3 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     process.stdout.write(`      stale size at switch-over: pauses on the destination: ${status.pauses}; resumed without the SPM; data verified: ${result.bad === 0}\n`);
   });
 });
-
-async function admin<T>(socket: string, work: (client: QmpClient) => Promise<T>): Promise<T> {
-  const client = new QmpClient(socket);
-  try {
-    await client.start();
-    return await work(client);
-  } finally {
-    client.close();
-  }
-}

@@ -12,6 +12,12 @@ import { until } from './helpers/watch.js';
  * the VM's other QMP socket, follows the new top.
  */
 const WRITE_MIB = 640;
+/**
+ * The guest must still be writing when the snapshot lands, or the new top has
+ * nothing to grow for: a faster machine once wrote all 640 MiB before the
+ * snapshot command ran. At this cap the writes after the trigger take ~20 s.
+ */
+const WRITE_CAP_BYTES_PER_SECOND = 20 * MiB;
 const FOLLOWED = "the disk's active layer changed (snapshot or block commit); watching the new top";
 
 describe('real QEMU: live snapshot of a plain QEMU VM onto a new thin volume', function () {
@@ -30,6 +36,7 @@ describe('real QEMU: live snapshot of a plain QEMU VM onto a new thin volume', f
     const spm = cluster.spm(1, '2');
     await spm.waitFor('acting as SPM', 30_000);
     const vm = await world.startVm({ name: 'plain', writeMib: WRITE_MIB });
+    await vm.throttleWrites(WRITE_CAP_BYTES_PER_SECOND);
     const socket = path.join(cluster.dir, 'agent.sock');
     const agent = cluster.start('agent', [
       'agent', '--qmp', `plain=${vm.qmpSocket}`, '--domain', world.workspace.domainDir, '--mailbox', cluster.mailboxPath, '--host-id', '2',
@@ -43,6 +50,7 @@ describe('real QEMU: live snapshot of a plain QEMU VM onto a new thin volume', f
     const top = /now writes to (\S+) /.exec(snapshot.stdout)?.[1];
     assert.ok(top, snapshot.stdout);
     const baseSizeAtSnapshot = (await world.plugin.describe(vm.volume)).sizeBytes;
+    assert.equal(vm.progress.writeSeconds, undefined, `the guest finished writing before the snapshot landed (${snapshot.stdout.trim()}); the test proves nothing this way`);
     await agent.waitFor(FOLLOWED, 30_000);
 
     let timer: NodeJS.Timeout | undefined;
