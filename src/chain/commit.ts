@@ -16,6 +16,13 @@ import { SnapshotError } from './snapshot.js';
  * the base out of space. The agent follows the pivot like any new top. The
  * merged volumes are then deactivated here and zeroed and deleted by the SPM,
  * the top first (a parent is never deleted before its child).
+ *
+ * Then space goes back: after an inner commit the base is an inner layer,
+ * read-only under the active one, and is reduced to its image's end plus the
+ * free target at once. After an active commit the base is the layer the guest
+ * writes, which is never reduced live (the guest may write past any size
+ * measured now, before this host sees the smaller device): it keeps its size
+ * until the VM is stopped and `tideline volume reduce` runs on it.
  */
 export interface CommitDependencies {
   virsh: Virsh;
@@ -25,13 +32,18 @@ export interface CommitDependencies {
   /** Through the agent: the SPM records a layer's new parent. */
   reparent(volume: string, parent: string): Promise<void>;
   remove(volume: string): Promise<void>;
+  /** Through the agent: the SPM shrinks to the image's end plus the free target; this host refreshes. */
+  reduce(volume: string): Promise<number>;
 }
 
 export interface CommitOutcome {
   base: string;
   merged: string[];
   baseBytesBefore: number;
+  /** After the extension for the merge. */
   baseBytesAfter: number;
+  /** After giving space back; undefined after an active commit (the base is the written top now). */
+  baseBytesReduced: number | undefined;
 }
 
 /** From the top down to (not including) `base`, by the volumes' parent tags (pure). */
@@ -99,5 +111,6 @@ export async function commitDisk(dependencies: CommitDependencies, domain: strin
     await plugin.deactivate(volume);
     await dependencies.remove(volume);
   }
-  return { base, merged, baseBytesBefore: baseInfo.sizeBytes, baseBytesAfter };
+  const baseBytesReduced = above === undefined ? undefined : await dependencies.reduce(base);
+  return { base, merged, baseBytesBefore: baseInfo.sizeBytes, baseBytesAfter, baseBytesReduced };
 }

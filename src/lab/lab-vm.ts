@@ -5,7 +5,7 @@ import type { BootImage } from './boot-image.js';
 import { parseGuestLine, type GuestLine } from './guest-report.js';
 import { QemuProcess } from './qemu-process.js';
 import { VIRTUAL_SIZE_TAG } from '../spm/validate.js';
-import { QmpClient } from '../qmp/client.js';
+import { withQmpSession, type QmpClient } from '../qmp/client.js';
 
 /**
  * One lab guest on a fresh thin volume: the volume is created small, a qcow2
@@ -100,14 +100,8 @@ export class LabVm {
    * Runs `work` on a QMP connection to the VM's admin socket (the one the
    * agent does not use), closed afterwards: QEMU serves one client per socket.
    */
-  async admin<T>(work: (client: QmpClient) => Promise<T>): Promise<T> {
-    const client = new QmpClient(this.adminSocket);
-    try {
-      await client.start();
-      return await work(client);
-    } finally {
-      client.close();
-    }
+  admin<T>(work: (client: QmpClient) => Promise<T>): Promise<T> {
+    return withQmpSession(this.adminSocket, work);
   }
 
   /**

@@ -141,10 +141,13 @@ export class StorageLease extends EventEmitter<LeaseEvents> implements Lease {
       await sleep(this.clock, this.timing.renewMs);
       if (this.state !== LeaseState.Holding || this.stopped) return;
       const startedAt = this.clock.now();
-      const renewed = await this.writeOwn(LeaseState.Holding);
+      // A renewal only prolongs a lease that is still valid when it starts. A holder that was stalled
+      // (SIGSTOP, a frozen VM) past its validity wakes here with another host possibly holding the lease:
+      // it must not write "holding" again and believe it.
+      const renewed = startedAt < this.validUntil && (await this.writeOwn(LeaseState.Holding));
       if (renewed && this.state === LeaseState.Holding) this.validUntil = startedAt + this.timing.expiryMs - this.timing.marginMs;
       if (this.clock.now() >= this.validUntil) {
-        this.state = LeaseState.Idle;
+        // `held` is already false (it reads the clock); the block says so too, so no one waits for it to expire.
         this.logger.error({ hostId: this.hostId }, 'lease lost: renewals did not reach the storage in time; stopping SPM work');
         this.emit('lost');
         await this.writeOwn(LeaseState.Idle);

@@ -157,6 +157,12 @@ export class Mailbox {
     await this.file.write(requestSlotOffset(hostId), block);
   }
 
+  /** Raw block write into a reply slot, for tests that lose a reply to a storage error on purpose. */
+  async writeRawReplyBlock(hostId: number, block: Uint8Array): Promise<void> {
+    this.assertHostId(hostId);
+    await this.file.write(replySlotOffset(hostId, this.maxHosts), block);
+  }
+
   close(): Promise<void> {
     return this.file.close();
   }

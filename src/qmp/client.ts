@@ -126,3 +126,14 @@ export class QmpClient extends EventEmitter<ClientEvents> {
     this.reconnectTimer = this.clock.setTimeout(() => void this.attempt(), delay);
   }
 }
+
+/** One QMP session for a one-off job: connects (retrying while QEMU comes up), runs `work`, closes. */
+export async function withQmpSession<T>(socketPath: string, work: (client: QmpClient) => Promise<T>, options: QmpClientOptions = {}): Promise<T> {
+  const client = new QmpClient(socketPath, options);
+  try {
+    await client.start();
+    return await work(client);
+  } finally {
+    client.close();
+  }
+}

@@ -12,7 +12,7 @@ import { SpmService } from './spm-service.js';
  * waiting when it is lost. Every term starts from the reply slots, never from
  * memory of an earlier term.
  */
-export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin; lease: Lease; clock: Clock; logger: Logger; run: Runner; signal: AbortSignal; extendDelayMs?: number; onService?: (service: SpmService) => void }): Promise<void> {
+export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin; lease: Lease; clock: Clock; logger: Logger; run: Runner; signal: AbortSignal; requestDelayMs?: number; onService?: (service: SpmService) => void }): Promise<void> {
   const { lease, logger, signal } = options;
   while (!signal.aborted) {
     logger.info('waiting for the SPM lease');

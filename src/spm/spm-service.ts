@@ -9,6 +9,7 @@ import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
+import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
 import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
@@ -35,8 +36,12 @@ export interface SpmOptions {
   fastForMs?: number;
   /** How long the idle interval holds before the SPM backs off towards pollIdleMaxMs. */
   backOffAfterQuietMs?: number;
-  /** Added before every extension, as slow storage would; tests use it to force the ENOSPC path. */
-  extendDelayMs?: number;
+  /**
+   * Testing: added before every request is carried out, as slow storage
+   * would; forces the ENOSPC path, and holds the SPM between its lease check
+   * and its change so a test can stall it there.
+   */
+  requestDelayMs?: number;
 }
 
 const HOSTS_IN_PARALLEL = 8;
@@ -82,10 +87,12 @@ export interface SpmCounters {
   refused: number;
   corruptSlots: number;
   polls: number;
+  /** Reply slots written again because their host asked again for what they held. */
+  repliesRewritten: number;
 }
 
 export class SpmService extends EventEmitter<SpmEvents> {
-  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0 };
+  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0, repliesRewritten: 0 };
   private readonly lastServed = new Map<number, number>();
   private readonly replies = new Map<number, Slot<Reply>>();
   /** The last corruption seen per host, so a slot that stays corrupt is counted and logged once. */
@@ -93,8 +100,14 @@ export class SpmService extends EventEmitter<SpmEvents> {
   private lastActivity = Number.NEGATIVE_INFINITY;
   private readonly lastSeen = new Map<number, Buffer>();
 
+  /** The domain and the command runner as the SPM may use them: only while the lease holds (fencing.ts). */
+  private readonly plugin: StoragePlugin;
+  private readonly run: Runner;
+
   constructor(private readonly options: SpmOptions) {
     super();
+    this.plugin = fencePlugin(options.plugin, options.lease);
+    this.run = fenceRunner(options.run, options.lease);
   }
 
   /** Serves until `signal` aborts or the lease is lost; resolves with which it was. */
@@ -171,6 +184,14 @@ export class SpmService extends EventEmitter<SpmEvents> {
     }
     this.corruption.delete(hostId);
     const replies = this.replies.get(hostId)!;
+    // A host rewrites its slot unchanged but for the generation when an answer is overdue (its resend). If
+    // the answer was written, the host could not read it (a storage error, a stalled former SPM's late write
+    // over it): write this host's replies again, or it would wait for its request timeout.
+    const askedAgain = decoded.value.messages.filter((request, index) => request !== undefined && replies.messages[index]?.sequence === request.sequence);
+    if (askedAgain.length > 0) {
+      this.counters.repliesRewritten += 1;
+      this.options.logger.warn({ hostId, sequences: askedAgain.map((request) => request!.sequence) }, 'a host asked again for requests already answered; writing its replies again');
+    }
     const work = decoded.value.messages
       .map((request, index) => ({ request, index }))
       .filter((entry): entry is { request: Request; index: number } => entry.request !== undefined && replies.messages[entry.index]?.sequence !== entry.request.sequence)
@@ -179,15 +200,26 @@ export class SpmService extends EventEmitter<SpmEvents> {
     for (const { request, index } of work) {
       if (!this.options.lease.held) break;
       const stale = request.sequence <= (this.lastServed.get(hostId) ?? 0);
-      replies.messages[index] = stale ? { sequence: request.sequence, status: ReplyStatus.StaleSequence, resultBytes: 0 } : await this.carryOut(hostId, request);
+      let reply: Reply = { sequence: request.sequence, status: ReplyStatus.StaleSequence, resultBytes: 0 };
+      if (!stale) {
+        try {
+          reply = await this.carryOut(hostId, request);
+        } catch (error) {
+          if (!(error instanceof LeaseLostError)) throw error;
+          this.options.logger.error({ hostId, sequence: request.sequence, operation: Operation[request.operation], volume: request.volume, err: error.message }, 'SPM lease lost in the middle of a request: stopped before its next change; the next SPM answers it');
+          break;
+        }
+      }
+      replies.messages[index] = reply;
       if (!stale) this.lastServed.set(hostId, request.sequence);
       changed = true;
     }
-    return changed;
+    return changed || askedAgain.length > 0;
   }
 
   private async carryOut(hostId: number, request: Request): Promise<Reply> {
-    const { plugin, logger, clock } = this.options;
+    const { logger, clock } = this.options;
+    const plugin = this.plugin;
     const started = clock.now();
     const finish = (status: ReplyStatus, resultBytes: number, detail?: string): Reply => {
       const code = REPLY_STATUS_CODES[status];
@@ -203,16 +235,20 @@ export class SpmService extends EventEmitter<SpmEvents> {
       return { sequence: request.sequence, status, resultBytes };
     };
     try {
+      if (this.options.requestDelayMs) {
+        logger.info({ hostId, sequence: request.sequence, operation: Operation[request.operation], volume: request.volume, delayMs: this.options.requestDelayMs }, 'request delayed (testing)');
+        await sleep(clock, this.options.requestDelayMs);
+      }
       if (request.operation === Operation.Create) {
         if (request.virtualBytes <= 0 || request.targetBytes <= 0) return finish(ReplyStatus.InvalidRequest, 0, 'create needs a positive initial size and virtual size');
         const cap = volumeCap({ name: request.volume, sizeBytes: 0, tags: { [VIRTUAL_SIZE_TAG]: String(request.virtualBytes) } }, plugin.extentBytes)!;
         if (request.targetBytes > cap) return finish(ReplyStatus.BeyondCap, 0, `initial size is beyond the cap of ${cap} bytes`);
-        const created = await createThinVolume(plugin, this.options.run, request.volume, request.targetBytes, request.virtualBytes, { 'created-by-host': String(hostId) });
+        const created = await createThinVolume(plugin, this.run, request.volume, request.targetBytes, request.virtualBytes, { 'created-by-host': String(hostId) });
         return finish(ReplyStatus.Ok, created.sizeBytes);
       }
       if (request.operation === Operation.CreateChild) {
         if (request.targetBytes <= 0 || !request.parent) return finish(ReplyStatus.InvalidRequest, 0, 'create-child needs a positive initial size and a parent volume');
-        const created = await createChildVolume(plugin, this.options.run, request.volume, request.parent, request.targetBytes, { 'created-by-host': String(hostId) });
+        const created = await createChildVolume(plugin, this.run, request.volume, request.parent, request.targetBytes, { 'created-by-host': String(hostId) });
         return finish(ReplyStatus.Ok, created.sizeBytes);
       }
       if (request.operation === Operation.Reparent) {
@@ -221,19 +257,20 @@ export class SpmService extends EventEmitter<SpmEvents> {
         return finish(ReplyStatus.Ok, (await plugin.setTag(request.volume, PARENT_TAG, request.parent)).sizeBytes);
       }
       if (request.operation === Operation.Reduce) {
-        return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.options.run, request.volume, request.targetBytes));
+        return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.run, request.volume, request.targetBytes));
       }
       if (request.operation === Operation.Delete) {
-        await deleteThinVolume(plugin, this.options.run, request.volume);
+        await deleteThinVolume(plugin, this.run, request.volume);
         return finish(ReplyStatus.Ok, 0);
       }
       const volume = await plugin.describe(request.volume);
       const refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
       if (refusal !== undefined) return finish(refusal, volume.sizeBytes);
-      if (this.options.extendDelayMs) await sleep(clock, this.options.extendDelayMs);
       const extended = await plugin.extend(request.volume, request.targetBytes);
       return finish(ReplyStatus.Ok, extended.sizeBytes);
     } catch (error) {
+      // No reply: the host resends to whoever holds the lease now.
+      if (error instanceof LeaseLostError) throw error;
       if (error instanceof VolumeNotFoundError) return finish(ReplyStatus.UnknownVolume, 0, error.message);
       if (error instanceof VolumeExistsError) return finish(ReplyStatus.VolumeExists, 0, error.message);
       if (error instanceof VolumeInUseError) return finish(ReplyStatus.VolumeInUse, 0, error.message);

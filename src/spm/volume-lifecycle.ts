@@ -81,28 +81,47 @@ export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volum
 }
 
 /**
+ * A volume in use may be reduced only as an inner layer of its chain: QEMU
+ * writes to the top alone, so a layer with children only ever sees reads,
+ * and those stay below the end of its image. The top of a chain that is
+ * active here is refused: its VM may write past any size measured now.
+ * Resolves whether the volume is active on this host.
+ */
+export async function assertReducible(plugin: StoragePlugin, volume: string): Promise<boolean> {
+  const activeHere = await plugin.isActive(volume);
+  if (activeHere && (await childrenOf(plugin, volume)).length === 0) {
+    throw new VolumeInUseError(`volume ${volume} is active on this host and is the top of its chain, which a VM may be writing; stop the VM (or snapshot it, making ${volume} read-only) before reducing it`);
+  }
+  return activeHere;
+}
+
+/**
  * Gives space back (oVirt's reduce): shrinks the volume to where its qcow2
  * image ends plus `freeTargetBytes`, never below the image's end and never
- * larger than it is. Only for a volume no VM has open: active on the SPM's
- * host is refused here; the SPM cannot see other hosts' activations yet, so
- * the command says so. Resolves with the size afterwards.
+ * larger than it is. For a volume no VM has open, or an inner (read-only)
+ * layer of a running VM's chain (assertReducible). The SPM cannot see other
+ * hosts' activations: the host that asks checks its own first. Resolves with
+ * the size afterwards; a volume active here is refreshed to it.
  */
 export async function reduceThinVolume(plugin: StoragePlugin, run: Runner, volume: string, freeTargetBytes: number): Promise<number> {
   const before = await plugin.describe(volume);
-  if (await plugin.isActive(volume)) throw new VolumeInUseError(`volume ${volume} is active on this host; a volume in use is never reduced`);
+  const activeHere = await assertReducible(plugin, volume);
   const device = await plugin.activate(volume);
   let endBytes: number;
   try {
+    // -U: a running VM may hold the layer open read-only, and its lock is shared only with readers that say so.
     // Exit code 3: leaked clusters, harmless, and the report is still complete.
-    const check = await run('qemu-img', ['check', '--output=json', '-f', 'qcow2', device], { timeoutMs: QEMU_IMG_TIMEOUT_MS, acceptExitCodes: [3] });
+    const check = await run('qemu-img', ['check', '-U', '--output=json', '-f', 'qcow2', device], { timeoutMs: QEMU_IMG_TIMEOUT_MS, acceptExitCodes: [3] });
     const report = JSON.parse(check.stdout) as { 'image-end-offset'?: number; corruptions?: number };
     if (report.corruptions) throw new StorageDomainError(`volume ${volume} holds a qcow2 image with ${report.corruptions} corruptions; not reducing it (qemu-img check ${device})`);
     if (typeof report['image-end-offset'] !== 'number') throw new StorageDomainError(`qemu-img check did not report where the image on ${volume} ends; not reducing it`);
     endBytes = report['image-end-offset'];
   } finally {
-    await plugin.deactivate(volume);
+    if (!activeHere) await plugin.deactivate(volume);
   }
   const target = alignUp(endBytes + freeTargetBytes, plugin.extentBytes);
   if (target >= before.sizeBytes) return before.sizeBytes;
-  return (await plugin.reduce(volume, target)).sizeBytes;
+  const reduced = (await plugin.reduce(volume, target)).sizeBytes;
+  if (activeHere) await plugin.refresh(volume);
+  return reduced;
 }

@@ -31,6 +31,17 @@ export class FakeClock implements Clock {
     await settle();
   }
 
+  /**
+   * Time passes while this process runs nothing (SIGSTOP, a frozen VM): no
+   * timer fires during it; every one that fell due fires at once afterwards,
+   * seeing the time after the stall.
+   */
+  async stall(ms: number): Promise<void> {
+    this.current += ms;
+    for (const timer of this.timers) timer.at = Math.max(timer.at, this.current);
+    await this.advance(0);
+  }
+
   get pendingTimers(): number {
     return this.timers.length;
   }

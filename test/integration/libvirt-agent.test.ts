@@ -183,7 +183,7 @@ describe('real libvirt: tideline under virsh', function () {
     await agent.waitFor('monitoring VM', 30_000, 2);
 
     const inverted = await tideline('policy', 'set', guest.domain, '--chunk', '64M', '--free-target', '128M');
-    assert.equal(inverted.exitCode, 2);
+    assert.equal(inverted.exitCode, 2, inverted.stderr);
     assert.match(inverted.stderr, /free target 128\.0 MiB exceeds the chunk 64\.0 MiB/);
     const unknown = await tideline('policy', 'show', 'no-such-domain');
     assert.equal(unknown.exitCode, 1);

@@ -104,6 +104,7 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     const committed = await tideline('snapshot', 'commit', domain, '--disk', 'vda', '--socket', socket);
     assert.equal(committed.exitCode, 0, committed.stderr);
     assert.match(committed.stdout, new RegExp(`${byHand} merged into ${top}`));
+    assert.match(committed.stdout, new RegExp(`${top} is the active layer now and keeps`), 'an active commit leaves the written base its size');
     await agent.waitFor(FOLLOWED, 30_000, 3);
     await assert.rejects(cluster.lab.plugin.describe(byHand), { code: 'volume-not-found' }, 'the merged volume is gone');
     assert.ok((await cluster.lab.plugin.describe(top)).sizeBytes >= Math.min(topSizeAtSecond + byHandBytes, 4 * GiB), 'the base was extended by what the merged layer held before the job');
@@ -115,9 +116,14 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     const newest = /now writes to (\S+) /.exec(again.stdout)![1]!;
     await agent.waitFor(FOLLOWED, 30_000, 4);
     innerCommitStarted = Date.now();
-    const inner = await tideline('snapshot', 'commit', domain, '--disk', 'vda', '--top', top, '--socket', socket);
+    const inner = await tideline('snapshot', 'commit', domain, '--disk', 'vda', '--top', top, '--socket', socket, '--free-target', '64M');
     assert.equal(inner.exitCode, 0, inner.stderr);
-    assert.match(inner.stdout, new RegExp(`${top} merged into ${base} .*; merged volumes zeroed and deleted`));
+    assert.match(inner.stdout, new RegExp(`${top} merged into ${base} .*; merged volumes zeroed and deleted; ${base} reduced to `));
+    const servedForInner = spm.logged('request served').filter((event) => event.volume === base && Number(event.time) >= innerCommitStarted);
+    const extendedForMerge = Math.max(...servedForInner.filter((event) => event.operation === 'Extend').map((event) => Number(event.resultBytes)));
+    const baseAfterReduce = (await cluster.lab.plugin.describe(base)).sizeBytes;
+    assert.ok(servedForInner.some((event) => event.operation === 'Reduce' && Number(event.resultBytes) === baseAfterReduce), 'the SPM reduced the base after the merge');
+    assert.ok(baseAfterReduce < extendedForMerge, `the base gave space back: ${extendedForMerge / MiB} MiB for the merge, ${baseAfterReduce / MiB} MiB after`);
     await assert.rejects(cluster.lab.plugin.describe(top), { code: 'volume-not-found' });
     assert.equal((await cluster.lab.plugin.describe(newest)).tags.parent, base, 'the active layer now stands on the base');
     assert.match((await host.virsh('domblklist', domain)).stdout, new RegExp(`hosts/1/${newest}\\s*$`, 'm'), 'the active layer stayed');

@@ -4,7 +4,7 @@ import type { LvmPlugin } from '../../plugins/lvm/index.js';
 import { LvmWorld } from '../../src/lab/lvm-world.js';
 import type { StorageHost } from '../../src/lab/storage-host.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { createThinVolume, deleteThinVolume, reduceThinVolume } from '../../src/spm/volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, reduceThinVolume } from '../../src/spm/volume-lifecycle.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
 
 /**
@@ -83,7 +83,7 @@ describe('real LVM with device-mapper: two hosts on one LUN (storage host guests
     assert.deepEqual((await hostB.list()).map((volume) => volume.name), []);
   });
 
-  it('gives space back on real LVM: an unused volume is reduced to its image end plus the free target, its data intact; one in use is not', async () => {
+  it('gives space back on real LVM: an unused volume is reduced to its image end plus the free target, its data intact; an active top is not, an active inner layer is', async () => {
     const a = world.host('a');
     await createThinVolume(spm, a.run, 'shrinkme', 16 * MiB, GiB);
     await spm.extend('shrinkme', 256 * MiB);
@@ -100,6 +100,21 @@ describe('real LVM with device-mapper: two hosts on one LUN (storage host guests
     const check = await a.run('qemu-img', ['check', '-f', 'qcow2', again], { acceptExitCodes: [3] });
     assert.equal(check.exitCode, 0, check.stdout);
     await spm.deactivate('shrinkme');
+
+    // Under a child it is an inner layer, read-only for any VM: reduced while active on both hosts (lvreduce of an active LV on A), B refreshes.
+    await createChildVolume(spm, a.run, 'shrinkme-top', 'shrinkme', 16 * MiB);
+    await spm.extend('shrinkme', 256 * MiB);
+    const onA = await spm.activate('shrinkme');
+    const onB = await hostB.activate('shrinkme');
+    const b = world.host('b');
+    assert.equal(await reduceThinVolume(spm, a.run, 'shrinkme', 8 * MiB), reduced);
+    assert.equal(await blockDeviceBytes(a, onA), reduced, 'the SPM host sees the smaller LV at once');
+    assert.equal(await hostB.refresh('shrinkme'), reduced);
+    assert.equal(await blockDeviceBytes(b, onB), reduced, 'host B sees it after its refresh');
+    assertQemuIo(await qemuIo(b, onB, ['read -P 0xc3 0 40M'], { readOnly: true }), 'ok');
+    await hostB.deactivate('shrinkme');
+    await spm.deactivate('shrinkme');
+    await deleteThinVolume(spm, a.run, 'shrinkme-top');
     await deleteThinVolume(spm, a.run, 'shrinkme');
   });
 

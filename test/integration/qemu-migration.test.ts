@@ -6,6 +6,7 @@ import { readStatus } from '../../src/agent/status-file.js';
 import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
 import type { LabVm } from '../../src/lab/lab-vm.js';
 import { QemuProcess } from '../../src/lab/qemu-process.js';
+import { withQmpSession } from '../../src/qmp/client.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { MiB } from '../../src/util/sizes.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
@@ -171,7 +172,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     await until(() => vm.progress.writtenMib >= 256, 120_000, () => `the source guest to write 256 MiB (at ${vm.progress.writtenMib})`);
     await migrate(vm, destination.uri);
     await vm.qemu.kill();
-    await admin(path.join(qmpDir, 'mig.qmp'), async (client) => {
+    await withQmpSession(path.join(qmpDir, 'mig.qmp'), async (client) => {
       await until(async () => (await client.execute<{ status: string }>('query-status')).status === 'io-error', 60_000, 'the guest on the destination to pause on the stale size');
     });
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { MiB } from '../../src/util/sizes.js';
 import { LabWorld } from './helpers/lab-world.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
@@ -80,7 +81,7 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     assert.match(result.stderr, /cannot reach the tideline agent at .*nobody\.sock .*\[agent-unreachable\]/);
   });
 
-  it('templates: two volumes on one template each read it and keep their own writes; the template cannot be deleted while they exist', async () => {
+  it('templates: two volumes on one template each read it and keep their own writes; the template cannot be deleted while they exist, and is reduced while read, their tops are not', async () => {
     const qemuIo = (device: string, command: string) => execa('qemu-io', ['-f', 'qcow2', '-c', command, device], { reject: false, timeout: 30_000 });
     assert.equal((await tideline('volume', 'create', 'tpl-base', '--size', '64M', '--virtual-size', '1G', '--socket', socket)).exitCode, 0);
     const template = await world.plugin.activate('tpl-base');
@@ -112,6 +113,21 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     assert.match(refused.stderr, /other volumes are built on it .*\[volume-has-children\]/);
     const listed = (await tideline('volume', 'list', '--domain', world.workspace.domainDir)).stdout;
     assert.match(listed, /tpl-base[\s\S]*└─ web-a[\s\S]*└─ web-b/, listed);
+
+    // As if VMs ran on them: a top in use is never reduced, the template under it is (only read), and still reads back.
+    const webA = await world.plugin.activate('web-a');
+    await world.plugin.activate('tpl-base');
+    const top = await tideline('volume', 'reduce', 'web-a', '--socket', socket);
+    assert.equal(top.exitCode, 1);
+    assert.match(top.stderr, /top of its chain, which a VM may be writing.*\[volume-in-use\]/);
+    const reduced = await tideline('volume', 'reduce', 'tpl-base', '--free-target', '16M', '--socket', socket);
+    assert.equal(reduced.exitCode, 0, reduced.stderr);
+    assert.ok((await world.plugin.describe('tpl-base')).sizeBytes <= 24 * MiB, reduced.stdout);
+    assert.equal(await world.plugin.isActive('tpl-base'), true, 'the template stays active for its readers');
+    const readBack = await qemuIo(webA, 'read -P 0xaa 0 1M');
+    assert.ok(readBack.exitCode === 0 && !/Pattern verification failed/.test(readBack.stdout), readBack.stdout);
+    await world.plugin.deactivate('web-a');
+    await world.plugin.deactivate('tpl-base');
     for (const volume of ['web-a', 'web-b', 'tpl-base']) assert.equal((await tideline('volume', 'delete', volume, '--socket', socket)).exitCode, 0, `delete ${volume}`);
   });
 });

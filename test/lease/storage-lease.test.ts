@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { decodeLeaseBlock, LeaseState } from '../../src/lease/lease-block.js';
 import { StorageLease, validateTiming, type LeaseTiming } from '../../src/lease/storage-lease.js';
 import { DirectBlockFile } from '../../src/mailbox/direct-io.js';
 import { BLOCK_BYTES } from '../../src/mailbox/format.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { systemClock } from '../../src/util/clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 /** Two SPM candidates on one lease file with direct I/O, each with its own file handle, as two hosts would have. */
 const FAST: LeaseTiming = { renewMs: 15, ioTimeoutMs: 100, expiryMs: 400, marginMs: 150 };
@@ -85,6 +87,50 @@ describe('built-in storage lease', function () {
     assert.equal(a.held, false);
     assert.ok(lostAfter <= FAST.expiryMs - FAST.marginMs + FAST.renewMs + FAST.ioTimeoutMs, `noticed the loss only after ${lostAfter} ms`);
     file.write = realWrite;
+  });
+
+  it('a holder stalled past its expiry (SIGSTOP) wakes up without the lease and never writes "holding" again over the new holder', async () => {
+    // Two hosts, each with its own clock: during the stall only B's moves.
+    const storage = Buffer.alloc(HOSTS * BLOCK_BYTES);
+    const memoryFile = {
+      read: async (offset: number, length: number) => Buffer.from(storage.subarray(offset, offset + length)),
+      write: async (offset: number, data: Uint8Array) => void storage.set(data, offset),
+      close: async () => undefined,
+    } as unknown as DirectBlockFile;
+    const clockA = new FakeClock();
+    const clockB = new FakeClock();
+    const a = new StorageLease(memoryFile, 1, HOSTS, FAST, clockA, silentLogger);
+    const b = new StorageLease(memoryFile, 2, HOSTS, FAST, clockB, silentLogger);
+    const both = async (ms: number) => {
+      for (let step = 0; step < ms; step += 5) {
+        await clockA.advance(5);
+        await clockB.advance(5);
+      }
+    };
+    const aHolds = a.acquire();
+    await both(FAST.expiryMs * 2);
+    await aHolds;
+    let lost = false;
+    a.on('lost', () => (lost = true));
+    let bHolds = false;
+    void b.acquire().then(() => (bHolds = true));
+    await both(FAST.expiryMs);
+    assert.equal(bHolds, false, 'B took the lease from a live holder');
+
+    // A stops; B waits out the expiry and takes over.
+    for (let step = 0; step < FAST.expiryMs * 3 && !bHolds; step += 5) await clockB.advance(5);
+    assert.equal(bHolds, true, 'B did not take over from a stalled holder');
+    await clockA.stall(FAST.expiryMs * 3);
+    assert.equal(a.held, false, 'A believes it still holds the lease after the stall');
+    assert.equal(lost, true, "A did not report the lease lost");
+    await both(FAST.expiryMs);
+    assert.equal(a.held, false);
+    assert.equal(b.held, true);
+    const blockOfA = decodeLeaseBlock(storage.subarray(0, BLOCK_BYTES), 1);
+    assert.ok(blockOfA !== 'invalid' && blockOfA?.state === LeaseState.Idle, `A's block says ${JSON.stringify(blockOfA)}: it must have given the lease up on the storage too`);
+    const released = Promise.all([b.release(), a.release()]);
+    await both(FAST.renewMs * 2); // B's renewal loop sleeps on its clock
+    await released;
   });
 
   it('refuses timings that would let a dead holder be presumed alive or a live one dead', () => {

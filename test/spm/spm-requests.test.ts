@@ -39,7 +39,8 @@ describe('SPM: requests through the mailbox', function () {
     await initLeaseVolume(path.join(dir, 'leases'), 8);
     spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
     hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 20, ioTimeoutMs: 100, expiryMs: 400, marginMs: 150 }, clock: systemClock, logger: silentLogger });
+    // Not tight: the SPM stops at its next step once a renewal is late (fencing), and a loaded machine delays renewals.
+    lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
     await lease.acquire();
     spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollIdleMs: 5 });
     serving = spm.serve(stop.signal);
@@ -104,6 +105,30 @@ describe('SPM: requests through the mailbox', function () {
     }
     assert.deepEqual(reply, { sequence: 1, status: 5, resultBytes: 0 });
     assert.deepEqual(await sizes(), before);
+  });
+
+  it("writes a host's replies again when it resends a request already answered (the reply block was lost to a storage error)", async () => {
+    await plugin.create('vm6-vda', 64 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
+    const request = { sequence: 1, operation: Operation.Extend, volume: 'vm6-vda', targetBytes: 192 * MiB, virtualBytes: 0 };
+    const replyTo = async (generation: number) => {
+      await hostMailbox.writeRequests({ hostId: 6, generation, messages: [request, undefined, undefined, undefined, undefined, undefined, undefined, undefined] });
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline) {
+        const replies = await hostMailbox.readReplies(6);
+        if (replies.kind === 'valid' && replies.value.messages[0]?.sequence === 1) return replies.value.messages[0];
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      return undefined;
+    };
+    const servedBefore = spm.counters.served;
+    assert.deepEqual(await replyTo(1), { sequence: 1, status: 0, resultBytes: 192 * MiB });
+    await hostMailbox.writeRawReplyBlock(6, Buffer.alloc(4096, 0x5a));
+    assert.equal((await hostMailbox.readReplies(6)).kind, 'invalid');
+    // The host's resend: the same request, the slot rewritten with a new generation.
+    assert.deepEqual(await replyTo(2), { sequence: 1, status: 0, resultBytes: 192 * MiB }, 'the SPM wrote the lost reply again');
+    assert.equal(spm.counters.served - servedBefore, 1, 'and served nothing twice');
+    await hostMailbox.writeRequests({ hostId: 6, generation: 3, messages: new Array(8).fill(undefined) });
+    await plugin.remove('vm6-vda');
   });
 
   it('ignores and counts a corrupted slot, and keeps serving the other hosts', async () => {
@@ -171,7 +196,7 @@ describe('SPM: requests through the mailbox', function () {
     await host.remove('vm1-vda-snap1');
   });
 
-  it('reduces a volume nobody uses to its image end plus the free target, keeps its data, and refuses one in use', async () => {
+  it('reduces a volume nobody uses to its image end plus the free target, keeps its data, refuses an active top, and reduces an active inner layer', async () => {
     await host.create('vm5-vda', 64 * MiB, 1024 * MiB);
     const device = await plugin.activate('vm5-vda');
     assert.equal((await execaRunner('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 40M', device])).exitCode, 0);
@@ -191,6 +216,16 @@ describe('SPM: requests through the mailbox', function () {
     assert.equal((await execaRunner('qemu-img', ['check', '-f', 'qcow2', file], { acceptExitCodes: [3] })).exitCode, 0, 'the image is intact');
     assert.equal(await host.reduce('vm5-vda', 16 * MiB), reduced, 'reducing again changes nothing');
     assert.equal(await host.reduce('vm5-vda', 256 * MiB), reduced, 'a reduce never grows a volume');
+
+    // Under a child it is an inner layer: a running VM holds it open read-only, so it may be reduced active, and this host sees the new size at once.
+    await host.extend('vm5-vda', 512 * MiB);
+    await host.createChild('vm5-vda-top', 'vm5-vda', 32 * MiB);
+    await plugin.activate('vm5-vda');
+    assert.equal(await host.reduce('vm5-vda', 16 * MiB), reduced);
+    assert.equal(await plugin.visibleBytes('vm5-vda'), reduced, 'the active inner layer was refreshed here');
+    assert.equal(await plugin.isActive('vm5-vda'), true, 'and it stays active');
+    await plugin.deactivate('vm5-vda');
+    await host.remove('vm5-vda-top');
     await host.remove('vm5-vda');
   });
 

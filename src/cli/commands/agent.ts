@@ -15,9 +15,9 @@ import { Mailbox } from '../../mailbox/mailbox.js';
 import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
 import type { Extender } from '../../monitor/ports.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
-import { serveControl, type VolumeService } from '../../agent/control-server.js';
+import { serveControl } from '../../agent/control-server.js';
+import { volumeService } from '../../agent/volume-service.js';
 import { DEFAULT_HOOK_SPOOL, HookSpool } from '../../agent/hook-spool.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume } from '../../spm/volume-lifecycle.js';
 import { execaRunner } from '../../util/runner.js';
 
 interface AgentArguments extends StorageArguments {
@@ -91,22 +91,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       mailbox = await Mailbox.open(argv.mailbox);
       extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }) });
     }
-    // Extensions asked for by hand (a block commit's base) go the monitor's way: through the SPM, then refreshed here.
-    const extendHere = async (volume: string, sizeBytes: number): Promise<number> => {
-      await extender.extend(volume, sizeBytes);
-      return extender.refresh(volume);
-    };
-    const volumes: VolumeService =
-      extender instanceof MailboxExtender
-        ? { create: (volume, sizeBytes, virtualBytes) => extender.create(volume, sizeBytes, virtualBytes), createChild: (volume, parent, sizeBytes) => extender.createChild(volume, parent, sizeBytes), remove: (volume) => extender.remove(volume), reduce: (volume, freeTargetBytes) => extender.reduce(volume, freeTargetBytes), reparent: (volume, parent) => extender.reparent(volume, parent), extend: extendHere }
-        : {
-            create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, execaRunner, volume, sizeBytes, virtualBytes)).sizeBytes,
-            createChild: async (volume, parent, sizeBytes) => (await createChildVolume(plugin, execaRunner, volume, parent, sizeBytes)).sizeBytes,
-            remove: (volume) => deleteThinVolume(plugin, execaRunner, volume),
-            reduce: (volume, freeTargetBytes) => reduceThinVolume(plugin, execaRunner, volume, freeTargetBytes),
-            reparent: async (volume, parent) => void (await plugin.setTag(volume, PARENT_TAG, parent)),
-            extend: extendHere,
-          };
+    const volumes = volumeService(plugin, extender, execaRunner);
     const libvirt = argv.libvirt
       ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000 })
       : undefined;

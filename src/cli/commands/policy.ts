@@ -72,14 +72,14 @@ export const policyCommand: CommandModule = {
           };
           if (Object.keys(changes).length === 0) throw new InvalidConfigError('name at least one of --chunk, --free-target, --max-size, --enabled/--no-enabled');
           if (argv.disk !== undefined && !/^[a-z]+[a-z0-9]*$/.test(argv.disk)) throw new InvalidConfigError(`--disk '${argv.disk}' is not a disk target such as vda`);
+          // What the flags alone get wrong is said before libvirt is asked anything.
+          assertTargetWithinChunk(changes);
           const virsh = new Virsh(execaRunner, argv.uri);
           const policy = parsePolicyXml(await virsh.metadata(argv.vm, TIDELINE_NAMESPACE));
           if (argv.disk) policy.disks[argv.disk] = { ...policy.disks[argv.disk], ...changes };
           else policy.vm = { ...policy.vm, ...changes };
           const merged = argv.disk ? { ...policy.vm, ...policy.disks[argv.disk] } : policy.vm;
-          if (merged.chunk !== undefined && merged.freeTarget !== undefined && merged.freeTarget > merged.chunk) {
-            throw new InvalidConfigError(`free target ${formatSize(merged.freeTarget)} exceeds the chunk ${formatSize(merged.chunk)}: every extension would trigger the next at once`);
-          }
+          assertTargetWithinChunk(merged);
           await virsh.setMetadata(argv.vm, TIDELINE_NAMESPACE, METADATA_KEY, policyXml(policy));
           process.stdout.write(`${argv.vm}${argv.disk ? ` ${argv.disk}` : ''}: ${describe(argv.disk ? policy.disks[argv.disk]! : policy.vm)}\n`);
         },
@@ -87,3 +87,9 @@ export const policyCommand: CommandModule = {
       .demandCommand(1, 'name an action: show or set'),
   handler: () => undefined,
 };
+
+function assertTargetWithinChunk(policy: DiskPolicy): void {
+  if (policy.chunk !== undefined && policy.freeTarget !== undefined && policy.freeTarget > policy.chunk) {
+    throw new InvalidConfigError(`free target ${formatSize(policy.freeTarget)} exceeds the chunk ${formatSize(policy.chunk)}: every extension would trigger the next at once`);
+  }
+}

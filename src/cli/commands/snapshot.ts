@@ -75,7 +75,7 @@ export const snapshotCommand: CommandModule = {
           }
         },
       )
-      .command<SnapshotArguments & { base?: string; top?: string }>(
+      .command<SnapshotArguments & { base?: string; top?: string; 'free-target': string }>(
         'commit <vm>',
         'Merge the top layers of a running domain\'s disk into a base below them (by default its parent) and pivot onto it; the merged volumes are zeroed and deleted',
         (command) =>
@@ -83,9 +83,11 @@ export const snapshotCommand: CommandModule = {
             .positional('vm', { type: 'string', demandOption: true, describe: 'libvirt domain' })
             .option('disk', { type: 'string', array: true, demandOption: true, describe: 'Disk target (vda)' })
             .option('base', { type: 'string', describe: 'Volume to merge into (default: the parent of the merged top)' })
-            .option('top', { type: 'string', describe: 'An inner layer to merge away (default: the active top, which then pivots onto the base)' }),
+            .option('top', { type: 'string', describe: 'An inner layer to merge away (default: the active top, which then pivots onto the base)' })
+            .option('free-target', { type: 'string', default: '128M', describe: 'After an inner commit, room left above the end of the base image when it is reduced' }),
         async (argv) => {
           if (argv.disk.length !== 1) throw new InvalidConfigError('name exactly one --disk to commit');
+          const freeTargetBytes = parseSize(argv['free-target'], '--free-target');
           const outcome = await commitDisk(
             {
               virsh: new Virsh(execaRunner, argv.uri),
@@ -93,12 +95,17 @@ export const snapshotCommand: CommandModule = {
               extend: async (volume, bytes) => (await request(argv.socket, { op: 'extend', volume, sizeBytes: bytes })).sizeBytes ?? 0,
               reparent: async (volume, parent) => void (await request(argv.socket, { op: 'reparent', volume, parent })),
               remove: async (volume) => void (await request(argv.socket, { op: 'delete', volume })),
+              reduce: async (volume) => (await request(argv.socket, { op: 'reduce', volume, freeTargetBytes })).sizeBytes ?? 0,
             },
             argv.vm,
             argv.disk[0]!,
             { ...(argv.base === undefined ? {} : { base: argv.base }), ...(argv.top === undefined ? {} : { top: argv.top }) },
           );
-          process.stdout.write(`${argv.vm} ${argv.disk[0]}: ${outcome.merged.join(', ')} merged into ${outcome.base} (extended ${formatSize(outcome.baseBytesBefore)} -> ${formatSize(outcome.baseBytesAfter)} first)${argv.top === undefined ? ', pivoted' : ''}; merged volumes zeroed and deleted\n`);
+          const space =
+            outcome.baseBytesReduced === undefined
+              ? `${outcome.base} is the active layer now and keeps ${formatSize(outcome.baseBytesAfter)}; run 'tideline volume reduce ${outcome.base}' once the VM is stopped to give back what it does not use`
+              : `${outcome.base} reduced to ${formatSize(outcome.baseBytesReduced)}`;
+          process.stdout.write(`${argv.vm} ${argv.disk[0]}: ${outcome.merged.join(', ')} merged into ${outcome.base} (extended ${formatSize(outcome.baseBytesBefore)} -> ${formatSize(outcome.baseBytesAfter)} first)${argv.top === undefined ? ', pivoted' : ''}; merged volumes zeroed and deleted; ${space}\n`);
         },
       )
       .demandCommand(1, 'name an action: create or commit'),

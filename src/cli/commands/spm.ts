@@ -21,7 +21,7 @@ interface SpmArguments extends StorageArguments {
   ids?: string;
   'sanlock-io-timeout'?: number;
   'under-sanlock': boolean;
-  'extend-delay': number;
+  'request-delay': number;
 }
 
 export const spmCommand: CommandModule<object, SpmArguments> = {
@@ -38,7 +38,7 @@ export const spmCommand: CommandModule<object, SpmArguments> = {
       .option('ids', { type: 'string', describe: 'sanlock: volume of the lockspace (host delta leases)' })
       .option('sanlock-io-timeout', { type: 'number', describe: 'sanlock: io_timeout in seconds when joining the lockspace' })
       .option('under-sanlock', { type: 'boolean', default: false, hidden: true })
-      .option('extend-delay', { type: 'number', default: 0, describe: 'Testing: milliseconds added to every extension, as slow storage would' }),
+      .option('request-delay', { type: 'number', default: 0, alias: 'extend-delay', describe: 'Testing: milliseconds added before every request is carried out, as slow storage would' }),
   handler: async (argv) => {
     const logger = createLogger().child({ hostId: argv['host-id'], role: 'spm' });
     const signals = abortOnSignals();
@@ -55,7 +55,7 @@ export const spmCommand: CommandModule<object, SpmArguments> = {
         const lease: Lease = argv['under-sanlock']
           ? new HeldBySanlock()
           : await openStorageLease({ path: argv.lease, hostId: argv['host-id'], maxHosts: mailbox.maxHosts, timing: timingForExpiry(argv['lease-expiry'] * 1000), clock: systemClock, logger });
-        await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal, extendDelayMs: argv['extend-delay'] });
+        await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal, requestDelayMs: argv['request-delay'] });
       } finally {
         await mailbox.close();
       }

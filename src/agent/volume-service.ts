@@ -1,0 +1,46 @@
+import type { StoragePlugin } from '../../plugins/types.js';
+import { MailboxExtender } from '../mailbox/mailbox-extender.js';
+import type { Extender } from '../monitor/ports.js';
+import { assertReducible, createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume } from '../spm/volume-lifecycle.js';
+import type { Runner } from '../util/runner.js';
+import type { VolumeService } from './control-server.js';
+
+/**
+ * What the control socket asks of the storage domain. With a mailbox the SPM
+ * does the work and this host only refreshes what it has active; the checks
+ * that need this host's view (is the volume open here?) run here first, since
+ * the SPM cannot see other hosts' activations. Without a mailbox this agent
+ * is the domain's one writer and does it all itself.
+ */
+export function volumeService(plugin: StoragePlugin, extender: Extender, run: Runner): VolumeService {
+  // Extensions asked for by hand (a block commit's base) go the monitor's way: through the SPM, then refreshed here.
+  const extend = async (volume: string, sizeBytes: number): Promise<number> => {
+    await extender.extend(volume, sizeBytes);
+    return extender.refresh(volume);
+  };
+  if (!(extender instanceof MailboxExtender)) {
+    return {
+      create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, run, volume, sizeBytes, virtualBytes)).sizeBytes,
+      createChild: async (volume, parent, sizeBytes) => (await createChildVolume(plugin, run, volume, parent, sizeBytes)).sizeBytes,
+      remove: (volume) => deleteThinVolume(plugin, run, volume),
+      reduce: (volume, freeTargetBytes) => reduceThinVolume(plugin, run, volume, freeTargetBytes),
+      reparent: async (volume, parent) => void (await plugin.setTag(volume, PARENT_TAG, parent)),
+      extend,
+    };
+  }
+  const spm = extender;
+  return {
+    create: (volume, sizeBytes, virtualBytes) => spm.create(volume, sizeBytes, virtualBytes),
+    createChild: (volume, parent, sizeBytes) => spm.createChild(volume, parent, sizeBytes),
+    remove: (volume) => spm.remove(volume),
+    reduce: async (volume, freeTargetBytes) => {
+      const activeHere = await assertReducible(plugin, volume);
+      const sizeBytes = await spm.reduce(volume, freeTargetBytes);
+      // The VM here keeps reading the layer; its device must not outlast the extents the SPM gave back.
+      if (activeHere) await plugin.refresh(volume);
+      return sizeBytes;
+    },
+    reparent: (volume, parent) => spm.reparent(volume, parent),
+    extend,
+  };
+}
