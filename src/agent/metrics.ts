@@ -1,4 +1,5 @@
-import http from 'node:http';
+import type http from 'node:http';
+import { serveMetrics } from '../metrics/server.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MonitorEvents, VmStatus } from '../monitor/vm-monitor.js';
 
@@ -44,17 +45,7 @@ export class AgentMetrics {
   }
 
   /** Serves /metrics; loopback by default, since the numbers name VMs and volumes. */
-  async listen(host: string, port: number, refresh: () => void): Promise<http.Server> {
-    const server = http.createServer(async (request, response) => {
-      if (request.url !== '/metrics') {
-        response.writeHead(404).end();
-        return;
-      }
-      refresh();
-      response.writeHead(200, { 'content-type': this.registry.contentType });
-      response.end(await this.registry.metrics());
-    });
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
-    return server;
+  listen(host: string, port: number, refresh: () => void): Promise<http.Server> {
+    return serveMetrics(this.registry, host, port, refresh);
   }
 }

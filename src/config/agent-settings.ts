@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { InvalidConfigError } from '../errors.js';
 import { DEFAULT_POLICY, type PolicySettings } from '../monitor/policy.js';
 import { DEFAULT_STATUS_FILE } from '../agent/status-file.js';
+import { listenAddress } from './listen-address.js';
 import { formatIssues, sizeField } from './sizes-schema.js';
 
 /** Everything `tideline agent` can be told, validated once. */
@@ -14,16 +15,6 @@ const qmpTarget = z.string().transform((value, context) => {
     return z.NEVER;
   }
   return { vm, socketPath };
-});
-
-const listenAddress = z.string().transform((value, context) => {
-  const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  if (!match || port < 1 || port > 65535) {
-    context.addIssue({ code: 'custom', message: `'${value}' is not HOST:PORT (for example 127.0.0.1:9471)` });
-    return z.NEVER;
-  }
-  return { host: match[1] ?? match[2]!, port };
 });
 
 export const agentSettingsSchema = z

@@ -5,6 +5,7 @@ import type { Lease } from '../lease/types.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
+import type { SpmMetrics } from './spm-metrics.js';
 import { SpmService } from './spm-service.js';
 
 /**
@@ -12,7 +13,7 @@ import { SpmService } from './spm-service.js';
  * waiting when it is lost. Every term starts from the reply slots, never from
  * memory of an earlier term.
  */
-export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin; lease: Lease; clock: Clock; logger: Logger; run: Runner; signal: AbortSignal; requestDelayMs?: number; onService?: (service: SpmService) => void }): Promise<void> {
+export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin; lease: Lease; clock: Clock; logger: Logger; run: Runner; signal: AbortSignal; requestDelayMs?: number; metrics?: SpmMetrics; onService?: (service: SpmService) => void }): Promise<void> {
   const { lease, logger, signal } = options;
   while (!signal.aborted) {
     logger.info('waiting for the SPM lease');
@@ -26,6 +27,8 @@ export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin;
     }
     logger.info('acting as SPM');
     const service = new SpmService(options);
+    options.metrics?.observe(service);
+    options.metrics?.setActing(true);
     options.onService?.(service);
     let outcome: 'stopped' | 'lease-lost';
     try {
@@ -34,6 +37,8 @@ export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin;
       logger.error({ err: errorMessage(error) }, 'SPM service failed; giving the lease up');
       await lease.release();
       continue;
+    } finally {
+      options.metrics?.setActing(false);
     }
     if (outcome === 'lease-lost') logger.error('SPM lease lost: stopped serving requests');
   }

@@ -56,6 +56,8 @@ const HOSTS_IN_PARALLEL = 8;
  * 500 MiB/s has four seconds of headroom with oVirt's 2 GiB free target).
  */
 const BACK_OFF_AFTER_QUIET_MS = 60_000;
+/** One host writing garbage once made an SPM log 2,732 warnings in 73 s. */
+export const CORRUPT_SLOT_LOG_INTERVAL_MS = 60_000;
 const DEFAULT_POLL_IDLE_MAX_MS = 1_000;
 
 async function runWithLimit(tasks: ReadonlyArray<() => Promise<void>>, limit: number): Promise<void> {
@@ -80,6 +82,7 @@ export function spmPollInterval(quietMs: number, backedOffMs: number | undefined
 export interface SpmEvents {
   served: [{ hostId: number; sequence: number; operation: string; volume: string; status: string; resultBytes: number; ms: number }];
   'corrupt-slot': [{ hostId: number; reason: string; detail: string }];
+  'replies-rewritten': [{ hostId: number; sequences: number[] }];
 }
 
 export interface SpmCounters {
@@ -95,8 +98,8 @@ export class SpmService extends EventEmitter<SpmEvents> {
   readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0, repliesRewritten: 0 };
   private readonly lastServed = new Map<number, number>();
   private readonly replies = new Map<number, Slot<Reply>>();
-  /** The last corruption seen per host, so a slot that stays corrupt is counted and logged once. */
-  private readonly corruption = new Map<number, string>();
+  /** Per host: when its unreadable slot was last logged, and how many went unlogged since (log flooding). */
+  private readonly corruptionLog = new Map<number, { loggedAt: number; unlogged: number }>();
   private lastActivity = Number.NEGATIVE_INFINITY;
   private readonly lastSeen = new Map<number, Buffer>();
 
@@ -173,16 +176,20 @@ export class SpmService extends EventEmitter<SpmEvents> {
   private async serveHost(hostId: number, decoded: Decoded<Slot<Request>>): Promise<boolean> {
     if (decoded.kind === 'empty') return false;
     if (decoded.kind === 'invalid') {
-      const signature = `${decoded.reason}:${decoded.detail}`;
-      if (this.corruption.get(hostId) !== signature) {
-        this.corruption.set(hostId, signature);
-        this.counters.corruptSlots += 1;
-        this.options.logger.warn({ hostId, reason: decoded.reason, detail: decoded.detail }, 'ignoring an unreadable request slot');
-        this.emit('corrupt-slot', { hostId, reason: decoded.reason, detail: decoded.detail });
+      // Each changed unreadable block counts (unchanged ones are not read again); a host that keeps writing
+      // garbage is logged at most once a minute, with how many there were meanwhile.
+      this.counters.corruptSlots += 1;
+      this.emit('corrupt-slot', { hostId, reason: decoded.reason, detail: decoded.detail });
+      const now = this.options.clock.now();
+      const logged = this.corruptionLog.get(hostId);
+      if (logged && now - logged.loggedAt < CORRUPT_SLOT_LOG_INTERVAL_MS) {
+        logged.unlogged += 1;
+        return false;
       }
+      this.options.logger.warn({ hostId, reason: decoded.reason, detail: decoded.detail, unloggedSinceLast: logged?.unlogged ?? 0 }, 'ignoring an unreadable request slot');
+      this.corruptionLog.set(hostId, { loggedAt: now, unlogged: 0 });
       return false;
     }
-    this.corruption.delete(hostId);
     const replies = this.replies.get(hostId)!;
     // A host rewrites its slot unchanged but for the generation when an answer is overdue (its resend). If
     // the answer was written, the host could not read it (a storage error, a stalled former SPM's late write
@@ -190,6 +197,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
     const askedAgain = decoded.value.messages.filter((request, index) => request !== undefined && replies.messages[index]?.sequence === request.sequence);
     if (askedAgain.length > 0) {
       this.counters.repliesRewritten += 1;
+      this.emit('replies-rewritten', { hostId, sequences: askedAgain.map((request) => request!.sequence) });
       this.options.logger.warn({ hostId, sequences: askedAgain.map((request) => request!.sequence) }, 'a host asked again for requests already answered; writing its replies again');
     }
     const work = decoded.value.messages

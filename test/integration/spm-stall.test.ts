@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import path from 'node:path';
 import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -54,7 +55,8 @@ describe('a stalled SPM (SIGSTOP past its lease expiry, then SIGCONT)', function
   it('does not create, change or answer anything after it resumes: the SPM that took over did all of it', async () => {
     const stalled = spm('spm-a', 1, ['--request-delay', '3000']);
     await stalled.waitFor('acting as SPM', 30_000);
-    const successor = spm('spm-b', 3);
+    const metricsPort = await freePort();
+    const successor = spm('spm-b', 3, ['--metrics-listen', `127.0.0.1:${metricsPort}`]);
     await successor.waitFor('waiting for the SPM lease', 30_000);
     host = await MailboxExtender.open({ mailbox, hostId: 2, plugin: world.plugin, clock: systemClock, logger: silentLogger, pollMs: 10, resendMs: 1_000, timeoutMs: 60_000 });
 
@@ -81,6 +83,19 @@ describe('a stalled SPM (SIGSTOP past its lease expiry, then SIGCONT)', function
     assert.equal(stalled.logged('acting as SPM').length, 1, 'the resumed SPM did not take the lease back from a live SPM');
     await world.plugin.create('after-vda', 32 * MiB, { 'virtual-bytes': String(GiB) });
     assert.equal(await host.extend('after-vda', 64 * MiB), 64 * MiB, 'the cluster still has a working SPM');
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /^tideline_spm_acting 1$/m, 'the successor says it acts as SPM');
+    assert.match(metrics, /^tideline_spm_requests_total\{operation="Create",status="ok"\} 1$/m);
+    assert.match(metrics, /^tideline_spm_requests_total\{operation="Delete",status="ok"\} 1$/m);
     process.stdout.write(`      stalled SPM: taken over while stopped; after SIGCONT it changed nothing and wrote no reply\n`);
   });
 });
+
+/** A port nothing listens on now (the kernel picks it). */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

@@ -13,6 +13,7 @@ import { VIRTUAL_SIZE_TAG } from '../../src/spm/validate.js';
 import { systemClock } from '../../src/util/clock.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { MiB } from '../../src/util/sizes.js';
+import { pino } from 'pino';
 
 /**
  * The SPM against a real mailbox file (direct I/O), a real storage lease and a
@@ -30,6 +31,7 @@ describe('SPM: requests through the mailbox', function () {
   let host: MailboxExtender;
   let serving: Promise<unknown>;
   const stop = new AbortController();
+  const spmLog: Array<{ msg: string }> = [];
 
   before(async () => {
     dir = await mkdtemp('/var/tmp/tideline-spm-test-');
@@ -42,7 +44,8 @@ describe('SPM: requests through the mailbox', function () {
     // Not tight: the SPM stops at its next step once a renewal is late (fencing), and a loaded machine delays renewals.
     lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
     await lease.acquire();
-    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollIdleMs: 5 });
+    const spmLogger = pino({ level: 'info' }, { write: (line: string) => void spmLog.push(JSON.parse(line) as { msg: string }) });
+    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: spmLogger, run: execaRunner, pollIdleMs: 5 });
     serving = spm.serve(stop.signal);
     host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
     // A 1 GiB qcow2 image can use a little over 1 GiB; the SPM enforces that cap.
@@ -141,6 +144,20 @@ describe('SPM: requests through the mailbox', function () {
     } finally {
       other.close();
     }
+  });
+
+  it('counts every garbage block a host writes, and logs that host at most once a minute (no log flooding)', async () => {
+    const counted = spm.counters.corruptSlots;
+    const warned = () => spmLog.filter((line) => line.msg === 'ignoring an unreadable request slot').length;
+    const warnedBefore = warned();
+    for (let block = 1; block <= 30; block += 1) {
+      await hostMailbox.writeRawRequestBlock(7, Buffer.alloc(4096, block));
+      const deadline = Date.now() + 5_000;
+      while (spm.counters.corruptSlots < counted + block && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    assert.equal(spm.counters.corruptSlots - counted, 30, 'every garbage block counts');
+    assert.equal(warned() - warnedBefore, 1, 'one warning for the minute');
+    await hostMailbox.writeRawRequestBlock(7, Buffer.alloc(4096));
   });
 
   it('creates a thin volume with its qcow2 header, and refuses a duplicate or an initial size beyond the cap', async () => {

@@ -1,4 +1,7 @@
 import type { CommandModule } from 'yargs';
+import { parseListenAddress } from '../../config/listen-address.js';
+import { serveMetrics } from '../../metrics/server.js';
+import { SpmMetrics } from '../../spm/spm-metrics.js';
 import { InvalidConfigError } from '../../errors.js';
 import { openStorageLease, timingForExpiry } from '../../lease/open-storage-lease.js';
 import { HeldBySanlock, joinLockspace, superviseUnderLease, type SanlockPlacement } from '../../lease/sanlock.js';
@@ -22,6 +25,7 @@ interface SpmArguments extends StorageArguments {
   'sanlock-io-timeout'?: number;
   'under-sanlock': boolean;
   'request-delay': number;
+  'metrics-listen'?: string;
 }
 
 export const spmCommand: CommandModule<object, SpmArguments> = {
@@ -37,12 +41,14 @@ export const spmCommand: CommandModule<object, SpmArguments> = {
       .option('lockspace', { type: 'string', default: 'tideline', describe: 'sanlock: lockspace name' })
       .option('ids', { type: 'string', describe: 'sanlock: volume of the lockspace (host delta leases)' })
       .option('sanlock-io-timeout', { type: 'number', describe: 'sanlock: io_timeout in seconds when joining the lockspace' })
+      .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9472 (with sanlock: by the process holding the lease)' })
       .option('under-sanlock', { type: 'boolean', default: false, hidden: true })
       .option('request-delay', { type: 'number', default: 0, alias: 'extend-delay', describe: 'Testing: milliseconds added before every request is carried out, as slow storage would' }),
   handler: async (argv) => {
     const logger = createLogger().child({ hostId: argv['host-id'], role: 'spm' });
     const signals = abortOnSignals();
     try {
+      const metricsListen = argv['metrics-listen'] === undefined ? undefined : parseListenAddress(argv['metrics-listen'], '--metrics-listen');
       if (argv['lease-backend'] === 'sanlock' && !argv['under-sanlock']) {
         await superviseSanlock(argv, logger, signals.signal);
         return;
@@ -55,7 +61,14 @@ export const spmCommand: CommandModule<object, SpmArguments> = {
         const lease: Lease = argv['under-sanlock']
           ? new HeldBySanlock()
           : await openStorageLease({ path: argv.lease, hostId: argv['host-id'], maxHosts: mailbox.maxHosts, timing: timingForExpiry(argv['lease-expiry'] * 1000), clock: systemClock, logger });
-        await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal, requestDelayMs: argv['request-delay'] });
+        const metrics = new SpmMetrics();
+        const server = metricsListen ? await serveMetrics(metrics.registry, metricsListen.host, metricsListen.port) : undefined;
+        if (metricsListen) logger.info(metricsListen, 'serving Prometheus metrics on /metrics');
+        try {
+          await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal, requestDelayMs: argv['request-delay'], metrics });
+        } finally {
+          server?.close();
+        }
       } finally {
         await mailbox.close();
       }
