@@ -41,6 +41,8 @@ export interface StoragePlugin {
   deactivate(volume: string): Promise<void>;
   /** Whether the volume is active (usable as a block device) on this host. */
   isActive(volume: string): Promise<boolean>;
+  /** Every volume of the domain active on this host: what the host's inventory publishes to the SPM. */
+  activeVolumes(): Promise<string[]>;
   /**
    * The path by which every host opens this volume as another image's backing
    * file (it goes into the child's qcow2 header, so it must be the same on all

@@ -196,6 +196,12 @@ export class LoopPlugin implements StoragePlugin {
     return (await this.view.devices(await this.existingFile(volume), volume)).length > 0;
   }
 
+  async activeVolumes(): Promise<string[]> {
+    const names = (await readdir(this.directory)).filter((name) => name.endsWith(VOLUME_SUFFIX)).map((name) => name.slice(0, -VOLUME_SUFFIX.length));
+    const active = await Promise.all(names.map(async (volume) => ((await this.view.devices(this.fileOf(volume), volume)).length > 0 ? volume : undefined)));
+    return active.filter((volume): volume is string => volume !== undefined);
+  }
+
   /** The volume file itself: a backing layer never grows, so no host needs a loop device's view of its size. */
   backingPath(volume: string): string {
     return this.fileOf(volume);

@@ -249,6 +249,13 @@ export class LvmPlugin implements StoragePlugin {
     return /"lv_active":"active"/.test(result.stdout);
   }
 
+  async activeVolumes(): Promise<string[]> {
+    if (!this.options.activation) return [];
+    const result = await this.lvm('lvs', [...reportArgs('lv_name,lv_active'), this.options.vg]);
+    const parsed = JSON.parse(result.stdout) as { report?: Array<{ lv?: Array<{ lv_name?: string; lv_active?: string }> }> };
+    return (parsed.report ?? []).flatMap((report) => report.lv ?? []).filter((lv) => lv.lv_active === 'active' && lv.lv_name).map((lv) => lv.lv_name!);
+  }
+
   async volumeForPath(devicePath: string): Promise<string | undefined> {
     const vg = this.options.vg;
     const direct = new RegExp(`^/dev/${escape(vg)}/([^/]+)$`).exec(devicePath)?.[1];

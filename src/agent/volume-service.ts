@@ -12,7 +12,7 @@ import type { VolumeService } from './control-server.js';
  * the SPM cannot see other hosts' activations. Without a mailbox this agent
  * is the domain's one writer and does it all itself.
  */
-export function volumeService(plugin: StoragePlugin, extender: Extender, run: Runner): VolumeService {
+export function volumeService(plugin: StoragePlugin, extender: Extender, run: Runner, publishInventory: () => Promise<void> = () => Promise.resolve()): VolumeService {
   // Extensions asked for by hand (a block commit's base) go the monitor's way: through the SPM, then refreshed here.
   const extend = async (volume: string, sizeBytes: number): Promise<number> => {
     await extender.extend(volume, sizeBytes);
@@ -32,9 +32,14 @@ export function volumeService(plugin: StoragePlugin, extender: Extender, run: Ru
   return {
     create: (volume, sizeBytes, virtualBytes) => spm.create(volume, sizeBytes, virtualBytes),
     createChild: (volume, parent, sizeBytes) => spm.createChild(volume, parent, sizeBytes),
-    remove: (volume) => spm.remove(volume),
+    // The SPM checks every host's inventory first; this host's is made current, so a volume deactivated a moment ago is not still listed.
+    remove: async (volume) => {
+      await publishInventory();
+      await spm.remove(volume);
+    },
     reduce: async (volume, freeTargetBytes) => {
       const activeHere = await assertReducible(plugin, volume);
+      await publishInventory();
       const sizeBytes = await spm.reduce(volume, freeTargetBytes);
       // The VM here keeps reading the layer; its device must not outlast the extents the SPM gave back.
       if (activeHere) await plugin.refresh(volume);

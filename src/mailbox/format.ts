@@ -100,11 +100,12 @@ export interface Slot<T> {
   messages: Array<T | undefined>;
 }
 
-export type DecodeFailure = 'bad-magic' | 'foreign-version' | 'bad-checksum' | 'wrong-host' | 'bad-message' | 'bad-size';
+export type DecodeFailure = 'bad-magic' | 'foreign-version' | 'bad-checksum' | 'wrong-host' | 'bad-message' | 'bad-size' | 'bad-count' | 'bad-heartbeat';
 export type Decoded<T> = { kind: 'empty' } | { kind: 'valid'; value: T } | { kind: 'invalid'; reason: DecodeFailure; detail: string };
 
+/** Header, request slots, reply slots, and one inventory block per host (src/mailbox/inventory.ts). */
 export function mailboxBytes(maxHosts: number): number {
-  return (1 + 2 * maxHosts) * BLOCK_BYTES;
+  return (1 + 3 * maxHosts) * BLOCK_BYTES;
 }
 
 export function requestSlotOffset(hostId: number): number {
@@ -113,6 +114,10 @@ export function requestSlotOffset(hostId: number): number {
 
 export function replySlotOffset(hostId: number, maxHosts: number): number {
   return (maxHosts + hostId) * BLOCK_BYTES;
+}
+
+export function inventoryOffset(hostId: number, maxHosts: number): number {
+  return (2 * maxHosts + hostId) * BLOCK_BYTES;
 }
 
 // ---- header ----------------------------------------------------------------

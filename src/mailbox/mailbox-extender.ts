@@ -236,7 +236,10 @@ function refusal(request: Request, status: ReplyStatus, resultBytes: number): Ma
     [ReplyStatus.InvalidRequest]: 'the SPM could not make sense of the request',
     [ReplyStatus.VolumeExists]: 'a volume of that name already exists',
     [ReplyStatus.Failed]: 'the SPM failed to carry it out; see the SPM log',
-    [ReplyStatus.VolumeInUse]: 'the volume is active on the SPM host; stop the VM using it first',
+    [ReplyStatus.VolumeInUse]:
+      resultBytes > 0
+        ? `the volume is active on host ${resultBytes} (its inventory says so); stop the VM using it there, or if host ${resultBytes} is down for good run 'tideline mailbox forget-host'`
+        : "the volume is active on the SPM host, or a host's inventory could not be read (see the SPM log); stop the VM using it first",
     [ReplyStatus.HasChildren]: 'other volumes are built on it (snapshots or clones of a template); delete or commit them first',
   };
   return new MailboxRequestRefusedError(code, request.volume, resultBytes, `SPM refused ${what}: ${reasons[status] ?? code}`);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { TideError } from '../errors.js';
 import { DirectBlockFile } from './direct-io.js';
+import { decodeInventory, encodeInventory, type Inventory } from './inventory.js';
 import {
   BLOCK_BYTES,
   decodeHeader,
@@ -12,6 +13,7 @@ import {
   encodeRequestSlot,
   FORMAT_VERSION,
   mailboxBytes,
+  inventoryOffset,
   MAX_HOSTS_LIMIT,
   replySlotOffset,
   requestSlotOffset,
@@ -28,6 +30,10 @@ export class MailboxFormatError extends TideError {
 
 export class HostIdError extends TideError {
   readonly code = 'host-id';
+}
+
+export class MailboxTooSmallError extends TideError {
+  readonly code = 'mailbox-too-small';
 }
 
 /**
@@ -161,6 +167,41 @@ export class Mailbox {
   async writeRawReplyBlock(hostId: number, block: Uint8Array): Promise<void> {
     this.assertHostId(hostId);
     await this.file.write(replySlotOffset(hostId, this.maxHosts), block);
+  }
+
+  /** This host's inventory block (src/mailbox/inventory.ts). */
+  async writeInventory(hostId: number, activeVolumes: readonly string[], heartbeat: number): Promise<void> {
+    this.assertHostId(hostId);
+    await this.file.write(inventoryOffset(hostId, this.maxHosts), encodeInventory(hostId, heartbeat, activeVolumes));
+  }
+
+  /** Raw block write into an inventory, for tests that tear one on purpose. */
+  async writeRawInventoryBlock(hostId: number, block: Uint8Array): Promise<void> {
+    this.assertHostId(hostId);
+    await this.file.write(inventoryOffset(hostId, this.maxHosts), block);
+  }
+
+  /** Zeroes a host's inventory block: only for a host that is down for good (`tideline mailbox forget-host`). */
+  async clearInventory(hostId: number): Promise<void> {
+    this.assertHostId(hostId);
+    await this.file.write(inventoryOffset(hostId, this.maxHosts), Buffer.alloc(BLOCK_BYTES));
+  }
+
+  /**
+   * Every host's inventory in one read. A mailbox made before inventories
+   * existed ends after the reply slots: then this says so with
+   * MailboxTooSmallError, and the caller cannot tell what other hosts have open.
+   */
+  async readInventories(): Promise<Map<number, Decoded<Inventory>>> {
+    let region: Buffer;
+    try {
+      region = await this.file.read(inventoryOffset(1, this.maxHosts), this.maxHosts * BLOCK_BYTES);
+    } catch (error) {
+      throw new MailboxTooSmallError(`${this.path} has no room for host inventories after its reply slots (made by an older tideline, or too small a volume: it needs ${mailboxBytes(this.maxHosts)} bytes); grow it and run 'tideline mailbox init --force' while no host has requests in flight`, { cause: error });
+    }
+    const inventories = new Map<number, Decoded<Inventory>>();
+    for (let hostId = 1; hostId <= this.maxHosts; hostId += 1) inventories.set(hostId, decodeInventory(region.subarray((hostId - 1) * BLOCK_BYTES, hostId * BLOCK_BYTES), hostId));
+    return inventories;
   }
 
   close(): Promise<void> {

@@ -10,7 +10,8 @@ import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
+import { inventoryHolds } from '../mailbox/inventory.js';
+import { childrenOf, createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -225,6 +226,31 @@ export class SpmService extends EventEmitter<SpmEvents> {
     return changed || askedAgain.length > 0;
   }
 
+  /**
+   * The SPM sees activations on its own host only; every other host says what
+   * it has active in its inventory block. A volume listed there may be open
+   * in a VM: zeroing or shrinking it would destroy live data.
+   */
+  private async refuseIfOpenOnAnyHost(volume: string, action: string): Promise<void> {
+    let inventories;
+    try {
+      inventories = await this.options.mailbox.readInventories();
+    } catch (error) {
+      throw new VolumeInUseError(`cannot tell whether another host has volume ${volume} open, so it is not ${action}: ${errorMessage(error)}`, { cause: error });
+    }
+    const holders: number[] = [];
+    const unreadable: number[] = [];
+    for (const [hostId, decoded] of inventories) {
+      if (decoded.kind === 'valid' && inventoryHolds(decoded.value, volume)) holders.push(hostId);
+      if (decoded.kind === 'invalid') unreadable.push(hostId);
+    }
+    if (holders.length > 0) {
+      const hosts = holders.join(', ');
+      throw new VolumeInUseError(`volume ${volume} is active on host ${hosts} (its inventory says so); it is not ${action}. Stop the VM using it there, or if host ${hosts} is down for good, run 'tideline mailbox forget-host' for it`, { holderHostId: holders[0]! });
+    }
+    if (unreadable.length > 0) throw new VolumeInUseError(`the inventory of host ${unreadable.join(', ')} is unreadable, so it may have volume ${volume} open; it is not ${action}. The next write of that host's agent repairs it`);
+  }
+
   private async carryOut(hostId: number, request: Request): Promise<Reply> {
     const { logger, clock } = this.options;
     const plugin = this.plugin;
@@ -265,9 +291,13 @@ export class SpmService extends EventEmitter<SpmEvents> {
         return finish(ReplyStatus.Ok, (await plugin.setTag(request.volume, PARENT_TAG, request.parent)).sizeBytes);
       }
       if (request.operation === Operation.Reduce) {
+        // An inner layer may be reduced while open (volume-lifecycle.ts); the top of a chain never.
+        if ((await childrenOf(plugin, request.volume)).length === 0) await this.refuseIfOpenOnAnyHost(request.volume, 'reduced');
         return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.run, request.volume, request.targetBytes));
       }
       if (request.operation === Operation.Delete) {
+        await plugin.describe(request.volume);
+        await this.refuseIfOpenOnAnyHost(request.volume, 'deleted');
         await deleteThinVolume(plugin, this.run, request.volume);
         return finish(ReplyStatus.Ok, 0);
       }
@@ -281,7 +311,8 @@ export class SpmService extends EventEmitter<SpmEvents> {
       if (error instanceof LeaseLostError) throw error;
       if (error instanceof VolumeNotFoundError) return finish(ReplyStatus.UnknownVolume, 0, error.message);
       if (error instanceof VolumeExistsError) return finish(ReplyStatus.VolumeExists, 0, error.message);
-      if (error instanceof VolumeInUseError) return finish(ReplyStatus.VolumeInUse, 0, error.message);
+      // The reply names the holding host in its result (0: the SPM's own host, or no host could be named).
+      if (error instanceof VolumeInUseError) return finish(ReplyStatus.VolumeInUse, error.holderHostId ?? 0, error.message);
       if (error instanceof VolumeHasChildrenError) return finish(ReplyStatus.HasChildren, 0, error.message);
       if (error instanceof InvalidVolumeNameError) return finish(ReplyStatus.InvalidRequest, 0, error.message);
       if (error instanceof DomainFullError) return finish(ReplyStatus.DomainFull, await plugin.describe(request.volume).then((info) => info.sizeBytes, () => 0), error.message);

@@ -13,6 +13,14 @@ import { VIRTUAL_SIZE_TAG } from './validate.js';
  */
 export class VolumeInUseError extends TideError {
   readonly code = 'volume-in-use';
+
+  /** `holderHostId`: the host whose inventory lists the volume, when that is the reason (the reply carries it). */
+  constructor(message: string, options: { cause?: unknown; holderHostId?: number } = {}) {
+    super(message, options.cause === undefined ? {} : { cause: options.cause });
+    this.holderHostId = options.holderHostId;
+  }
+
+  readonly holderHostId: number | undefined;
 }
 
 export class VolumeHasChildrenError extends TideError {

@@ -14,6 +14,7 @@ import { parseDomainXml, parsePolicyXml } from '../../src/libvirt/domain-xml.js'
 import { parseEventLine } from '../../src/libvirt/events.js';
 import { parseBlockErrors, parseBlockStats, parseDomState } from '../../src/libvirt/virsh.js';
 import { BLOCK_BYTES, FORMAT_VERSION, decodeHeader, decodeReplySlot, decodeRequestSlot, encodeHeader, encodeReplySlot, encodeRequestSlot, Operation } from '../../src/mailbox/format.js';
+import { decodeInventory, encodeInventory } from '../../src/mailbox/inventory.js';
 import { parseBitmapDirectory, parseQcow2Header } from '../../src/qcow2/header.js';
 import { QmpDecoder } from '../../src/qmp/framing.js';
 import { parseSize } from '../../src/util/sizes.js';
@@ -29,6 +30,7 @@ const RUNS = Number(process.env.TIDELINE_FUZZ_RUNS ?? 1_000);
 const MAILBOX_HEADER_CHECKSUM_OFFSET = 60;
 const SLOT_CHECKSUM_OFFSET = 20;
 const LEASE_CHECKSUM_OFFSET = 36;
+const INVENTORY_CHECKSUM_OFFSET = 20;
 
 /** A valid sample with up to eight edits: a character replaced, a span deleted, text inserted, a span repeated. */
 function mutatedText(samples: readonly string[]): fc.Arbitrary<string> {
@@ -150,6 +152,10 @@ describe(`fuzzing every parser of outside input (${RUNS} cases each)`, function 
     fuzz('mailbox header', blockInput([header], MAILBOX_HEADER_CHECKSUM_OFFSET), (block) => decodeHeader(block));
     fuzz('mailbox request slot', blockInput([request], SLOT_CHECKSUM_OFFSET), (block) => decodeRequestSlot(block, 2));
     fuzz('mailbox reply slot', blockInput([reply], SLOT_CHECKSUM_OFFSET), (block) => decodeReplySlot(block, 2));
+  });
+
+  it('host inventory blocks', () => {
+    fuzz('inventory block', blockInput([encodeInventory(4, 99, ['web01-vda', 'centos9'])], INVENTORY_CHECKSUM_OFFSET), (block) => decodeInventory(block, 4));
   });
 
   it('lease blocks', () => {

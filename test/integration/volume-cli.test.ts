@@ -71,8 +71,25 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     assert.match(text.stdout, /4 hosts, 1 in use/);
     assert.match(text.stdout, /host 2\n {2}requests: generation \d+; /);
     assert.match(text.stdout, /replies: {2}generation \d+; \[0\] #\d+ volume-not-found/);
+    assert.match(text.stdout, /inventory: heartbeat \d+, \d+ active volumes?/);
     const json = JSON.parse((await tideline('mailbox', 'dump', mailboxPath, '--json')).stdout) as { hosts: Array<{ hostId: number; replies: { kind: string } }> };
     assert.deepEqual(json.hosts.map((host) => [host.hostId, host.replies.kind]), [[2, 'valid']]);
+  });
+
+  it("refuses to delete a volume active on a host (the host's inventory lists it), and forget-host refuses a host whose agent still writes", async () => {
+    assert.equal((await tideline('volume', 'create', 'busy-vda', '--size', '32M', '--virtual-size', '1G', '--socket', socket)).exitCode, 0);
+    await world.plugin.activate('busy-vda');
+    const refused = await tideline('volume', 'delete', 'busy-vda', '--socket', socket);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /active on host 2 \(its inventory says so\).*\[volume-in-use\]/);
+    const alive = await tideline('mailbox', 'forget-host', path.join(world.dir, 'mailbox'), '--host-id', '2', '--watch-seconds', '6');
+    assert.equal(alive.exitCode, 1);
+    assert.match(alive.stderr, /host 2's agent is still writing its inventory .*\[host-still-writing\]/);
+    const nothing = await tideline('mailbox', 'forget-host', path.join(world.dir, 'mailbox'), '--host-id', '3');
+    assert.match(nothing.stdout, /host 3 has no inventory: nothing to forget/);
+    await world.plugin.deactivate('busy-vda');
+    const deleted = await tideline('volume', 'delete', 'busy-vda', '--socket', socket);
+    assert.equal(deleted.exitCode, 0, deleted.stderr);
   });
 
   it('says so when no agent listens on the control socket', async () => {

@@ -246,6 +246,22 @@ describe('SPM: requests through the mailbox', function () {
     await host.remove('vm5-vda');
   });
 
+  it("refuses to delete or reduce a volume another host's inventory lists as active, naming the host; deletes it once the host lets go", async () => {
+    await host.create('vm8-vda', 64 * MiB, 1024 * MiB);
+    await hostMailbox.writeInventory(4, ['vm8-vda', 'other-vda'], 12);
+    const refused = await refusal(host.remove('vm8-vda'));
+    assert.equal(refused.code, 'volume-in-use');
+    assert.match(refused.message, /active on host 4/);
+    assert.equal((await refusal(host.reduce('vm8-vda', 16 * MiB))).code, 'volume-in-use');
+    assert.equal((await plugin.describe('vm8-vda')).sizeBytes, 64 * MiB, 'nothing changed');
+    await hostMailbox.writeRawInventoryBlock(4, Buffer.alloc(4096, 0x77));
+    assert.match((await refusal(host.remove("vm8-vda"))).message, /inventory could not be read/);
+    await hostMailbox.writeInventory(4, ['other-vda'], 13);
+    await host.remove('vm8-vda');
+    await assert.rejects(plugin.describe('vm8-vda'), { code: 'volume-not-found' });
+    await hostMailbox.clearInventory(4);
+  });
+
   it('stops serving the moment the lease is lost', async () => {
     const servedBefore = spm.counters.served;
     await lease.release();

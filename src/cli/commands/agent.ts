@@ -13,6 +13,7 @@ import { openStoragePlugin, storageOptions, type StorageArguments } from '../sto
 import { InvalidConfigError } from '../../errors.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
 import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
+import { InventoryPublisher } from '../../mailbox/inventory-publisher.js';
 import type { Extender } from '../../monitor/ports.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
 import { serveControl } from '../../agent/control-server.js';
@@ -91,14 +92,22 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       mailbox = await Mailbox.open(argv.mailbox);
       extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }) });
     }
-    const volumes = volumeService(plugin, extender, execaRunner);
+    // With a mailbox, the SPM learns what this host has active from its inventory.
+    const inventory = mailbox && argv['host-id'] !== undefined ? new InventoryPublisher({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger }) : undefined;
+    await inventory?.start();
+    const volumes = volumeService(plugin, extender, execaRunner, () => inventory?.publishNow() ?? Promise.resolve());
     const libvirt = argv.libvirt
       ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000 })
       : undefined;
     if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
     const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
     const control = await serveControl(argv['control-socket']!, volumes, logger);
-    const hookSpool = libvirt ? await HookSpool.watch(argv['hook-spool'], () => libvirt.rescan(false), logger) : undefined;
+    const hookSpool = libvirt
+      ? await HookSpool.watch(argv['hook-spool'], () => {
+          void inventory?.publishNow();
+          return libvirt.rescan(false);
+        }, logger)
+      : undefined;
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));
     try {
@@ -109,6 +118,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       control.close();
       await hookSpool?.close();
       await agent.stop();
+      await inventory?.stop();
       if (extender instanceof MailboxExtender) extender.close();
       await mailbox?.close();
       signals.dispose();

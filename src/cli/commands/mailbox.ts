@@ -5,7 +5,13 @@ import { initLeaseVolume } from '../../lease/open-storage-lease.js';
 import { initSanlock } from '../../lease/sanlock.js';
 import { execaRunner } from '../../util/runner.js';
 import { formatSize } from '../../util/sizes.js';
-import { InvalidConfigError } from '../../errors.js';
+import { InvalidConfigError, TideError } from '../../errors.js';
+import { INVENTORY_INTERVAL_MS } from '../../mailbox/inventory-publisher.js';
+import type { Inventory } from '../../mailbox/inventory.js';
+
+export class HostStillWritingError extends TideError {
+  readonly code = 'host-still-writing';
+}
 
 function absolute(file: string): string {
   if (!file.startsWith('/')) throw new InvalidConfigError(`'${file}' must be an absolute path`);
@@ -38,8 +44,11 @@ export const mailboxCommand: CommandModule = {
           const mailbox = await Mailbox.open(absolute(argv.path));
           try {
             const [requests, replies] = await Promise.all([mailbox.readAllRequests(), mailbox.readAllReplies()]);
-            const hosts = [...requests.keys()].filter((hostId) => requests.get(hostId)!.kind !== 'empty' || replies.get(hostId)!.kind !== 'empty');
-            const view = hosts.map((hostId) => ({ hostId, requests: plain(requests.get(hostId)!), replies: plain(replies.get(hostId)!) }));
+            // A mailbox from before inventories has none to show; everything else still dumps.
+            const inventories = await mailbox.readInventories().catch(() => new Map<number, Decoded<Inventory>>());
+            const inventoryOf = (hostId: number): Decoded<Inventory> => inventories.get(hostId) ?? { kind: 'empty' };
+            const hosts = [...requests.keys()].filter((hostId) => requests.get(hostId)!.kind !== 'empty' || replies.get(hostId)!.kind !== 'empty' || inventoryOf(hostId).kind !== 'empty');
+            const view = hosts.map((hostId) => ({ hostId, requests: plain(requests.get(hostId)!), replies: plain(replies.get(hostId)!), inventory: plainInventory(inventoryOf(hostId)) }));
             if (argv.json) {
               process.stdout.write(`${JSON.stringify({ header: mailbox.header, hosts: view }, null, 2)}\n`);
               return;
@@ -49,13 +58,47 @@ export const mailboxCommand: CommandModule = {
               process.stdout.write(`host ${host.hostId}\n`);
               process.stdout.write(`  requests: ${describeSlot(requests.get(host.hostId)!, (request) => `#${request.sequence} ${Operation[request.operation]?.toLowerCase()} ${request.volume} to ${formatSize(request.targetBytes)}`)}\n`);
               process.stdout.write(`  replies:  ${describeSlot(replies.get(host.hostId)!, (reply) => `#${reply.sequence} ${REPLY_STATUS_CODES[reply.status]} ${formatSize(reply.resultBytes)}`)}\n`);
+              process.stdout.write(`  inventory: ${describeInventory(inventoryOf(host.hostId))}\n`);
             }
           } finally {
             await mailbox.close();
           }
         },
       )
-      .demandCommand(1, 'name an action: init or dump'),
+      .command<{ path: string; 'host-id': number; 'watch-seconds': number }>(
+        'forget-host <path>',
+        "Clear the inventory of a host that is down for good, so the SPM may delete the volumes it listed (refused while that host's agent still writes)",
+        (command) =>
+          command
+            .positional('path', { type: 'string', demandOption: true })
+            .option('host-id', { type: 'number', demandOption: true, describe: 'The host that is gone' })
+            .option('watch-seconds', { type: 'number', default: (3 * INVENTORY_INTERVAL_MS) / 1000, describe: 'How long to watch for its agent writing before clearing' }),
+        async (argv) => {
+          const mailbox = await Mailbox.open(absolute(argv.path));
+          try {
+            const hostId = argv['host-id'];
+            mailbox.assertHostId(hostId);
+            const heartbeat = async () => {
+              const decoded = (await mailbox.readInventories()).get(hostId)!;
+              return decoded.kind === 'valid' ? decoded.value.heartbeat : decoded.kind;
+            };
+            const before = await heartbeat();
+            if (before === 'empty') {
+              process.stdout.write(`host ${hostId} has no inventory: nothing to forget\n`);
+              return;
+            }
+            process.stdout.write(`watching host ${hostId}'s inventory for ${argv['watch-seconds']} s (its agent writes every ${INVENTORY_INTERVAL_MS / 1000} s while it runs)...\n`);
+            await new Promise((resolve) => setTimeout(resolve, argv['watch-seconds'] * 1000));
+            const after = await heartbeat();
+            if (after !== before) throw new HostStillWritingError(`host ${hostId}'s agent is still writing its inventory (heartbeat ${String(before)} -> ${String(after)}): it is not down; stop its VMs there instead`);
+            await mailbox.clearInventory(hostId);
+            process.stdout.write(`host ${hostId}'s inventory cleared: the SPM no longer counts its volumes as open\n`);
+          } finally {
+            await mailbox.close();
+          }
+        },
+      )
+      .demandCommand(1, 'name an action: init, dump or forget-host'),
   handler: () => undefined,
 };
 
@@ -91,4 +134,16 @@ function describeSlot<T>(decoded: Decoded<Slot<T>>, describe: (message: T) => st
   if (decoded.kind === 'invalid') return `UNREADABLE (${decoded.reason}: ${decoded.detail})`;
   const messages = decoded.value.messages.flatMap((message, index) => (message ? [`[${index}] ${describe(message)}`] : []));
   return `generation ${decoded.value.generation}; ${messages.length === 0 ? 'no messages' : messages.join(', ')}`;
+}
+
+function describeInventory(decoded: Decoded<Inventory>): string {
+  if (decoded.kind === 'empty') return 'none';
+  if (decoded.kind === 'invalid') return `unreadable (${decoded.reason}: ${decoded.detail})`;
+  const count = decoded.value.hashes.size;
+  return `heartbeat ${decoded.value.heartbeat}, ${count} active volume${count === 1 ? '' : 's'}${decoded.value.overflow ? ' and more (overflow: every volume counts as active there)' : ''}`;
+}
+
+/** JSON has no sets. */
+function plainInventory(decoded: Decoded<Inventory>): unknown {
+  return decoded.kind === 'valid' ? { kind: 'valid', value: { ...decoded.value, hashes: [...decoded.value.hashes] } } : decoded;
 }

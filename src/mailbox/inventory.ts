@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+import { BLOCK_BYTES, FORMAT_VERSION, type DecodeFailure, type Decoded } from './format.js';
+
+/**
+ * A host's inventory: which volumes it has active (so a VM there may have
+ * them open), one 4 KiB block per host after the reply slots, written only by
+ * that host's agent. The SPM reads it before it deletes or reduces a volume,
+ * since it cannot see other hosts' activations any other way.
+ *
+ * Volumes are recorded as the first 8 bytes of the SHA-256 of their name: 504
+ * fit in a block, and a collision only makes the SPM refuse a delete it could
+ * have done. A host with more active volumes sets the overflow flag; the SPM
+ * then treats every volume as possibly open there. The heartbeat advances at
+ * every write, so the SPM can tell an agent that publishes from one that
+ * stopped.
+ *
+ *   0  magic 'TLIV'        4  version (u16)     6  host id (u16)
+ *   8  heartbeat (u64)    16  count (u32)      20  CRC32 of the block, with this field 0
+ *  24  flags (u32: 1 = overflow)                64  count x 8-byte name hashes
+ */
+export const INVENTORY_MAGIC = 'TLIV';
+export const INVENTORY_HEADER_BYTES = 64;
+export const NAME_HASH_BYTES = 8;
+export const MAX_INVENTORY_ENTRIES = (BLOCK_BYTES - INVENTORY_HEADER_BYTES) / NAME_HASH_BYTES;
+const CRC_OFFSET = 20;
+const OVERFLOW = 1;
+
+export interface Inventory {
+  hostId: number;
+  heartbeat: number;
+  /** Name hashes (hex) of the active volumes; all of them unless `overflow`. */
+  hashes: ReadonlySet<string>;
+  overflow: boolean;
+}
+
+export function volumeNameHash(volume: string): string {
+  return createHash('sha256').update(volume, 'utf8').digest().subarray(0, NAME_HASH_BYTES).toString('hex');
+}
+
+export function encodeInventory(hostId: number, heartbeat: number, activeVolumes: readonly string[]): Buffer {
+  if (!Number.isInteger(hostId) || hostId < 1 || hostId > 0xffff) throw new RangeError(`host id ${hostId} is out of range`);
+  if (!Number.isSafeInteger(heartbeat) || heartbeat < 0) throw new RangeError(`heartbeat ${heartbeat} must be a non-negative integer`);
+  const hashes = [...new Set(activeVolumes.map(volumeNameHash))].sort();
+  const overflow = hashes.length > MAX_INVENTORY_ENTRIES;
+  const kept = hashes.slice(0, MAX_INVENTORY_ENTRIES);
+  const block = Buffer.alloc(BLOCK_BYTES);
+  block.write(INVENTORY_MAGIC, 0, 'ascii');
+  block.writeUInt16LE(FORMAT_VERSION, 4);
+  block.writeUInt16LE(hostId, 6);
+  block.writeBigUInt64LE(BigInt(heartbeat), 8);
+  block.writeUInt32LE(kept.length, 16);
+  block.writeUInt32LE(overflow ? OVERFLOW : 0, 24);
+  kept.forEach((hash, index) => block.write(hash, INVENTORY_HEADER_BYTES + index * NAME_HASH_BYTES, 'hex'));
+  block.writeUInt32LE(crc32(block), CRC_OFFSET);
+  return block;
+}
+
+export function decodeInventory(bytes: Uint8Array, expectedHostId: number): Decoded<Inventory> {
+  const block = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const invalid = (reason: DecodeFailure, detail: string): Decoded<Inventory> => ({ kind: 'invalid', reason, detail });
+  if (block.length !== BLOCK_BYTES) return invalid('bad-size', `inventory is ${block.length} bytes, expected ${BLOCK_BYTES}`);
+  if (block.every((byte) => byte === 0)) return { kind: 'empty' };
+  if (block.toString('latin1', 0, 4) !== INVENTORY_MAGIC) return invalid('bad-magic', `expected ${INVENTORY_MAGIC}`);
+  const copy = Buffer.from(block);
+  copy.writeUInt32LE(0, CRC_OFFSET);
+  if (crc32(copy) !== block.readUInt32LE(CRC_OFFSET)) return invalid('bad-checksum', 'inventory checksum mismatch (torn or corrupted write)');
+  if (block.readUInt16LE(4) !== FORMAT_VERSION) return invalid('foreign-version', `inventory format version ${block.readUInt16LE(4)}`);
+  const hostId = block.readUInt16LE(6);
+  if (hostId !== expectedHostId) return invalid('wrong-host', `inventory of host ${expectedHostId} claims host ${hostId}`);
+  const heartbeat = block.readBigUInt64LE(8);
+  if (heartbeat > BigInt(Number.MAX_SAFE_INTEGER)) return invalid('bad-heartbeat', 'heartbeat beyond 2^53');
+  const count = block.readUInt32LE(16);
+  if (count > MAX_INVENTORY_ENTRIES) return invalid('bad-count', `inventory claims ${count} entries, at most ${MAX_INVENTORY_ENTRIES} fit`);
+  const hashes = new Set<string>();
+  for (let index = 0; index < count; index += 1) hashes.add(block.toString('hex', INVENTORY_HEADER_BYTES + index * NAME_HASH_BYTES, INVENTORY_HEADER_BYTES + (index + 1) * NAME_HASH_BYTES));
+  return { kind: 'valid', value: { hostId, heartbeat: Number(heartbeat), hashes, overflow: (block.readUInt32LE(24) & OVERFLOW) !== 0 } };
+}
+
+/** Whether this inventory says the volume may be active on its host. */
+export function inventoryHolds(inventory: Inventory, volume: string): boolean {
+  return inventory.overflow || inventory.hashes.has(volumeNameHash(volume));
+}
