@@ -1,0 +1,218 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import type { LabVm } from '../../src/lab/lab-vm.js';
+import { QmpClient } from '../../src/qmp/client.js';
+import { volumeCap } from '../../src/spm/validate.js';
+import { MiB } from '../../src/util/sizes.js';
+import { ClusterWorld } from '../integration/helpers/cluster-world.js';
+import type { TidelineProcess } from '../integration/helpers/tideline-process.js';
+import { until } from '../integration/helpers/watch.js';
+
+/**
+ * Faults at random moments while a guest writes and then verifies its disk:
+ * a cluster of two SPM candidates (hosts 1 and 3) and one VM host (host 2),
+ * the fault injected again and again. Each kind ends with one line:
+ * "N cycles, 0 corruptions, 0 stuck VMs, 0 over-extensions, max pause X s".
+ *
+ * `npm run chaos` runs TIDELINE_CHAOS_CYCLES (20) cycles per kind; the suite
+ * runs one, so the harness cannot rot.
+ */
+const CYCLES = Number(process.env.TIDELINE_CHAOS_CYCLES ?? 1);
+/** The guest's writes are capped so that it keeps writing through every cycle, on any machine. */
+const WRITE_CAP_BYTES_PER_SECOND = 12 * MiB;
+const SECONDS_PER_CYCLE = 7;
+const WRITE_MIB = Math.max(192, Math.ceil((CYCLES * SECONDS_PER_CYCLE * WRITE_CAP_BYTES_PER_SECOND) / MiB / 64) * 64);
+const LEASE_EXPIRY_SECONDS = 2;
+const CHUNK = 64 * MiB;
+const FREE_TARGET = 64 * MiB;
+
+interface Outcome {
+  cycles: number;
+  corruptions: number;
+  stuck: number;
+  overExtensions: number;
+  maxPauseSeconds: number;
+}
+
+const random = (low: number, high: number) => low + Math.random() * (high - low);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 's'} per kind)`, function () {
+  this.timeout(Math.max(10 * 60_000, CYCLES * 60_000));
+  let cluster: ClusterWorld;
+  const summaries: string[] = [];
+
+  beforeEach(async () => {
+    cluster = await ClusterWorld.create(4);
+  });
+  afterEach(async () => {
+    for (const process of cluster.processes) if (process.pid !== undefined) process.child.kill('SIGCONT');
+    await cluster.dispose();
+  });
+  after(() => {
+    if (summaries.length > 0) process.stdout.write(`\n${summaries.map((line) => `      ${line}`).join('\n')}\n`);
+  });
+
+  /** The guest under fault: its QMP status sampled every 100 ms on the admin socket, pauses timed from outside tideline. */
+  async function underFault(kind: string, extraSpmArgs: string[], inject: (world: Faults) => Promise<void>): Promise<Outcome> {
+    const faults = new Faults(cluster, extraSpmArgs);
+    await faults.startSpm(1);
+    await faults.startSpm(3);
+    await faults.currentSpm();
+    const vm = await cluster.lab.startVm({ name: 'chaos', writeMib: WRITE_MIB });
+    await vm.throttleWrites(WRITE_CAP_BYTES_PER_SECOND);
+    faults.vm = vm;
+    await faults.startAgent();
+    const pauses = await watchPauses(vm);
+    await until(() => vm.phase === 'writing' && vm.progress.writtenMib >= 64, 180_000, () => `the guest to start writing (phase ${vm.phase}, ${vm.progress.writtenMib} MiB)`);
+    let cycles = 0;
+    try {
+      while (cycles < CYCLES && vm.phase !== 'done' && vm.phase !== 'reading') {
+        await sleep(random(1_000, 3_000));
+        if (vm.phase !== 'writing') break;
+        await inject(faults);
+        cycles += 1;
+      }
+      const finished = await Promise.race([vm.finished().then(() => true), sleep(6 * 60_000).then(() => false)]);
+      const volume = await cluster.lab.plugin.describe(vm.volume);
+      const cap = volumeCap(volume, cluster.lab.plugin.extentBytes) ?? Number.MAX_SAFE_INTEGER;
+      // Everything was written once, so the image ends near the write size; more than a chunk and the free target above it is an extension too many.
+      const overExtended = volume.sizeBytes > Math.min(cap, WRITE_MIB * MiB + 64 * MiB + CHUNK + FREE_TARGET);
+      const outcome: Outcome = {
+        cycles,
+        corruptions: vm.progress.result ? vm.progress.result.bad : 0,
+        stuck: finished && vm.progress.result ? 0 : 1,
+        overExtensions: overExtended ? 1 : 0,
+        maxPauseSeconds: pauses.maxSeconds(),
+      };
+      summaries.push(`${kind}: ${outcome.cycles} cycles, ${outcome.corruptions} corruptions, ${outcome.stuck} stuck VMs, ${outcome.overExtensions} over-extensions, max pause ${outcome.maxPauseSeconds.toFixed(1)} s`);
+      return outcome;
+    } finally {
+      pauses.stop();
+    }
+  }
+
+  function assertClean(outcome: Outcome): void {
+    assert.ok(outcome.cycles >= Math.min(CYCLES, 1), `no fault was injected (${outcome.cycles} cycles)`);
+    assert.equal(outcome.corruptions, 0, 'units read back wrong');
+    assert.equal(outcome.stuck, 0, 'the VM did not finish its job');
+    assert.equal(outcome.overExtensions, 0, 'the volume grew beyond what the writes needed');
+  }
+
+  it('kill -9 of the agent, restarted 0-3 s later', async () => {
+    assertClean(
+      await underFault('agent kill -9', [], async (faults) => {
+        faults.agent!.child.kill('SIGKILL');
+        await faults.agent!.child;
+        await sleep(random(0, 3_000));
+        await faults.startAgent();
+      }),
+    );
+  });
+
+  it('kill -9 of the SPM while an extension is in flight; the other candidate takes over, the killed one comes back as a candidate', async () => {
+    assertClean(
+      await underFault('SPM kill -9 mid-request', ['--request-delay', '400'], async (faults) => {
+        const spm = await faults.currentSpm();
+        await spm.waitFor('request delayed (testing)', 60_000, spm.logged('request delayed (testing)').length + 1);
+        await faults.replaceSpm(spm);
+      }),
+    );
+  });
+
+  it('SIGSTOP of the SPM past its lease expiry, then SIGCONT', async () => {
+    assertClean(
+      await underFault('SPM SIGSTOP/SIGCONT', [], async (faults) => {
+        const spm = await faults.currentSpm();
+        spm.child.kill('SIGSTOP');
+        await sleep(random(LEASE_EXPIRY_SECONDS * 1_500, LEASE_EXPIRY_SECONDS * 3_000));
+        spm.child.kill('SIGCONT');
+      }),
+    );
+  });
+});
+
+/** The processes of the cluster under fault, and how to replace them. */
+class Faults {
+  vm: LabVm | undefined;
+  agent: TidelineProcess | undefined;
+  private readonly spms = new Map<number, TidelineProcess>();
+  private agentStarts = 0;
+
+  constructor(
+    private readonly cluster: ClusterWorld,
+    private readonly extraSpmArgs: string[],
+  ) {}
+
+  async startSpm(hostId: number): Promise<TidelineProcess> {
+    const spm = this.cluster.start(`spm${hostId}`, [
+      'spm', '--mailbox', this.cluster.mailboxPath, '--lease', this.cluster.leasePath, '--host-id', String(hostId),
+      '--domain', this.cluster.lab.workspace.domainDir, '--lease-expiry', String(LEASE_EXPIRY_SECONDS), ...this.extraSpmArgs,
+    ]);
+    this.spms.set(hostId, spm);
+    await spm.waitFor('waiting for the SPM lease', 30_000);
+    return spm;
+  }
+
+  /** The candidate acting as SPM now (waits for one). */
+  async currentSpm(): Promise<TidelineProcess> {
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      for (const spm of this.spms.values()) {
+        const acting = spm.logged('acting as SPM').length;
+        const lost = spm.logged('SPM lease lost: stopped serving requests').length;
+        if (acting > lost && spm.child.exitCode === null) return spm;
+      }
+      await sleep(50);
+    }
+    throw new Error('no SPM candidate acts as SPM');
+  }
+
+  /** kill -9, then the same host comes back as a candidate. */
+  async replaceSpm(spm: TidelineProcess): Promise<void> {
+    const hostId = [...this.spms].find(([, candidate]) => candidate === spm)![0];
+    spm.child.kill('SIGKILL');
+    await spm.child;
+    await this.startSpm(hostId);
+  }
+
+  async startAgent(): Promise<void> {
+    const vm = this.vm!;
+    this.agentStarts += 1;
+    this.agent = this.cluster.start(`agent-${this.agentStarts}`, [
+      'agent', '--qmp', `chaos=${vm.qmpSocket}`, '--domain', this.cluster.lab.workspace.domainDir, '--mailbox', this.cluster.mailboxPath, '--host-id', '2',
+      '--chunk', String(CHUNK), '--free-target', String(FREE_TARGET), '--poll', '0.5', '--status-file', path.join(this.cluster.dir, 'status.json'),
+      '--control-socket', path.join(this.cluster.dir, 'agent.sock'),
+    ]);
+    await this.agent.waitFor('watching thin drive', 60_000);
+  }
+}
+
+/** Samples the VM's run state every 100 ms; the longest stretch not running while it writes is the worst pause a user met. */
+async function watchPauses(vm: LabVm): Promise<{ maxSeconds(): number; stop(): void }> {
+  const client = new QmpClient(vm.adminSocket);
+  await client.start();
+  let pausedSince: number | undefined;
+  let longest = 0;
+  let stopped = false;
+  void (async () => {
+    while (!stopped) {
+      const status = await client.execute<{ status: string }>('query-status').then((reply) => reply.status, () => undefined);
+      const now = Date.now();
+      // Only pauses (a write that found no space, or a stop): the guest's own shutdown at the end is not one.
+      if (status === 'io-error' || status === 'paused') pausedSince ??= now;
+      if (status === 'running' && pausedSince !== undefined) {
+        longest = Math.max(longest, now - pausedSince);
+        pausedSince = undefined;
+      }
+      await sleep(100);
+    }
+  })();
+  return {
+    maxSeconds: () => Math.max(longest, pausedSince === undefined ? 0 : Date.now() - pausedSince) / 1000,
+    stop: () => {
+      stopped = true;
+      client.close();
+    },
+  };
+}
