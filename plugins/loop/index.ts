@@ -1,2 +1,2 @@
-export { LoopPlugin, initLoopDomain, DEFAULT_LOOP_EXTENT_BYTES, type LoopDomainSettings } from './loop-plugin.js';
+export { LoopPlugin, initLoopDomain, growLoopDomain, DEFAULT_LOOP_EXTENT_BYTES, type LoopDomainSettings } from './loop-plugin.js';
 export { detachLoopsUnder, listLoopDevices } from './loop-devices.js';

@@ -41,6 +41,42 @@ export async function initLoopDomain(directory: string, capacityBytes: number, e
   }
 }
 
+/**
+ * Adds capacity to a domain, as `pvresize` after growing the LUN adds free
+ * extents to a VG: the SPM sees it at its next allocation, no restart.
+ * Never shrinks (the volumes would no longer fit).
+ */
+export async function growLoopDomain(directory: string, capacityBytes: number): Promise<LoopDomainSettings> {
+  const file = path.join(directory, DOMAIN_FILE);
+  const current = await readDomainFile(directory);
+  if (capacityBytes < current.capacityBytes) throw new StorageDomainError(`${directory} holds ${current.capacityBytes} bytes; a loop domain only grows (asked for ${capacityBytes})`);
+  const grown: LoopDomainSettings = { ...current, capacityBytes };
+  // Written whole and renamed over the old one: an SPM reading it meanwhile sees one or the other.
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(grown, null, 2)}\n`);
+  await rename(temporary, file);
+  return grown;
+}
+
+async function readDomainFile(directory: string): Promise<LoopDomainSettings> {
+  const file = path.join(directory, DOMAIN_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new StorageDomainError(`${directory} is not a loop storage domain (no ${DOMAIN_FILE}); create one with 'tideline loop-domain init ${directory} --capacity SIZE'`, { cause: error });
+  }
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (error) {
+    throw new StorageDomainError(`${file} is not valid JSON; restore it or create the domain again`, { cause: error });
+  }
+  const parsed = domainSchema.safeParse(document);
+  if (!parsed.success) throw new StorageDomainError(`${file} is not a valid loop domain description: ${parsed.error.message}`);
+  return parsed.data;
+}
+
 export class LoopPlugin implements StoragePlugin {
   readonly kind = 'loop';
   readonly domain: string;
@@ -64,23 +100,9 @@ export class LoopPlugin implements StoragePlugin {
    */
   static async open(directory: string, run: Runner, options: { hostView?: string } = {}): Promise<LoopPlugin> {
     if (options.hostView !== undefined && !isHostViewName(options.hostView)) throw new StorageDomainError(`host view name "${options.hostView}" must be 1-64 letters, digits, _ . or -`);
-    const file = path.join(directory, DOMAIN_FILE);
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      throw new StorageDomainError(`${directory} is not a loop storage domain (no ${DOMAIN_FILE}); create one with 'tideline loop-domain init ${directory} --capacity SIZE'`, { cause: error });
-    }
-    let document: unknown;
-    try {
-      document = JSON.parse(text);
-    } catch (error) {
-      throw new StorageDomainError(`${file} is not valid JSON; restore it or create the domain again`, { cause: error });
-    }
-    const parsed = domainSchema.safeParse(document);
-    if (!parsed.success) throw new StorageDomainError(`${file} is not a valid loop domain description: ${parsed.error.message}`);
+    const settings = await readDomainFile(directory);
     const view = options.hostView === undefined ? sharedView(run) : hostView(run, directory, options.hostView);
-    return new LoopPlugin(directory, parsed.data, run, view);
+    return new LoopPlugin(directory, settings, run, view);
   }
 
   get extentBytes(): number {
@@ -218,7 +240,9 @@ export class LoopPlugin implements StoragePlugin {
   }
 
   async freeBytes(): Promise<number> {
-    return Math.max(0, this.settings.capacityBytes - (await this.usedBytes()));
+    // Read again each time: the domain may have grown (growLoopDomain) since this plugin opened it.
+    const { capacityBytes } = await readDomainFile(this.directory);
+    return Math.max(0, capacityBytes - (await this.usedBytes()));
   }
 
   /**

@@ -18,8 +18,8 @@ export class ClusterWorld {
     readonly leasePath: string,
   ) {}
 
-  static async create(maxHosts: number): Promise<ClusterWorld> {
-    const lab = await LabWorld.create();
+  static async create(maxHosts: number, capacityBytes?: number): Promise<ClusterWorld> {
+    const lab = await LabWorld.create(capacityBytes);
     const world = new ClusterWorld(lab, path.join(lab.dir, 'mailbox'), path.join(lab.dir, 'leases'));
     await Mailbox.init(world.mailboxPath, { maxHosts });
     await initLeaseVolume(world.leasePath, maxHosts);
