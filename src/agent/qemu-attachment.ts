@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { DriveConfig } from '../monitor/drive-state.js';
-import { driveCapBytes } from '../monitor/qcow2-capacity.js';
+import { driveCapBytes, headerBitmapBytes } from '../monitor/qcow2-capacity.js';
+import { readQcow2Header } from '../qcow2/header.js';
 import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
 import { QmpClient } from '../qmp/client.js';
 import { refreshAtAttach } from './refresh-at-attach.js';
@@ -110,9 +111,14 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
         logger.info({ vm, drive: drive.drive, volume, format: drive.format }, 'drive on a tideline volume is not qcow2: nothing to thin-provision');
         continue;
       }
-      const capBytes = driveCapBytes(drive.virtualBytes, drive.clusterBytes, policy.extentBytes, this.options.maxSizeBytes);
+      // Persistent dirty bitmaps (backup tools add them) take room the fully allocated size leaves out; the header says how many.
+      const bitmapBytes = await readQcow2Header(drive.path!).then(headerBitmapBytes, (error: unknown) => {
+        logger.warn({ vm, drive: drive.drive, volume, err: errorMessage(error) }, "cannot read the drive's qcow2 header; its cap leaves out room for dirty bitmaps");
+        return 0;
+      });
+      const capBytes = driveCapBytes(drive.virtualBytes, drive.clusterBytes, policy.extentBytes, this.options.maxSizeBytes, bitmapBytes);
       const { volumeBytes, grewUnseen } = await refreshAtAttach(plugin, volume);
-      logger.info({ vm, drive: drive.drive, volume, volumeBytes, grewUnseen, capBytes, virtualBytes: drive.virtualBytes }, 'watching thin drive');
+      logger.info({ vm, drive: drive.drive, volume, volumeBytes, grewUnseen, capBytes, bitmapBytes, virtualBytes: drive.virtualBytes }, 'watching thin drive');
       result.push({ config: { drive: drive.drive, volume, capBytes, policy }, volumeBytes, grewUnseen });
     }
     return result;

@@ -22,6 +22,8 @@ export interface LabVmOptions {
   initialBytes: number;
   writeMib: number;
   timeoutMs: number;
+  /** Persistent dirty bitmaps put on the image before QEMU starts (as backup tools leave them), by granularity. */
+  bitmapGranularities?: number[];
 }
 
 export interface GuestProgress {
@@ -64,6 +66,9 @@ export class LabVm {
     await options.plugin.create(volume, options.initialBytes, { vm: options.name, drive: LAB_DRIVE, [VIRTUAL_SIZE_TAG]: String(options.virtualBytes) });
     const devicePath = await options.plugin.activate(volume);
     await options.run('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(options.virtualBytes)], { timeoutMs: QEMU_IMG_TIMEOUT_MS });
+    for (const [index, granularity] of (options.bitmapGranularities ?? []).entries()) {
+      await options.run('qemu-img', ['bitmap', '--add', '-g', String(granularity), devicePath, `backup${index}`], { timeoutMs: QEMU_IMG_TIMEOUT_MS });
+    }
     const qemu = new QemuProcess({
       boot: options.boot,
       devicePath,

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
 import type { DriveConfig } from '../monitor/drive-state.js';
 import type { PolicySettings } from '../monitor/policy.js';
-import { driveCapBytes, qcow2BitmapBytes } from '../monitor/qcow2-capacity.js';
+import { driveCapBytes, headerBitmapBytes } from '../monitor/qcow2-capacity.js';
 import { MIGRATED_AWAY_MESSAGE } from '../monitor/migration.js';
 import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
 import { parseDomainXml, policyFor } from './domain-xml.js';
@@ -173,8 +173,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   private async imageSize(domain: string, target: string, source: string): Promise<{ virtualBytes: number; clusterBytes: number | undefined; bitmapBytes: number }> {
     try {
       const header = await readQcow2Header(source);
-      const bitmapBytes = qcow2BitmapBytes(header.virtualBytes, header.clusterBytes, header.bitmapGranularities ?? [], header.bitmapDirectory?.bytes ?? 0);
-      return { virtualBytes: header.virtualBytes, clusterBytes: header.clusterBytes, bitmapBytes };
+      return { virtualBytes: header.virtualBytes, clusterBytes: header.clusterBytes, bitmapBytes: headerBitmapBytes(header) };
     } catch (error) {
       this.options.logger.warn({ vm: domain, drive: target, err: errorMessage(error) }, "cannot read the disk's qcow2 header; asking libvirt for its size");
       const stats = await this.options.virsh.blockStats(domain);

@@ -1,3 +1,4 @@
+import type { Qcow2Header } from '../qcow2/header.js';
 /**
  * The largest a qcow2 image can grow on its volume: every guest cluster
  * allocated plus all the metadata that describes them. Extending a volume past
@@ -87,4 +88,9 @@ export function qcow2BitmapBytes(virtualBytes: number, clusterBytes: number, gra
     clusters += dataClusters + Math.ceil((dataClusters * 8) / clusterBytes);
   }
   return clusters * clusterBytes;
+}
+
+/** qcow2BitmapBytes for an image whose header (and bitmap directory) was read. */
+export function headerBitmapBytes(header: Pick<Qcow2Header, 'virtualBytes' | 'clusterBytes' | 'bitmapGranularities' | 'bitmapDirectory'>): number {
+  return qcow2BitmapBytes(header.virtualBytes, header.clusterBytes, header.bitmapGranularities ?? [], header.bitmapDirectory?.bytes ?? 0);
 }
