@@ -45,6 +45,11 @@ export class BenchCluster {
 
   private serving: Promise<unknown> = Promise.resolve();
 
+  /** What the SPM's mailbox handle has read from the storage so far. */
+  get spmBytesRead(): number {
+    return this.mailboxes[0]!.bytesRead;
+  }
+
   /**
    * `backOffAfterQuietMs`: when the SPM starts backing off its idle polling (the product's minute unless given).
    * `storage`: other storage than the cluster's loop domain, as the SPM and the hosts see it (real LVM on storage host guests).
@@ -59,7 +64,7 @@ export class BenchCluster {
     const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: maxHosts, maxHosts, timing: BENCH_LEASE_TIMING, clock: systemClock, logger: silentLogger });
     await lease.acquire();
     const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs, pollIdleMaxMs: policy.spmPollIdleMaxMs, backOffAfterQuietMs: options.backOffAfterQuietMs });
+    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs, pollIdleMaxMs: policy.spmPollIdleMaxMs, backOffAfterQuietMs: options.backOffAfterQuietMs, wakePollMs: policy.spmWakePollMs });
     const cluster = new BenchCluster(dir, plugin, hostPlugin, policy, spm, lease);
     cluster.mailboxes.push(spmMailbox);
     cluster.serving = spm.serve(cluster.stop.signal);

@@ -1,5 +1,5 @@
 import { MiB } from '../src/util/sizes.js';
-import { BenchCluster } from './cluster.js';
+import { BenchCluster, SHORT_BACK_OFF_AFTER_QUIET_MS } from './cluster.js';
 import type { MailboxPolicy } from './policies.js';
 import { summarize, type Summary } from './stats.js';
 
@@ -29,6 +29,32 @@ export async function mailboxRoundTrip(policy: MailboxPolicy, hosts: number, req
       }),
     );
     return summarize(samples);
+  } finally {
+    await cluster.close();
+  }
+}
+
+/**
+ * A request to a quiet SPM: before each one the cluster is left alone past
+ * the SPM's back-off (the bench SPM backs off after SHORT_BACK_OFF_AFTER_QUIET_MS
+ * instead of a minute), as in a real cluster where a host asks for space every
+ * few gigabytes written, often minutes apart. One host, one volume.
+ */
+export async function coldRequestRoundTrip(policy: MailboxPolicy, samples: number): Promise<Summary> {
+  const quietMs = SHORT_BACK_OFF_AFTER_QUIET_MS + 1_000;
+  const cluster = await BenchCluster.start(policy, 8, { backOffAfterQuietMs: SHORT_BACK_OFF_AFTER_QUIET_MS });
+  try {
+    const volume = 'cold1-vda';
+    await cluster.plugin.create(volume, 8 * MiB);
+    const extender = await cluster.host(1);
+    const times: number[] = [];
+    for (let request = 1; request <= samples; request += 1) {
+      await new Promise((resolve) => setTimeout(resolve, quietMs + Math.random() * 100));
+      const started = performance.now();
+      await extender.extend(volume, (8 + request) * MiB);
+      times.push(performance.now() - started);
+    }
+    return summarize(times);
   } finally {
     await cluster.close();
   }

@@ -22,8 +22,10 @@ export interface MailboxPolicy {
   spmPollIdleMaxMs: number;
   hostPollMs: number;
   resendMs: number;
+  /** A quiet SPM reads the wake-up block this often (tideline); 0: no wake-up block, every slot at the idle interval. */
+  spmWakePollMs: number;
 }
 
-export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, spmPollIdleMaxMs: 1_000, hostPollMs: 10, resendMs: 3_000 };
-export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 500, spmPollIdleMs: 500, spmPollIdleMaxMs: 500, hostPollMs: 500, resendMs: 2_000 };
-export const SEED_2011: MailboxPolicy = { name: 'seed-2011', detection: 'poll', drivePollMs: 2_000, spmPollFastMs: 2_000, spmPollIdleMs: 2_000, spmPollIdleMaxMs: 2_000, hostPollMs: 2_000, resendMs: 2_000 };
+export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, spmPollIdleMaxMs: 1_000, hostPollMs: 10, resendMs: 3_000, spmWakePollMs: 20 };
+export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 500, spmPollIdleMs: 500, spmPollIdleMaxMs: 500, hostPollMs: 500, resendMs: 2_000, spmWakePollMs: 0 };
+export const SEED_2011: MailboxPolicy = { name: 'seed-2011', detection: 'poll', drivePollMs: 2_000, spmPollFastMs: 2_000, spmPollIdleMs: 2_000, spmPollIdleMaxMs: 2_000, hostPollMs: 2_000, resendMs: 2_000, spmWakePollMs: 0 };

@@ -15,6 +15,8 @@ export interface SpmScaleOutcome {
   requestsPerSecond: number;
   idleCpuPercent: number;
   backedOffCpuPercent: number;
+  /** What the quiet SPM reads from the storage, KiB per second, once backed off (tideline: the wake-up block and the slow full scans). */
+  backedOffReadKibPerSecond: number;
 }
 
 async function cpuPercentOver(seconds: number): Promise<number> {
@@ -40,7 +42,10 @@ export async function spmScale(policy: MailboxPolicy, hosts: number, perHost: nu
     const idleCpuPercent = await cpuPercentOver(Math.min(idleSeconds, SHORT_BACK_OFF_AFTER_QUIET_MS / 1000 - 0.5));
     const backedOffAt = started + FAST_WINDOW_MS + SHORT_BACK_OFF_AFTER_QUIET_MS + BACK_OFF_RAMP_MS;
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, backedOffAt - performance.now())));
+    const readBefore = cluster.spmBytesRead;
+    const readFrom = performance.now();
     const backedOffCpuPercent = await cpuPercentOver(idleSeconds);
+    const backedOffReadKibPerSecond = (cluster.spmBytesRead - readBefore) / 1024 / ((performance.now() - readFrom) / 1000);
 
     const count = Math.min(perHost, MESSAGES_PER_SLOT);
     for (let hostId = 1; hostId <= hosts; hostId += 1) {
@@ -52,11 +57,12 @@ export async function spmScale(policy: MailboxPolicy, hosts: number, perHost: nu
     for (let hostId = 1; hostId <= hosts; hostId += 1) {
       const messages: Array<Request | undefined> = Array.from({ length: count }, (_, index) => ({ sequence: index + 1, operation: Operation.Extend, volume: `h${hostId}v${index}`, targetBytes: 2 * MiB, virtualBytes: 0 }));
       await writer.writeRequests({ hostId, generation: 1, messages });
+      await writer.writeWakeUp(hostId);
     }
     const total = hosts * count;
     while (cluster.spm.counters.served + cluster.spm.counters.refused < total) await new Promise((resolve) => setTimeout(resolve, 5));
     const seconds = (performance.now() - burstStarted!) / 1000;
-    return { requestsPerSecond: total / seconds, idleCpuPercent, backedOffCpuPercent };
+    return { requestsPerSecond: total / seconds, idleCpuPercent, backedOffCpuPercent, backedOffReadKibPerSecond };
   } finally {
     await writer.close();
     await cluster.close();

@@ -103,9 +103,9 @@ export interface Slot<T> {
 export type DecodeFailure = 'bad-magic' | 'foreign-version' | 'bad-checksum' | 'wrong-host' | 'bad-message' | 'bad-size' | 'bad-count' | 'bad-heartbeat';
 export type Decoded<T> = { kind: 'empty' } | { kind: 'valid'; value: T } | { kind: 'invalid'; reason: DecodeFailure; detail: string };
 
-/** Header, request slots, reply slots, and one inventory block per host (src/mailbox/inventory.ts). */
+/** Header, request slots, reply slots, one inventory block per host (src/mailbox/inventory.ts), and the wake-up block. */
 export function mailboxBytes(maxHosts: number): number {
-  return (1 + 3 * maxHosts) * BLOCK_BYTES;
+  return (2 + 3 * maxHosts) * BLOCK_BYTES;
 }
 
 export function requestSlotOffset(hostId: number): number {
@@ -118,6 +118,33 @@ export function replySlotOffset(hostId: number, maxHosts: number): number {
 
 export function inventoryOffset(hostId: number, maxHosts: number): number {
   return (2 * maxHosts + hostId) * BLOCK_BYTES;
+}
+
+export function wakeUpOffset(maxHosts: number): number {
+  return (1 + 3 * maxHosts) * BLOCK_BYTES;
+}
+
+// ---- wake-up block -----------------------------------------------------------
+
+export const WAKE_UP_MAGIC = 'TLWK';
+const WAKE_UP_CRC_OFFSET = 20;
+
+/**
+ * The one block every host writes: after it wrote a new request into its own
+ * slot, a host rewrites this block with its id and a fresh nonce. A quiet SPM
+ * reads only this block, often, and scans every slot when its bytes changed;
+ * nothing in it is acted on, so a torn or lost write costs at most latency
+ * (a slow full scan catches what a wake-up missed).
+ */
+export function encodeWakeUp(hostId: number, nonce: bigint): Buffer {
+  assertHostCount(hostId);
+  const block = Buffer.alloc(BLOCK_BYTES);
+  block.write(WAKE_UP_MAGIC, 0, 'ascii');
+  block.writeUInt16LE(FORMAT_VERSION, 4);
+  block.writeUInt16LE(hostId, 6);
+  block.writeBigUInt64LE(nonce, 8);
+  block.writeUInt32LE(crc32(block), WAKE_UP_CRC_OFFSET);
+  return block;
 }
 
 // ---- header ----------------------------------------------------------------

@@ -160,16 +160,34 @@ export class MailboxExtender implements Extender {
       this.inFlight[index] = { ...next, request, sentAt: now, deadline: now + this.timeoutMs };
       placed = true;
     }
-    if (placed) this.writeSlot();
+    if (placed) this.writeSlot(true);
     this.schedulePoll();
   }
 
-  private writeSlot(): void {
+  /** `wake`: the slot holds something for the SPM to do (a new request, a resend), so a quiet SPM is woken. */
+  private writeSlot(wake: boolean): void {
     this.generation += 1;
     const slot: Slot<Request> = { hostId: this.options.hostId, generation: this.generation, messages: this.inFlight.map((pending) => pending?.request) };
     this.writing = this.writing
-      .then(() => this.options.mailbox.writeRequests(slot))
+      .then(async () => {
+        await this.options.mailbox.writeRequests(slot);
+        // After the slot: an SPM woken before the slot was written would scan and find nothing.
+        if (wake) await this.wakeSpm();
+      })
       .catch((error: unknown) => this.options.logger.warn({ hostId: this.options.hostId, err: errorMessage(error) }, 'writing the request slot failed; will resend'));
+  }
+
+  private wakeUpFailing = false;
+
+  /** A failed wake-up costs latency only (the SPM's slow full scan finds the request): said once, not thrown. */
+  private async wakeSpm(): Promise<void> {
+    try {
+      await this.options.mailbox.writeWakeUp(this.options.hostId);
+      this.wakeUpFailing = false;
+    } catch (error) {
+      if (!this.wakeUpFailing) this.options.logger.warn({ hostId: this.options.hostId, err: errorMessage(error) }, 'cannot write the wake-up block; the SPM finds requests at its slower full scans');
+      this.wakeUpFailing = true;
+    }
   }
 
   private schedulePoll(): void {
@@ -215,7 +233,7 @@ export class MailboxExtender implements Extender {
       }
     });
     if (freed && this.waiting.length > 0) this.dispatch();
-    else if (freed || resend) this.writeSlot();
+    else if (freed || resend) this.writeSlot(resend);
   }
 }
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { TideError } from '../errors.js';
 import { DirectBlockFile } from './direct-io.js';
@@ -14,6 +14,8 @@ import {
   FORMAT_VERSION,
   mailboxBytes,
   inventoryOffset,
+  wakeUpOffset,
+  encodeWakeUp,
   MAX_HOSTS_LIMIT,
   replySlotOffset,
   requestSlotOffset,
@@ -50,6 +52,11 @@ export class Mailbox {
 
   get maxHosts(): number {
     return this.header.maxHosts;
+  }
+
+  /** Bytes this mailbox handle read from the storage so far. */
+  get bytesRead(): number {
+    return this.file.bytesRead;
   }
 
   /** Writes a new, empty mailbox. Refuses to overwrite a valid one unless `force`: every host's pending requests would vanish. */
@@ -167,6 +174,21 @@ export class Mailbox {
   async writeRawReplyBlock(hostId: number, block: Uint8Array): Promise<void> {
     this.assertHostId(hostId);
     await this.file.write(replySlotOffset(hostId, this.maxHosts), block);
+  }
+
+  /** Wakes a quiet SPM: written by any host right after it wrote a new request into its slot. */
+  async writeWakeUp(hostId: number): Promise<void> {
+    this.assertHostId(hostId);
+    await this.file.write(wakeUpOffset(this.maxHosts), encodeWakeUp(hostId, BigInt.asUintN(64, BigInt(Date.now()) * 1_000_000n + BigInt(randomInt(1_000_000)))));
+  }
+
+  /** The wake-up block's bytes, compared by the SPM with what it read last. */
+  async readWakeUpBlock(): Promise<Buffer> {
+    try {
+      return await this.file.read(wakeUpOffset(this.maxHosts), BLOCK_BYTES);
+    } catch (error) {
+      throw new MailboxTooSmallError(`${this.path} has no wake-up block after its inventories (made by an older tideline, or too small a volume: it needs ${mailboxBytes(this.maxHosts)} bytes)`, { cause: error });
+    }
   }
 
   /** This host's inventory block (src/mailbox/inventory.ts). */

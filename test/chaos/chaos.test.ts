@@ -73,7 +73,8 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
         await inject(faults);
         cycles += 1;
       }
-      const finished = await Promise.race([vm.finished().then(() => true), sleep(6 * 60_000).then(() => false)]);
+      let timer: NodeJS.Timeout | undefined;
+      const finished = await Promise.race([vm.finished().then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 6 * 60_000)))]).finally(() => clearTimeout(timer));
       const volume = await cluster.lab.plugin.describe(vm.volume);
       const cap = volumeCap(volume, cluster.lab.plugin.extentBytes) ?? Number.MAX_SAFE_INTEGER;
       // Everything was written once, so the image ends near the write size; more than a chunk and the free target above it is an extension too many.

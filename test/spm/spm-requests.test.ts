@@ -45,7 +45,8 @@ describe('SPM: requests through the mailbox', function () {
     lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
     await lease.acquire();
     const spmLogger = pino({ level: 'info' }, { write: (line: string) => void spmLog.push(JSON.parse(line) as { msg: string }) });
-    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: spmLogger, run: execaRunner, pollIdleMs: 5 });
+    // Every slot every 5 ms, no wake-ups: several cases write slots raw, as a broken or old host would (wake-ups: spm-wake-up.test.ts).
+    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: spmLogger, run: execaRunner, pollIdleMs: 5, wakePollMs: 0 });
     serving = spm.serve(stop.signal);
     host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
     // A 1 GiB qcow2 image can use a little over 1 GiB; the SPM enforces that cap.
