@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { initLoopDomain, LoopPlugin } from '../../plugins/loop/index.js';
-import { initLeaseVolume, openStorageLease } from '../../src/lease/open-storage-lease.js';
+import { LoopPlugin } from '../../plugins/loop/index.js';
 import type { StorageLease } from '../../src/lease/storage-lease.js';
 import { Operation, encodeRequestSlot } from '../../src/mailbox/format.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
@@ -13,6 +12,7 @@ import { VIRTUAL_SIZE_TAG } from '../../src/spm/validate.js';
 import { systemClock } from '../../src/util/clock.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { MiB } from '../../src/util/sizes.js';
+import { SpmWorld } from './helpers/spm-world.js';
 import { pino } from 'pino';
 
 /**
@@ -22,45 +22,26 @@ import { pino } from 'pino';
  */
 describe('SPM: requests through the mailbox', function () {
   this.timeout(30_000);
+  let world: SpmWorld;
   let dir: string;
   let plugin: LoopPlugin;
-  let spmMailbox: Mailbox;
   let hostMailbox: Mailbox;
   let lease: StorageLease;
   let spm: SpmService;
   let host: MailboxExtender;
-  let serving: Promise<unknown>;
-  const stop = new AbortController();
   const spmLog: Array<{ msg: string }> = [];
 
   before(async () => {
-    dir = await mkdtemp('/var/tmp/tideline-spm-test-');
-    await initLoopDomain(path.join(dir, 'domain'), 2048 * MiB);
-    plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
-    await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts: 8 });
-    await initLeaseVolume(path.join(dir, 'leases'), 8);
-    spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    // Not tight: the SPM stops at its next step once a renewal is late (fencing), and a loaded machine delays renewals.
-    lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
-    await lease.acquire();
     const spmLogger = pino({ level: 'info' }, { write: (line: string) => void spmLog.push(JSON.parse(line) as { msg: string }) });
     // Every slot every 5 ms, no wake-ups: several cases write slots raw, as a broken or old host would (wake-ups: spm-wake-up.test.ts).
-    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: spmLogger, run: execaRunner, pollIdleMs: 5, wakePollMs: 0 });
-    serving = spm.serve(stop.signal);
-    host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
+    world = await SpmWorld.start({ capacityBytes: 2048 * MiB, logger: spmLogger, spm: { pollIdleMs: 5, wakePollMs: 0 } });
+    ({ dir, plugin, hostMailbox, lease, spm, host } = world);
     // A 1 GiB qcow2 image can use a little over 1 GiB; the SPM enforces that cap.
     await plugin.create('vm1-vda', 64 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
     await plugin.create('vm2-vda', 64 * MiB);
   });
   after(async () => {
-    stop.abort();
-    await serving;
-    host.close();
-    await lease.close();
-    await spmMailbox.close();
-    await hostMailbox.close();
-    await rm(dir, { recursive: true, force: true });
+    await world?.close();
   });
 
   async function refusal(work: Promise<unknown>): Promise<MailboxRequestRefusedError> {
@@ -266,7 +247,7 @@ describe('SPM: requests through the mailbox', function () {
   it('stops serving the moment the lease is lost', async () => {
     const servedBefore = spm.counters.served;
     await lease.release();
-    const outcome = await Promise.race([serving, new Promise((resolve) => setTimeout(() => resolve('still serving'), 2_000))]);
+    const outcome = await Promise.race([world.served, new Promise((resolve) => setTimeout(() => resolve('still serving'), 2_000))]);
     assert.equal(outcome, 'lease-lost');
     const late = host.extend('vm1-vda', 256 * MiB);
     await new Promise((resolve) => setTimeout(resolve, 300));

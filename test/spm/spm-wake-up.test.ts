@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import path from 'node:path';
-import { initLoopDomain, LoopPlugin } from '../../plugins/loop/index.js';
-import { initLeaseVolume, openStorageLease } from '../../src/lease/open-storage-lease.js';
-import type { StorageLease } from '../../src/lease/storage-lease.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { LoopPlugin } from '../../plugins/loop/index.js';
 import { Operation } from '../../src/mailbox/format.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { MailboxExtender } from '../../src/mailbox/mailbox-extender.js';
 import { SpmService } from '../../src/spm/spm-service.js';
 import { VIRTUAL_SIZE_TAG } from '../../src/spm/validate.js';
-import { systemClock } from '../../src/util/clock.js';
-import { execaRunner } from '../../src/util/runner.js';
 import { MiB } from '../../src/util/sizes.js';
+import { SpmWorld } from './helpers/spm-world.js';
 
 /**
  * A quiet SPM reads one block, the wake-up block, instead of every slot; a
@@ -22,40 +16,20 @@ import { MiB } from '../../src/util/sizes.js';
  */
 describe('SPM: a quiet SPM woken by the wake-up block', function () {
   this.timeout(30_000);
-  let dir: string;
+  let world: SpmWorld;
   let plugin: LoopPlugin;
-  let lease: StorageLease;
   let spm: SpmService;
-  let spmMailbox: Mailbox;
   let hostMailbox: Mailbox;
   let host: MailboxExtender;
-  let serving: Promise<unknown>;
-  const stop = new AbortController();
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   before(async () => {
-    dir = await mkdtemp('/var/tmp/tideline-wake-test-');
-    await initLoopDomain(path.join(dir, 'domain'), 1024 * MiB);
-    plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
-    await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts: 8 });
-    await initLeaseVolume(path.join(dir, 'leases'), 8);
-    spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
-    await lease.acquire();
-    spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, fastForMs: 200, wakePollMs: 10, fullScanMs: 60_000 });
-    serving = spm.serve(stop.signal);
-    host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
+    world = await SpmWorld.start({ capacityBytes: 1024 * MiB, spm: { fastForMs: 200, wakePollMs: 10, fullScanMs: 60_000 } });
+    ({ plugin, spm, hostMailbox, host } = world);
     for (const volume of ['wake-a', 'wake-b']) await plugin.create(volume, 32 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
   });
   after(async () => {
-    stop.abort();
-    await serving;
-    host?.close();
-    await lease?.close();
-    await spmMailbox?.close();
-    await hostMailbox?.close();
-    await rm(dir, { recursive: true, force: true });
+    await world?.close();
   });
 
   it('reads only the wake-up block while quiet, and answers a request within milliseconds of it', async () => {

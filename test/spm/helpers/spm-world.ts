@@ -1,0 +1,65 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { initLoopDomain, LoopPlugin } from '../../../plugins/loop/index.js';
+import { initLeaseVolume, openStorageLease } from '../../../src/lease/open-storage-lease.js';
+import type { StorageLease } from '../../../src/lease/storage-lease.js';
+import { silentLogger } from '../../../src/log/logger.js';
+import { Mailbox } from '../../../src/mailbox/mailbox.js';
+import { MailboxExtender } from '../../../src/mailbox/mailbox-extender.js';
+import { SpmService, type SpmOptions } from '../../../src/spm/spm-service.js';
+import { systemClock } from '../../../src/util/clock.js';
+import { execaRunner } from '../../../src/util/runner.js';
+
+/**
+ * An SPM serving for real in this process: a loop domain, a mailbox file
+ * (direct I/O), a storage lease it holds, and host 2's extender on a mailbox
+ * handle of its own. `close` removes all of it.
+ */
+export class SpmWorld {
+  private readonly stop = new AbortController();
+  private serving: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly dir: string,
+    readonly plugin: LoopPlugin,
+    readonly lease: StorageLease,
+    readonly spmMailbox: Mailbox,
+    readonly hostMailbox: Mailbox,
+    readonly spm: SpmService,
+    readonly host: MailboxExtender,
+  ) {}
+
+  static async start(options: { capacityBytes: number; logger?: Logger; spm?: Partial<SpmOptions> }): Promise<SpmWorld> {
+    const dir = await mkdtemp('/var/tmp/tideline-spm-test-');
+    await initLoopDomain(path.join(dir, 'domain'), options.capacityBytes);
+    const plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
+    await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts: 8 });
+    await initLeaseVolume(path.join(dir, 'leases'), 8);
+    const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
+    const hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
+    // Not tight: the SPM stops at its next step once a renewal is late (fencing), and a loaded machine delays renewals.
+    const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
+    await lease.acquire();
+    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: options.logger ?? silentLogger, run: execaRunner, ...options.spm });
+    const host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
+    const world = new SpmWorld(dir, plugin, lease, spmMailbox, hostMailbox, spm, host);
+    world.serving = spm.serve(world.stop.signal);
+    return world;
+  }
+
+  /** Resolves when serving ended (the lease lost, or close). */
+  get served(): Promise<unknown> {
+    return this.serving;
+  }
+
+  async close(): Promise<void> {
+    this.stop.abort();
+    await this.serving;
+    this.host.close();
+    await this.lease.close();
+    await this.spmMailbox.close();
+    await this.hostMailbox.close();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
