@@ -2,7 +2,8 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { detachLoopsUnder, initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
-import { hookScript } from '../src/cli/commands/hook.js';
+import { writeStatus } from '../src/agent/status-file.js';
+import { hookScript, installationRoot } from '../src/cli/commands/hook.js';
 import { labDomainXml } from '../src/lab/libvirt-domain.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
@@ -31,6 +32,9 @@ export interface HookLatency {
   event: Summary;
   prepareNothing: Summary;
   prepareRefresh: Summary;
+  /** `tideline --version` and `tideline status` from the built dist, as an admin runs them. */
+  cliVersion: Summary;
+  cliStatus: Summary;
 }
 
 export async function hookLatency(runs: number): Promise<HookLatency> {
@@ -48,12 +52,17 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     await writeFile(hook, await hookScript({ spool }));
     await chmod(hook, 0o755);
     const env = { TIDELINE_CONFIG: config, PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    const cli = path.join(installationRoot(), 'dist', 'src', 'cli', 'main.js');
+    const statusFile = path.join(dir, 'status.json');
+    await writeStatus(statusFile, []);
     const xmlFor = (devicePath: string) => labDomainXml({ name: 'web', boot: { kernel: '/k', initrd: '/i', kernelVersion: 'x' }, devicePath, consoleLog: '/dev/null', writeMib: 16 });
     const result = {
       node: await time(runs, process.execPath, ['-e', '0']),
       event: await time(runs, hook, ['web', 'started', 'begin', '-'], { input: xmlFor(device), env }),
       prepareNothing: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor('/var/lib/libvirt/images/web.qcow2'), env }),
       prepareRefresh: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env }),
+      cliVersion: await time(runs, process.execPath, [cli, '--version'], { env }),
+      cliStatus: await time(runs, process.execPath, [cli, 'status', '--file', statusFile], { env }),
     };
     return result;
   } finally {

@@ -145,6 +145,9 @@ rows.push({ figure: '7. hook, event handed to the agent', subject: 'bare node st
 rows.push({ figure: '7. hook, event handed to the agent', subject: 'tideline hook (shell, spool)', summary: hook.event, baseline: { name: 'bare node start', summary: hook.node }, target: { text: 'p99 < 50 ms', met: (summary) => summary.p99 < 50 } });
 rows.push({ figure: '7. hook, prepare, no thin disk', subject: 'tideline hook (shell decides)', summary: hook.prepareNothing, baseline: { name: 'bare node start', summary: hook.node }, target: { text: 'p99 below a bare node start (p50): node not started', met: (summary) => summary.p99 < hook.node.p50 } });
 rows.push({ figure: '7. hook, prepare refreshing one volume', subject: 'tideline hook (node)', summary: hook.prepareRefresh, baseline: { name: 'bare node start', summary: hook.node } });
+const withinTwiceNode = { text: 'p50 within 2x a bare node start', met: (summary: Summary) => summary.p50 < 2 * hook.node.p50 };
+rows.push({ figure: '7. command start-up', subject: 'tideline --version', summary: hook.cliVersion, baseline: { name: 'bare node start', summary: hook.node }, target: withinTwiceNode });
+rows.push({ figure: '7. command start-up', subject: 'tideline status', summary: hook.cliStatus, baseline: { name: 'bare node start', summary: hook.node }, target: withinTwiceNode });
 
 const lvmFigure = '8. extension on real LVM: lvextend on host A, refresh on host B (TCG guests)';
 note(lvmFigure);

@@ -1,44 +1,63 @@
 #!/usr/bin/env node
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { agentCommand } from './commands/agent.js';
-import { labCommand } from './commands/lab.js';
-import { loopDomainCommand } from './commands/loop-domain.js';
-import { lvmDomainCommand } from './commands/lvm-domain.js';
-import { statusCommand } from './commands/status.js';
-import { leaseCommand, mailboxCommand } from './commands/mailbox.js';
-import { spmCommand } from './commands/spm.js';
-import { volumeCommand } from './commands/volume.js';
-import { snapshotCommand } from './commands/snapshot.js';
-import { hookCommand } from './commands/hook.js';
-import { policyCommand } from './commands/policy.js';
-import { doctorCommand } from './commands/doctor.js';
+import { readFile } from 'node:fs/promises';
+import type { CommandModule } from 'yargs';
 import { InvalidConfigError } from '../errors.js';
 import { reportFailure } from './failure.js';
 
+/**
+ * Each command's module, loaded only when that command runs: a command pulls
+ * in its own dependencies (pino, zod, prom-client, the QMP client...), and
+ * `tideline status` should not pay for the agent's. All of them load for
+ * `--help` and for a name that is no command (so yargs can list or suggest).
+ */
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  lab: async () => (await import('./commands/lab.js')).labCommand as CommandModule,
+  agent: async () => (await import('./commands/agent.js')).agentCommand as CommandModule,
+  status: async () => (await import('./commands/status.js')).statusCommand as CommandModule,
+  spm: async () => (await import('./commands/spm.js')).spmCommand as CommandModule,
+  volume: async () => (await import('./commands/volume.js')).volumeCommand as CommandModule,
+  snapshot: async () => (await import('./commands/snapshot.js')).snapshotCommand as CommandModule,
+  policy: async () => (await import('./commands/policy.js')).policyCommand as CommandModule,
+  doctor: async () => (await import('./commands/doctor.js')).doctorCommand as CommandModule,
+  hook: async () => (await import('./commands/hook.js')).hookCommand as CommandModule,
+  mailbox: async () => (await import('./commands/mailbox.js')).mailboxCommand as CommandModule,
+  lease: async () => (await import('./commands/mailbox.js')).leaseCommand as CommandModule,
+  'loop-domain': async () => (await import('./commands/loop-domain.js')).loopDomainCommand as CommandModule,
+  'lvm-domain': async () => (await import('./commands/lvm-domain.js')).lvmDomainCommand as CommandModule,
+};
+
+const args = process.argv.slice(2);
 try {
-  await buildCli().parseAsync();
+  // Scripts and monitoring ask for the version often; it needs neither yargs nor any command.
+  if (args.length === 1 && args[0] === '--version') process.stdout.write(`${await packageVersion()}\n`);
+  else if (!(args[0] === 'status' && (await (await import('./commands/status.js')).runStatusQuickly(args.slice(1))))) await (await buildCli(args)).parseAsync();
 } catch (error) {
   reportFailure(error);
 }
 
-function buildCli() {
-  return yargs(hideBin(process.argv))
+/** The version in this installation's package.json (two folders up from src/cli in the sources, three from dist). */
+async function packageVersion(): Promise<string> {
+  for (const candidate of ['../../package.json', '../../../package.json']) {
+    const text = await readFile(new URL(candidate, import.meta.url), 'utf8').catch(() => undefined);
+    if (text) return (JSON.parse(text) as { version: string }).version;
+  }
+  return 'unknown';
+}
+
+async function commandsFor(args: readonly string[]): Promise<CommandModule[]> {
+  const name = args.find((arg) => !arg.startsWith('-'));
+  const load = name === undefined ? undefined : COMMANDS[name];
+  if (load && !args.includes('--help') && !args.includes('-h')) return [await load()];
+  return Promise.all(Object.values(COMMANDS).map((loadOne) => loadOne()));
+}
+
+async function buildCli(args: string[]) {
+  const { default: yargs } = await import('yargs');
+  const cli = yargs(args)
   .scriptName('tideline')
-  .usage('$0 <command>\n\nThin-provisioned qcow2 disks on shared block storage for KVM/libvirt hosts.')
-  .command(labCommand)
-  .command(agentCommand)
-  .command(statusCommand)
-  .command(spmCommand)
-  .command(volumeCommand)
-  .command(snapshotCommand)
-  .command(policyCommand)
-  .command(doctorCommand)
-  .command(hookCommand)
-  .command(mailboxCommand)
-  .command(leaseCommand)
-  .command(loopDomainCommand)
-  .command(lvmDomainCommand)
+  .usage('$0 <command>\n\nThin-provisioned qcow2 disks on shared block storage for KVM/libvirt hosts.');
+  for (const command of await commandsFor(args)) cli.command(command);
+  return cli
   .demandCommand(1, 'name a command: lab, agent, spm, status, volume, policy, doctor, hook, mailbox, lease, loop-domain or lvm-domain')
   .strict()
   .recommendCommands()

@@ -1,3 +1,4 @@
+import { isAlive } from '../util/process-alive.js';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { detachLoopsUnder, initLoopDomain, LoopPlugin } from '../../plugins/loop/index.js';
@@ -60,15 +61,5 @@ async function sweepLeftovers(prefix: string, run: Runner): Promise<void> {
     }
     await detachLoopsUnder(run, dir);
     await rm(dir, { recursive: true, force: true });
-  }
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

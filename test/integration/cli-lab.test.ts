@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { execa } from 'execa';
 import { listLoopDevices } from '../../plugins/loop/index.js';
-import { isAlive } from '../../src/lab/workspace.js';
+import { isAlive } from '../../src/util/process-alive.js';
 import { until } from './helpers/watch.js';
 
 /** `tideline lab` as an admin runs it: the real command line, the real exit codes, nothing left behind. */

@@ -15,7 +15,7 @@ import { checkHook } from '../../doctor/checks.js';
 const HOOK_PATH = 'etc/libvirt/hooks/qemu.d/tideline';
 
 /** The root of this installation (the folder holding dist/ and hooks/), whether this runs from dist or from the sources. */
-function installationRoot(): string {
+export function installationRoot(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   return here.includes(`${path.sep}dist${path.sep}`) ? here.slice(0, here.lastIndexOf(`${path.sep}dist${path.sep}`)) : path.resolve(here, '../../..');
 }

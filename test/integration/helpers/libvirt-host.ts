@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { isAlive } from '../../../src/lab/workspace.js';
+import { isAlive } from '../../../src/util/process-alive.js';
 import type { Workspace } from '../../../src/lab/workspace.js';
 import { until } from './watch.js';
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { labDomainXml } from '../../../src/lab/libvirt-domain.js';
 import { parseGuestLine, type GuestLine } from '../../../src/lab/guest-report.js';
-import { isAlive } from '../../../src/lab/workspace.js';
+import { isAlive } from '../../../src/util/process-alive.js';
 import { execaRunner } from '../../../src/util/runner.js';
 import { GiB, MiB } from '../../../src/util/sizes.js';
 import type { LabWorld } from './lab-world.js';
