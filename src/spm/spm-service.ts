@@ -370,9 +370,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
         return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.run, request.volume, request.targetBytes));
       }
       if (request.operation === Operation.Delete) {
-        await plugin.describe(request.volume);
-        await this.refuseIfOpenOnAnyHost(request.volume, 'deleted');
-        await deleteThinVolume(plugin, this.run, request.volume);
+        await deleteThinVolume(plugin, this.run, request.volume, (volume) => this.refuseIfOpenOnAnyHost(volume, 'deleted'));
         return finish(ReplyStatus.Ok, 0);
       }
       const volume = await plugin.describe(request.volume);

@@ -73,10 +73,16 @@ export async function childrenOf(plugin: StoragePlugin, volume: string): Promise
   return (await plugin.list()).filter((candidate) => candidate.tags[PARENT_TAG] === volume).map((candidate) => candidate.name);
 }
 
-export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volume: string): Promise<void> {
+/**
+ * `assertUnusedElsewhere`: the SPM's check of other hosts' inventories, run
+ * after the refusals that hold whoever uses the volume (children), so an
+ * admin hears the lasting reason first.
+ */
+export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volume: string, assertUnusedElsewhere: (volume: string) => Promise<void> = async () => undefined): Promise<void> {
   await plugin.describe(volume);
   const children = await childrenOf(plugin, volume);
   if (children.length > 0) throw new VolumeHasChildrenError(`volume ${volume} backs ${children.join(', ')}; delete or commit those first`);
+  await assertUnusedElsewhere(volume);
   // Active here means a VM (or an admin) may be using it: zeroing it would destroy live data.
   if (await plugin.isActive(volume)) throw new VolumeInUseError(`volume ${volume} is active on this host; stop the VM using it and deactivate it before deleting`);
   const device = await plugin.activate(volume);

@@ -18,6 +18,8 @@ describe('npm run bench -- --quick', function () {
       ['6. SPM poll', ['page cache (stale on shared storage)', 'tideline: direct I/O']],
       ['7. hook, event handed to the agent', ['bare node start', 'tideline hook (shell, spool)']],
       ['7. hook, prepare refreshing one volume', ['tideline hook (node)']],
+      ['7. command start-up', ['tideline --version', 'tideline status']],
+      ['mailbox round trip, cold', ['vdsm-4.5', 'tideline']],
       ['8. extension on real LVM', ['vdsm-4.5', 'tideline']],
     ] as const) {
       for (const subject of subjects) {
@@ -28,7 +30,7 @@ describe('npm run bench -- --quick', function () {
       assert.match(row(figure, subjects[subjects.length - 1]!)!, /x (faster|slower) than/);
     }
     assert.match(result.stdout, /5\. agent, 20 drives \(5 writing\) +│ safety poll every 2 s \(default\) +│ [\d.]+ % +│ [\d.]+ % +│ \d+ MiB +│ [1-9]\d* /, 'the agent-scale row is missing or saw no extensions');
-    assert.match(result.stdout, /6\. SPM, 50 hosts x 2 requests +│ tideline +│ \d+ +│ [\d.]+ % +│ [\d.]+ % +│ [\d.]+x the throughput of vdsm-4\.5/, 'the SPM-scale row is missing');
+    assert.match(result.stdout, /6\. SPM, 50 hosts x 2 requests +│ tideline +│ \d+ +│ [\d.]+ % +│ [\d.]+ % +│ \d+ KiB\/s +│ [\d.]+x the throughput of vdsm-4\.5/, 'the SPM-scale row is missing');
     assert.match(result.stdout, /3\. critical write rate, real guest, 32 MiB chunks +│ tideline +│ [>\d][^│]* +│ 16:\d+( full:\d+)? /, 'the real-guest critical-rate row is missing or did not run the throttled rung');
     assert.match(result.stdout, /3\. critical write rate, qemu-io in QEMU, 8 MiB chunks +│ tideline +│ [>\d][^│]* +│ 64:\d+ /, 'the qemu-io critical-rate row is missing');
     for (const subject of ['vdsm-4.5', 'tideline']) {
