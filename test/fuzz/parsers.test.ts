@@ -178,18 +178,21 @@ describe(`fuzzing every parser of outside input (${RUNS} cases each)`, function 
     fuzz('domain XML', textInput([DOMAIN_XML]), (xml) => parseDomainXml(xml));
     fuzz('policy metadata', textInput(['<thin chunk="256M" free-target="64M"><drive target="vda" max-size="4G" enabled="yes"/></thin>', '']), (xml) => parsePolicyXml(xml));
     fuzz('libvirt event line', textInput(["event 'lifecycle' for domain 'web': Suspended I/O Error", "event 'block-threshold' for domain 'web': dev: vda(/dev/sd1/web-vda) 1073741824 65536"]), (line) => parseEventLine(line));
-    fuzz('virsh output', textInput(['paused (I/O error)\n', 'vda: no space\n', "Domain: 'web'\n  block.count=1\n  block.0.name=vda\n  block.0.allocation=134545408\n  block.0.physical=134217728\n"]), (text) => {
-      parseDomState(text);
-      parseBlockErrors(text);
-      parseBlockStats(text);
-    });
+    fuzz('virsh output', textInput(['paused (I/O error)\n', 'vda: no space\n', "Domain: 'web'\n  block.count=1\n  block.0.name=vda\n  block.0.allocation=134545408\n  block.0.physical=134217728\n"]), (text) => ({
+      state: parseDomState(text),
+      errors: parseBlockErrors(text),
+      stats: parseBlockStats(text),
+    }));
   });
 
   it('host configuration, sizes, listen addresses, volume names, LVM tags', () => {
     fuzz('config file', textInput(['# storage\nvg = sd1\nmailbox = /dev/sd1/mailbox\nhost-id = 3\nchunk = 1G\nfree-target=512M\nloop-view = 2\n']), (text) => parseHostConfig(text, '/etc/tideline/tideline.conf'));
     fuzz('size', textInput(['1G', '512M', '1.5T', '4096']), (text) => parseSize(text, '--chunk'));
     fuzz('listen address', textInput(['127.0.0.1:9471', '[::1]:9472']), (text) => parseListenAddress(text, '--metrics-listen'));
-    fuzz('volume name', textInput(['web01-vda', 'tpl.centos_9']), (name) => assertVolumeName(name));
+    fuzz('volume name', textInput(['web01-vda', 'tpl.centos_9']), (name) => {
+      assertVolumeName(name);
+      return name;
+    });
     fuzz('lvm tags', textInput(['tideline.vm=web01,tideline.virtual-bytes=4294967296', '']), (text) => decodeTags(text));
   });
 
