@@ -1,7 +1,7 @@
 import { mkdir, readlink, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Runner } from '../../src/util/runner.js';
-import { attachLoop, detachLoop, listLoopDevices, loopDevicesFor } from './loop-devices.js';
+import { attachLoop, detachLoop, listLoopDevices, loopDevicesFor, type LoopDevice } from './loop-devices.js';
 
 /**
  * Which loop devices of a volume file a host uses: the one thing that differs
@@ -13,8 +13,12 @@ import { attachLoop, detachLoop, listLoopDevices, loopDevicesFor } from './loop-
  * by a path of its own (`DOMAIN/hosts/NAME/VOLUME`, a symlink to the device).
  */
 export interface DeviceView {
-  /** The devices this host sees the volume through (the first is the one it gives QEMU). */
-  devices(file: string, volume: string): Promise<string[]>;
+  /**
+   * The devices this host sees the volume through (the first is the one it
+   * gives QEMU). `attached`: the machine's loop devices when the caller
+   * already listed them (one listing for many volumes).
+   */
+  devices(file: string, volume: string, attached?: readonly LoopDevice[]): Promise<string[]>;
   /** Makes the volume usable on this host; returns the path QEMU opens. */
   attach(file: string, volume: string): Promise<string>;
   detach(file: string, volume: string): Promise<void>;
@@ -25,7 +29,7 @@ export interface DeviceView {
 /** One host (or none told apart): every loop device attached to the file is this host's. */
 export function sharedView(run: Runner): DeviceView {
   return {
-    devices: (file) => loopDevicesFor(file),
+    devices: async (file, _volume, attached) => (attached ? attached.filter((loop) => loop.backingFile === file).map((loop) => loop.device) : loopDevicesFor(file)),
     attach: async (file) => (await loopDevicesFor(file))[0] ?? attachLoop(run, file),
     detach: async (file) => {
       for (const device of await loopDevicesFor(file)) await detachLoop(run, device);
@@ -46,17 +50,17 @@ export function hostView(run: Runner, domainDirectory: string, host: string): De
   const directory = path.resolve(domainDirectory, HOSTS_DIR, host);
   const linkOf = (volume: string) => path.join(directory, volume);
 
-  const ownDevice = async (file: string, volume: string): Promise<string | undefined> => {
+  const ownDevice = async (file: string, volume: string, attachedNow?: readonly LoopDevice[]): Promise<string | undefined> => {
     const device = await readlink(linkOf(volume)).catch(() => undefined);
     if (!device) return undefined;
-    const attached = (await listLoopDevices()).find((loop) => loop.device === device);
+    const attached = (attachedNow ?? (await listLoopDevices())).find((loop) => loop.device === device);
     // A link left by a crash, or to a device since reused for another file, is not this host's view.
     return attached?.backingFile === file ? device : undefined;
   };
 
   return {
-    devices: async (file, volume) => {
-      const device = await ownDevice(file, volume);
+    devices: async (file, volume, attached) => {
+      const device = await ownDevice(file, volume, attached);
       return device ? [device] : [];
     },
     attach: async (file, volume) => {

@@ -220,7 +220,8 @@ export class LoopPlugin implements StoragePlugin {
 
   async activeVolumes(): Promise<string[]> {
     const names = (await readdir(this.directory)).filter((name) => name.endsWith(VOLUME_SUFFIX)).map((name) => name.slice(0, -VOLUME_SUFFIX.length));
-    const active = await Promise.all(names.map(async (volume) => ((await this.view.devices(this.fileOf(volume), volume)).length > 0 ? volume : undefined)));
+    const attached = await listLoopDevices();
+    const active = await Promise.all(names.map(async (volume) => ((await this.view.devices(this.fileOf(volume), volume, attached)).length > 0 ? volume : undefined)));
     return active.filter((volume): volume is string => volume !== undefined);
   }
 

@@ -143,8 +143,7 @@ export function encodeWakeUp(hostId: number, nonce: bigint): Buffer {
   block.writeUInt16LE(FORMAT_VERSION, 4);
   block.writeUInt16LE(hostId, 6);
   block.writeBigUInt64LE(nonce, 8);
-  block.writeUInt32LE(crc32(block), WAKE_UP_CRC_OFFSET);
-  return block;
+  return sealBlock(block, WAKE_UP_CRC_OFFSET);
 }
 
 // ---- header ----------------------------------------------------------------
@@ -161,8 +160,7 @@ export function encodeHeader(header: MailboxHeader): Buffer {
   block.writeUInt32LE(MESSAGES_PER_SLOT, 28);
   Buffer.from(header.mailboxId.replace(/-/g, ''), 'hex').copy(block, 32, 0, 16);
   block.writeBigUInt64LE(BigInt(header.createdAtMs), 48);
-  block.writeUInt32LE(crc32(block), HEADER_CRC_OFFSET);
-  return block;
+  return sealBlock(block, HEADER_CRC_OFFSET);
 }
 
 export function decodeHeader(block: Uint8Array): Decoded<MailboxHeader> {
@@ -244,8 +242,7 @@ function encodeSlot<T extends { sequence: number }>(magic: string, slot: Slot<T>
     if (!Number.isSafeInteger(message.sequence) || message.sequence < 1) throw new RangeError(`sequence ${message.sequence} must be a positive integer`);
     writeMessage(message, messageView(block, index));
   });
-  block.writeUInt32LE(crc32(block), SLOT_CRC_OFFSET);
-  return block;
+  return sealBlock(block, SLOT_CRC_OFFSET);
 }
 
 function decodeSlot<T>(block: Uint8Array, magic: string, expectedHostId: number, readMessage: (view: Buffer) => T | string): Decoded<Slot<T>> {
@@ -283,7 +280,7 @@ function writeCommon(view: Buffer, sequence: number, volume: string): void {
 }
 
 /** Messages that name a second volume, right after the first. */
-function carriesParent(operation: Operation): boolean {
+export function carriesParent(operation: Operation): boolean {
   return operation === Operation.CreateChild || operation === Operation.Reparent;
 }
 
@@ -323,26 +320,33 @@ function messageView(block: Buffer, index: number): Buffer {
   return block.subarray(start, start + MESSAGE_BYTES);
 }
 
-function checksumMatches(block: Buffer, crcOffset: number): boolean {
+/** Writes the block's CRC32 into its field, computed with that field zero (every block of the mailbox is sealed so). */
+export function sealBlock(block: Buffer, crcOffset: number): Buffer {
+  block.writeUInt32LE(0, crcOffset);
+  block.writeUInt32LE(crc32(block), crcOffset);
+  return block;
+}
+
+export function checksumMatches(block: Buffer, crcOffset: number): boolean {
   const stored = block.readUInt32LE(crcOffset);
   const copy = Buffer.from(block);
   copy.writeUInt32LE(0, crcOffset);
   return crc32(copy) === stored;
 }
 
-function isZero(buffer: Buffer): boolean {
+export function isZero(buffer: Buffer): boolean {
   for (let index = 0; index < buffer.length; index += 1) if (buffer[index] !== 0) return false;
   return true;
 }
 
-function asBuffer(block: Uint8Array): Buffer {
+export function asBuffer(block: Uint8Array): Buffer {
   return Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.byteLength);
 }
 
-function invalid(reason: DecodeFailure, detail: string): Decoded<never> {
+export function invalid(reason: DecodeFailure, detail: string): Decoded<never> {
   return { kind: 'invalid', reason, detail };
 }
 
-function assertHostCount(value: number): void {
+export function assertHostCount(value: number): void {
   if (!Number.isInteger(value) || value < 1 || value > MAX_HOSTS_LIMIT) throw new RangeError(`host id / host count ${value} must be 1..${MAX_HOSTS_LIMIT}`);
 }

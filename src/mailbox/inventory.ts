@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
-import { BLOCK_BYTES, FORMAT_VERSION, type DecodeFailure, type Decoded } from './format.js';
+import { asBuffer, assertHostCount, BLOCK_BYTES, checksumMatches, FORMAT_VERSION, invalid, isZero, sealBlock, type Decoded } from './format.js';
 
 /**
  * A host's inventory: which volumes it has active (so a VM there may have
@@ -39,7 +38,7 @@ export function volumeNameHash(volume: string): string {
 }
 
 export function encodeInventory(hostId: number, heartbeat: number, activeVolumes: readonly string[]): Buffer {
-  if (!Number.isInteger(hostId) || hostId < 1 || hostId > 0xffff) throw new RangeError(`host id ${hostId} is out of range`);
+  assertHostCount(hostId);
   if (!Number.isSafeInteger(heartbeat) || heartbeat < 0) throw new RangeError(`heartbeat ${heartbeat} must be a non-negative integer`);
   const hashes = [...new Set(activeVolumes.map(volumeNameHash))].sort();
   const overflow = hashes.length > MAX_INVENTORY_ENTRIES;
@@ -52,19 +51,15 @@ export function encodeInventory(hostId: number, heartbeat: number, activeVolumes
   block.writeUInt32LE(kept.length, 16);
   block.writeUInt32LE(overflow ? OVERFLOW : 0, 24);
   kept.forEach((hash, index) => block.write(hash, INVENTORY_HEADER_BYTES + index * NAME_HASH_BYTES, 'hex'));
-  block.writeUInt32LE(crc32(block), CRC_OFFSET);
-  return block;
+  return sealBlock(block, CRC_OFFSET);
 }
 
 export function decodeInventory(bytes: Uint8Array, expectedHostId: number): Decoded<Inventory> {
-  const block = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const invalid = (reason: DecodeFailure, detail: string): Decoded<Inventory> => ({ kind: 'invalid', reason, detail });
+  const block = asBuffer(bytes);
   if (block.length !== BLOCK_BYTES) return invalid('bad-size', `inventory is ${block.length} bytes, expected ${BLOCK_BYTES}`);
-  if (block.every((byte) => byte === 0)) return { kind: 'empty' };
+  if (isZero(block)) return { kind: 'empty' };
   if (block.toString('latin1', 0, 4) !== INVENTORY_MAGIC) return invalid('bad-magic', `expected ${INVENTORY_MAGIC}`);
-  const copy = Buffer.from(block);
-  copy.writeUInt32LE(0, CRC_OFFSET);
-  if (crc32(copy) !== block.readUInt32LE(CRC_OFFSET)) return invalid('bad-checksum', 'inventory checksum mismatch (torn or corrupted write)');
+  if (!checksumMatches(block, CRC_OFFSET)) return invalid('bad-checksum', 'inventory checksum mismatch (torn or corrupted write)');
   if (block.readUInt16LE(4) !== FORMAT_VERSION) return invalid('foreign-version', `inventory format version ${block.readUInt16LE(4)}`);
   const hostId = block.readUInt16LE(6);
   if (hostId !== expectedHostId) return invalid('wrong-host', `inventory of host ${expectedHostId} claims host ${hostId}`);

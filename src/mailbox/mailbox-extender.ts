@@ -4,7 +4,7 @@ import { assertVolumeName } from '../../plugins/errors.js';
 import { InvalidConfigError, TideError, errorMessage } from '../errors.js';
 import type { Extender } from '../monitor/ports.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
-import { MAX_CHILD_AND_PARENT_NAME_BYTES, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Request, type Slot } from './format.js';
+import { carriesParent, MAX_CHILD_AND_PARENT_NAME_BYTES, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Request, type Slot } from './format.js';
 import type { Mailbox } from './mailbox.js';
 
 /** The SPM answered a request with an error; `code` is the reply status (cap-reached, domain-full, ...). */
@@ -123,7 +123,7 @@ export class MailboxExtender implements Extender {
     // Checked here, not when the slot is encoded: one unencodable message would keep the whole slot from being written.
     try {
       assertVolumeName(request.volume);
-      if (request.operation === Operation.CreateChild || request.operation === Operation.Reparent) {
+      if (carriesParent(request.operation)) {
         assertVolumeName(request.parent ?? '');
         if (request.volume.length + request.parent!.length > MAX_CHILD_AND_PARENT_NAME_BYTES) {
           throw new InvalidConfigError(`volume names ${request.volume} and ${request.parent} together are longer than the ${MAX_CHILD_AND_PARENT_NAME_BYTES} bytes a mailbox message holds; choose a shorter name for the new volume`);

@@ -164,16 +164,15 @@ export class Mailbox {
     await this.file.write(replySlotOffset(first, this.maxHosts), Buffer.concat(slots.map((slot) => encodeReplySlot(slot))));
   }
 
-  /** Raw block write, for tests that corrupt a slot on purpose. */
-  async writeRawRequestBlock(hostId: number, block: Uint8Array): Promise<void> {
+  /** Raw block write into a host's request slot, reply slot or inventory, for tests that corrupt or lose one on purpose. */
+  async writeRawBlock(region: 'request' | 'reply' | 'inventory', hostId: number, block: Uint8Array): Promise<void> {
     this.assertHostId(hostId);
-    await this.file.write(requestSlotOffset(hostId), block);
+    await this.file.write(this.blockOffset(region, hostId), block);
   }
 
-  /** Raw block write into a reply slot, for tests that lose a reply to a storage error on purpose. */
-  async writeRawReplyBlock(hostId: number, block: Uint8Array): Promise<void> {
-    this.assertHostId(hostId);
-    await this.file.write(replySlotOffset(hostId, this.maxHosts), block);
+  private blockOffset(region: 'request' | 'reply' | 'inventory', hostId: number): number {
+    if (region === 'request') return requestSlotOffset(hostId);
+    return region === 'reply' ? replySlotOffset(hostId, this.maxHosts) : inventoryOffset(hostId, this.maxHosts);
   }
 
   /** Wakes a quiet SPM: written by any host right after it wrote a new request into its slot. */
@@ -183,12 +182,8 @@ export class Mailbox {
   }
 
   /** The wake-up block's bytes, compared by the SPM with what it read last. */
-  async readWakeUpBlock(): Promise<Buffer> {
-    try {
-      return await this.file.read(wakeUpOffset(this.maxHosts), BLOCK_BYTES);
-    } catch (error) {
-      throw new MailboxTooSmallError(`${this.path} has no wake-up block after its inventories (made by an older tideline, or too small a volume: it needs ${mailboxBytes(this.maxHosts)} bytes)`, { cause: error });
-    }
+  readWakeUpBlock(): Promise<Buffer> {
+    return this.readPastReplies(wakeUpOffset(this.maxHosts), BLOCK_BYTES, 'no wake-up block after its inventories');
   }
 
   /** This host's inventory block (src/mailbox/inventory.ts). */
@@ -197,16 +192,9 @@ export class Mailbox {
     await this.file.write(inventoryOffset(hostId, this.maxHosts), encodeInventory(hostId, heartbeat, activeVolumes));
   }
 
-  /** Raw block write into an inventory, for tests that tear one on purpose. */
-  async writeRawInventoryBlock(hostId: number, block: Uint8Array): Promise<void> {
-    this.assertHostId(hostId);
-    await this.file.write(inventoryOffset(hostId, this.maxHosts), block);
-  }
-
   /** Zeroes a host's inventory block: only for a host that is down for good (`tideline mailbox forget-host`). */
-  async clearInventory(hostId: number): Promise<void> {
-    this.assertHostId(hostId);
-    await this.file.write(inventoryOffset(hostId, this.maxHosts), Buffer.alloc(BLOCK_BYTES));
+  clearInventory(hostId: number): Promise<void> {
+    return this.writeRawBlock('inventory', hostId, Buffer.alloc(BLOCK_BYTES));
   }
 
   /**
@@ -215,15 +203,19 @@ export class Mailbox {
    * MailboxTooSmallError, and the caller cannot tell what other hosts have open.
    */
   async readInventories(): Promise<Map<number, Decoded<Inventory>>> {
-    let region: Buffer;
-    try {
-      region = await this.file.read(inventoryOffset(1, this.maxHosts), this.maxHosts * BLOCK_BYTES);
-    } catch (error) {
-      throw new MailboxTooSmallError(`${this.path} has no room for host inventories after its reply slots (made by an older tideline, or too small a volume: it needs ${mailboxBytes(this.maxHosts)} bytes); grow it and run 'tideline mailbox init --force' while no host has requests in flight`, { cause: error });
-    }
+    const region = await this.readPastReplies(inventoryOffset(1, this.maxHosts), this.maxHosts * BLOCK_BYTES, 'no room for host inventories after its reply slots');
     const inventories = new Map<number, Decoded<Inventory>>();
     for (let hostId = 1; hostId <= this.maxHosts; hostId += 1) inventories.set(hostId, decodeInventory(region.subarray((hostId - 1) * BLOCK_BYTES, hostId * BLOCK_BYTES), hostId));
     return inventories;
+  }
+
+  /** What lies after the reply slots is missing in a mailbox an older tideline made: say that, not "short read". */
+  private async readPastReplies(offset: number, length: number, missing: string): Promise<Buffer> {
+    try {
+      return await this.file.read(offset, length);
+    } catch (error) {
+      throw new MailboxTooSmallError(`${this.path} has ${missing} (made by an older tideline, or too small a volume: it needs ${mailboxBytes(this.maxHosts)} bytes); grow it and run 'tideline mailbox init --force' while no host has requests in flight`, { cause: error });
+    }
   }
 
   close(): Promise<void> {

@@ -66,9 +66,9 @@ function roundUp(value: number, multiple: number): number {
 /**
  * How far a drive's volume may grow: what its image can use, in whole extents,
  * and never past an administrator's limit (itself rounded down to an extent,
- * but at least one).
+ * but at least one). `bitmapBytes`: room for the image's persistent dirty
+ * bitmaps (qcow2BitmapBytes), which the fully allocated size leaves out.
  */
-/** `bitmapBytes`: room for the image's persistent dirty bitmaps (qcow2BitmapBytes), which the fully allocated size leaves out. */
 export function driveCapBytes(virtualBytes: number, clusterBytes: number | undefined, extentBytes: number, limitBytes?: number, bitmapBytes = 0): number {
   const imageCap = Math.ceil((qcow2FullyAllocatedBytes(virtualBytes, clusterBytes ?? DEFAULT_CLUSTER_BYTES) + bitmapBytes) / extentBytes) * extentBytes;
   if (!limitBytes) return imageCap;

@@ -11,7 +11,7 @@ import type { Runner } from '../util/runner.js';
 import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
 import { inventoryHolds } from '../mailbox/inventory.js';
-import { childrenOf, createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -184,7 +184,8 @@ export class SpmService extends EventEmitter<SpmEvents> {
     const block = await this.options.mailbox.readWakeUpBlock();
     this.counters.wakeUpReads += 1;
     const changed = this.lastWakeUp === undefined || !this.lastWakeUp.equals(block);
-    this.lastWakeUp = Buffer.from(block);
+    // The mailbox hands out a copy of each block it reads: keeping it is safe.
+    this.lastWakeUp = block;
     if (changed) this.counters.wakeUps += 1;
     return changed;
   }
@@ -269,11 +270,11 @@ export class SpmService extends EventEmitter<SpmEvents> {
     // A host rewrites its slot unchanged but for the generation when an answer is overdue (its resend). If
     // the answer was written, the host could not read it (a storage error, a stalled former SPM's late write
     // over it): write this host's replies again, or it would wait for its request timeout.
-    const askedAgain = decoded.value.messages.filter((request, index) => request !== undefined && replies.messages[index]?.sequence === request.sequence);
+    const askedAgain = decoded.value.messages.flatMap((request, index) => (request !== undefined && replies.messages[index]?.sequence === request.sequence ? [request.sequence] : []));
     if (askedAgain.length > 0) {
       this.counters.repliesRewritten += 1;
-      this.emit('replies-rewritten', { hostId, sequences: askedAgain.map((request) => request!.sequence) });
-      this.options.logger.warn({ hostId, sequences: askedAgain.map((request) => request!.sequence) }, 'a host asked again for requests already answered; writing its replies again');
+      this.emit('replies-rewritten', { hostId, sequences: askedAgain });
+      this.options.logger.warn({ hostId, sequences: askedAgain }, 'a host asked again for requests already answered; writing its replies again');
     }
     const work = decoded.value.messages
       .map((request, index) => ({ request, index }))
@@ -366,8 +367,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
       }
       if (request.operation === Operation.Reduce) {
         // An inner layer may be reduced while open (volume-lifecycle.ts); the top of a chain never.
-        if ((await childrenOf(plugin, request.volume)).length === 0) await this.refuseIfOpenOnAnyHost(request.volume, 'reduced');
-        return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.run, request.volume, request.targetBytes));
+        return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.run, request.volume, request.targetBytes, (volume) => this.refuseIfOpenOnAnyHost(volume, 'reduced')));
       }
       if (request.operation === Operation.Delete) {
         await deleteThinVolume(plugin, this.run, request.volume, (volume) => this.refuseIfOpenOnAnyHost(volume, 'deleted'));

@@ -99,13 +99,17 @@ export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volum
  * writes to the top alone, so a layer with children only ever sees reads,
  * and those stay below the end of its image. The top of a chain that is
  * active here is refused: its VM may write past any size measured now.
- * Resolves whether the volume is active on this host.
+ * `assertUnusedElsewhere` (the SPM's check of other hosts' inventories) runs
+ * for a top too. Resolves whether the volume is active on this host.
  */
-export async function assertReducible(plugin: StoragePlugin, volume: string): Promise<boolean> {
+export async function assertReducible(plugin: StoragePlugin, volume: string, assertUnusedElsewhere?: (volume: string) => Promise<void>): Promise<boolean> {
   const activeHere = await plugin.isActive(volume);
-  if (activeHere && (await childrenOf(plugin, volume)).length === 0) {
+  if (!activeHere && !assertUnusedElsewhere) return false;
+  if ((await childrenOf(plugin, volume)).length > 0) return activeHere;
+  if (activeHere) {
     throw new VolumeInUseError(`volume ${volume} is active on this host and is the top of its chain, which a VM may be writing; stop the VM (or snapshot it, making ${volume} read-only) before reducing it`);
   }
+  await assertUnusedElsewhere?.(volume);
   return activeHere;
 }
 
@@ -117,9 +121,9 @@ export async function assertReducible(plugin: StoragePlugin, volume: string): Pr
  * hosts' activations: the host that asks checks its own first. Resolves with
  * the size afterwards; a volume active here is refreshed to it.
  */
-export async function reduceThinVolume(plugin: StoragePlugin, run: Runner, volume: string, freeTargetBytes: number): Promise<number> {
+export async function reduceThinVolume(plugin: StoragePlugin, run: Runner, volume: string, freeTargetBytes: number, assertUnusedElsewhere?: (volume: string) => Promise<void>): Promise<number> {
   const before = await plugin.describe(volume);
-  const activeHere = await assertReducible(plugin, volume);
+  const activeHere = await assertReducible(plugin, volume, assertUnusedElsewhere);
   const device = await plugin.activate(volume);
   let endBytes: number;
   try {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { assertVolumeName } from '../../plugins/errors.js';
 import { decodeTags } from '../../plugins/lvm/lvm-plugin.js';
@@ -13,7 +12,7 @@ import { decodeLeaseBlock, encodeLeaseBlock, LeaseState } from '../../src/lease/
 import { parseDomainXml, parsePolicyXml } from '../../src/libvirt/domain-xml.js';
 import { parseEventLine } from '../../src/libvirt/events.js';
 import { parseBlockErrors, parseBlockStats, parseDomState } from '../../src/libvirt/virsh.js';
-import { BLOCK_BYTES, FORMAT_VERSION, decodeHeader, decodeReplySlot, decodeRequestSlot, encodeHeader, encodeReplySlot, encodeRequestSlot, Operation } from '../../src/mailbox/format.js';
+import { BLOCK_BYTES, FORMAT_VERSION, sealBlock, decodeHeader, decodeReplySlot, decodeRequestSlot, encodeHeader, encodeReplySlot, encodeRequestSlot, Operation } from '../../src/mailbox/format.js';
 import { decodeInventory, encodeInventory } from '../../src/mailbox/inventory.js';
 import { parseBitmapDirectory, parseQcow2Header } from '../../src/qcow2/header.js';
 import { QmpDecoder } from '../../src/qmp/framing.js';
@@ -66,11 +65,7 @@ function blockInput(samples: readonly Uint8Array[], checksumOffset?: number): fc
   });
   const random = fc.uint8Array({ minLength: BLOCK_BYTES, maxLength: BLOCK_BYTES });
   if (checksumOffset === undefined) return fc.oneof(random, changed);
-  const resealed = changed.map((block) => {
-    block.writeUInt32LE(0, checksumOffset);
-    block.writeUInt32LE(crc32(block), checksumOffset);
-    return block;
-  });
+  const resealed = changed.map((block) => sealBlock(block, checksumOffset));
   return fc.oneof(random, changed, resealed);
 }
 

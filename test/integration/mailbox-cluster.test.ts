@@ -86,7 +86,7 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     await primary.waitFor('request served', 120_000, 2);
     // Garbage in host 5's request slot while hosts 1 and 2 are being served.
     const mailbox = await Mailbox.open(mailboxPath);
-    await mailbox.writeRawRequestBlock(5, Buffer.alloc(4096, 0x5a));
+    await mailbox.writeRawBlock('request', 5, Buffer.alloc(4096, 0x5a));
     await mailbox.close();
 
     await assertVerified(vms);

@@ -79,7 +79,7 @@ describe('SPM: requests through the mailbox', function () {
     const before = await sizes();
     // A host that lost its state writes sequence 1 again into a free message.
     const replayed = encodeRequestSlot({ hostId: 2, generation: 999, messages: [undefined, undefined, undefined, undefined, undefined, undefined, undefined, { sequence: 1, operation: Operation.Extend, volume: 'vm2-vda', targetBytes: 512 * MiB, virtualBytes: 0 }] });
-    await hostMailbox.writeRawRequestBlock(2, replayed);
+    await hostMailbox.writeRawBlock('request', 2, replayed);
     const deadline = Date.now() + 5_000;
     let reply;
     while (Date.now() < deadline) {
@@ -107,7 +107,7 @@ describe('SPM: requests through the mailbox', function () {
     };
     const servedBefore = spm.counters.served;
     assert.deepEqual(await replyTo(1), { sequence: 1, status: 0, resultBytes: 192 * MiB });
-    await hostMailbox.writeRawReplyBlock(6, Buffer.alloc(4096, 0x5a));
+    await hostMailbox.writeRawBlock('reply', 6, Buffer.alloc(4096, 0x5a));
     assert.equal((await hostMailbox.readReplies(6)).kind, 'invalid');
     // The host's resend: the same request, the slot rewritten with a new generation.
     assert.deepEqual(await replyTo(2), { sequence: 1, status: 0, resultBytes: 192 * MiB }, 'the SPM wrote the lost reply again');
@@ -118,7 +118,7 @@ describe('SPM: requests through the mailbox', function () {
 
   it('ignores and counts a corrupted slot, and keeps serving the other hosts', async () => {
     const corruptBefore = spm.counters.corruptSlots;
-    await hostMailbox.writeRawRequestBlock(5, Buffer.alloc(4096, 0xa5));
+    await hostMailbox.writeRawBlock('request', 5, Buffer.alloc(4096, 0xa5));
     const other = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 3, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
     try {
       assert.equal(await other.extend('vm2-vda', 160 * MiB), 160 * MiB);
@@ -133,13 +133,13 @@ describe('SPM: requests through the mailbox', function () {
     const warned = () => spmLog.filter((line) => line.msg === 'ignoring an unreadable request slot').length;
     const warnedBefore = warned();
     for (let block = 1; block <= 30; block += 1) {
-      await hostMailbox.writeRawRequestBlock(7, Buffer.alloc(4096, block));
+      await hostMailbox.writeRawBlock('request', 7, Buffer.alloc(4096, block));
       const deadline = Date.now() + 5_000;
       while (spm.counters.corruptSlots < counted + block && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
     }
     assert.equal(spm.counters.corruptSlots - counted, 30, 'every garbage block counts');
     assert.equal(warned() - warnedBefore, 1, 'one warning for the minute');
-    await hostMailbox.writeRawRequestBlock(7, Buffer.alloc(4096));
+    await hostMailbox.writeRawBlock('request', 7, Buffer.alloc(4096));
   });
 
   it('creates a thin volume with its qcow2 header, and refuses a duplicate or an initial size beyond the cap', async () => {
@@ -236,7 +236,7 @@ describe('SPM: requests through the mailbox', function () {
     assert.match(refused.message, /active on host 4/);
     assert.equal((await refusal(host.reduce('vm8-vda', 16 * MiB))).code, 'volume-in-use');
     assert.equal((await plugin.describe('vm8-vda')).sizeBytes, 64 * MiB, 'nothing changed');
-    await hostMailbox.writeRawInventoryBlock(4, Buffer.alloc(4096, 0x77));
+    await hostMailbox.writeRawBlock('inventory', 4, Buffer.alloc(4096, 0x77));
     assert.match((await refusal(host.remove("vm8-vda"))).message, /inventory could not be read/);
     await hostMailbox.writeInventory(4, ['other-vda'], 13);
     await host.remove('vm8-vda');

@@ -3,8 +3,8 @@ import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import type { StoragePlugin } from '../../../plugins/types.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
 import { commitDisk } from '../../chain/commit.js';
-import { libvirtSnapshotVm, qmpSnapshotVm, snapshotDomain } from '../../chain/snapshot.js';
-import { QmpClient } from '../../qmp/client.js';
+import { libvirtSnapshotVm, qmpSnapshotVm, snapshotDomain, type SnapshotVm } from '../../chain/snapshot.js';
+import { withQmpSession } from '../../qmp/client.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { InvalidConfigError } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
@@ -31,6 +31,17 @@ async function hostPlugin(argv: SnapshotArguments): Promise<StoragePlugin> {
   return openHostPlugin(config, execaRunner);
 }
 
+/** The volume work both actions hand to this host's agent (and through it to the SPM). */
+function agentRequests(socket: string) {
+  return {
+    createChild: async (volume: string, parent: string, sizeBytes: number) => (await request(socket, { op: 'create-child', volume, parent, sizeBytes })).sizeBytes ?? 0,
+    extend: async (volume: string, sizeBytes: number) => (await request(socket, { op: 'extend', volume, sizeBytes })).sizeBytes ?? 0,
+    reparent: async (volume: string, parent: string) => void (await request(socket, { op: 'reparent', volume, parent })),
+    remove: async (volume: string) => void (await request(socket, { op: 'delete', volume })),
+    reduce: async (volume: string, freeTargetBytes: number) => (await request(socket, { op: 'reduce', volume, freeTargetBytes })).sizeBytes ?? 0,
+  };
+}
+
 /** What both actions need: the storage domain, libvirt, and this host's agent. */
 function hostOptions<T>(command: Argv<T>) {
   return storageOptions(command)
@@ -55,24 +66,14 @@ export const snapshotCommand: CommandModule = {
             .option('size', { type: 'string', default: '1G', describe: 'Initial size of each new top volume' }),
         async (argv) => {
           const sizeBytes = parseSize(argv.size, '--size');
+          const agent = agentRequests(argv.socket);
+          const snapshot = async (vm: SnapshotVm) => snapshotDomain({ vm, plugin: await hostPlugin(argv), createChild: agent.createChild, remove: agent.remove, now: () => new Date() }, { targets: argv.disk, sizeBytes });
           // A plain QEMU is reached through a QMP socket of its own; the agent keeps its own connection.
-          const client = argv.qmp === undefined ? undefined : new QmpClient(argv.qmp);
-          try {
-            if (client) await client.start();
-            const layers = await snapshotDomain(
-              {
-                vm: client ? qmpSnapshotVm(client, argv.vm) : libvirtSnapshotVm(new Virsh(execaRunner, argv.uri), argv.vm),
-                plugin: await hostPlugin(argv),
-                createChild: async (volume, parent, bytes) => (await request(argv.socket, { op: 'create-child', volume, parent, sizeBytes: bytes })).sizeBytes ?? 0,
-                remove: async (volume) => void (await request(argv.socket, { op: 'delete', volume })),
-                now: () => new Date(),
-              },
-              { targets: argv.disk, sizeBytes },
-            );
-            for (const layer of layers) process.stdout.write(`${argv.vm} ${layer.target}: now writes to ${layer.volume} (${formatSize(sizeBytes)}, over ${layer.parent}, which is read-only from now on)\n`);
-          } finally {
-            client?.close();
-          }
+          const layers =
+            argv.qmp === undefined
+              ? await snapshot(libvirtSnapshotVm(new Virsh(execaRunner, argv.uri), argv.vm))
+              : await withQmpSession(argv.qmp, (client) => snapshot(qmpSnapshotVm(client, argv.vm)));
+          for (const layer of layers) process.stdout.write(`${argv.vm} ${layer.target}: now writes to ${layer.volume} (${formatSize(sizeBytes)}, over ${layer.parent}, which is read-only from now on)\n`);
         },
       )
       .command<SnapshotArguments & { base?: string; top?: string; 'free-target': string }>(
@@ -88,14 +89,15 @@ export const snapshotCommand: CommandModule = {
         async (argv) => {
           if (argv.disk.length !== 1) throw new InvalidConfigError('name exactly one --disk to commit');
           const freeTargetBytes = parseSize(argv['free-target'], '--free-target');
+          const agent = agentRequests(argv.socket);
           const outcome = await commitDisk(
             {
               virsh: new Virsh(execaRunner, argv.uri),
               plugin: await hostPlugin(argv),
-              extend: async (volume, bytes) => (await request(argv.socket, { op: 'extend', volume, sizeBytes: bytes })).sizeBytes ?? 0,
-              reparent: async (volume, parent) => void (await request(argv.socket, { op: 'reparent', volume, parent })),
-              remove: async (volume) => void (await request(argv.socket, { op: 'delete', volume })),
-              reduce: async (volume) => (await request(argv.socket, { op: 'reduce', volume, freeTargetBytes })).sizeBytes ?? 0,
+              extend: agent.extend,
+              reparent: agent.reparent,
+              remove: agent.remove,
+              reduce: (volume) => agent.reduce(volume, freeTargetBytes),
             },
             argv.vm,
             argv.disk[0]!,
