@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { agentPolicy, type AgentSettings } from '../config/agent-settings.js';
 import { errorMessage } from '../errors.js';
-import type { Extender } from '../monitor/ports.js';
+import type { Extender, MigrationPeers } from '../monitor/ports.js';
 import type { VmStatus } from '../monitor/vm-monitor.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { LibvirtAgent } from '../libvirt/libvirt-agent.js';
@@ -26,6 +26,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Domains found and followed through libvirt, besides the QMP sockets named in the settings. */
   libvirt?: LibvirtAgent;
+  /** The other host of a live migration, through the shared mailbox. */
+  peers?: MigrationPeers;
   /** A directory whose `*.qmp` sockets are plain QEMU VMs to watch as they come and go (named after the file). */
   qmpDirectory?: string;
 }
@@ -102,8 +104,9 @@ export class Agent {
   }
 
   private async attach(vm: string, socketPath: string): Promise<void> {
-    const { settings, plugin, extender, clock, logger } = this.options;
+    const { settings, plugin, extender, clock, logger, peers } = this.options;
     const attachment = new QemuAttachment({
+      ...(peers ? { peers } : {}),
       vm,
       socketPath,
       plugin,

@@ -77,6 +77,7 @@ export class QemuAttachment extends EventEmitter<MonitorEvents> {
       logger: this.options.logger,
       ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
       ...(this.options.retryDelayMs ? { retryDelayMs: this.options.retryDelayMs } : {}),
+      ...(this.options.peers ? { peers: this.options.peers } : {}),
     });
     this.monitor = monitor;
     forwardMonitorEvents(monitor, this);

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import type { PolicySettings } from '../monitor/policy.js';
-import type { Extender } from '../monitor/ports.js';
+import type { Extender, MigrationPeers } from '../monitor/ports.js';
 import type { Clock } from '../util/clock.js';
 
 /** What every way of watching VMs (QMP sockets, libvirt) needs from the agent. */
@@ -15,4 +15,6 @@ export interface WatchOptions {
   clock: Clock;
   logger: Logger;
   pollIntervalMs?: number;
+  /** The other host of a live migration, through the shared mailbox (src/mailbox/migration-peers.ts). */
+  peers?: MigrationPeers;
 }

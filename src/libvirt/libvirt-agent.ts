@@ -157,6 +157,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       control: vm,
       logger: this.options.logger.child({ vm: domain }),
       ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
+      ...(this.options.peers ? { peers: this.options.peers } : {}),
     });
     forwardMonitorEvents(monitor, this);
     this.watched.set(domain, { vm, monitor, pathToTarget });

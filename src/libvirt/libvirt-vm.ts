@@ -74,6 +74,14 @@ export class LibvirtVm implements VmControl {
     return 'paused';
   }
 
+  migratingOut(): Promise<boolean> {
+    return this.virsh.migratingOut(this.domain);
+  }
+
+  cancelMigration(): Promise<void> {
+    return this.virsh.abortJob(this.domain);
+  }
+
   async noSpaceDrives(): Promise<Set<string>> {
     const errors = await this.virsh.blockErrors(this.domain);
     return new Set([...errors].filter(([target, error]) => this.indexes.has(target) && /no space/i.test(error)).map(([target]) => target));

@@ -92,6 +92,22 @@ export class Virsh {
     await this.virsh(['resume', '--', domain]);
   }
 
+  /** Whether the domain's job is an outgoing migration (`virsh domjobinfo`: "Operation: Outgoing migration"). */
+  async migratingOut(domain: string): Promise<boolean> {
+    return isOutgoingMigrationJob(await this.virsh(['domjobinfo', '--', domain]));
+  }
+
+  async abortJob(domain: string): Promise<void> {
+    await this.virsh(['domjobabort', '--', domain]);
+  }
+
+}
+
+/** `virsh domjobinfo` output: a job runs ("Job type" other than None) and it is an outgoing migration. */
+export function isOutgoingMigrationJob(text: string): boolean {
+  const field = (name: string) => new RegExp(`^\\s*${name}:\\s*(.+?)\\s*$`, 'm').exec(text)?.[1];
+  const type = field('Job type');
+  return type !== undefined && type !== 'None' && /^outgoing migration$/i.test(field('Operation') ?? '');
 }
 
 /** "paused (I/O error)" -> { state: 'paused', reason: 'I/O error' } */

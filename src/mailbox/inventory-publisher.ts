@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { errorMessage } from '../errors.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
+import { MAX_INCOMING_VIEWS } from './inventory.js';
 import type { Mailbox } from './mailbox.js';
 
 /**
@@ -14,9 +15,12 @@ export const INVENTORY_INTERVAL_MS = 5_000;
 
 export class InventoryPublisher {
   private heartbeat = 0;
+  /** Volume -> bytes this host sees, for VMs migrating in here (src/mailbox/inventory.ts). */
+  private readonly incomingViews = new Map<string, number>();
   private timer: TimerHandle | undefined;
   private running: Promise<void> = Promise.resolve();
   private failing = false;
+  private queued = false;
   private stopped = false;
 
   constructor(
@@ -31,8 +35,25 @@ export class InventoryPublisher {
 
   /** Publishes at once: after this host activated or deactivated something, the SPM should not wait for the next round. */
   publishNow(): Promise<void> {
-    this.running = this.running.then(() => this.publish());
+    // Rounds already queued publish the current state when they run; one more adds nothing.
+    if (this.queued) return this.running;
+    this.queued = true;
+    this.running = this.running.then(() => {
+      this.queued = false;
+      return this.publish();
+    });
     return this.running;
+  }
+
+  /**
+   * This host's view of a volume whose VM migrates in (undefined: no longer);
+   * published at once when it changed, since the source waits for it.
+   */
+  async setIncomingView(volume: string, viewBytes: number | undefined): Promise<void> {
+    if (this.incomingViews.get(volume) === viewBytes) return this.running;
+    if (viewBytes === undefined) this.incomingViews.delete(volume);
+    else this.incomingViews.set(volume, viewBytes);
+    return this.publishNow();
   }
 
   async stop(): Promise<void> {
@@ -48,7 +69,9 @@ export class InventoryPublisher {
     try {
       const active = await plugin.activeVolumes();
       this.heartbeat += 1;
-      await mailbox.writeInventory(hostId, active, this.heartbeat);
+      // Past what a block holds, a view is left out: its source then cancels the migration rather than wait.
+      const views = new Map([...this.incomingViews].slice(0, MAX_INCOMING_VIEWS));
+      await mailbox.writeInventory(hostId, active, this.heartbeat, views);
       if (this.failing) logger.info({ hostId, volumes: active.length }, 'inventory published again');
       this.failing = false;
     } catch (error) {

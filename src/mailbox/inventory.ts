@@ -14,14 +14,25 @@ import { asBuffer, assertHostCount, BLOCK_BYTES, checksumMatches, FORMAT_VERSION
  * every write, so the SPM can tell an agent that publishes from one that
  * stopped.
  *
+ * Incoming views: for each volume of a VM migrating in to this host, the
+ * size this host sees (its device-mapper table). The source of the migration
+ * uses new space only once the destination's view covers it
+ * (src/monitor/migration.ts): QEMU reads past the end of a block device as
+ * zeros, so a destination with a smaller view would read the source's newest
+ * data, and qcow2 tables, as zeros.
+ *
  *   0  magic 'TLIV'        4  version (u16)     6  host id (u16)
  *   8  heartbeat (u64)    16  count (u32)      20  CRC32 of the block, with this field 0
- *  24  flags (u32: 1 = overflow)                64  count x 8-byte name hashes
+ *  24  flags (u32: 1 = overflow)                28  incoming view count (u32)
+ *  64  count x 8-byte name hashes, then incoming views x (8-byte name hash, u64 view bytes)
  */
 export const INVENTORY_MAGIC = 'TLIV';
 export const INVENTORY_HEADER_BYTES = 64;
 export const NAME_HASH_BYTES = 8;
-export const MAX_INVENTORY_ENTRIES = (BLOCK_BYTES - INVENTORY_HEADER_BYTES) / NAME_HASH_BYTES;
+const INCOMING_VIEW_BYTES = NAME_HASH_BYTES + 8;
+/** Incoming views a block holds: more VMs migrating in to one host at once than this is not a real case. */
+export const MAX_INCOMING_VIEWS = 32;
+export const MAX_INVENTORY_ENTRIES = (BLOCK_BYTES - INVENTORY_HEADER_BYTES - MAX_INCOMING_VIEWS * INCOMING_VIEW_BYTES) / NAME_HASH_BYTES;
 const CRC_OFFSET = 20;
 const OVERFLOW = 1;
 
@@ -31,15 +42,21 @@ export interface Inventory {
   /** Name hashes (hex) of the active volumes; all of them unless `overflow`. */
   hashes: ReadonlySet<string>;
   overflow: boolean;
+  /** Name hash (hex) -> bytes this host sees, for volumes of VMs migrating in to it. */
+  incomingViews: ReadonlyMap<string, number>;
 }
 
 export function volumeNameHash(volume: string): string {
   return createHash('sha256').update(volume, 'utf8').digest().subarray(0, NAME_HASH_BYTES).toString('hex');
 }
 
-export function encodeInventory(hostId: number, heartbeat: number, activeVolumes: readonly string[]): Buffer {
+export function encodeInventory(hostId: number, heartbeat: number, activeVolumes: readonly string[], incomingViews: ReadonlyMap<string, number> = new Map()): Buffer {
   assertHostCount(hostId);
   if (!Number.isSafeInteger(heartbeat) || heartbeat < 0) throw new RangeError(`heartbeat ${heartbeat} must be a non-negative integer`);
+  if (incomingViews.size > MAX_INCOMING_VIEWS) throw new RangeError(`${incomingViews.size} incoming views; a block holds ${MAX_INCOMING_VIEWS}`);
+  for (const [volume, bytes] of incomingViews) {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`incoming view of ${volume}: ${bytes} must be a non-negative integer`);
+  }
   const hashes = [...new Set(activeVolumes.map(volumeNameHash))].sort();
   const overflow = hashes.length > MAX_INVENTORY_ENTRIES;
   const kept = hashes.slice(0, MAX_INVENTORY_ENTRIES);
@@ -50,7 +67,14 @@ export function encodeInventory(hostId: number, heartbeat: number, activeVolumes
   block.writeBigUInt64LE(BigInt(heartbeat), 8);
   block.writeUInt32LE(kept.length, 16);
   block.writeUInt32LE(overflow ? OVERFLOW : 0, 24);
+  block.writeUInt32LE(incomingViews.size, 28);
   kept.forEach((hash, index) => block.write(hash, INVENTORY_HEADER_BYTES + index * NAME_HASH_BYTES, 'hex'));
+  let offset = INVENTORY_HEADER_BYTES + kept.length * NAME_HASH_BYTES;
+  for (const [volume, bytes] of incomingViews) {
+    block.write(volumeNameHash(volume), offset, 'hex');
+    block.writeBigUInt64LE(BigInt(bytes), offset + NAME_HASH_BYTES);
+    offset += INCOMING_VIEW_BYTES;
+  }
   return sealBlock(block, CRC_OFFSET);
 }
 
@@ -67,12 +91,25 @@ export function decodeInventory(bytes: Uint8Array, expectedHostId: number): Deco
   if (heartbeat > BigInt(Number.MAX_SAFE_INTEGER)) return invalid('bad-heartbeat', 'heartbeat beyond 2^53');
   const count = block.readUInt32LE(16);
   if (count > MAX_INVENTORY_ENTRIES) return invalid('bad-count', `inventory claims ${count} entries, at most ${MAX_INVENTORY_ENTRIES} fit`);
+  const viewCount = block.readUInt32LE(28);
+  if (viewCount > MAX_INCOMING_VIEWS) return invalid('bad-count', `inventory claims ${viewCount} incoming views, at most ${MAX_INCOMING_VIEWS} fit`);
   const hashes = new Set<string>();
   for (let index = 0; index < count; index += 1) hashes.add(block.toString('hex', INVENTORY_HEADER_BYTES + index * NAME_HASH_BYTES, INVENTORY_HEADER_BYTES + (index + 1) * NAME_HASH_BYTES));
-  return { kind: 'valid', value: { hostId, heartbeat: Number(heartbeat), hashes, overflow: (block.readUInt32LE(24) & OVERFLOW) !== 0 } };
+  const incomingViews = new Map<string, number>();
+  for (let index = 0, offset = INVENTORY_HEADER_BYTES + count * NAME_HASH_BYTES; index < viewCount; index += 1, offset += INCOMING_VIEW_BYTES) {
+    const bytes = block.readBigUInt64LE(offset + NAME_HASH_BYTES);
+    if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) return invalid('bad-size', 'incoming view beyond 2^53 bytes');
+    incomingViews.set(block.toString('hex', offset, offset + NAME_HASH_BYTES), Number(bytes));
+  }
+  return { kind: 'valid', value: { hostId, heartbeat: Number(heartbeat), hashes, overflow: (block.readUInt32LE(24) & OVERFLOW) !== 0, incomingViews } };
 }
 
 /** Whether this inventory says the volume may be active on its host. */
 export function inventoryHolds(inventory: Inventory, volume: string): boolean {
   return inventory.overflow || inventory.hashes.has(volumeNameHash(volume));
+}
+
+/** The size this inventory's host sees `volume` at while a VM migrates in to it; undefined if it announces none. */
+export function incomingView(inventory: Inventory, volume: string): number | undefined {
+  return inventory.incomingViews.get(volumeNameHash(volume));
 }

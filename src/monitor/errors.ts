@@ -20,3 +20,15 @@ export class ExtensionTimeoutError extends TideError {
     super(`extending volume ${volume} did not finish within ${timeoutMs} ms; is the storage (or the SPM) reachable?`);
   }
 }
+
+/** No host a VM migrates to confirmed, through the shared storage, that it sees a volume's new space. */
+export class DestinationViewStaleError extends TideError {
+  readonly code = 'destination-view-stale';
+
+  constructor(readonly volume: string, readonly bytes: number, readonly waitedMs: number) {
+    super(
+      `no migration destination confirmed within ${waitedMs} ms that it sees volume ${volume} at ${bytes} bytes; ` +
+        'is tideline\'s agent running on the destination host, with the same mailbox?',
+    );
+  }
+}

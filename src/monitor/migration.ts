@@ -7,8 +7,18 @@ import type { RunState } from './ports.js';
  *
  * - on the destination, while QEMU waits for the incoming state
  *   (`inmigrate`), the source's agent is the one extending: this host only
- *   keeps its view of every thin volume refreshed, so the guest starts here
- *   with the space the source got;
+ *   keeps its view of every thin volume refreshed, and announces that view
+ *   through its inventory block on the shared storage;
+ * - on the source, new space is used only once the destination announced it
+ *   sees it: the source refreshes its own view after the destination's. This
+ *   order is what keeps data safe, not speed: QEMU reads past the end of a
+ *   block device as zeros, so a destination whose view is smaller than what
+ *   the guest wrote on the source reads the newest data (and qcow2 tables) as
+ *   zeros, silently, before any write of it fails (measured with qemu-io on a
+ *   loop device limited below the image's end). oVirt orders it the same way:
+ *   the source's VDSM refreshes the destination's volume before its own. When
+ *   no destination confirms in time (its agent is down, or sees another
+ *   mailbox), the source cancels the migration, and the VM goes on here;
  * - the moment the VM runs here, every volume is refreshed once more and every
  *   threshold armed; from then on the VM is watched as if it had started here;
  * - on the source, once QEMU reports `postmigrate` the VM has left: its
@@ -23,8 +33,18 @@ export type MigrationPhase = 'incoming' | 'left';
 
 export const MIGRATED_AWAY_MESSAGE = 'VM migrated away: no longer watching it here (an extension in flight completes or is abandoned harmlessly: sizes are absolute)';
 
-/** While the VM migrates in, its volumes are refreshed this often (a refresh is one `lvchange --refresh` per volume). */
-export const DEFAULT_INCOMING_REFRESH_MS = 1_000;
+/**
+ * While the VM migrates in, its volumes are refreshed this often (a refresh
+ * is one `lvchange --refresh` per volume): the source's extensions wait for
+ * it, so it bounds what an extension costs during a migration.
+ */
+export const DEFAULT_INCOMING_REFRESH_MS = 200;
+
+/** How long the source waits for the destination to announce a volume's new space before it cancels the migration. */
+export const DEFAULT_DESTINATION_WAIT_MS = 5_000;
+
+export const MIGRATION_CANCELLED_MESSAGE =
+  'no destination of this live migration sees the new space of the volume: migration cancelled, the VM goes on here (on the destination it would read what the guest wrote there as zeros)';
 
 export function migrationPhase(runState: RunState): MigrationPhase | undefined {
   if (runState === 'inmigrate') return 'incoming';

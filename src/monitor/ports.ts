@@ -31,6 +31,22 @@ export interface VmControl {
   /** Drives whose last write failed for lack of space (query-block io-status "nospace"). */
   noSpaceDrives(): Promise<Set<string>>;
   resume(): Promise<void>;
+  /** Whether an outgoing live migration of this VM is under way (QMP query-migrate, libvirt's job). */
+  migratingOut(): Promise<boolean>;
+  /** Cancels the outgoing live migration; the VM goes on running here. */
+  cancelMigration(): Promise<void>;
+}
+
+/**
+ * The other host of a live migration, reached through the shared storage
+ * (src/monitor/migration.ts). Absent where no mailbox is shared: a single
+ * host has nobody to migrate to.
+ */
+export interface MigrationPeers {
+  /** Publishes the size this host sees a volume at while its VM migrates in here; undefined once it no longer does. */
+  announceIncomingView(volume: string, viewBytes: number | undefined): Promise<void>;
+  /** Resolves once another host announces `volume` incoming at `bytes` or more; rejects with DestinationViewStaleError when none does in time. */
+  awaitDestinationView(volume: string, bytes: number): Promise<void>;
 }
 
 export type MonitorInput =

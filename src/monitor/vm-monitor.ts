@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { errorCode, errorMessage } from '../errors.js';
-import type { Clock, TimerHandle } from '../util/clock.js';
+import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
-import { DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
-import type { Extender, MonitorInput, VmControl } from './ports.js';
+import { DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, MIGRATION_CANCELLED_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
+import type { Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
 
 /**
  * Watches every thin drive of one VM: arms write thresholds, extends volumes
@@ -33,7 +33,13 @@ export interface VmMonitorOptions {
   extensionTimeoutMs?: number;
   /** How often volumes are refreshed while the VM migrates in (src/monitor/migration.ts). */
   incomingRefreshMs?: number;
+  /** The other host of a live migration; without it (no shared mailbox) nothing migrates between hosts. */
+  peers?: MigrationPeers;
 }
+
+/** How often the source looks whether a migration it cancelled has ended. */
+const CANCEL_POLL_MS = 100;
+const CANCEL_WAIT_MS = 30_000;
 
 export interface VmStatus {
   vm: string;
@@ -58,6 +64,8 @@ export interface MonitorEvents {
   arrived: [{ vm: string; armedMs: number }];
   /** The VM migrated away; this monitor has stopped. */
   left: [{ vm: string }];
+  /** No destination saw a volume's new space in time: the outgoing migration was cancelled. */
+  'migration-cancelled': [{ vm: string; drive: string; volume: string }];
   changed: [];
 }
 
@@ -116,6 +124,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.stopped = true;
     this.pollTimer?.cancel();
     this.pollTimer = undefined;
+    // A migration in that ends here without the VM running (failed, or QEMU gone): the source waits for nothing from us.
+    if (this.migration === 'incoming') void this.withdrawIncomingViews();
   }
 
   handle(input: MonitorInput): void {
@@ -239,8 +249,20 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       [...this.drives.values()].map(async ({ state }) => {
         const visible = await this.options.extender.refresh(state.config.volume);
         if (state.sawVolumeBytes(visible)) this.logger.info({ drive: state.name, volume: state.config.volume, volumeBytes: visible }, 'volume grew on another host; refreshed');
-        if (!guestRanHere) state.grewUnseen = false;
+        if (!guestRanHere) {
+          state.grewUnseen = false;
+          // The source uses new space only once this is published (src/monitor/migration.ts).
+          await this.options.peers?.announceIncomingView(state.config.volume, visible);
+        }
       }),
+    );
+  }
+
+  private async withdrawIncomingViews(): Promise<void> {
+    const { peers } = this.options;
+    if (!peers) return;
+    await Promise.all([...this.drives.values()].map(({ state }) => peers.announceIncomingView(state.config.volume, undefined))).catch((error: unknown) =>
+      this.logger.warn({ err: errorMessage(error) }, 'could not withdraw the incoming views of this VM from the inventory; the next inventory write does'),
     );
   }
 
@@ -257,6 +279,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     } catch (error) {
       this.logger.warn({ err: errorMessage(error) }, 'refresh after migration failed; the thresholds below the old size still guard the drives');
     }
+    await this.withdrawIncomingViews();
     // A view that grew in the meantime raises the thresholds.
     await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
     this.lastArrivalMs = armedMs;
@@ -354,7 +377,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       // live migration) may have extended the volume already. Then a refresh is all it takes, and the SPM is not asked.
       if (drive.noSpace && (await this.refreshFoundSpace(drive))) return;
       this.logger.info({ drive: drive.name, volume, fromBytes, targetBytes, highWater: drive.highWater }, 'extending volume');
-      await this.withTimeout(this.options.extender.extend(volume, targetBytes), volume);
+      const storageBytes = await this.withTimeout(this.options.extender.extend(volume, targetBytes), volume);
+      await this.awaitDestination(drive, storageBytes);
       const visible = await this.withTimeout(this.options.extender.refresh(volume), volume);
       const latencyMs = drive.extensionSucceeded(visible, this.clock.now());
       this.logger.info({ drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs }, 'volume extended');
@@ -370,7 +394,38 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.emit('changed');
   }
 
+  /**
+   * On the source of a live migration, new space is used here only once the
+   * destination sees it (src/monitor/migration.ts); when no destination says
+   * so in time, the migration is cancelled and the VM stays here.
+   */
+  private async awaitDestination(drive: DriveState, storageBytes: number): Promise<void> {
+    const { peers, control } = this.options;
+    if (!peers || !(await control.migratingOut())) return;
+    const { volume } = drive.config;
+    const waitStarted = this.clock.now();
+    try {
+      await peers.awaitDestinationView(volume, storageBytes);
+      this.logger.info({ drive: drive.name, volume, volumeBytes: storageBytes, waitedMs: this.clock.now() - waitStarted }, 'migration destination sees the new space; using it here');
+      return;
+    } catch (error) {
+      if (errorCode(error) !== 'destination-view-stale') throw error;
+      // Ended meanwhile: completed (the VM left before it used the space) or failed (nothing to wait for).
+      if (!(await control.migratingOut())) return;
+      this.logger.error({ drive: drive.name, volume, volumeBytes: storageBytes, err: errorMessage(error) }, MIGRATION_CANCELLED_MESSAGE);
+      await control.cancelMigration();
+    }
+    const deadline = this.clock.now() + CANCEL_WAIT_MS;
+    while (await control.migratingOut()) {
+      if (this.clock.now() >= deadline) throw new Error(`the migration of ${this.vm} did not end within ${CANCEL_WAIT_MS} ms of its cancel; the new space stays unused here until it does`);
+      await sleep(this.clock, CANCEL_POLL_MS);
+    }
+    this.emit('migration-cancelled', { vm: this.vm, drive: drive.name, volume });
+  }
+
   private async refreshFoundSpace(drive: DriveState): Promise<boolean> {
+    // On the source of a migration a refresh must wait for the destination: the extension path does that.
+    if (this.options.peers && (await this.options.control.migratingOut())) return false;
     const fromBytes = drive.volumeBytes;
     const visible = await this.withTimeout(this.options.extender.refresh(drive.config.volume), drive.config.volume);
     if (visible <= fromBytes && !drive.takeGrewUnseen()) return false;
@@ -454,7 +509,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
 
 /** Re-emits a monitor's events from another emitter (an attachment, the libvirt agent), so metrics and status see one source. */
 export function forwardMonitorEvents(monitor: VmMonitor, target: EventEmitter<MonitorEvents>): void {
-  for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'arrived', 'left', 'changed'] as const) {
+  for (const name of ['extended', 'extension-failed', 'paused', 'resumed', 'arrived', 'left', 'migration-cancelled', 'changed'] as const) {
     monitor.on(name, (...args: unknown[]) => (target.emit as (event: string, ...rest: unknown[]) => boolean)(name, ...args));
   }
 }

@@ -4,6 +4,14 @@ import type { QmpEvent } from '../qmp/messages.js';
 import { changedLayers, describeDrives, highWaterMarks, noSpaceDrives, type BlockInfo, type BlockStats, type QemuDrive } from './block-info.js';
 
 /**
+ * query-migrate's states while a migration job runs (qapi/migration.json
+ * MigrationStatus). 'completed' is left out: a destination reports its
+ * incoming migration that way for the rest of its life, and a source that
+ * completed is in run state 'postmigrate', which the monitor sees first.
+ */
+const OUTGOING_MIGRATION_UNDER_WAY = new Set(['setup', 'active', 'pre-switchover', 'device', 'wait-unplug', 'postcopy-active', 'postcopy-paused', 'postcopy-recover-setup', 'postcopy-recover', 'cancelling']);
+
+/**
  * A QEMU process seen through QMP as the monitor needs it: thresholds, high
  * water, run state, resume; and QMP events translated into monitor inputs.
  */
@@ -47,6 +55,15 @@ export class QmpVm implements VmControl {
 
   async resume(): Promise<void> {
     await this.client.execute('cont');
+  }
+
+  async migratingOut(): Promise<boolean> {
+    const { status } = await this.client.execute<{ status?: string }>('query-migrate');
+    return status !== undefined && OUTGOING_MIGRATION_UNDER_WAY.has(status);
+  }
+
+  async cancelMigration(): Promise<void> {
+    await this.client.execute('migrate_cancel');
   }
 
   /** Turns a QMP event into what the monitor understands, or undefined for events it does not care about. */

@@ -38,6 +38,19 @@ export class FakeVm implements VmControl {
     this.noSpace.clear();
   }
 
+  /** An outgoing live migration under way; cancelMigration ends it. */
+  migrating = false;
+  migrationCancels = 0;
+
+  async migratingOut(): Promise<boolean> {
+    return this.migrating;
+  }
+
+  async cancelMigration(): Promise<void> {
+    this.migrationCancels += 1;
+    this.migrating = false;
+  }
+
   private maybeFail(): void {
     if (this.failNextCalls > 0) {
       this.failNextCalls -= 1;

@@ -3,10 +3,10 @@ import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LoopPlugin } from '../../plugins/loop/index.js';
 import { readStatus } from '../../src/agent/status-file.js';
+import { MIGRATION_CANCELLED_MESSAGE } from '../../src/monitor/migration.js';
 import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
 import type { LabVm } from '../../src/lab/lab-vm.js';
 import { QemuProcess } from '../../src/lab/qemu-process.js';
-import { withQmpSession } from '../../src/qmp/client.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { MiB } from '../../src/util/sizes.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
@@ -26,6 +26,8 @@ const MAX_HOSTS = 4;
 const WRITE_MIB = 768;
 const THROTTLE_BYTES_PER_SECOND = 32 * MiB;
 const MIGRATION_BANDWIDTH = 16 * MiB;
+/** Slow enough that the guest needs new space before the migration could end. */
+const SLOW_MIGRATION_BANDWIDTH = 2 * MiB;
 
 describe('real QEMU: live migration between two hosts while the thin disk grows', function () {
   this.timeout(8 * 60_000);
@@ -72,21 +74,21 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
   }
 
   /** The destination QEMU on host 2, waiting for the incoming state on a unix socket; its console parsed. */
-  async function startDestination(vm: LabVm, two: LoopPlugin, qmpDir: string): Promise<{ qemu: QemuProcess; lines: GuestLine[]; uri: string }> {
+  async function startDestination(vm: LabVm, two: LoopPlugin, qmpDir: string, name = 'migrate'): Promise<{ qemu: QemuProcess; lines: GuestLine[]; uri: string }> {
     const devicePath = await two.activate(vm.volume);
-    const uri = `unix:${path.join(world.dir, 'migrate.sock')}`;
+    const uri = `unix:${path.join(world.dir, `${name}.sock`)}`;
     const qemu = new QemuProcess({
       boot: await labBootImage(),
       devicePath,
       driveId: 'vda',
       qmpSocket: path.join(qmpDir, 'mig.qmp'),
-      consoleLog: path.join(world.dir, 'mig-destination.console.log'),
+      consoleLog: path.join(world.dir, `mig-destination-${name}.console.log`),
       writeMib: WRITE_MIB,
       timeoutMs: 10 * 60_000,
       incoming: uri,
     });
     destinations.push(qemu);
-    await world.workspace.recordPid('mig-destination', qemu.pid);
+    await world.workspace.recordPid(`mig-destination-${name}`, qemu.pid);
     const lines: GuestLine[] = [];
     qemu.on('line', (line) => {
       const parsed = parseGuestLine(line);
@@ -97,16 +99,16 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     return { qemu, lines, uri };
   }
 
-  /** `migrate` from the source's admin monitor; resolves when QEMU reports the migration completed. */
-  async function migrate(vm: LabVm, uri: string): Promise<{ startedAt: number; completedAt: number }> {
+  /** `migrate` from the source's admin monitor; resolves when QEMU reports the migration completed or cancelled. */
+  async function migrate(vm: LabVm, uri: string, bandwidth = MIGRATION_BANDWIDTH): Promise<{ status: string; startedAt: number; completedAt: number }> {
     return vm.admin(async (client) => {
-      await client.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATION_BANDWIDTH });
+      await client.execute('migrate-set-parameters', { 'max-bandwidth': bandwidth });
       const startedAt = Date.now();
       await client.execute('migrate', { uri });
       for (;;) {
         const { status, 'error-desc': error } = await client.execute<{ status: string; 'error-desc'?: string }>('query-migrate');
-        if (status === 'completed') return { startedAt, completedAt: Date.now() };
-        assert.ok(!['failed', 'cancelled'].includes(status), `migration ${status}: ${error ?? 'no reason given'}`);
+        if (status === 'completed' || status === 'cancelled') return { status, startedAt, completedAt: Date.now() };
+        assert.notEqual(status, 'failed', `migration failed: ${error ?? 'no reason given'}`);
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     });
@@ -127,7 +129,8 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
 
     const destination = await startDestination(vm, two, qmpDir);
     await destinationAgent.waitFor('VM is migrating in: keeping its volumes refreshed until it runs here', 30_000);
-    const { startedAt, completedAt } = await migrate(vm, destination.uri);
+    const { status, startedAt, completedAt } = await migrate(vm, destination.uri);
+    assert.equal(status, 'completed');
     await source.waitFor('VM migrated away: no longer watching it here (an extension in flight completes or is abandoned harmlessly: sizes are absolute)', 30_000);
     await destinationAgent.waitFor('VM arrived by live migration: volumes refreshed, thresholds armed', 30_000);
     await vm.qemu.kill(); // as libvirt ends the source QEMU once the destination runs
@@ -145,6 +148,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     const during = requests.filter((request) => request.time >= startedAt && request.time <= completedAt);
     const after = requests.filter((request) => request.hostId === 2 && request.time > completedAt);
     assert.ok(before.length > 0 && during.length > 0 && after.length > 0, `grew before (${before.length}), during (${during.length}) and after (${after.length}) the migration`);
+    assert.ok(source.logged('migration destination sees the new space; using it here').length > 0, 'the source used new space only after the destination announced it');
 
     const arrived = destinationAgent.logged('VM arrived by live migration: volumes refreshed, thresholds armed')[0]!;
     const destinationStatus = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
@@ -160,37 +164,40 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     );
   });
 
-  it('a destination whose agent was down at switch-over: the guest meets the stale size and pauses; the agent refreshes and resumes it without asking the SPM', async () => {
+  it("a destination whose agent is down: the source cancels the migration rather than hand over a disk the destination cannot see; with the agent up it succeeds", async () => {
     const { one, two } = await hosts();
     const vm = await startSource(one);
-    agent(1, ['--qmp', `mig=${vm.qmpSocket}`]);
+    const source = agent(1, ['--qmp', `mig=${vm.qmpSocket}`]);
     const qmpDir = path.join(world.dir, 'host2-qmp');
     await mkdir(qmpDir);
     await until(() => vm.progress.writtenMib >= 96, 120_000, () => `the source guest to write 96 MiB (at ${vm.progress.writtenMib})`);
-    // Host 2 prepares the VM now, and nobody refreshes its view afterwards: its size stays what it is here.
-    const destination = await startDestination(vm, two, qmpDir);
-    await until(() => vm.progress.writtenMib >= 256, 120_000, () => `the source guest to write 256 MiB (at ${vm.progress.writtenMib})`);
-    await migrate(vm, destination.uri);
-    await vm.qemu.kill();
-    await withQmpSession(path.join(qmpDir, 'mig.qmp'), async (client) => {
-      await until(async () => (await client.execute<{ status: string }>('query-status')).status === 'io-error', 60_000, 'the guest on the destination to pause on the stale size');
-    });
 
-    const spm = cluster.processes.find((process) => process.name === 'spm1')!;
-    const servedBefore = served(spm).filter((request) => request.hostId === 2).length;
+    // Nobody on host 2 announces what it sees, so every extension during the migration finds no destination.
+    const refused = await startDestination(vm, two, qmpDir, 'refused');
+    const cancelled = await migrate(vm, refused.uri, SLOW_MIGRATION_BANDWIDTH);
+    assert.equal(cancelled.status, 'cancelled', `the source cancelled the migration (${cancelled.status})`);
+    await source.waitFor(MIGRATION_CANCELLED_MESSAGE, 10_000);
+    await until(async () => (await vm.admin((client) => client.execute<{ status: string }>('query-status'))).status === 'running', 60_000, 'the VM to run on the source again');
+    await refused.qemu.kill().catch(() => undefined);
+
     const destinationAgent = agent(2, ['--qmp-dir', qmpDir]);
-    const message = "write found no space only in this host's stale view of the volume; refreshed, resuming without asking the SPM";
-    await destinationAgent.waitFor(message, 30_000);
-    await destinationAgent.waitFor('VM resumed after extension', 30_000);
-    const resumedAt = Number(destinationAgent.logged('VM resumed after extension')[0]!.time);
-    assert.equal(servedBefore, 0);
-    assert.equal(served(spm).filter((request) => request.hostId === 2 && request.time <= resumedAt).length, 0, 'the SPM was not asked before the resume');
+    const destination = await startDestination(vm, two, qmpDir, 'accepted');
+    await destinationAgent.waitFor('VM is migrating in: keeping its volumes refreshed until it runs here', 30_000);
+    const completed = await migrate(vm, destination.uri, MIGRATION_BANDWIDTH);
+    assert.equal(completed.status, 'completed');
+    await destinationAgent.waitFor('VM arrived by live migration: volumes refreshed, thresholds armed', 30_000);
+    await vm.qemu.kill();
 
     await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
     const result = destination.lines.find((line) => line.kind === 'result');
     assert.ok(result?.kind === 'result');
     assert.equal(result.bad, 0, 'every unit read back on the destination is intact');
-    const status = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
-    process.stdout.write(`      stale size at switch-over: pauses on the destination: ${status.pauses}; resumed without the SPM; data verified: ${result.bad === 0}\n`);
+    const sourceStatus = (await readStatus(path.join(world.dir, 'status-1.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
+    const destinationStatus = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
+    assert.equal(destinationStatus.pauses, 0, 'no pause on the destination');
+    process.stdout.write(
+      `      destination without an agent: migration cancelled by the source; pauses on the source meanwhile: ${sourceStatus.pauses}; ` +
+        `second migration with the agent up completed; data verified: ${result.bad === 0}\n`,
+    );
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseDomainXml, parsePolicyXml, policyFor, policyXml } from '../../src/libvirt/domain-xml.js';
 import { parseEventLine } from '../../src/libvirt/events.js';
-import { parseBlockErrors, parseBlockStats, parseDomState } from '../../src/libvirt/virsh.js';
+import { isOutgoingMigrationJob, parseBlockErrors, parseBlockStats, parseDomState } from '../../src/libvirt/virsh.js';
 import { MiB } from '../../src/util/sizes.js';
 
 /** What virsh and libvirt print, as captured from libvirt 9.0 on this project's machines. */
@@ -29,6 +29,14 @@ describe('libvirt output parsers', () => {
     assert.deepEqual([...parseBlockErrors('vda: no space\nvdb: No errors found\n')], [['vda', 'no space']]);
     const stats = parseBlockStats("Domain: 'web'\n  block.count=1\n  block.0.name=vda\n  block.0.path=/dev/loop0\n  block.0.backingIndex=1\n  block.0.allocation=134545408\n  block.0.capacity=4294967296\n  block.0.physical=134217728\n  block.0.threshold=50000000\n");
     assert.deepEqual(stats, [{ target: 'vda', path: '/dev/loop0', backingIndex: 1, allocation: 134_545_408, physical: 134_217_728, capacity: 4_294_967_296, threshold: 50_000_000 }]);
+  });
+
+  it('tells an outgoing migration job from no job and from other jobs (virsh domjobinfo)', () => {
+    assert.equal(isOutgoingMigrationJob('Job type:         None        \n'), false);
+    assert.equal(isOutgoingMigrationJob('Job type:         Unbounded   \nOperation:        Outgoing migration\nTime elapsed:     1204         ms\nData processed:   12.102 MiB\n'), true);
+    assert.equal(isOutgoingMigrationJob('Job type:         Unbounded   \nOperation:        Snapshot\n'), false);
+    assert.equal(isOutgoingMigrationJob('Job type:         Completed   \nOperation:        Incoming migration\n'), false);
+    assert.equal(isOutgoingMigrationJob(''), false);
   });
 
   it('reads the backing chain of a live disk as libvirt indexes it', () => {

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { DestinationViewStaleError } from '../../src/monitor/errors.js';
+import type { MigrationPeers } from '../../src/monitor/ports.js';
 import { VmMonitor } from '../../src/monitor/vm-monitor.js';
+import { sleep } from '../../src/util/clock.js';
 import type { PolicySettings } from '../../src/monitor/policy.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { MiB } from '../../src/util/sizes.js';
@@ -10,6 +13,27 @@ const POLICY: PolicySettings = { chunkBytes: 256 * MiB, freeTargetBytes: 128 * M
 const POLL_MS = 2_000;
 const INCOMING_REFRESH_MS = 1_000;
 
+const DESTINATION_WAIT_MS = 5_000;
+
+/** The other host as the shared storage shows it: what this host announced, and what a destination announces. */
+class FakePeers implements MigrationPeers {
+  announced: Array<[string, number | undefined]> = [];
+  destinationViews = new Map<string, number>();
+  constructor(private readonly clock: FakeClock) {}
+
+  async announceIncomingView(volume: string, viewBytes: number | undefined): Promise<void> {
+    this.announced.push([volume, viewBytes]);
+  }
+
+  async awaitDestinationView(volume: string, bytes: number): Promise<void> {
+    const started = this.clock.now();
+    while ((this.destinationViews.get(volume) ?? 0) < bytes) {
+      if (this.clock.now() - started >= DESTINATION_WAIT_MS) throw new DestinationViewStaleError(volume, bytes, DESTINATION_WAIT_MS);
+      await sleep(this.clock, 50);
+    }
+  }
+}
+
 /** One VM with one thin drive whose volume this host last saw at `seenBytes` while the storage has `storageBytes`. */
 function setup(options: { runState: string; seenBytes?: number; storageBytes?: number; grewUnseen?: boolean }) {
   const clock = new FakeClock();
@@ -18,6 +42,7 @@ function setup(options: { runState: string; seenBytes?: number; storageBytes?: n
   vm.highWater.set('vda', 0);
   const storage = new FakeStorage(clock);
   storage.sizes.set('vm1-vda', options.storageBytes ?? 512 * MiB);
+  const peers = new FakePeers(clock);
   const monitor = new VmMonitor({
     vm: 'vm1',
     drives: [{ config: { drive: 'vda', volume: 'vm1-vda', capBytes: 4096 * MiB, policy: POLICY }, volumeBytes: options.seenBytes ?? 512 * MiB, grewUnseen: options.grewUnseen ?? false }],
@@ -27,13 +52,15 @@ function setup(options: { runState: string; seenBytes?: number; storageBytes?: n
     logger: silentLogger,
     pollIntervalMs: POLL_MS,
     incomingRefreshMs: INCOMING_REFRESH_MS,
+    peers,
   });
   const events: string[] = [];
   monitor.on('arrived', (event) => events.push(`arrived ${event.armedMs}`));
   monitor.on('left', () => events.push('left'));
   monitor.on('resumed', () => events.push('resumed'));
   monitor.on('extended', (event) => events.push(`extended ${event.toBytes / MiB}`));
-  return { clock, vm, storage, monitor, events };
+  monitor.on('migration-cancelled', () => events.push('migration cancelled'));
+  return { clock, vm, storage, peers, monitor, events };
 }
 
 describe('VmMonitor during live migration', () => {
@@ -190,6 +217,76 @@ describe('VmMonitor during live migration', () => {
     world.vm.runStateValue = 'finish-migrate';
     await world.clock.advance(1_000);
     assert.equal(world.vm.resumes, 0);
+    world.monitor.stop();
+  });
+
+  it('on the destination, announces each view it refreshed to while the VM migrates in, and withdraws it once the VM runs here', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.storage.sizes.set('vm1-vda', 768 * MiB);
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    world.vm.runStateValue = 'running';
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(0);
+    assert.deepEqual(world.peers.announced, [['vm1-vda', 512 * MiB], ['vm1-vda', 768 * MiB], ['vm1-vda', undefined]]);
+    world.monitor.stop();
+  });
+
+  it('withdraws its incoming views when the migration in ends without the VM running here', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.monitor.stop();
+    await world.clock.advance(0);
+    assert.deepEqual(world.peers.announced.at(-1), ['vm1-vda', undefined]);
+  });
+
+  it('on the source during a migration, uses new space only after the destination announced it sees it', async () => {
+    const world = setup({ runState: 'running' });
+    await world.monitor.start();
+    world.vm.migrating = true;
+    world.vm.highWater.set('vda', 400 * MiB);
+    const refreshesBefore = world.storage.refreshes;
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
+    await world.clock.advance(1_000);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 768 * MiB }], 'the SPM extends at once');
+    assert.equal(world.storage.refreshes, refreshesBefore, 'but this host does not see the space yet');
+    assert.equal(world.monitor.status().drives[0]!.volumeBytes, 512 * MiB);
+    world.peers.destinationViews.set('vm1-vda', 768 * MiB);
+    await world.clock.advance(100);
+    assert.deepEqual(world.events, ['extended 768']);
+    assert.equal(world.vm.migrationCancels, 0);
+    world.monitor.stop();
+  });
+
+  it('on the source, when no destination sees the new space in time: cancels the migration, then uses the space here', async () => {
+    const world = setup({ runState: 'running' });
+    await world.monitor.start();
+    world.vm.migrating = true;
+    world.vm.highWater.set('vda', 400 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
+    await world.clock.advance(DESTINATION_WAIT_MS - 100);
+    assert.deepEqual(world.events, []);
+    assert.equal(world.vm.migrationCancels, 0);
+    await world.clock.advance(200);
+    assert.equal(world.vm.migrationCancels, 1);
+    assert.deepEqual(world.events, ['migration cancelled', 'extended 768']);
+    world.monitor.stop();
+  });
+
+  it('on the source, a pause for lack of space during a migration is not undone by a refresh of its own', async () => {
+    const world = setup({ runState: 'running', seenBytes: 512 * MiB, storageBytes: 768 * MiB });
+    await world.monitor.start();
+    world.vm.migrating = true;
+    world.vm.runStateValue = 'io-error';
+    world.vm.noSpace.add('vda');
+    world.vm.highWater.set('vda', 512 * MiB);
+    world.monitor.handle({ type: 'io-error', drive: 'vda', noSpace: true, action: 'stop' });
+    await world.clock.advance(1_000);
+    assert.equal(world.vm.resumes, 0, 'the destination has not announced the space');
+    world.peers.destinationViews.set('vm1-vda', 1024 * MiB);
+    await world.clock.advance(100);
+    assert.equal(world.vm.resumes, 1);
+    assert.equal(world.monitor.status().drives[0]!.volumeBytes, 768 * MiB);
     world.monitor.stop();
   });
 });

@@ -13,6 +13,7 @@ import { openStoragePlugin, storageOptions, type StorageArguments } from '../sto
 import { InvalidConfigError } from '../../errors.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
 import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
+import { MailboxMigrationPeers } from '../../mailbox/migration-peers.js';
 import { InventoryPublisher } from '../../mailbox/inventory-publisher.js';
 import type { Extender } from '../../monitor/ports.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
@@ -95,12 +96,13 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     // With a mailbox, the SPM learns what this host has active from its inventory.
     const inventory = mailbox && argv['host-id'] !== undefined ? new InventoryPublisher({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger }) : undefined;
     await inventory?.start();
+    const peers = mailbox && inventory ? new MailboxMigrationPeers({ mailbox, hostId: argv['host-id']!, publisher: inventory, clock: systemClock, logger }) : undefined;
     const volumes = volumeService(plugin, extender, execaRunner, () => inventory?.publishNow() ?? Promise.resolve());
     const libvirt = argv.libvirt
-      ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000 })
+      ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
       : undefined;
     if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
-    const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
+    const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(peers ? { peers } : {}), ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
     const control = await serveControl(argv['control-socket']!, volumes, logger);
     const hookSpool = libvirt
       ? await HookSpool.watch(argv['hook-spool'], () => {
