@@ -7,7 +7,7 @@ import { asBuffer, assertHostCount, BLOCK_BYTES, checksumMatches, FORMAT_VERSION
  * that host's agent. The SPM reads it before it deletes or reduces a volume,
  * since it cannot see other hosts' activations any other way.
  *
- * Volumes are recorded as the first 8 bytes of the SHA-256 of their name: 504
+ * Volumes are recorded as the first 8 bytes of the SHA-256 of their name: 440
  * fit in a block, and a collision only makes the SPM refuse a delete it could
  * have done. A host with more active volumes sets the overflow flag; the SPM
  * then treats every volume as possibly open there. The heartbeat advances at

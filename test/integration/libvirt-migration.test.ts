@@ -140,6 +140,8 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     const after = requests.filter((request) => request.hostId === 2 && request.time > completedAt);
     // libvirt holds threshold changes back while the migration runs; the source's safety poll extends meanwhile.
     assert.ok(before.length > 0 && during.length > 0 && after.length > 0, `grew before (${before.length}), during (${during.length}) and after (${after.length}) the migration`);
+    // libvirt's job (virsh domjobinfo) told the source it was migrating: new space waited for host 2's announcement.
+    assert.ok(one.agent.logged('migration destination sees the new space; using it here').length > 0, 'the source used new space only after host 2 announced it');
     const destination = (await vmStatus(2, domain))!;
     assert.equal(destination.pauses, 0, 'no pause on host 2');
     assert.equal(destination.migration, null);
