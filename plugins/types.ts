@@ -41,6 +41,8 @@ export interface StoragePlugin {
   deactivate(volume: string): Promise<void>;
   /** Whether the volume is active (usable as a block device) on this host. */
   isActive(volume: string): Promise<boolean>;
+  /** The block device path this host opens the volume by while it is active here; undefined when it is not. */
+  activePath(volume: string): Promise<string | undefined>;
   /** Every volume of the domain active on this host: what the host's inventory publishes to the SPM. */
   activeVolumes(): Promise<string[]>;
   /**

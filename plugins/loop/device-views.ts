@@ -22,6 +22,8 @@ export interface DeviceView {
   /** Makes the volume usable on this host; returns the path QEMU opens. */
   attach(file: string, volume: string): Promise<string>;
   detach(file: string, volume: string): Promise<void>;
+  /** The path `attach` handed out, while the volume is attached here; undefined when it is not. */
+  activePath(file: string, volume: string): Promise<string | undefined>;
   /** The volume behind a path this view hands out, if it is one. */
   volumeForViewPath(devicePath: string): string | undefined;
 }
@@ -34,6 +36,7 @@ export function sharedView(run: Runner): DeviceView {
     detach: async (file) => {
       for (const device of await loopDevicesFor(file)) await detachLoop(run, device);
     },
+    activePath: async (file) => (await loopDevicesFor(file))[0],
     volumeForViewPath: () => undefined,
   };
 }
@@ -76,6 +79,7 @@ export function hostView(run: Runner, domainDirectory: string, host: string): De
       if (device) await detachLoop(run, device);
       await rm(linkOf(volume), { force: true });
     },
+    activePath: async (file, volume) => ((await ownDevice(file, volume)) ? linkOf(volume) : undefined),
     volumeForViewPath: (devicePath) => {
       // Any host's directory names the volume, as /dev/VG/LV does on every
       // host: a migrated domain keeps its disk path, and the lab's per-host

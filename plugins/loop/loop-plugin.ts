@@ -218,6 +218,10 @@ export class LoopPlugin implements StoragePlugin {
     return (await this.view.devices(await this.existingFile(volume), volume)).length > 0;
   }
 
+  async activePath(volume: string): Promise<string | undefined> {
+    return this.view.activePath(await this.existingFile(volume), volume);
+  }
+
   async activeVolumes(): Promise<string[]> {
     const names = (await readdir(this.directory)).filter((name) => name.endsWith(VOLUME_SUFFIX)).map((name) => name.slice(0, -VOLUME_SUFFIX.length));
     const attached = await listLoopDevices();

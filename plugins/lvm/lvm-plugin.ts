@@ -249,6 +249,10 @@ export class LvmPlugin implements StoragePlugin {
     return /"lv_active":"active"/.test(result.stdout);
   }
 
+  async activePath(volume: string): Promise<string | undefined> {
+    return (await this.isActive(volume)) ? this.devicePath(volume) : undefined;
+  }
+
   async activeVolumes(): Promise<string[]> {
     if (!this.options.activation) return [];
     const result = await this.lvm('lvs', [...reportArgs('lv_name,lv_active'), this.options.vg]);

@@ -14,11 +14,14 @@ export const controlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('reparent'), volume: z.string().min(1), parent: z.string().min(1) }),
   z.object({ op: z.literal('reduce'), volume: z.string().min(1), freeTargetBytes: z.number().int().nonnegative() }),
   z.object({ op: z.literal('delete'), volume: z.string().min(1) }),
+  z.object({ op: z.literal('activate'), volume: z.string().min(1) }),
+  z.object({ op: z.literal('deactivate'), volume: z.string().min(1) }),
 ]);
 
 export type ControlRequest = z.infer<typeof controlRequestSchema>;
 
-export type ControlReply = { ok: true; sizeBytes?: number } | { ok: false; code: string; message: string };
+/** `path`: the block device of an activated volume on this host. */
+export type ControlReply = { ok: true; sizeBytes?: number; path?: string } | { ok: false; code: string; message: string };
 
 export function encodeControlMessage(message: ControlRequest | ControlReply): string {
   return `${JSON.stringify(message)}\n`;

@@ -14,6 +14,9 @@ export interface VolumeService {
   reduce(volume: string, freeTargetBytes: number): Promise<number>;
   reparent(volume: string, parent: string): Promise<void>;
   remove(volume: string): Promise<void>;
+  /** Makes the volume usable on this host at its current size; its block device path and the size this host sees. */
+  activate(volume: string): Promise<{ path: string; sizeBytes: number }>;
+  deactivate(volume: string): Promise<void>;
 }
 
 /** Serves the control socket; root-only (mode 0600 from its creation), since it can delete volumes. */
@@ -39,6 +42,11 @@ export async function serveControl(socketPath: string, volumes: VolumeService, l
       if (request.op === 'reduce') return { ok: true, sizeBytes: await volumes.reduce(request.volume, request.freeTargetBytes) };
       if (request.op === 'extend') return { ok: true, sizeBytes: await volumes.extend(request.volume, request.sizeBytes) };
       if (request.op === 'create-child') return { ok: true, sizeBytes: await volumes.createChild(request.volume, request.parent, request.sizeBytes) };
+      if (request.op === 'activate') return { ok: true, ...(await volumes.activate(request.volume)) };
+      if (request.op === 'deactivate') {
+        await volumes.deactivate(request.volume);
+        return { ok: true };
+      }
       await volumes.remove(request.volume);
       return { ok: true };
     } catch (error) {

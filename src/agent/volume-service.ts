@@ -3,7 +3,27 @@ import { MailboxExtender } from '../mailbox/mailbox-extender.js';
 import type { Extender } from '../monitor/ports.js';
 import { assertReducible, createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume } from '../spm/volume-lifecycle.js';
 import type { Runner } from '../util/runner.js';
+import { TideError } from '../errors.js';
 import type { VolumeService } from './control-server.js';
+
+/** A volume a VM on this host has open cannot be deactivated here. */
+export class VolumeInUseHereError extends TideError {
+  readonly code = 'volume-in-use';
+
+  constructor(readonly volume: string, readonly vm: string) {
+    super(`volume ${volume} is the disk of VM ${vm} on this host; stop the VM before deactivating it`);
+  }
+}
+
+export interface VolumeServiceOptions {
+  plugin: StoragePlugin;
+  extender: Extender;
+  run: Runner;
+  /** Makes this host's inventory current on the mailbox (src/mailbox/inventory-publisher.ts). */
+  publishInventory?: () => Promise<void>;
+  /** The VM on this host whose disk the volume is, if any (what the agent watches). */
+  usedBy?: (volume: string) => string | undefined;
+}
 
 /**
  * What the control socket asks of the storage domain. With a mailbox the SPM
@@ -12,7 +32,24 @@ import type { VolumeService } from './control-server.js';
  * the SPM cannot see other hosts' activations. Without a mailbox this agent
  * is the domain's one writer and does it all itself.
  */
-export function volumeService(plugin: StoragePlugin, extender: Extender, run: Runner, publishInventory: () => Promise<void> = () => Promise.resolve()): VolumeService {
+export function volumeService(options: VolumeServiceOptions): VolumeService {
+  const { plugin, extender, run } = options;
+  const publishInventory = options.publishInventory ?? (() => Promise.resolve());
+  // Host-local either way: activation changes what this host sees, and the SPM learns it from the inventory.
+  const activation = {
+    activate: async (volume: string) => {
+      const path = await plugin.activate(volume);
+      const sizeBytes = await plugin.refresh(volume);
+      await publishInventory();
+      return { path, sizeBytes };
+    },
+    deactivate: async (volume: string) => {
+      const vm = options.usedBy?.(volume);
+      if (vm !== undefined) throw new VolumeInUseHereError(volume, vm);
+      await plugin.deactivate(volume);
+      await publishInventory();
+    },
+  };
   // Extensions asked for by hand (a block commit's base) go the monitor's way: through the SPM, then refreshed here.
   const extend = async (volume: string, sizeBytes: number): Promise<number> => {
     await extender.extend(volume, sizeBytes);
@@ -26,6 +63,7 @@ export function volumeService(plugin: StoragePlugin, extender: Extender, run: Ru
       reduce: (volume, freeTargetBytes) => reduceThinVolume(plugin, run, volume, freeTargetBytes),
       reparent: async (volume, parent) => void (await plugin.setTag(volume, PARENT_TAG, parent)),
       extend,
+      ...activation,
     };
   }
   const spm = extender;
@@ -47,5 +85,6 @@ export function volumeService(plugin: StoragePlugin, extender: Extender, run: Ru
     },
     reparent: (volume, parent) => spm.reparent(volume, parent),
     extend,
+    ...activation,
   };
 }

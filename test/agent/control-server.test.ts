@@ -31,6 +31,8 @@ describe('control socket and hook spool: root only', function () {
     reduce: async (volume) => { calls.push(`reduce ${volume}`); return 1; },
     reparent: async (volume) => void calls.push(`reparent ${volume}`),
     remove: async (volume) => void calls.push(`delete ${volume}`),
+    activate: async (volume) => { calls.push(`activate ${volume}`); return { path: '/dev/null', sizeBytes: 1 }; },
+    deactivate: async (volume) => void calls.push(`deactivate ${volume}`),
   };
 
   before(async () => {

@@ -92,6 +92,36 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     assert.equal(deleted.exitCode, 0, deleted.stderr);
   });
 
+  it('activates a volume for plain QEMU: prints its block device, which `volume path` names too; the SPM then sees it in use; deactivate undoes it', async () => {
+    assert.equal((await tideline('volume', 'create', 'plain-vda', '--size', '32M', '--virtual-size', '1G', '--socket', socket)).exitCode, 0);
+    const notYet = await tideline('volume', 'path', 'plain-vda', '--domain', world.workspace.domainDir);
+    assert.equal(notYet.exitCode, 1);
+    assert.match(notYet.stderr, /volume plain-vda is not active on this host; activate it with 'tideline volume activate plain-vda'/);
+
+    const activated = await tideline('volume', 'activate', 'plain-vda', '--socket', socket);
+    assert.equal(activated.exitCode, 0, activated.stderr);
+    const device = activated.stdout.trim();
+    assert.equal((await execa('test', ['-b', device], { reject: false })).exitCode, 0, `${device} is a block device`);
+    const info = JSON.parse((await execa('qemu-img', ['info', '-U', '--output=json', device])).stdout) as { format: string; 'virtual-size': number };
+    assert.deepEqual([info.format, info['virtual-size']], ['qcow2', 1024 * MiB]);
+    const named = JSON.parse((await tideline('volume', 'path', 'plain-vda', '--json', '--domain', world.workspace.domainDir)).stdout) as Record<string, unknown>;
+    assert.deepEqual(named, { volume: 'plain-vda', active: true, path: device, visibleBytes: 32 * MiB });
+
+    // The activation published this host's inventory at once: the SPM refuses to delete what a host has active.
+    const refused = await tideline('volume', 'delete', 'plain-vda', '--socket', socket);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /\[volume-in-use\]/);
+
+    const deactivated = await tideline('volume', 'deactivate', 'plain-vda', '--json', '--socket', socket);
+    assert.equal(deactivated.exitCode, 0, deactivated.stderr);
+    assert.deepEqual(JSON.parse(deactivated.stdout), { volume: 'plain-vda', active: false, path: null, visibleBytes: null });
+    assert.equal((await tideline('volume', 'path', 'plain-vda', '--domain', world.workspace.domainDir)).exitCode, 1);
+    const missing = await tideline('volume', 'activate', 'nosuch-vda', '--socket', socket);
+    assert.equal(missing.exitCode, 1);
+    assert.match(missing.stderr, /\[volume-not-found\]/);
+    assert.equal((await tideline('volume', 'delete', 'plain-vda', '--socket', socket)).exitCode, 0);
+  });
+
   it('says so when no agent listens on the control socket', async () => {
     const result = await tideline('volume', 'delete', 'db-vda', '--socket', path.join(world.dir, 'nobody.sock'));
     assert.equal(result.exitCode, 1);

@@ -97,12 +97,19 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     const inventory = mailbox && argv['host-id'] !== undefined ? new InventoryPublisher({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger }) : undefined;
     await inventory?.start();
     const peers = mailbox && inventory ? new MailboxMigrationPeers({ mailbox, hostId: argv['host-id']!, publisher: inventory, clock: systemClock, logger }) : undefined;
-    const volumes = volumeService(plugin, extender, execaRunner, () => inventory?.publishNow() ?? Promise.resolve());
+    let agent: Agent | undefined;
+    const volumes = volumeService({
+      plugin,
+      extender,
+      run: execaRunner,
+      publishInventory: () => inventory?.publishNow() ?? Promise.resolve(),
+      usedBy: (volume) => agent?.status().find((vm) => vm.drives.some((drive) => drive.volume === volume))?.vm,
+    });
     const libvirt = argv.libvirt
       ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
       : undefined;
     if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
-    const agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(peers ? { peers } : {}), ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
+    agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(peers ? { peers } : {}), ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
     const control = await serveControl(argv['control-socket']!, volumes, logger);
     const hookSpool = libvirt
       ? await HookSpool.watch(argv['hook-spool'], () => {

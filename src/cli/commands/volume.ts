@@ -4,6 +4,7 @@ import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
 import { request } from '../agent-request.js';
 import { volumeCap, VIRTUAL_SIZE_TAG } from '../../spm/validate.js';
 import { volumeTree } from '../../chain/volume-tree.js';
+import { TideError } from '../../errors.js';
 import { formatSize, parseSize } from '../../util/sizes.js';
 import { openStoragePlugin, storageOptions, type StorageArguments } from '../storage-options.js';
 
@@ -35,7 +36,7 @@ export const volumeCommand: CommandModule = {
             return;
           }
           const reply = await request(argv.socket, { op: 'create', volume: argv.name, sizeBytes, virtualBytes: parseSize(argv['virtual-size']!, '--virtual-size') });
-          process.stdout.write(`volume ${argv.name} created: ${formatSize(reply.sizeBytes ?? 0)} now, qcow2 of ${argv['virtual-size']}\n`);
+          process.stdout.write(`volume ${argv.name} created: ${formatSize(reply.sizeBytes ?? 0)} now, qcow2 of ${argv['virtual-size']}; use it with 'tideline volume activate ${argv.name}'\n`);
         },
       )
       .command<{ name: string; socket: string }>(
@@ -60,6 +61,36 @@ export const volumeCommand: CommandModule = {
           process.stdout.write(`volume ${argv.name} is now ${formatSize(reply.sizeBytes ?? 0)} (its image's end plus ${argv['free-target']}, at most)\n`);
         },
       )
+      .command<{ name: string; socket: string; json: boolean }>(
+        'activate <name>',
+        'Make a volume usable on this host at its current size and print its block device (for plain QEMU; libvirt\'s hook does this for domains)',
+        (command) => command.positional('name', { type: 'string', demandOption: true }).option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET }).option('json', { type: 'boolean', default: false }),
+        async (argv) => {
+          const reply = await request(argv.socket, { op: 'activate', volume: argv.name });
+          printActivation(argv.json, { volume: argv.name, active: true, path: reply.path ?? null, visibleBytes: reply.sizeBytes ?? null });
+        },
+      )
+      .command<{ name: string; socket: string; json: boolean }>(
+        'deactivate <name>',
+        'Make a volume unusable on this host (refused while a VM here has it as its disk)',
+        (command) => command.positional('name', { type: 'string', demandOption: true }).option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET }).option('json', { type: 'boolean', default: false }),
+        async (argv) => {
+          await request(argv.socket, { op: 'deactivate', volume: argv.name });
+          printActivation(argv.json, { volume: argv.name, active: false, path: null, visibleBytes: null });
+        },
+      )
+      .command<StorageArguments & { name: string; json: boolean }>(
+        'path <name>',
+        'Print the block device a volume is active as on this host (read-only; exit 1 when it is not active here)',
+        (command) => storageOptions(command).positional('name', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+        async (argv) => {
+          const plugin = await openStoragePlugin(argv, 'host');
+          const path = await plugin.activePath(argv.name);
+          const visibleBytes = path === undefined ? null : ((await plugin.visibleBytes(argv.name)) ?? null);
+          if (!argv.json && path === undefined) throw new VolumeNotActiveHereError(argv.name);
+          printActivation(argv.json, { volume: argv.name, active: path !== undefined, path: path ?? null, visibleBytes });
+        },
+      )
       .command<StorageArguments & { json: boolean }>(
         'list',
         'List the volumes of the storage domain (read-only; any host)',
@@ -81,6 +112,29 @@ export const volumeCommand: CommandModule = {
           process.stdout.write(`${table.toString()}\n${formatSize(await plugin.freeBytes())} free in ${plugin.domain}\n`);
         },
       )
-      .demandCommand(1, 'name an action: create, delete, reduce or list'),
+      .demandCommand(1, 'name an action: create, delete, reduce, activate, deactivate, path or list'),
   handler: () => undefined,
 };
+
+class VolumeNotActiveHereError extends TideError {
+  readonly code = 'volume-not-active';
+
+  constructor(readonly volume: string) {
+    super(`volume ${volume} is not active on this host; activate it with 'tideline volume activate ${volume}'`);
+  }
+}
+
+interface Activation {
+  volume: string;
+  active: boolean;
+  path: string | null;
+  /** The size this host sees the volume at (its device's size). */
+  visibleBytes: number | null;
+}
+
+/** The path alone on stdout, so that `$(tideline volume activate NAME)` is the device; everything as JSON with --json. */
+function printActivation(json: boolean, activation: Activation): void {
+  if (json) process.stdout.write(`${JSON.stringify(activation)}\n`);
+  else if (activation.path !== null) process.stdout.write(`${activation.path}\n`);
+  else process.stderr.write(`volume ${activation.volume} deactivated on this host\n`);
+}
