@@ -22,6 +22,12 @@ export const hostConfigSchema = z
     'free-target': sizeField('free-target').optional(),
     'max-size': sizeField('max-size').optional(),
     'control-socket': z.string().startsWith('/', 'must be an absolute path').optional(),
+    // The SPM's side: the same file, so the host id and the mailbox are written once for both services.
+    lease: z.string().startsWith('/', 'must be an absolute path').optional(),
+    'lease-backend': z.enum(['sanlock', 'storage'], { message: "must be 'sanlock' or 'storage' (the built-in lease)" }).optional(),
+    ids: z.string().startsWith('/', 'must be an absolute path').optional(),
+    lockspace: z.string().regex(/^[A-Za-z0-9_.-]{1,48}$/, 'must be 1-48 letters, digits, _ . or -').optional(),
+    'lease-expiry': z.coerce.number().min(0.5).max(600).optional(),
   })
   .strict();
 

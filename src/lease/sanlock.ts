@@ -62,6 +62,16 @@ export async function joinLockspace(run: Runner, placement: SanlockPlacement, io
   return true;
 }
 
+/** Whether the sanlock daemon answers here (`sanlock client status`); false where it is missing or stopped. */
+export async function sanlockDaemonRunning(run: Runner): Promise<boolean> {
+  try {
+    await run('sanlock', ['client', 'status'], { timeoutMs: SANLOCK_TIMEOUT_MS });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function leaveLockspace(run: Runner, placement: SanlockPlacement): Promise<void> {
   await run('sanlock', ['client', 'rem_lockspace', '-s', lockspaceSpec(placement)], { timeoutMs: SANLOCK_TIMEOUT_MS, acceptExitCodes: [1] });
 }

@@ -192,7 +192,7 @@ class Faults {
 
   async startSpm(hostId: number): Promise<TidelineProcess> {
     const spm = this.cluster.start(`spm${hostId}`, [
-      'spm', '--mailbox', this.cluster.mailboxPath, '--lease', this.cluster.leasePath, '--host-id', String(hostId),
+      'spm', '--lease-backend', 'storage', '--mailbox', this.cluster.mailboxPath, '--lease', this.cluster.leasePath, '--host-id', String(hostId),
       '--domain', this.cluster.lab.workspace.domainDir, '--lease-expiry', String(LEASE_EXPIRY_SECONDS), ...this.extraSpmArgs,
     ]);
     this.spms.set(hostId, spm);

@@ -60,7 +60,7 @@ describe('real libvirt: tideline under virsh', function () {
    * machine lets the TCG guest write.
    */
   async function startTideline(options: { spmDelayMs?: number; freeTarget?: string } = {}): Promise<void> {
-    const spm = new TidelineProcess('spm', ['spm', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1', '--extend-delay', String(options.spmDelayMs ?? 0)]);
+    const spm = new TidelineProcess('spm', ['spm', '--lease-backend', 'storage', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1', '--extend-delay', String(options.spmDelayMs ?? 0)]);
     processes.push(spm);
     await spm.waitFor('acting as SPM', 30_000);
     startAgent(options.freeTarget);
@@ -199,7 +199,10 @@ describe('real libvirt: tideline under virsh', function () {
     await processes[1]!.waitFor("thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'", 60_000);
     const config = path.join(world.dir, 'tideline.conf');
     await writeFile(config, `loop-domain = ${world.workspace.domainDir}\nmailbox = ${mailbox}\nhost-id = 2\n`);
-    const doctor = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'doctor', '--json', '--config', config, '--hook', path.join(world.dir, 'no-hook')], { reject: false, timeout: 60_000 });
+    // The SPM unit's flags give it another host id than the file the agent reads.
+    const sysconfig = path.join(world.dir, 'sysconfig-tideline');
+    await writeFile(sysconfig, 'TIDELINE_AGENT_ARGS="--libvirt"\nTIDELINE_SPM_ARGS="--host-id 1"\n');
+    const doctor = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'doctor', '--json', '--config', config, '--sysconfig', sysconfig, '--hook', path.join(world.dir, 'no-hook')], { reject: false, timeout: 60_000 });
     assert.equal(doctor.exitCode, 1, doctor.stderr);
     const findings = JSON.parse(doctor.stdout) as Array<{ check: string; status: string; detail: string }>;
     const byCheck = new Map(findings.map((finding) => [finding.check, finding]));
@@ -208,6 +211,9 @@ describe('real libvirt: tideline under virsh', function () {
     assert.equal(byCheck.get('mailbox')?.status, 'ok');
     assert.equal(byCheck.get('libvirtd')?.status, 'ok');
     assert.equal(byCheck.get('libvirt hook')?.status, 'warn');
+    assert.equal(byCheck.get('agent and SPM agree')?.status, 'fail');
+    assert.match(byCheck.get('agent and SPM agree')!.detail, /host-id: the agent has 2 \(the configuration file\), the SPM 1/);
+    assert.equal(byCheck.get('SPM lease')?.status, 'warn');
     const disk = byCheck.get(`${guest.domain} vda`);
     assert.equal(disk?.status, 'fail');
     assert.match(disk!.detail, /the GUEST gets I\/O errors instead of a pause/);

@@ -45,7 +45,7 @@ describe('a stalled SPM (SIGSTOP past its lease expiry, then SIGCONT)', function
 
   function spm(name: string, hostId: number, extra: string[] = []): TidelineProcess {
     const started = new TidelineProcess(name, [
-      'spm', '--mailbox', path.join(world.dir, 'mailbox'), '--lease', path.join(world.dir, 'leases'), '--host-id', String(hostId),
+      'spm', '--lease-backend', 'storage', '--mailbox', path.join(world.dir, 'mailbox'), '--lease', path.join(world.dir, 'leases'), '--host-id', String(hostId),
       '--domain', world.workspace.domainDir, '--lease-expiry', String(LEASE_EXPIRY_SECONDS), ...extra,
     ]);
     processes.push(started);

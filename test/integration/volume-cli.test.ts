@@ -24,7 +24,7 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     await Mailbox.init(mailbox, { maxHosts: 4 });
     await initLeaseVolume(leases, 4);
     socket = path.join(world.dir, 'agent.sock');
-    const spm = new TidelineProcess('spm', ['spm', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1']);
+    const spm = new TidelineProcess('spm', ['spm', '--lease-backend', 'storage', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1']);
     const agent = new TidelineProcess('agent', ['agent', '--domain', world.workspace.domainDir, '--mailbox', mailbox, '--host-id', '2', '--status-file', path.join(world.dir, 'status.json'), '--control-socket', socket]);
     processes.push(spm, agent);
     await spm.waitFor('acting as SPM', 30_000);

@@ -13,6 +13,7 @@ import { openStoragePlugin, storageOptions, type StorageArguments } from '../sto
 import { InvalidConfigError } from '../../errors.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
 import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
+import { withHostConfig } from '../host-settings.js';
 import { MailboxMigrationPeers } from '../../mailbox/migration-peers.js';
 import { InventoryPublisher } from '../../mailbox/inventory-publisher.js';
 import type { Extender } from '../../monitor/ports.js';
@@ -64,13 +65,8 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration; flags given on the command line win over it' }),
   handler: async (commandLine) => {
     const host = await loadHostConfig(commandLine.config);
-    // The storage domain comes whole from one place: flags naming one override the file entirely.
-    const storageFromFlags = commandLine.vg !== undefined || commandLine.domain !== undefined;
     const argv: AgentArguments = {
-      ...commandLine,
-      ...(storageFromFlags ? {} : { ...(host?.vg ? { vg: host.vg } : {}), ...(host?.['loop-domain'] ? { domain: host['loop-domain'] } : {}), ...(host?.['loop-view'] ? { 'loop-view': host['loop-view'] } : {}) }),
-      ...(commandLine.mailbox === undefined && host?.mailbox ? { mailbox: host.mailbox } : {}),
-      ...(commandLine['host-id'] === undefined && host?.['host-id'] ? { 'host-id': host['host-id'] } : {}),
+      ...withHostConfig(commandLine, host),
       'control-socket': commandLine['control-socket'] ?? host?.['control-socket'] ?? DEFAULT_CONTROL_SOCKET,
     };
     const settings = parseAgentSettings({

@@ -1,14 +1,17 @@
+import { readFile } from 'node:fs/promises';
 import Table from 'cli-table3';
 import type { CommandModule } from 'yargs';
 import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
+import { checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
 import { errorMessage } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { execaRunner } from '../../util/runner.js';
 
 interface DoctorArguments {
   config: string;
+  sysconfig: string;
   uri: string;
   hook: string;
   json: boolean;
@@ -20,6 +23,7 @@ export const doctorCommand: CommandModule<object, DoctorArguments> = {
   builder: (yargs) =>
     yargs
       .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE })
+      .option('sysconfig', { type: 'string', default: DEFAULT_SYSCONFIG_FILE, describe: "The units' extra arguments (TIDELINE_AGENT_ARGS, TIDELINE_SPM_ARGS)" })
       .option('uri', { type: 'string', default: DEFAULT_URI })
       .option('hook', { type: 'string', default: HOOK_FILE, describe: 'Where the libvirt hook should be' })
       .option('json', { type: 'boolean', default: false }),
@@ -40,6 +44,13 @@ export const doctorCommand: CommandModule<object, DoctorArguments> = {
       findings.push(await checkMailbox(config));
     } else if (config) {
       findings.push({ check: 'storage domain', status: 'fail', detail: `${argv.config} names no storage domain: set vg (or loop-domain)` });
+    }
+    if (config) {
+      const environment = parseEnvironmentFile(await readFile(argv.sysconfig, 'utf8').catch(() => ''));
+      findings.push(checkServiceAgreement(config, environment, argv.sysconfig));
+      if (!config.lease && !/--lease(\s|=)/.test(environment.get('TIDELINE_SPM_ARGS') ?? '')) {
+        findings.push({ check: 'SPM lease', status: 'warn', detail: `no lease volume for the SPM: set 'lease' (and for sanlock 'ids') in ${argv.config}` });
+      }
     }
     findings.push(...(await checkLibvirt(new Virsh(execaRunner, argv.uri), plugin)));
     findings.push(await checkHook(argv.hook));

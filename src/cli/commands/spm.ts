@@ -4,7 +4,9 @@ import { serveMetrics } from '../../metrics/server.js';
 import { SpmMetrics } from '../../spm/spm-metrics.js';
 import { InvalidConfigError } from '../../errors.js';
 import { openStorageLease, timingForExpiry } from '../../lease/open-storage-lease.js';
-import { HeldBySanlock, joinLockspace, superviseUnderLease, type SanlockPlacement } from '../../lease/sanlock.js';
+import { HeldBySanlock, joinLockspace, sanlockDaemonRunning, superviseUnderLease, type SanlockPlacement } from '../../lease/sanlock.js';
+import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
+import { withHostConfig } from '../host-settings.js';
 import type { Lease } from '../../lease/types.js';
 import { createLogger, type Logger } from '../../log/logger.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
@@ -14,7 +16,24 @@ import { execaRunner } from '../../util/runner.js';
 import { abortOnSignals } from '../failure.js';
 import { openStoragePlugin, storageOptions, type StorageArguments } from '../storage-options.js';
 
+interface SpmCommandLine extends StorageArguments {
+  config: string;
+  mailbox?: string;
+  lease?: string;
+  'host-id'?: number;
+  'lease-backend'?: 'storage' | 'sanlock';
+  'lease-expiry'?: number;
+  lockspace?: string;
+  ids?: string;
+  'sanlock-io-timeout'?: number;
+  'under-sanlock': boolean;
+  'request-delay': number;
+  'metrics-listen'?: string;
+}
+
+/** The command line completed from the host configuration: what the SPM runs with. */
 interface SpmArguments extends StorageArguments {
+  config: string;
   mailbox: string;
   lease: string;
   'host-id': number;
@@ -28,23 +47,25 @@ interface SpmArguments extends StorageArguments {
   'metrics-listen'?: string;
 }
 
-export const spmCommand: CommandModule<object, SpmArguments> = {
+export const spmCommand: CommandModule<object, SpmCommandLine> = {
   command: 'spm',
   describe: "Serve the hosts' extension requests while holding the SPM lease (run on every host; one serves, the others stand by)",
   builder: (yargs) =>
     storageOptions(yargs)
-      .option('mailbox', { type: 'string', demandOption: true, describe: 'Mailbox volume' })
-      .option('lease', { type: 'string', demandOption: true, describe: 'Lease volume: the built-in lease, or the sanlock resource volume' })
-      .option('host-id', { type: 'number', demandOption: true, describe: "This host's id (1..max hosts), distinct on every host" })
-      .option('lease-backend', { choices: ['storage', 'sanlock'] as const, default: 'storage' as const, describe: 'sanlock (production, needs the sanlock daemon) or the built-in storage lease' })
-      .option('lease-expiry', { type: 'number', default: 15, describe: 'Built-in lease: seconds after which a silent SPM is presumed dead and replaced' })
-      .option('lockspace', { type: 'string', default: 'tideline', describe: 'sanlock: lockspace name' })
-      .option('ids', { type: 'string', describe: 'sanlock: volume of the lockspace (host delta leases)' })
+      .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: "Host configuration, shared with the agent (storage, mailbox, host id, lease); flags win over it" })
+      .option('mailbox', { type: 'string', describe: 'Mailbox volume (config: mailbox)' })
+      .option('lease', { type: 'string', describe: 'Lease volume: the built-in lease, or the sanlock resource volume (config: lease)' })
+      .option('host-id', { type: 'number', describe: "This host's id (1..max hosts), distinct on every host (config: host-id)" })
+      .option('lease-backend', { choices: ['storage', 'sanlock'] as const, describe: 'sanlock (production; the default where its daemon runs) or the built-in storage lease (config: lease-backend)' })
+      .option('lease-expiry', { type: 'number', describe: `Built-in lease: seconds after which a silent SPM is presumed dead and replaced (default ${DEFAULT_LEASE_EXPIRY_SECONDS})` })
+      .option('lockspace', { type: 'string', describe: `sanlock: lockspace name (default ${DEFAULT_LOCKSPACE})` })
+      .option('ids', { type: 'string', describe: 'sanlock: volume of the lockspace, host delta leases (config: ids)' })
       .option('sanlock-io-timeout', { type: 'number', describe: 'sanlock: io_timeout in seconds when joining the lockspace' })
       .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9472 (with sanlock: by the process holding the lease)' })
       .option('under-sanlock', { type: 'boolean', default: false, hidden: true })
       .option('request-delay', { type: 'number', default: 0, alias: 'extend-delay', describe: 'Testing: milliseconds added before every request is carried out, as slow storage would' }),
-  handler: async (argv) => {
+  handler: async (commandLine) => {
+    const argv = await resolveSpmArguments(commandLine);
     const logger = createLogger().child({ hostId: argv['host-id'], role: 'spm' });
     const signals = abortOnSignals();
     try {
@@ -78,9 +99,43 @@ export const spmCommand: CommandModule<object, SpmArguments> = {
   },
 };
 
+const DEFAULT_LEASE_EXPIRY_SECONDS = 15;
+const DEFAULT_LOCKSPACE = 'tideline';
+
+/**
+ * Flags, then /etc/tideline/tideline.conf (the file the agent reads: the host
+ * id and mailbox are written once), then defaults. The lease backend defaults
+ * to sanlock where its daemon runs; the built-in lease must be chosen.
+ */
+async function resolveSpmArguments(commandLine: SpmCommandLine): Promise<SpmArguments> {
+  const host = await loadHostConfig(commandLine.config);
+  const merged = withHostConfig(commandLine, host);
+  const required = <T>(value: T | undefined, flag: string, key: string, what: string): T => {
+    if (value === undefined) throw new InvalidConfigError(`the SPM needs ${what}: give --${flag}, or set '${key}' in ${commandLine.config}`);
+    return value;
+  };
+  const leaseBackend = commandLine['lease-backend'] ?? host?.['lease-backend'] ?? (commandLine['under-sanlock'] || (await sanlockDaemonRunning(execaRunner)) ? 'sanlock' : undefined);
+  if (leaseBackend === undefined) {
+    throw new InvalidConfigError(
+      `no SPM lease backend chosen and the sanlock daemon does not answer here: start it (systemctl enable --now sanlock) for the cluster lock manager, or choose the built-in lease with --lease-backend storage ('lease-backend = storage' in ${commandLine.config})`,
+    );
+  }
+  const ids = commandLine.ids ?? host?.ids;
+  return {
+    ...merged,
+    mailbox: required(merged.mailbox, 'mailbox', 'mailbox', 'the mailbox volume'),
+    lease: required(commandLine.lease ?? host?.lease, 'lease', 'lease', 'the lease volume'),
+    'host-id': required(merged['host-id'], 'host-id', 'host-id', "this host's id"),
+    'lease-backend': leaseBackend,
+    'lease-expiry': commandLine['lease-expiry'] ?? host?.['lease-expiry'] ?? DEFAULT_LEASE_EXPIRY_SECONDS,
+    lockspace: commandLine.lockspace ?? host?.lockspace ?? DEFAULT_LOCKSPACE,
+    ...(ids !== undefined ? { ids } : {}),
+  };
+}
+
 /** The supervising process: joins the lockspace, then keeps a serving process running under the sanlock lease. */
 async function superviseSanlock(argv: SpmArguments, logger: Logger, signal: AbortSignal): Promise<void> {
-  if (!argv.ids) throw new InvalidConfigError('--lease-backend sanlock needs --ids, the lockspace volume');
+  if (!argv.ids) throw new InvalidConfigError(`the sanlock lease backend needs the lockspace volume: give --ids, or set 'ids' in ${argv.config}`);
   const placement: SanlockPlacement = { lockspace: argv.lockspace, hostId: argv['host-id'], idsPath: argv.ids, leasesPath: argv.lease };
   logger.info({ lockspace: argv.lockspace }, 'joining the sanlock lockspace');
   await joinLockspace(execaRunner, placement, argv['sanlock-io-timeout']);

@@ -38,7 +38,7 @@ export class ClusterWorld {
 
   /** An SPM candidate for a host, on the world's loop domain, mailbox and lease. */
   spm(hostId: number, leaseExpirySeconds: string): TidelineProcess {
-    return this.start(`spm${hostId}`, ['spm', '--mailbox', this.mailboxPath, '--lease', this.leasePath, '--host-id', String(hostId), '--domain', this.lab.workspace.domainDir, '--lease-expiry', leaseExpirySeconds]);
+    return this.start(`spm${hostId}`, ['spm', '--lease-backend', 'storage', '--mailbox', this.mailboxPath, '--lease', this.leasePath, '--host-id', String(hostId), '--domain', this.lab.workspace.domainDir, '--lease-expiry', leaseExpirySeconds]);
   }
 
   async dispose(): Promise<void> {

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { parseHostConfig } from '../../src/config/host-config.js';
+import { checkServiceAgreement, parseEnvironmentFile, settingsInArguments } from '../../src/doctor/service-agreement.js';
+
+describe('doctor: the agent and the SPM see one host', () => {
+  const config = parseHostConfig('vg = tideline_vg\nmailbox = /dev/tideline_vg/mailbox\nhost-id = 2\nlease = /dev/tideline_vg/leases\n');
+
+  it('agrees when both services take everything from the configuration file', () => {
+    const finding = checkServiceAgreement(config, parseEnvironmentFile('# units\nTIDELINE_AGENT_ARGS="--libvirt"\nTIDELINE_SPM_ARGS=""\n'));
+    assert.deepEqual(finding, { check: 'agent and SPM agree', status: 'ok', detail: 'host id 2, mailbox /dev/tideline_vg/mailbox' });
+  });
+
+  it("names the setting, both values and where each comes from when a flag gives one service another host id", () => {
+    const finding = checkServiceAgreement(config, parseEnvironmentFile('TIDELINE_AGENT_ARGS="--libvirt"\nTIDELINE_SPM_ARGS="--host-id 1 --lease-backend sanlock"\n'));
+    assert.equal(finding.status, 'fail');
+    assert.match(finding.detail, /host-id: the agent has 2 \(the configuration file\), the SPM 1 \(--host-id in \/etc\/sysconfig\/tideline\)/);
+    const both = checkServiceAgreement(config, parseEnvironmentFile("TIDELINE_AGENT_ARGS='--mailbox=/dev/other/mailbox'\nTIDELINE_SPM_ARGS=--vg=other_vg\n"));
+    assert.match(both.detail, /mailbox: the agent has \/dev\/other\/mailbox .*vg: the agent has tideline_vg \(the configuration file\), the SPM other_vg/);
+  });
+
+  it('the same flag on both services agrees', () => {
+    assert.equal(checkServiceAgreement(undefined, parseEnvironmentFile('TIDELINE_AGENT_ARGS="--host-id 3"\nTIDELINE_SPM_ARGS="--host-id=3"')).status, 'ok');
+  });
+
+  it('property: arguments of any words never throw, and a flag given is read back', () => {
+    fc.assert(fc.property(fc.array(fc.string()), fc.integer({ min: 1, max: 2000 }), (words, hostId) => {
+      void settingsInArguments(words.join(' '));
+      assert.equal(settingsInArguments(`${words.filter((word) => !/\s|host-id/.test(word)).join(' ')} --host-id ${hostId}`)['host-id'], String(hostId));
+    }));
+  });
+});
