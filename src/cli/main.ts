@@ -14,6 +14,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   lab: async () => (await import('./commands/lab.js')).labCommand as CommandModule,
   agent: async () => (await import('./commands/agent.js')).agentCommand as CommandModule,
   status: async () => (await import('./commands/status.js')).statusCommand as CommandModule,
+  cluster: async () => (await import('./commands/cluster.js')).clusterCommand as CommandModule,
   spm: async () => (await import('./commands/spm.js')).spmCommand as CommandModule,
   volume: async () => (await import('./commands/volume.js')).volumeCommand as CommandModule,
   snapshot: async () => (await import('./commands/snapshot.js')).snapshotCommand as CommandModule,

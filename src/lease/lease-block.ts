@@ -20,9 +20,16 @@ export interface LeaseBlock {
   heartbeat: number;
   /** Identifies one acquisition attempt of this host; new attempts get a higher number. */
   ballot: number;
+  /**
+   * Wall-clock time (ms since the epoch) the current hold began, 0 when not
+   * holding or unknown. Shown to people (`tideline cluster`); the lease itself
+   * never compares clocks of different hosts.
+   */
+  holdingSinceMs?: number;
 }
 
 const CRC_OFFSET = 36;
+const HOLDING_SINCE_OFFSET = 40;
 
 export function encodeLeaseBlock(block: LeaseBlock): Buffer {
   const buffer = Buffer.alloc(BLOCK_BYTES);
@@ -31,6 +38,7 @@ export function encodeLeaseBlock(block: LeaseBlock): Buffer {
   buffer.writeUInt8(block.state, 10);
   buffer.writeBigUInt64LE(BigInt(block.heartbeat), 16);
   buffer.writeBigUInt64LE(BigInt(block.ballot), 24);
+  buffer.writeBigUInt64LE(BigInt(block.holdingSinceMs ?? 0), HOLDING_SINCE_OFFSET);
   buffer.writeUInt32LE(crc32(buffer), CRC_OFFSET);
   return buffer;
 }
@@ -45,5 +53,6 @@ export function decodeLeaseBlock(bytes: Uint8Array, hostId: number): LeaseBlock 
   if (buffer.toString('ascii', 0, 8) !== LEASE_MAGIC || crc32(buffer) !== stored || buffer.readUInt16LE(8) !== hostId) return 'invalid';
   const state = buffer.readUInt8(10);
   if (!(state in LeaseState)) return 'invalid';
-  return { hostId, state, heartbeat: Number(buffer.readBigUInt64LE(16)), ballot: Number(buffer.readBigUInt64LE(24)) };
+  const holdingSinceMs = Number(buffer.readBigUInt64LE(HOLDING_SINCE_OFFSET));
+  return { hostId, state, heartbeat: Number(buffer.readBigUInt64LE(16)), ballot: Number(buffer.readBigUInt64LE(24)), ...(holdingSinceMs > 0 ? { holdingSinceMs } : {}) };
 }

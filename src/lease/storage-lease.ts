@@ -61,6 +61,8 @@ export class StorageLease extends EventEmitter<LeaseEvents> implements Lease {
   private observingSince: number | undefined;
   private state = LeaseState.Idle;
   private heartbeat = 0;
+  /** Wall clock, for people only (LeaseBlock.holdingSinceMs). */
+  private holdingSinceMs = 0;
   private ballot = 0;
   private validUntil = 0;
   private stopped = false;
@@ -194,8 +196,11 @@ export class StorageLease extends EventEmitter<LeaseEvents> implements Lease {
     this.heartbeat += 1;
     const previous = this.state;
     this.state = state;
+    if (state !== LeaseState.Holding) this.holdingSinceMs = 0;
+    else if (previous !== LeaseState.Holding) this.holdingSinceMs = Date.now();
     try {
-      await this.withTimeout(this.file.write((this.hostId - 1) * BLOCK_BYTES, encodeLeaseBlock({ hostId: this.hostId, state, heartbeat: this.heartbeat, ballot: this.ballot })), 'write');
+      const block = encodeLeaseBlock({ hostId: this.hostId, state, heartbeat: this.heartbeat, ballot: this.ballot, holdingSinceMs: this.holdingSinceMs });
+      await this.withTimeout(this.file.write((this.hostId - 1) * BLOCK_BYTES, block), 'write');
       return true;
     } catch (error) {
       this.logger.warn({ hostId: this.hostId, err: errorMessage(error) }, 'writing the lease block failed');

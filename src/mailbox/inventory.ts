@@ -24,6 +24,7 @@ import { asBuffer, assertHostCount, BLOCK_BYTES, checksumMatches, FORMAT_VERSION
  *   0  magic 'TLIV'        4  version (u16)     6  host id (u16)
  *   8  heartbeat (u64)    16  count (u32)      20  CRC32 of the block, with this field 0
  *  24  flags (u32: 1 = overflow)                28  incoming view count (u32)
+ *  32  written at (u64, ms since the epoch, the writer's wall clock: for people; liveness is the heartbeat advancing)
  *  64  count x 8-byte name hashes, then incoming views x (8-byte name hash, u64 view bytes)
  */
 export const INVENTORY_MAGIC = 'TLIV';
@@ -44,13 +45,15 @@ export interface Inventory {
   overflow: boolean;
   /** Name hash (hex) -> bytes this host sees, for volumes of VMs migrating in to it. */
   incomingViews: ReadonlyMap<string, number>;
+  /** The writer's wall clock at the write (ms since the epoch); 0 when unknown. */
+  writtenAtMs: number;
 }
 
 export function volumeNameHash(volume: string): string {
   return createHash('sha256').update(volume, 'utf8').digest().subarray(0, NAME_HASH_BYTES).toString('hex');
 }
 
-export function encodeInventory(hostId: number, heartbeat: number, activeVolumes: readonly string[], incomingViews: ReadonlyMap<string, number> = new Map()): Buffer {
+export function encodeInventory(hostId: number, heartbeat: number, activeVolumes: readonly string[], incomingViews: ReadonlyMap<string, number> = new Map(), writtenAtMs = 0): Buffer {
   assertHostCount(hostId);
   if (!Number.isSafeInteger(heartbeat) || heartbeat < 0) throw new RangeError(`heartbeat ${heartbeat} must be a non-negative integer`);
   if (incomingViews.size > MAX_INCOMING_VIEWS) throw new RangeError(`${incomingViews.size} incoming views; a block holds ${MAX_INCOMING_VIEWS}`);
@@ -68,6 +71,7 @@ export function encodeInventory(hostId: number, heartbeat: number, activeVolumes
   block.writeUInt32LE(kept.length, 16);
   block.writeUInt32LE(overflow ? OVERFLOW : 0, 24);
   block.writeUInt32LE(incomingViews.size, 28);
+  block.writeBigUInt64LE(BigInt(Math.max(0, Math.floor(writtenAtMs))), 32);
   kept.forEach((hash, index) => block.write(hash, INVENTORY_HEADER_BYTES + index * NAME_HASH_BYTES, 'hex'));
   let offset = INVENTORY_HEADER_BYTES + kept.length * NAME_HASH_BYTES;
   for (const [volume, bytes] of incomingViews) {
@@ -101,7 +105,7 @@ export function decodeInventory(bytes: Uint8Array, expectedHostId: number): Deco
     if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) return invalid('bad-size', 'incoming view beyond 2^53 bytes');
     incomingViews.set(block.toString('hex', offset, offset + NAME_HASH_BYTES), Number(bytes));
   }
-  return { kind: 'valid', value: { hostId, heartbeat: Number(heartbeat), hashes, overflow: (block.readUInt32LE(24) & OVERFLOW) !== 0, incomingViews } };
+  return { kind: 'valid', value: { hostId, heartbeat: Number(heartbeat), hashes, overflow: (block.readUInt32LE(24) & OVERFLOW) !== 0, incomingViews, writtenAtMs: Number(block.readBigUInt64LE(32) & BigInt(Number.MAX_SAFE_INTEGER)) } };
 }
 
 /** Whether this inventory says the volume may be active on its host. */

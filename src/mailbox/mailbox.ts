@@ -187,9 +187,9 @@ export class Mailbox {
   }
 
   /** This host's inventory block (src/mailbox/inventory.ts). */
-  async writeInventory(hostId: number, activeVolumes: readonly string[], heartbeat: number, incomingViews?: ReadonlyMap<string, number>): Promise<void> {
+  async writeInventory(hostId: number, activeVolumes: readonly string[], heartbeat: number, incomingViews?: ReadonlyMap<string, number>, writtenAtMs = Date.now()): Promise<void> {
     this.assertHostId(hostId);
-    await this.file.write(inventoryOffset(hostId, this.maxHosts), encodeInventory(hostId, heartbeat, activeVolumes, incomingViews));
+    await this.file.write(inventoryOffset(hostId, this.maxHosts), encodeInventory(hostId, heartbeat, activeVolumes, incomingViews, writtenAtMs));
   }
 
   /** Zeroes a host's inventory block: only for a host that is down for good (`tideline mailbox forget-host`). */

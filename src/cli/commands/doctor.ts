@@ -4,6 +4,8 @@ import type { CommandModule } from 'yargs';
 import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
+import type { HostConfig } from '../../config/host-config.js';
+import { observeCluster } from './cluster.js';
 import { checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
 import { errorMessage } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
@@ -16,6 +18,27 @@ interface DoctorArguments {
   hook: string;
   json: boolean;
 }
+
+/** Is an SPM serving? Two reads of the shared storage (`tideline cluster`), a little over two lease renewals apart. */
+async function checkSpmServing(config: HostConfig): Promise<Finding> {
+  const check = 'SPM serving';
+  try {
+    const sanlock = config['lease-backend'] === 'sanlock';
+    if (sanlock && !config.ids) return { check, status: 'fail', detail: "lease-backend is sanlock but no 'ids' (the lockspace volume) is set" };
+    const lease = sanlock
+      ? { kind: 'sanlock' as const, placement: { lockspace: config.lockspace ?? 'tideline', idsPath: config.ids!, leasesPath: config.lease! }, run: execaRunner }
+      : { kind: 'storage' as const, path: config.lease! };
+    const view = await observeCluster(config.mailbox!, lease, SPM_OBSERVE_SECONDS);
+    if (!view.spm) return { check, status: 'fail', detail: 'no host holds the SPM lease: no extension can be served; is tideline-spm running on any host (systemctl status tideline-spm)?' };
+    // sanlock renews every 20 s, longer than this look: its holding the resource is the answer.
+    if (!view.spm.serving && !sanlock) return { check, status: 'fail', detail: `host ${view.spm.hostId} holds the SPM lease but did not renew it for ${SPM_OBSERVE_SECONDS} s: stopped or stalled; another host takes over once it expires` };
+    return { check, status: 'ok', detail: `host ${view.spm.hostId}${view.spm.sinceMs ? ` since ${new Date(view.spm.sinceMs).toISOString()}` : ''}; ${view.hosts.filter((host) => host.alive).length} hosts alive ('tideline cluster' for all)` };
+  } catch (error) {
+    return { check, status: 'fail', detail: `cannot read the mailbox or the lease: ${errorMessage(error)}` };
+  }
+}
+
+const SPM_OBSERVE_SECONDS = 2.5;
 
 export const doctorCommand: CommandModule<object, DoctorArguments> = {
   command: 'doctor',
@@ -51,6 +74,7 @@ export const doctorCommand: CommandModule<object, DoctorArguments> = {
       if (!config.lease && !/--lease(\s|=)/.test(environment.get('TIDELINE_SPM_ARGS') ?? '')) {
         findings.push({ check: 'SPM lease', status: 'warn', detail: `no lease volume for the SPM: set 'lease' (and for sanlock 'ids') in ${argv.config}` });
       }
+      if (config.mailbox && config.lease) findings.push(await checkSpmServing(config));
     }
     findings.push(...(await checkLibvirt(new Virsh(execaRunner, argv.uri), plugin)));
     findings.push(await checkHook(argv.hook));
