@@ -82,7 +82,8 @@ function ago(ms: number): string {
 }
 
 function describeLiveness(host: HostView): string {
-  const parts = [`SPM candidate ${host.spmCandidate}`, `agent ${host.agent}`];
+  // A standby SPM candidate writes its lease block only while it contends, so 'silent' there is normal.
+  const parts = [`SPM lease ${host.spmCandidate === 'alive' ? 'renewed' : host.spmCandidate === 'silent' ? 'standing by' : 'never written'}`, `agent ${host.agent}`];
   return `${host.alive ? 'alive' : 'no sign of life'} (${parts.join(', ')})`;
 }
 
