@@ -10,6 +10,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # qemu-system-x86, qemu-utils: the lab guest and qemu-img.
 # libvirt-daemon-system, libvirt-clients: libvirtd, virsh, hooks.
 # lvm2: the lvm storage plugin.  sanlock: the SPM lease.  rpm: rpmbuild.
+# rpmlint: the package test checks the RPM and the spec with it; cpio and
+# man-db: it unpacks the RPM's manual and reads it as man would.
 # systemd: systemd-analyze, which checks the packaged units (tests only).
 # busybox-static: the lab guest's userland.  util-linux: losetup, blkdiscard.
 # gcc, libc6-dev: the tests build a test-only shim that lets the sanlock daemon
@@ -19,7 +21,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The Debian kernel for the lab guest is not installed: the lab unpacks the
 # linux-image package into its cache (see src/lab/boot-image.ts), so the
 # host's /boot and bootloader are never touched.
-packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients lvm2 sanlock rpm busybox-static util-linux gcc libc6-dev systemd attr)
+packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients lvm2 sanlock rpm rpmlint cpio man-db busybox-static util-linux gcc libc6-dev systemd attr)
 
 say() { printf 'setup: %s\n' "$*"; }
 

@@ -25,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   lease: async () => (await import('./commands/mailbox.js')).leaseCommand as CommandModule,
   'loop-domain': async () => (await import('./commands/loop-domain.js')).loopDomainCommand as CommandModule,
   'lvm-domain': async () => (await import('./commands/lvm-domain.js')).lvmDomainCommand as CommandModule,
+  'man-page': async () => (await import('./commands/man-page.js')).manPageCommand as CommandModule,
 };
 
 const args = process.argv.slice(2);
@@ -59,7 +60,8 @@ async function buildCli(args: string[]) {
   .usage('$0 <command>\n\nThin-provisioned qcow2 disks on shared block storage for KVM/libvirt hosts.');
   for (const command of await commandsFor(args)) cli.command(command);
   return cli
-  .demandCommand(1, 'name a command: lab, agent, spm, status, volume, policy, doctor, hook, mailbox, lease, loop-domain or lvm-domain')
+  .completion('completion', 'Print the bash completion script (the RPM installs it)')
+  .demandCommand(1, 'name a command: lab, agent, spm, status, cluster, volume, snapshot, policy, doctor, hook, mailbox, lease, loop-domain or lvm-domain')
   .strict()
   .recommendCommands()
   .help()

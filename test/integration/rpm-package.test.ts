@@ -46,12 +46,39 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
       '/usr/lib/tideline/dist/src/hook/main.js',
       '/usr/lib/tideline/node_modules/yargs/package.json',
       '/usr/share/doc/tideline/README.md',
+      '/usr/share/man/man1/tideline.1.gz',
+      '/usr/share/bash-completion/completions/tideline',
     ]) {
       assert.ok(files.has(file), `the package lacks ${file}`);
     }
     assert.ok(![...files].some((file) => file.includes('/node_modules/mocha/') || file.includes('/node_modules/typescript/')), 'development dependencies were packaged');
     const config = (await run('rpm', ['-qp', '--configfiles', rpmFile])).stdout;
     assert.match(config, /\/etc\/tideline\/tideline\.conf/);
+  });
+
+  it('passes rpmlint with no errors, and every warning left is one packaging/README.md explains', async () => {
+    const linted = await run('rpmlint', ['-c', 'packaging/rpmlint.toml', rpmFile, 'packaging/tideline.spec']);
+    const summary = /(\d+) errors, (\d+) warnings/.exec(linted.stdout);
+    assert.ok(summary, linted.stdout + linted.stderr);
+    assert.equal(summary[1], '0', `rpmlint errors:\n${linted.stdout.split('\n').filter((line) => / E: /.test(line)).join('\n')}`);
+    const explained = await readFile('packaging/README.md', 'utf8');
+    const warnings = new Set([...linted.stdout.matchAll(/ W: ([a-z-]+)/g)].map((match) => match[1]!));
+    for (const warning of warnings) assert.ok(explained.includes(`\`${warning}`), `rpmlint warning ${warning} is not explained in packaging/README.md`);
+  });
+
+  it('ships a manual made from the help texts, and bash completion that completes commands', async () => {
+    const extracted = path.join(dir, 'extracted');
+    await mkdir(extracted, { recursive: true });
+    const cpio = await execa('bash', ['-c', 'rpm2cpio "$1" | (cd "$2" && cpio -idm --quiet ./usr/share/man/man1/tideline.1.gz ./usr/share/bash-completion/completions/tideline)', 'extract', rpmFile, extracted], { reject: false });
+    assert.equal(cpio.exitCode, 0, cpio.stderr);
+    const manual = (await execa('bash', ['-c', 'gzip -dc "$1" | MANWIDTH=100 man -l - 2>/dev/null', 'man', path.join(extracted, 'usr/share/man/man1/tideline.1.gz')])).stdout;
+    for (const section of ['NAME', 'SYNOPSIS', 'COMMANDS', 'FILES']) assert.match(manual, new RegExp(`^${section}`, 'm'));
+    for (const command of ['tideline agent', 'tideline spm', 'tideline cluster', 'tideline volume', 'tideline doctor']) assert.ok(manual.includes(command), `the manual lacks ${command}`);
+    assert.match(manual, /--free-target/, "the agent's options are in the manual");
+    const completion = await readFile(path.join(extracted, 'usr/share/bash-completion/completions/tideline'), 'utf8');
+    assert.match(completion, /complete -o bashdefault -o default -F _tideline_yargs_completions tideline/);
+    const completed = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--get-yargs-completions', 'tideline', 'volume', '']);
+    for (const action of ['create', 'activate', 'path', 'list']) assert.match(completed.stdout, new RegExp(`^${action}$`, 'm'));
   });
 
   it('installs into a root with its scriptlets run; the command, hook and units work from there', async () => {
@@ -97,6 +124,39 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
     const verified = await run('systemd-analyze', ['verify', path.join(units, 'tideline-agent.service'), path.join(units, 'tideline-spm.service')]);
     assert.equal(verified.exitCode, 0, verified.stderr);
     assert.equal(verified.stderr.trim(), '', `systemd-analyze complains:\n${verified.stderr}`);
+  });
+
+  it('upgrades to a newer build: an edited configuration stays, the command and hook are the new ones, the units are reloaded and restarted', async () => {
+    const version = JSON.parse(await readFile('package.json', 'utf8')).version as string;
+    const [major, minor, patch] = version.split('.').map(Number);
+    const newer = `${major}.${minor}.${patch! + 1}`;
+    const built = await execa('bash', ['packaging/build-rpm.sh', path.join(dir, 'out-newer')], { reject: false, timeout: 8 * 60_000, env: { TIDELINE_RPM_VERSION: newer } });
+    assert.equal(built.exitCode, 0, built.stderr);
+    const newerRpm = built.stdout.trim();
+    assert.match(path.basename(newerRpm), new RegExp(`^tideline-${newer.replaceAll('.', '\\.')}-1\\.noarch\\.rpm$`));
+
+    // The scriptlets see a systemd host: a systemctl that records what it is asked.
+    await mkdir(path.join(root, 'run/systemd/system'), { recursive: true });
+    await mkdir(path.join(root, 'usr/bin'), { recursive: true });
+    await writeFile(path.join(root, 'usr/bin/systemctl'), '#!/bin/sh\necho "$*" >> /systemctl.log\n', { mode: 0o755 });
+    const config = path.join(root, 'etc/tideline/tideline.conf');
+    await writeFile(config, 'loop-domain = /var/lib/tideline/domain\nhost-id = 7\n');
+
+    const upgraded = await run('rpm', ['--root', root, '--nodeps', '-U', newerRpm]);
+    assert.equal(upgraded.exitCode, 0, upgraded.stderr);
+    assert.doesNotMatch(upgraded.stderr, /scriptlet failed/);
+    assert.equal((await run('rpm', ['--root', root, '-q', 'tideline'])).stdout.trim(), `tideline-${newer}-1.noarch`);
+    assert.equal(await readFile(config, 'utf8'), 'loop-domain = /var/lib/tideline/domain\nhost-id = 7\n', 'the edited configuration is kept as it was');
+    await stat(`${config}.rpmnew`);
+    for (const file of ['/etc/libvirt/hooks/qemu.d/tideline', '/usr/bin/tideline', '/usr/lib/tideline/dist/src/cli/main.js']) {
+      assert.equal((await run('rpm', ['--root', root, '-qf', file])).stdout.trim(), `tideline-${newer}-1.noarch`, `${file} belongs to the new package`);
+    }
+    assert.equal((await run('rpm', ['--root', root, '-V', '--nodeps', '--nomtime', 'tideline'])).stdout.split('\n').filter((line) => line && !line.includes('/etc/tideline/tideline.conf')).join('\n'), '', 'every file of the new package is as packaged');
+    const systemctl = await readFile(path.join(root, 'systemctl.log'), 'utf8');
+    assert.match(systemctl, /daemon-reload/);
+    assert.match(systemctl, /try-restart tideline-agent\.service tideline-spm\.service/);
+    const help = await run(process.execPath, [path.join(root, 'usr/lib/tideline/dist/src/cli/main.js'), '--version']);
+    assert.equal(help.stdout.trim(), newer, 'the installed command is the new one');
   });
 
   it('erasing keeps an edited configuration and removes the rest', async () => {
