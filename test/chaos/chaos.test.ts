@@ -248,12 +248,12 @@ class Faults {
   }
 }
 
-/** `qemu-img check` of an image no process has open: its errors, and where the image ends. */
-async function imageCheck(devicePath: string): Promise<{ corruptions: number; checkErrors: number; imageEndBytes: number }> {
+/** `qemu-img check` of an image no process has open: its errors. */
+async function imageCheck(devicePath: string): Promise<{ corruptions: number; checkErrors: number }> {
   // Exit 3 means leaked clusters only: a killed QEMU may leave those, and they lose no data.
   const { stdout } = await execa('qemu-img', ['check', '--output=json', '-f', 'qcow2', devicePath], { timeout: 60_000, reject: false });
-  const report = JSON.parse(stdout) as { corruptions?: number; 'check-errors'?: number; 'image-end-offset'?: number };
-  return { corruptions: report.corruptions ?? 0, checkErrors: report['check-errors'] ?? 0, imageEndBytes: report['image-end-offset'] ?? 0 };
+  const report = JSON.parse(stdout) as { corruptions?: number; 'check-errors'?: number };
+  return { corruptions: report.corruptions ?? 0, checkErrors: report['check-errors'] ?? 0 };
 }
 
 /** Samples the VM's run state every 100 ms; the longest stretch not running while it writes is the worst pause a user met. */
