@@ -1,5 +1,8 @@
 import { cpus, release, totalmem } from 'node:os';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { latencyChart, pausesChart } from './charts.js';
 import Table from 'cli-table3';
 import { extensionRoundTrips } from './extension-roundtrip.js';
 import { hookLatency } from './hook-latency.js';
@@ -76,6 +79,8 @@ for (const chunkMib of quick ? [256] : [128, 256]) {
 }
 
 const criticalRows: string[][] = [];
+/** Figure 3's ladders, for its chart: pauses at each write rate, per policy. */
+const criticalLadders: Array<{ figure: string; subject: string; rungs: CriticalRate['rungs'] }> = [];
 const criticalRuns: Array<[string, MailboxPolicy, boolean]> = [[VDSM_4_5.name, VDSM_4_5, false], [SEED_2011.name, SEED_2011, false], [TIDELINE.name, TIDELINE, false], [`${TIDELINE.name} adaptive`, TIDELINE, true]];
 function criticalRow(figureName: string, subject: string, outcome: CriticalRate, baseline: number | undefined, writer: string): string[] {
   const ladder = outcome.rungs.map((rung) => `${rung.throttleMibPerSecond ?? 'full'}:${rung.outcome.pauses}`).join(' ');
@@ -92,6 +97,7 @@ for (const [subject, policy, adaptive] of criticalRunsHere) {
   const outcome = await criticalWriteRate(policy, GUEST_CRITICAL_CHUNK_MIB * MiB, quick ? [16] : [4, 8, 16, 32, 64], quick ? 48 : 96, { adaptive });
   if (policy === VDSM_4_5) baselineRate = outcome.criticalMibPerSecond;
   criticalRows.push(criticalRow(`3. critical write rate, real guest, ${GUEST_CRITICAL_CHUNK_MIB} MiB chunks`, subject, outcome, baselineRate, 'guest'));
+  criticalLadders.push({ figure: 'real guest', subject, rungs: outcome.rungs });
 }
 
 // Past what a TCG guest can write: QEMU's block layer driven by qemu-io, smaller chunks so that tideline's limit is within reach.
@@ -102,6 +108,7 @@ for (const [subject, policy, adaptive] of criticalRunsHere) {
   const outcome = await blockLayerCriticalRate(policy, BLOCK_CRITICAL_CHUNK_MIB * MiB, quick ? [64] : [8, 16, 32, 64, 128, 256, 512, 1024], quick ? 1 : 3, { adaptive, throughAllRates: adaptive });
   if (policy === VDSM_4_5) baselineRate = outcome.criticalMibPerSecond;
   criticalRows.push(criticalRow(`3. critical write rate, qemu-io in QEMU, ${BLOCK_CRITICAL_CHUNK_MIB} MiB chunks`, subject, outcome, baselineRate, 'writer'));
+  criticalLadders.push({ figure: 'qemu-io', subject, rungs: outcome.rungs });
 }
 
 const scaleRows: string[][] = [];
@@ -174,6 +181,20 @@ for (const row of spmRows) spmTable.push(row);
 const text = `${table.toString()}\n${guestTable.toString()}\n${criticalTable.toString()}\n${scaleTable.toString()}\n${spmTable.toString()}`;
 process.stdout.write(`${text}\n`);
 
+// The pictures: beside results.md in a full run; in a quick run into a temporary directory, so that drawing them cannot rot either.
+const chartDir = quick ? await mkdtemp(path.join(tmpdir(), 'tideline-bench-charts-')) : 'bench';
+const charts: Array<[string, string]> = [
+  ['figure-1-extension-latency.svg', latencyChart('Figure 1: extension round trip, threshold to new size visible', rows.filter((row) => row.figure.startsWith('1.')))],
+];
+for (const writer of ['real guest', 'qemu-io']) {
+  const ladders = criticalLadders.filter((ladder) => ladder.figure === writer);
+  if (ladders.length) charts.push([`figure-3-pauses-per-rate-${writer.replace(' ', '-')}.svg`, pausesChart(`Figure 3: pauses per write rate (${writer})`, ladders)]);
+}
+for (const [name, svg] of charts) {
+  await writeFile(path.join(chartDir, name), svg);
+  note(`chart written to ${path.join(chartDir, name)}`);
+}
+
 if (!quick) {
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`;
   const markdown = [
@@ -188,6 +209,7 @@ if (!quick) {
     text.replace(/\u001b\[[0-9;]*m/g, ''),
     '```',
     '',
+    ...charts.flatMap(([name]) => [`![${name.replace(/\.svg$/, '').replaceAll('-', ' ')}](${name})`, '']),
   ].join('\n');
   await writeFile('bench/results.md', markdown);
   note('table written to bench/results.md');

@@ -16,6 +16,8 @@ export const labSettingsSchema = z
     extendDelayMs: z.number().int().min(0).max(600_000).default(0),
     keep: z.boolean().default(false),
     timeoutSeconds: z.number().int().positive().default(600),
+    /** Where the chart of volume size and high-water over time goes; '' for none. */
+    chart: z.string().refine((value) => value === '' || value.startsWith('/'), 'must be an absolute path (or empty for no chart)').default(''),
   })
   .superRefine((settings, context) => {
     const unit = 16 * MiB;

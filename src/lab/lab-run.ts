@@ -1,4 +1,4 @@
-import { readFile, statfs } from 'node:fs/promises';
+import { readFile, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import logUpdate from 'log-update';
 import type { LabSettings } from '../config/lab-settings.js';
@@ -13,7 +13,7 @@ import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import { formatSize, MiB } from '../util/sizes.js';
 import { defaultCacheDir, ensureBootImage, type BootImage } from './boot-image.js';
-import { describeRun, formatEvent, renderLive, type LabOutcome, type LabVerdict } from './lab-view.js';
+import { describeRun, formatEvent, labChart, renderLive, type LabOutcome, type LabVerdict } from './lab-view.js';
 import { LabVm } from './lab-vm.js';
 import { Workspace } from './workspace.js';
 
@@ -125,6 +125,7 @@ export async function runLab(options: LabRunOptions): Promise<LabOutcome> {
     let reason: string | undefined;
     let exited = false;
     void vm.qemu.exited.then(() => (exited = true));
+    const timeline: Array<{ seconds: number; volumeBytes: number; highWaterBytes: number }> = [];
 
     const currentStatus = async (): Promise<VmStatus> => attachment?.status() ?? (await unwatched.status());
     while (!exited) {
@@ -137,6 +138,8 @@ export async function runLab(options: LabRunOptions): Promise<LabOutcome> {
       if (exited) break;
       const runState = await adminVm.runState().catch(() => undefined);
       const status = await currentStatus();
+      const sampled = status.drives[0];
+      if (sampled) timeline.push({ seconds: (clock.now() - startedAt) / 1000, volumeBytes: sampled.volumeBytes, highWaterBytes: sampled.highWaterBytes });
       if (runState === 'io-error') {
         pausedSince ??= clock.now();
         if (clock.now() - pausedSince >= stuckLimitMs) {
@@ -173,6 +176,10 @@ export async function runLab(options: LabRunOptions): Promise<LabOutcome> {
       }
     }
     const consoleTail = verdict === 'verified' ? [] : await tail(vm.consoleLog, 15);
+    const chartPath = settings.chart && timeline.length > 0 ? await writeFile(settings.chart, labChart(timeline, settings.initialSize)).then(() => settings.chart, (error: unknown) => {
+      logger.warn({ file: settings.chart, err: errorMessage(error) }, 'could not write the chart');
+      return undefined;
+    }) : undefined;
     return {
       verdict,
       ...(reason ? { reason } : {}),
@@ -183,6 +190,7 @@ export async function runLab(options: LabRunOptions): Promise<LabOutcome> {
       maxExtensionMs,
       ...(settings.keep ? { workDir: workspace.dir } : {}),
       consoleTail,
+      ...(chartPath ? { chartPath } : {}),
     };
   } finally {
     attachment?.stop();

@@ -1,3 +1,4 @@
+import { renderLineChart } from '../charts/line-chart.js';
 import type { LabSettings } from '../config/lab-settings.js';
 import type { MonitorEvents, VmStatus } from '../monitor/vm-monitor.js';
 import { renderStatusTable } from '../cli/status-table.js';
@@ -27,6 +28,8 @@ export interface LabOutcome {
   maxExtensionMs: number | null;
   workDir?: string;
   consoleTail: readonly string[];
+  /** The SVG chart of volume size and high-water over time, when one was written. */
+  chartPath?: string;
 }
 
 export function describeRun(settings: LabSettings): string {
@@ -75,6 +78,21 @@ export function formatEvent<K extends keyof MonitorEvents>(name: K, ...args: Mon
   }
 }
 
+/** Volume size and high-water mark over the run, as steps: each holds until it changes. */
+export function labChart(timeline: ReadonlyArray<{ seconds: number; volumeBytes: number; highWaterBytes: number }>, initialBytes: number): string {
+  const mib = (bytes: number) => bytes / MiB;
+  return renderLineChart({
+    title: `tideline lab: a ${formatSize(initialBytes)} thin volume growing under a writing guest`,
+    xLabel: 'seconds since the start',
+    yLabel: 'MiB',
+    steps: true,
+    series: [
+      { name: 'volume size', points: timeline.map((sample) => [sample.seconds, mib(sample.volumeBytes)] as const) },
+      { name: 'high-water mark', points: timeline.map((sample) => [sample.seconds, mib(sample.highWaterBytes)] as const) },
+    ],
+  });
+}
+
 export function renderSummary(outcome: LabOutcome): string {
   const drive = outcome.status.drives[0];
   const { progress } = outcome;
@@ -100,6 +118,7 @@ export function renderSummary(outcome: LabOutcome): string {
   lines.push(`elapsed: ${formatElapsed(outcome.elapsedMs)}`);
   if (outcome.workDir) lines.push(`kept:    ${outcome.workDir} (volume files, console log, tideline.log)`);
   if (outcome.verdict !== 'verified' && outcome.consoleTail.length > 0) lines.push('guest console (last lines):', ...outcome.consoleTail.map((line) => `  ${line}`));
+  if (outcome.chartPath) lines.push(`chart:   ${outcome.chartPath} (volume size and high-water over time)`);
   return lines.join('\n');
 }
 

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { execa } from 'execa';
+import { XMLValidator } from 'fast-xml-parser';
 
 /** The benchmark's quick mode runs in the test suite so it cannot rot; speeds are not judged here. */
 describe('npm run bench -- --quick', function () {
@@ -35,6 +38,20 @@ describe('npm run bench -- --quick', function () {
     assert.match(result.stdout, /3\. critical write rate, qemu-io in QEMU, 8 MiB chunks +│ tideline +│ [>\d][^│]* +│ 64:\d+ /, 'the qemu-io critical-rate row is missing');
     for (const subject of ['vdsm-4.5', 'tideline']) {
       assert.match(row('2. real guest at full speed, 256 MiB chunks', subject) ?? '', /│ \d+ +│ [\d.]+ s +│ \d+ MiB\/s +│ yes /, `no verified real-guest row for ${subject}:\n${result.stdout}`);
+    }
+
+    // The charts: figure 1's distributions and figure 3's pauses per rate, as SVG a browser opens.
+    const charts = [...result.stderr.matchAll(/chart written to (\S+\.svg)/g)].map((match) => match[1]!);
+    try {
+      assert.deepEqual(charts.map((file) => path.basename(file)), ['figure-1-extension-latency.svg', 'figure-3-pauses-per-rate-real-guest.svg', 'figure-3-pauses-per-rate-qemu-io.svg']);
+      for (const file of charts) {
+        const svg = await readFile(file, 'utf8');
+        assert.equal(XMLValidator.validate(svg), true, file);
+        assert.match(svg, /<path d="M[\d.]+,[\d.]+/, `${file} draws no line`);
+      }
+      assert.match(await readFile(charts[0]!, 'utf8'), /<title>tideline<\/title>/);
+    } finally {
+      if (charts[0]) await rm(path.dirname(charts[0]), { recursive: true, force: true });
     }
   });
 });

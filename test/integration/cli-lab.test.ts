@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { execa } from 'execa';
+import { XMLValidator } from 'fast-xml-parser';
 import { listLoopDevices } from '../../plugins/loop/index.js';
 import { isAlive } from '../../src/util/process-alive.js';
 import { until } from './helpers/watch.js';
@@ -32,10 +33,21 @@ describe('tideline lab (command line)', function () {
     assert.ok(extensions >= 4, `expected at least 4 extensions of 64 MiB, got ${extensions}\n${result.stdout}`);
     assert.match(result.stdout, /pauses: {2}0/);
     assert.deepEqual(await leftoversOf(result.pid), { dirs: [], loops: [] });
+    // The summary ends with the chart of the run, which stays (it is the one thing the lab keeps).
+    const chart = /^chart: {3}(\/var\/tmp\/tideline-lab-\S+\.svg) \(volume size and high-water over time\)$/m.exec(result.stdout)?.[1];
+    assert.ok(chart, result.stdout);
+    try {
+      const svg = await readFile(chart, 'utf8');
+      assert.equal(XMLValidator.validate(svg), true);
+      assert.match(svg, /<title>volume size<\/title>/);
+      assert.match(svg, /<title>high-water mark<\/title>/);
+    } finally {
+      await rm(chart, { force: true });
+    }
   });
 
   it('--no-monitor shows the ENOSPC pause, fails with exit 3, and cleans up', async () => {
-    const result = await tidelineLab(['--write', '256M', '--no-monitor'], 120_000);
+    const result = await tidelineLab(['--write', '256M', '--no-monitor', '--no-chart'], 120_000);
     assert.equal(result.exitCode, 3, `exit ${result.exitCode}\n${result.stdout}\n${result.stderr}`);
     assert.match(result.stdout, /FAILED \(stayed-paused\): the VM paused with ENOSPC on vda .* without the monitor nothing extends the volume/);
     assert.match(result.stdout, /volume: {2}128\.0 MiB -> 128\.0 MiB in 0 extensions/);
@@ -43,7 +55,7 @@ describe('tideline lab (command line)', function () {
   });
 
   it('on SIGINT stops the guest, exits 130 and removes everything it made', async () => {
-    const child = execa('node', [...CLI, '--write', '1024M', '--extend-delay', '3000'], { reject: false, timeout: 120_000 });
+    const child = execa('node', [...CLI, '--write', '1024M', '--extend-delay', '3000', '--no-chart'], { reject: false, timeout: 120_000 });
     let output = '';
     child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     await until(() => output.includes('extended vda'), 90_000, 'the first extension');

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { parseLabSettings } from '../../config/lab-settings.js';
 import { LAB_EXIT_CODES, prepareLab, runLab } from '../../lab/lab-run.js';
@@ -18,6 +19,8 @@ interface LabArguments {
   keep: boolean;
   timeout: number;
   'prepare-only': boolean;
+  /** false with --no-chart. */
+  chart?: string | false;
 }
 
 export const labCommand: CommandModule<object, LabArguments> = {
@@ -35,6 +38,7 @@ export const labCommand: CommandModule<object, LabArguments> = {
       .option('adaptive', { type: 'boolean', default: false, describe: 'Grow chunk and free target with the measured write rate' })
       .option('keep', { type: 'boolean', default: false, describe: 'Keep the work directory (volume files, logs) for inspection' })
       .option('timeout', { type: 'number', default: 600, describe: 'Seconds after which QEMU is killed whatever happens' })
+      .option('chart', { type: 'string', describe: 'Where to write the SVG chart of volume size and high-water over time (default /var/tmp/tideline-lab-TIME.svg; --no-chart for none)' })
       .option('prepare-only', { type: 'boolean', default: false, describe: 'Only build the cached boot images: the lab guest, and the storage host guests of the LVM tests (setup does this)' }),
   handler: async (argv) => {
     if (argv['prepare-only']) {
@@ -58,6 +62,7 @@ export const labCommand: CommandModule<object, LabArguments> = {
       adaptive: argv.adaptive,
       keep: argv.keep,
       timeoutSeconds: argv.timeout,
+      chart: argv.chart === false ? '' : typeof argv.chart === 'string' ? path.resolve(argv.chart) : `/var/tmp/tideline-lab-${new Date().toISOString().replace(/[:.]/g, '-')}.svg`,
     });
     const signals = abortOnSignals();
     try {
