@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { serveMetrics } from '../metrics/server.js';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../metrics/process-metrics.js';
 import type { MonitorEvents, VmStatus } from '../monitor/vm-monitor.js';
 
 /** Prometheus metrics of the agent, fed by monitor events and status snapshots. */
@@ -19,10 +20,6 @@ export class AgentMetrics {
   private readonly pausedSeconds = new Histogram({ name: 'tideline_enospc_pause_seconds', help: 'How long ENOSPC pauses lasted until tideline resumed the VM', labelNames: ['vm'], buckets: [0.05, 0.1, 0.3, 1, 3, 10, 30], registers: [this.registry] });
   private readonly volumeBytes = new Gauge({ name: 'tideline_volume_bytes', help: 'Size of the thin volume as this host sees it', labelNames: ['vm', 'drive', 'volume'], registers: [this.registry] });
   private readonly highWater = new Gauge({ name: 'tideline_high_water_bytes', help: 'Highest offset the image has written on its volume', labelNames: ['vm', 'drive', 'volume'], registers: [this.registry] });
-
-  constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'tideline_agent_' });
-  }
 
   observe(source: { on<K extends keyof MonitorEvents>(event: K, listener: (...args: MonitorEvents[K]) => void): unknown }): void {
     source.on('extended', (event) => {
@@ -46,6 +43,7 @@ export class AgentMetrics {
 
   /** Serves /metrics; loopback by default, since the numbers name VMs and volumes. */
   listen(host: string, port: number, refresh: () => void): Promise<http.Server> {
+    collectProcessMetrics(this.registry, 'tideline_agent_');
     return serveMetrics(this.registry, host, port, refresh);
   }
 }

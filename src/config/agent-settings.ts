@@ -26,7 +26,7 @@ export const agentSettingsSchema = z
     adaptive: z.boolean().default(false),
     statusFile: z.string().default(DEFAULT_STATUS_FILE),
     metricsListen: listenAddress.optional(),
-    pollSeconds: z.number().positive().max(3600).default(2),
+    pollSeconds: z.number().positive().max(3600).default(5),
   })
   .superRefine((settings, context) => {
     if (settings.freeTarget > settings.chunk) context.addIssue({ code: 'custom', path: ['freeTarget'], message: 'must not exceed the chunk, or every extension would trigger the next at once' });

@@ -158,6 +158,11 @@ export class DriveState {
     this.failure = { code: errorCode(error), message: errorMessage(error), retryAt: now + retryDelayMs };
   }
 
+  /** Whether a threshold change was asked for and has not been answered (libvirt holds them during a migration job). */
+  get armingPending(): boolean {
+    return this.arming !== undefined;
+  }
+
   armingStarted(thresholdBytes: number): void {
     this.arming = thresholdBytes;
   }

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../metrics/process-metrics.js';
 import type { SpmService } from './spm-service.js';
 
 /**
@@ -22,8 +23,12 @@ export class SpmMetrics {
   private readonly acting = new Gauge({ name: 'tideline_spm_acting', help: '1 while this process holds the lease and serves as SPM', registers: [this.registry] });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'tideline_spm_process_' });
     this.acting.set(0);
+  }
+
+  /** The process's own figures, for a process that serves its metrics (src/metrics/process-metrics.ts). */
+  collectProcessMetrics(): void {
+    collectProcessMetrics(this.registry, 'tideline_spm_process_');
   }
 
   observe(service: SpmService): void {

@@ -139,6 +139,9 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
     await mkdir(path.join(root, 'run/systemd/system'), { recursive: true });
     await mkdir(path.join(root, 'usr/bin'), { recursive: true });
     await writeFile(path.join(root, 'usr/bin/systemctl'), '#!/bin/sh\necho "$*" >> /systemctl.log\n', { mode: 0o755 });
+    // The scriptlets send systemctl's output to /dev/null, which a scratch root lacks.
+    await mkdir(path.join(root, 'dev'), { recursive: true });
+    await execa('mknod', ['-m', '666', path.join(root, 'dev/null'), 'c', '1', '3'], { reject: false });
     const config = path.join(root, 'etc/tideline/tideline.conf');
     await writeFile(config, 'loop-domain = /var/lib/tideline/domain\nhost-id = 7\n');
 

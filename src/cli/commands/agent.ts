@@ -54,7 +54,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('adaptive', { type: 'boolean', default: false, describe: 'Grow chunk and free target with the measured write rate' })
       .option('status-file', { type: 'string', default: DEFAULT_STATUS_FILE, describe: "Where to publish state for 'tideline status'" })
       .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9471' })
-      .option('poll', { type: 'number', default: 2, describe: 'Seconds between safety polls of the high-water mark' })
+      .option('poll', { type: 'number', default: 5, describe: 'Seconds between safety polls of the high-water mark (every second while libvirt holds a threshold change back)' })
       .option('mailbox', { type: 'string', describe: 'Ask the SPM for extensions through this mailbox volume (shared storage); without it the agent extends by itself (single host)' })
       .option('host-id', { type: 'number', describe: "This host's id in the mailbox (needed with --mailbox)" })
       .option('qmp-dir', { type: 'string', describe: 'Watch this directory for plain QEMU VMs: every NAME.qmp socket in it is a VM' })

@@ -83,6 +83,7 @@ export const spmCommand: CommandModule<object, SpmCommandLine> = {
           ? new HeldBySanlock()
           : await openStorageLease({ path: argv.lease, hostId: argv['host-id'], maxHosts: mailbox.maxHosts, timing: timingForExpiry(argv['lease-expiry'] * 1000), clock: systemClock, logger });
         const metrics = new SpmMetrics();
+        if (metricsListen) metrics.collectProcessMetrics();
         const server = metricsListen ? await serveMetrics(metrics.registry, metricsListen.host, metricsListen.port) : undefined;
         if (metricsListen) logger.info(metricsListen, 'serving Prometheus metrics on /metrics');
         try {
