@@ -367,12 +367,20 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
    * and meanwhile the drive must still extend on what the safety poll sees.
    */
   private async arm(drive: DriveState, thresholdBytes: number): Promise<void> {
+    // Not answered within a second: held back, so polls take over from now (each one schedules the next a second later).
+    const heldBack = this.clock.setTimeout(() => {
+      if (this.stopped || this.polling) return;
+      this.pollTimer?.cancel();
+      void this.poll();
+    }, HELD_BACK_POLL_MS);
     try {
       await this.options.control.setWriteThreshold(drive.name, thresholdBytes);
+      heldBack.cancel();
       drive.armingEnded(thresholdBytes, true);
       this.logger.debug({ drive: drive.name, volume: drive.config.volume, threshold: thresholdBytes }, 'write threshold armed');
     } catch (error) {
       // Not retried at once: the next poll decides again.
+      heldBack.cancel();
       drive.armingEnded(thresholdBytes, false);
       this.logger.warn({ drive: drive.name, err: errorMessage(error) }, 'could not arm the write threshold; the safety poll covers the drive');
       this.emit('changed');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { VmMonitor } from '../../src/monitor/vm-monitor.js';
+import { HELD_BACK_POLL_MS, VmMonitor } from '../../src/monitor/vm-monitor.js';
 import type { PolicySettings } from '../../src/monitor/policy.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { MiB } from '../../src/util/sizes.js';
@@ -110,6 +110,28 @@ describe('VmMonitor', () => {
     await world.clock.advance(0);
     await world.clock.advance(0);
     assert.equal(world.vm.thresholds.get('vda'), 896 * MiB, 'once released, the threshold ends where the volume now needs it');
+    world.monitor.stop();
+  });
+
+  it('polls every second while a threshold change is held back, and at its own interval again once it went through', async () => {
+    const world = setup();
+    await world.monitor.start();
+    let release!: () => void;
+    world.vm.thresholdsHeld = new Promise((resolve) => (release = resolve));
+    world.vm.highWater.set('vda', 400 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
+    await world.clock.advance(0);
+    world.vm.highWater.set('vda', 700 * MiB);
+    await world.clock.advance(HELD_BACK_POLL_MS);
+    assert.deepEqual(world.storage.requests.map((request) => request.targetBytes / MiB), [768, 1024], 'the held-back poll came after one second');
+    release();
+    world.vm.thresholdsHeld = undefined;
+    await world.clock.advance(HELD_BACK_POLL_MS);
+    world.vm.highWater.set('vda', 950 * MiB);
+    await world.clock.advance(HELD_BACK_POLL_MS);
+    assert.equal(world.storage.requests.length, 2, 'with the threshold through, no poll a second later');
+    await world.clock.advance(POLL_MS);
+    assert.equal(world.storage.requests.length, 3, 'the next poll at its own interval');
     world.monitor.stop();
   });
 
