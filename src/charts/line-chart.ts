@@ -36,18 +36,20 @@ export function escapeXml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
 }
 
-function extent(values: number[], fallback: [number, number]): [number, number] {
+/** A single value gets room around it: a decade either side on a log scale, one unit on a linear one. */
+function extent(values: number[], fallback: [number, number], log = false): [number, number] {
   if (values.length === 0) return fallback;
   const low = Math.min(...values);
   const high = Math.max(...values);
-  return low === high ? [low - 1, high + 1] : [low, high];
+  if (low !== high) return [low, high];
+  return log ? [low / 10, high * 10] : [low - 1, high + 1];
 }
 
 export function renderLineChart(chart: LineChart): string {
   const points = chart.series.flatMap((series) => series.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const log = chart.xScale === 'log';
   const xs = points.map(([x]) => x).filter((x) => !log || x > 0);
-  const [xLow, xHigh] = extent(xs, log ? [1, 10] : [0, 1]);
+  const [xLow, xHigh] = extent(xs, log ? [1, 10] : [0, 1], log);
   const x: ScaleContinuousNumeric<number, number> = (log ? scaleLog().domain([xLow, xHigh]) : scaleLinear().domain([xLow, xHigh])).range([MARGIN.left, WIDTH - MARGIN.right]).nice();
   const [, yHigh] = extent(points.map(([, y]) => y), [0, 1]);
   const y = scaleLinear().domain([0, Math.max(yHigh, 1e-9)]).range([HEIGHT - MARGIN.bottom, MARGIN.top]).nice();

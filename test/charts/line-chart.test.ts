@@ -34,7 +34,7 @@ describe('SVG line chart', () => {
         assert.equal(XMLValidator.validate(svg), true);
         assert.doesNotMatch(svg, /NaN|Infinity/);
       }),
-      { numRuns: 200 },
+      { numRuns: 1000 },
     );
   });
 });
