@@ -1,3 +1,4 @@
+import { HEARTBEAT_INTERVAL_MS, stalledFor } from './stall-watchdog.js';
 import { EventEmitter } from 'node:events';
 import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
@@ -94,6 +95,8 @@ export async function superviseUnderLease(options: {
   run: Runner;
   /** io_timeout to join with again after the lockspace was lost. */
   ioTimeoutSeconds?: number;
+  /** The serving process's heartbeat file and how long it may stand still (src/lease/stall-watchdog.ts). */
+  watchdog?: { heartbeatFile: string; stallTimeoutMs: number };
 }): Promise<void> {
   const { placement, command, logger, signal } = options;
   const resource = resourceSpec(placement);
@@ -102,7 +105,9 @@ export async function superviseUnderLease(options: {
     options.onStart?.(child);
     const stop = () => child.kill('SIGTERM');
     signal.addEventListener('abort', stop, { once: true });
+    const watching = options.watchdog ? watchForStall(child, options.watchdog, logger) : undefined;
     const result = await child;
+    watching?.cancel();
     signal.removeEventListener('abort', stop);
     if (signal.aborted) break;
     logger.info({ exitCode: result.exitCode, signal: result.signal }, 'SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again');
@@ -120,6 +125,19 @@ export async function superviseUnderLease(options: {
       logger.error({ lockspace: placement.lockspace, err: errorMessage(error) }, describeSanlockFailure(error));
     }
   }
+}
+
+/** Kills the holder once its heartbeat stood still too long: sanlock then frees the lease for another host. */
+function watchForStall(child: ResultPromise, watchdog: { heartbeatFile: string; stallTimeoutMs: number }, logger: Logger): { cancel(): void } {
+  const timer = setInterval(() => {
+    if (child.pid === undefined) return;
+    void stalledFor(watchdog.heartbeatFile, child.pid, Date.now()).then((stillMs) => {
+      if (stillMs === undefined || stillMs <= watchdog.stallTimeoutMs) return;
+      logger.error({ pid: child.pid, stalledMs: stillMs, stallTimeoutMs: watchdog.stallTimeoutMs }, 'the SPM process holding the sanlock lease stopped beating (stopped or frozen): killed, so that sanlock frees the lease for another host');
+      child.kill('SIGKILL');
+    });
+  }, HEARTBEAT_INTERVAL_MS);
+  return { cancel: () => clearInterval(timer) };
 }
 
 /**

@@ -26,6 +26,8 @@ import { until } from './helpers/watch.js';
  * closed during the join itself whenever the test machine was busy.
  */
 const SANLOCK_IO_TIMEOUT_SECONDS = 5;
+/** How long a serving SPM may stand still before its supervisor kills it (the default is 10 s). */
+const STALL_TIMEOUT_SECONDS = 3;
 
 describe('SPM under a real sanlock lease', function () {
   this.timeout(360_000);
@@ -67,6 +69,7 @@ describe('SPM under a real sanlock lease', function () {
     const process = new TidelineProcess(name, [
       'spm', '--lease-backend', 'sanlock', '--lockspace', placement.lockspace, '--ids', placement.idsPath, '--lease', placement.leasesPath,
       '--host-id', '1', '--mailbox', path.join(workspace.dir, 'mailbox'), '--domain', workspace.domainDir, '--sanlock-io-timeout', String(SANLOCK_IO_TIMEOUT_SECONDS),
+      '--stall-timeout', String(STALL_TIMEOUT_SECONDS),
     ]);
     spms.push(process);
     return process;
@@ -110,5 +113,21 @@ describe('SPM under a real sanlock lease', function () {
     await until(async () => acting() > before, 120_000, 'an SPM to act again under the new lease');
     assert.equal((await holders()).length, 1, 'more than one process holds the SPM lease');
     assert.equal(await host.extend('vm1-vda', 256 * MiB), 256 * MiB);
+  });
+
+  it('a holder that is stopped, not dead (SIGSTOP), is killed by its supervisor once its heartbeat stood still, and the lease passes on', async () => {
+    const supervisors = spms.slice(-2);
+    const acting = () => supervisors.reduce((count, supervisor) => count + supervisor.logged('acting as SPM').length, 0);
+    await until(async () => (await holders()).length === 1, 120_000, 'one process to hold the SPM lease');
+    const [holder] = await holders();
+    const before = acting();
+    // sanlock renews this host's delta lease itself: without the watchdog the stopped holder would keep the lease for good.
+    process.kill(holder!, 'SIGSTOP');
+    const message = 'the SPM process holding the sanlock lease stopped beating (stopped or frozen): killed, so that sanlock frees the lease for another host';
+    await until(() => supervisors.some((supervisor) => supervisor.logged(message).length > 0), 60_000, 'the supervisor to kill the stopped holder');
+    await until(async () => acting() > before, 120_000, 'another process to take the lease and serve');
+    const [next] = await holders();
+    assert.ok(next !== undefined && next !== holder, 'the stopped process no longer holds the lease');
+    assert.equal(await host.extend('vm1-vda', 320 * MiB), 320 * MiB);
   });
 });

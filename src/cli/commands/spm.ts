@@ -7,6 +7,12 @@ import { openStorageLease, timingForExpiry } from '../../lease/open-storage-leas
 import { HeldBySanlock, joinLockspace, sanlockDaemonRunning, superviseUnderLease, type SanlockPlacement } from '../../lease/sanlock.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { withHostConfig } from '../host-settings.js';
+import { DEFAULT_STALL_TIMEOUT_SECONDS, startHeartbeat } from '../../lease/stall-watchdog.js';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Where the serving SPM's heartbeat lives, for its supervisor (src/lease/stall-watchdog.ts). */
+const HEARTBEAT_DIR = '/run/tideline';
 import type { Lease } from '../../lease/types.js';
 import { createLogger, type Logger } from '../../log/logger.js';
 import { Mailbox } from '../../mailbox/mailbox.js';
@@ -27,6 +33,8 @@ interface SpmCommandLine extends StorageArguments {
   ids?: string;
   'sanlock-io-timeout'?: number;
   'under-sanlock': boolean;
+  'heartbeat-file'?: string;
+  'stall-timeout': number;
   'request-delay': number;
   'metrics-listen'?: string;
 }
@@ -43,6 +51,8 @@ interface SpmArguments extends StorageArguments {
   ids?: string;
   'sanlock-io-timeout'?: number;
   'under-sanlock': boolean;
+  'heartbeat-file'?: string;
+  'stall-timeout': number;
   'request-delay': number;
   'metrics-listen'?: string;
 }
@@ -63,6 +73,8 @@ export const spmCommand: CommandModule<object, SpmCommandLine> = {
       .option('sanlock-io-timeout', { type: 'number', describe: 'sanlock: io_timeout in seconds when joining the lockspace' })
       .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9472 (with sanlock: by the process holding the lease)' })
       .option('under-sanlock', { type: 'boolean', default: false, hidden: true })
+      .option('heartbeat-file', { type: 'string', hidden: true })
+      .option('stall-timeout', { type: 'number', default: DEFAULT_STALL_TIMEOUT_SECONDS, describe: 'sanlock: seconds a serving SPM may stop beating (stopped, frozen) before its supervisor kills it so another host takes over; 0: never' })
       .option('request-delay', { type: 'number', default: 0, alias: 'extend-delay', describe: 'Testing: milliseconds added before every request is carried out, as slow storage would' }),
   handler: async (commandLine) => {
     const argv = await resolveSpmArguments(commandLine);
@@ -74,6 +86,7 @@ export const spmCommand: CommandModule<object, SpmCommandLine> = {
         await superviseSanlock(argv, logger, signals.signal);
         return;
       }
+      if (!(argv['stall-timeout'] === 0 || (argv['stall-timeout'] >= 2 && argv['stall-timeout'] <= 3600))) throw new InvalidConfigError(`--stall-timeout ${argv['stall-timeout']} must be 0 (off) or between 2 and 3600 seconds`);
       if (!(argv['lease-expiry'] >= 0.5 && argv['lease-expiry'] <= 600)) throw new InvalidConfigError(`--lease-expiry ${argv['lease-expiry']} must be between 0.5 and 600 seconds`);
       const mailbox = await Mailbox.open(argv.mailbox);
       try {
@@ -86,9 +99,11 @@ export const spmCommand: CommandModule<object, SpmCommandLine> = {
         if (metricsListen) metrics.collectProcessMetrics();
         const server = metricsListen ? await serveMetrics(metrics.registry, metricsListen.host, metricsListen.port) : undefined;
         if (metricsListen) logger.info(metricsListen, 'serving Prometheus metrics on /metrics');
+        const stopBeating = argv['under-sanlock'] && argv['heartbeat-file'] ? startHeartbeat(argv['heartbeat-file']) : undefined;
         try {
           await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal, requestDelayMs: argv['request-delay'], metrics });
         } finally {
+          stopBeating?.();
           server?.close();
         }
       } finally {
@@ -141,6 +156,17 @@ async function superviseSanlock(argv: SpmArguments, logger: Logger, signal: Abor
   logger.info({ lockspace: argv.lockspace }, 'joining the sanlock lockspace');
   await joinLockspace(execaRunner, placement, argv['sanlock-io-timeout']);
   // The same command line again, marked as running under the lease: sanlock execs it in the process that holds the lease.
-  const command = [process.execPath, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--under-sanlock'];
-  await superviseUnderLease({ placement, command, clock: systemClock, logger, signal, run: execaRunner, ...(argv['sanlock-io-timeout'] ? { ioTimeoutSeconds: argv['sanlock-io-timeout'] } : {}) });
+  const heartbeatFile = path.join(HEARTBEAT_DIR, `spm-heartbeat-${process.pid}`);
+  const watching = argv['stall-timeout'] > 0;
+  if (watching) await mkdir(HEARTBEAT_DIR, { recursive: true });
+  const command = [process.execPath, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--under-sanlock', ...(watching ? ['--heartbeat-file', heartbeatFile] : [])];
+  try {
+    await superviseUnderLease({
+      placement, command, clock: systemClock, logger, signal, run: execaRunner,
+      ...(argv['sanlock-io-timeout'] ? { ioTimeoutSeconds: argv['sanlock-io-timeout'] } : {}),
+      ...(watching ? { watchdog: { heartbeatFile, stallTimeoutMs: argv['stall-timeout'] * 1000 } } : {}),
+    });
+  } finally {
+    await rm(heartbeatFile, { force: true });
+  }
 }
