@@ -39,23 +39,11 @@ interface SpmCommandLine extends StorageArguments {
   'metrics-listen'?: string;
 }
 
+/** What the command line may leave to tideline.conf or to defaults. */
+type Resolved = 'mailbox' | 'lease' | 'host-id' | 'lease-backend' | 'lease-expiry' | 'lockspace';
+
 /** The command line completed from the host configuration: what the SPM runs with. */
-interface SpmArguments extends StorageArguments {
-  config: string;
-  mailbox: string;
-  lease: string;
-  'host-id': number;
-  'lease-backend': 'storage' | 'sanlock';
-  'lease-expiry': number;
-  lockspace: string;
-  ids?: string;
-  'sanlock-io-timeout'?: number;
-  'under-sanlock': boolean;
-  'heartbeat-file'?: string;
-  'stall-timeout': number;
-  'request-delay': number;
-  'metrics-listen'?: string;
-}
+type SpmArguments = Omit<SpmCommandLine, Resolved> & Required<Pick<SpmCommandLine, Resolved>>;
 
 export const spmCommand: CommandModule<object, SpmCommandLine> = {
   command: 'spm',
