@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LoopPlugin } from '../../plugins/loop/index.js';
 import { readStatus } from '../../src/agent/status-file.js';
@@ -39,7 +39,11 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     cluster = await ClusterWorld.create(MAX_HOSTS);
     world = cluster.lab;
   });
-  afterEach(async () => {
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed' && process.env.TIDELINE_DEBUG_DIR) {
+      const dump = cluster.processes.map((tideline) => ({ name: tideline.name, events: tideline.events }));
+      await writeFile(path.join(process.env.TIDELINE_DEBUG_DIR, `migration-${Date.now()}.json`), JSON.stringify(dump));
+    }
     for (const qemu of destinations) await qemu.kill().catch(() => undefined);
     destinations = [];
     await cluster.dispose();
@@ -75,7 +79,10 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
 
   /** The destination QEMU on host 2, waiting for the incoming state on a unix socket; its console parsed. */
   async function startDestination(vm: LabVm, two: LoopPlugin, qmpDir: string, name = 'migrate'): Promise<{ qemu: QemuProcess; lines: GuestLine[]; uri: string }> {
+    // As the hook's prepare and `tideline volume activate` do: activated, then refreshed, so QEMU opens the volume at its current size
+    // even when this host activated it earlier (the first destination of the agent-down test).
     const devicePath = await two.activate(vm.volume);
+    await two.refresh(vm.volume);
     const uri = `unix:${path.join(world.dir, `${name}.sock`)}`;
     const qemu = new QemuProcess({
       boot: await labBootImage(),
@@ -139,7 +146,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     const result = destination.lines.find((line) => line.kind === 'result');
     assert.ok(result?.kind === 'result');
     assert.equal(result.units, WRITE_MIB / 16);
-    assert.equal(result.bad, 0, 'every unit read back on the destination is intact');
+    assert.equal(result.bad, 0, `every unit read back on the destination is intact; ${describeMismatches(destination.lines, vm)}`);
     assert.deepEqual(destination.lines.filter((line) => line.kind === 'error'), []);
 
     const spm = cluster.processes.find((process) => process.name === 'spm1')!;
@@ -191,7 +198,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
     const result = destination.lines.find((line) => line.kind === 'result');
     assert.ok(result?.kind === 'result');
-    assert.equal(result.bad, 0, 'every unit read back on the destination is intact');
+    assert.equal(result.bad, 0, `every unit read back on the destination is intact; ${describeMismatches(destination.lines, vm)}`);
     const sourceStatus = (await readStatus(path.join(world.dir, 'status-1.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
     const destinationStatus = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
     assert.equal(destinationStatus.pauses, 0, 'no pause on the destination');
@@ -201,3 +208,9 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     );
   });
 });
+
+/** What the guest said about the units it read back wrong, and how far it had got on each host: for the failure message. */
+function describeMismatches(lines: readonly GuestLine[], source: LabVm): string {
+  const mismatches = lines.filter((line) => line.kind === 'mismatch').map((line) => JSON.stringify(line));
+  return `mismatches on the destination: ${mismatches.join(', ') || 'none reported'}; the source had written ${source.progress.writtenMib} MiB`;
+}
