@@ -91,7 +91,8 @@ describe('VmMonitor', () => {
     world.monitor.stop();
   });
 
-  it('goes on extending from what the safety poll sees while a threshold change is held back (libvirt, outgoing migration)', async () => {
+  /** A VM whose threshold fired once, and whose threshold changes libvirt now holds back until `release`. */
+  async function crossedWithThresholdsHeld() {
     const world = setup();
     await world.monitor.start();
     let release!: () => void;
@@ -99,6 +100,11 @@ describe('VmMonitor', () => {
     world.vm.highWater.set('vda', 400 * MiB);
     world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
     await world.clock.advance(0);
+    return { world, release };
+  }
+
+  it('goes on extending from what the safety poll sees while a threshold change is held back (libvirt, outgoing migration)', async () => {
+    const { world, release } = await crossedWithThresholdsHeld();
     assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 768 * MiB }]);
     // The re-arm at 640 MiB hangs; the guest writes on past it.
     world.vm.highWater.set('vda', 700 * MiB);
@@ -114,13 +120,7 @@ describe('VmMonitor', () => {
   });
 
   it('polls every second while a threshold change is held back, and at its own interval again once it went through', async () => {
-    const world = setup();
-    await world.monitor.start();
-    let release!: () => void;
-    world.vm.thresholdsHeld = new Promise((resolve) => (release = resolve));
-    world.vm.highWater.set('vda', 400 * MiB);
-    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
-    await world.clock.advance(0);
+    const { world, release } = await crossedWithThresholdsHeld();
     world.vm.highWater.set('vda', 700 * MiB);
     await world.clock.advance(HELD_BACK_POLL_MS);
     assert.deepEqual(world.storage.requests.map((request) => request.targetBytes / MiB), [768, 1024], 'the held-back poll came after one second');
