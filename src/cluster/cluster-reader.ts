@@ -4,9 +4,9 @@ import { SPM_RESOURCE } from '../lease/sanlock.js';
 import { DirectBlockFile } from '../mailbox/direct-io.js';
 import { BLOCK_BYTES, type Decoded } from '../mailbox/format.js';
 import type { Inventory } from '../mailbox/inventory.js';
-import type { Mailbox } from '../mailbox/mailbox.js';
+import { Mailbox } from '../mailbox/mailbox.js';
 import type { Runner } from '../util/runner.js';
-import type { StorageSample } from './cluster-view.js';
+import { clusterView, type ClusterView, type StorageSample } from './cluster-view.js';
 
 const SANLOCK_DUMP_TIMEOUT_MS = 10_000;
 
@@ -28,6 +28,27 @@ export function parseSanlockDump(text: string): Array<{ resource: string; timest
     rows.push({ resource: fields[2]!, timestamp: timestamp!, owner: owner!, generation: generation! });
   }
   return rows;
+}
+
+/** Where the lease is, from the settings the SPM uses (the sanlock backend needs `ids`). */
+export function leaseSource(settings: { lease: string; backend: 'storage' | 'sanlock'; ids?: string; lockspace?: string }, run: Runner): LeaseSource {
+  if (settings.backend === 'storage' || settings.ids === undefined) return { kind: 'storage', path: settings.lease };
+  return { kind: 'sanlock', placement: { lockspace: settings.lockspace ?? 'tideline', idsPath: settings.ids, leasesPath: settings.lease }, run };
+}
+
+/** Two reads of the shared storage `observeSeconds` apart. */
+export async function observeCluster(mailboxPath: string, lease: LeaseSource | undefined, observeSeconds: number, progress: (message: string) => void = () => undefined): Promise<ClusterView> {
+  const mailbox = await Mailbox.open(mailboxPath);
+  const reader = new ClusterReader(mailbox, lease);
+  try {
+    const first = await reader.sample();
+    progress(`watching the shared storage for ${observeSeconds} s: a host is alive when its lease or inventory moves meanwhile...`);
+    await new Promise((resolve) => setTimeout(resolve, observeSeconds * 1000));
+    return clusterView(first, await reader.sample());
+  } finally {
+    await reader.close();
+    await mailbox.close();
+  }
 }
 
 export class ClusterReader {

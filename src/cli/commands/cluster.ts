@@ -1,10 +1,9 @@
 import Table from 'cli-table3';
 import type { CommandModule } from 'yargs';
-import { ClusterReader, type LeaseSource } from '../../cluster/cluster-reader.js';
-import { clusterView, type ClusterView, type HostView } from '../../cluster/cluster-view.js';
+import { leaseSource, observeCluster, type LeaseSource } from '../../cluster/cluster-reader.js';
+import type { ClusterView, HostView } from '../../cluster/cluster-view.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { InvalidConfigError } from '../../errors.js';
-import { Mailbox } from '../../mailbox/mailbox.js';
 import { execaRunner } from '../../util/runner.js';
 import { formatSize } from '../../util/sizes.js';
 
@@ -55,25 +54,10 @@ export const clusterCommand: CommandModule<object, ClusterArguments> = {
 function resolveLease(argv: ClusterArguments, host: Awaited<ReturnType<typeof loadHostConfig>>): LeaseSource | undefined {
   const lease = argv.lease ?? host?.lease;
   if (!lease) return undefined;
-  if ((argv['lease-backend'] ?? host?.['lease-backend'] ?? 'storage') === 'storage') return { kind: 'storage', path: lease };
   const ids = argv.ids ?? host?.ids;
-  if (!ids) throw new InvalidConfigError(`with sanlock, name the lockspace volume: --ids PATH, or 'ids' in ${argv.config}`);
-  return { kind: 'sanlock', placement: { lockspace: argv.lockspace ?? host?.lockspace ?? 'tideline', idsPath: ids, leasesPath: lease }, run: execaRunner };
-}
-
-/** Two reads of the shared storage `observeSeconds` apart. */
-export async function observeCluster(mailboxPath: string, lease: LeaseSource | undefined, observeSeconds: number, progress: (message: string) => void = () => undefined): Promise<ClusterView> {
-  const mailbox = await Mailbox.open(mailboxPath);
-  const reader = new ClusterReader(mailbox, lease);
-  try {
-    const first = await reader.sample();
-    progress(`watching the shared storage for ${observeSeconds} s: a host is alive when its lease or inventory moves meanwhile...`);
-    await new Promise((resolve) => setTimeout(resolve, observeSeconds * 1000));
-    return clusterView(first, await reader.sample());
-  } finally {
-    await reader.close();
-    await mailbox.close();
-  }
+  const backend = argv['lease-backend'] ?? host?.['lease-backend'] ?? 'storage';
+  if (backend === 'sanlock' && !ids) throw new InvalidConfigError(`with sanlock, name the lockspace volume: --ids PATH, or 'ids' in ${argv.config}`);
+  return leaseSource({ lease, backend, ...(ids ? { ids } : {}), ...(argv.lockspace ?? host?.lockspace ? { lockspace: (argv.lockspace ?? host?.lockspace)! } : {}) }, execaRunner);
 }
 
 function ago(ms: number): string {

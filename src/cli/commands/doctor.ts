@@ -5,7 +5,7 @@ import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
 import type { HostConfig } from '../../config/host-config.js';
-import { observeCluster } from './cluster.js';
+import { leaseSource, observeCluster } from '../../cluster/cluster-reader.js';
 import { checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
 import { errorMessage } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
@@ -25,9 +25,7 @@ async function checkSpmServing(config: HostConfig): Promise<Finding> {
   try {
     const sanlock = config['lease-backend'] === 'sanlock';
     if (sanlock && !config.ids) return { check, status: 'fail', detail: "lease-backend is sanlock but no 'ids' (the lockspace volume) is set" };
-    const lease = sanlock
-      ? { kind: 'sanlock' as const, placement: { lockspace: config.lockspace ?? 'tideline', idsPath: config.ids!, leasesPath: config.lease! }, run: execaRunner }
-      : { kind: 'storage' as const, path: config.lease! };
+    const lease = leaseSource({ lease: config.lease!, backend: sanlock ? 'sanlock' : 'storage', ...(config.ids ? { ids: config.ids } : {}), ...(config.lockspace ? { lockspace: config.lockspace } : {}) }, execaRunner);
     const view = await observeCluster(config.mailbox!, lease, SPM_OBSERVE_SECONDS);
     if (!view.spm) return { check, status: 'fail', detail: 'no host holds the SPM lease: no extension can be served; is tideline-spm running on any host (systemctl status tideline-spm)?' };
     // sanlock renews every 20 s, longer than this look: its holding the resource is the answer.
