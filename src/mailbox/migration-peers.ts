@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { DEFAULT_DESTINATION_WAIT_MS } from '../monitor/migration.js';
 import { DestinationViewStaleError } from '../monitor/errors.js';
-import type { MigrationPeers } from '../monitor/ports.js';
+import type { DestinationWait, MigrationPeers } from '../monitor/ports.js';
 import { sleep, type Clock } from '../util/clock.js';
 import { incomingView } from './inventory.js';
 import type { InventoryPublisher } from './inventory-publisher.js';
@@ -26,17 +26,18 @@ export class MailboxMigrationPeers implements MigrationPeers {
     return this.options.publisher.setIncomingView(volume, viewBytes);
   }
 
-  async awaitDestinationView(volume: string, bytes: number): Promise<void> {
+  async awaitDestinationView(volume: string, bytes: number, signal: AbortSignal): Promise<DestinationWait> {
     const { mailbox, hostId, clock, logger } = this.options;
     const waitMs = this.options.waitMs ?? DEFAULT_DESTINATION_WAIT_MS;
     const started = clock.now();
     for (;;) {
+      if (signal.aborted) return 'abandoned';
       for (const [otherHost, inventory] of await mailbox.readInventories()) {
         if (otherHost === hostId || inventory.kind !== 'valid') continue;
         const view = incomingView(inventory.value, volume);
         if (view !== undefined && view >= bytes) {
           logger.debug({ volume, bytes, destinationHostId: otherHost, viewBytes: view, waitedMs: clock.now() - started }, 'migration destination sees the volume at its new size');
-          return;
+          return 'announced';
         }
       }
       if (clock.now() - started >= waitMs) throw new DestinationViewStaleError(volume, bytes, waitMs);

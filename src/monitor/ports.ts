@@ -42,11 +42,17 @@ export interface VmControl {
  * (src/monitor/migration.ts). Absent where no mailbox is shared: a single
  * host has nobody to migrate to.
  */
+export type DestinationWait = 'announced' | 'abandoned';
+
 export interface MigrationPeers {
   /** Publishes the size this host sees a volume at while its VM migrates in here; undefined once it no longer does. */
   announceIncomingView(volume: string, viewBytes: number | undefined): Promise<void>;
-  /** Resolves once another host announces `volume` incoming at `bytes` or more; rejects with DestinationViewStaleError when none does in time. */
-  awaitDestinationView(volume: string, bytes: number): Promise<void>;
+  /**
+   * Resolves 'announced' once another host announces `volume` incoming at
+   * `bytes` or more, 'abandoned' as soon as `signal` aborts (the migration
+   * ended); rejects with DestinationViewStaleError when none does in time.
+   */
+  awaitDestinationView(volume: string, bytes: number, signal: AbortSignal): Promise<DestinationWait>;
 }
 
 export type MonitorInput =

@@ -51,6 +51,8 @@ export interface VmMonitorOptions {
 
 /** How often the source looks whether a migration it cancelled has ended. */
 const CANCEL_POLL_MS = 100;
+/** While the source awaits its destination, it asks this often whether the migration still runs (under libvirt, one `virsh domjobinfo`). */
+const MIGRATION_END_CHECK_MS = 250;
 const CANCEL_WAIT_MS = 30_000;
 
 export interface VmStatus {
@@ -109,6 +111,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private migration: MigrationPhase | undefined;
   private lastArrivalMs: number | undefined;
   private readonly incomingRefreshMs: number;
+  /** Views announced while QEMU was still starting here; withdrawn once it runs, unless it turned out to migrate in. */
+  private announcedWhileStarting = false;
 
   constructor(private readonly options: VmMonitorOptions) {
     super();
@@ -137,7 +141,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.pollTimer?.cancel();
     this.pollTimer = undefined;
     // A migration in that ends here without the VM running (failed, or QEMU gone): the source waits for nothing from us.
-    if (this.migration === 'incoming') void this.withdrawIncomingViews();
+    if (this.migration === 'incoming' || this.announcedWhileStarting) void this.withdrawIncomingViews();
   }
 
   handle(input: MonitorInput): void {
@@ -217,8 +221,12 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         return;
       }
       if (runState === 'starting') {
-        // Nothing can be asked yet; look again soon (it may be a migration arriving).
+        // Nothing can be asked yet, and it may be a live migration arriving that libvirt does not call one yet
+        // (measured: 0.6 s from libvirt's `start` hook to "paused (migrating)"). Announce the views now: the
+        // source's extensions wait for them, and QEMU opens the devices at the size this host sees.
         nextPollMs = this.incomingRefreshMs;
+        this.announcedWhileStarting = true;
+        await this.refreshVolumes(false);
         return;
       }
       if (phase === 'incoming') {
@@ -229,6 +237,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       }
       // The VM runs here and its RESUME event was missed (or came before we attached).
       if (this.migration === 'incoming') await this.arrive(this.clock.now());
+      else if (this.announcedWhileStarting) await this.withdrawIncomingViews();
       const now = this.clock.now();
       const marks = await (asked ?? control.highWaterMarks());
       for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
@@ -275,6 +284,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   }
 
   private async withdrawIncomingViews(): Promise<void> {
+    this.announcedWhileStarting = false;
     const { peers } = this.options;
     if (!peers) return;
     await Promise.all([...this.drives.values()].map(({ state }) => peers.announceIncomingView(state.config.volume, undefined))).catch((error: unknown) =>
@@ -428,9 +438,15 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     if (!peers || !(await control.migratingOut())) return;
     const { volume } = drive.config;
     const waitStarted = this.clock.now();
+    // A migration that ends while the source waits (cancelled by the administrator, failed, or completed)
+    // has no destination left to announce anything: waiting on would only let the guest run out of space here.
+    const migrationEnded = new AbortController();
+    void this.watchMigrationEnd(migrationEnded);
     try {
-      await peers.awaitDestinationView(volume, storageBytes);
-      this.logger.info({ drive: drive.name, volume, volumeBytes: storageBytes, waitedMs: this.clock.now() - waitStarted }, 'migration destination sees the new space; using it here');
+      const outcome = await peers.awaitDestinationView(volume, storageBytes, migrationEnded.signal);
+      const waitedMs = this.clock.now() - waitStarted;
+      if (outcome === 'announced') this.logger.info({ drive: drive.name, volume, volumeBytes: storageBytes, waitedMs }, 'migration destination sees the new space; using it here');
+      else this.logger.info({ drive: drive.name, volume, volumeBytes: storageBytes, waitedMs }, 'the migration ended while its destination was awaited; using the new space here');
       return;
     } catch (error) {
       if (errorCode(error) !== 'destination-view-stale') throw error;
@@ -438,6 +454,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       if (!(await control.migratingOut())) return;
       this.logger.error({ drive: drive.name, volume, volumeBytes: storageBytes, err: errorMessage(error) }, MIGRATION_CANCELLED_MESSAGE);
       await control.cancelMigration();
+    } finally {
+      migrationEnded.abort();
     }
     const deadline = this.clock.now() + CANCEL_WAIT_MS;
     while (await control.migratingOut()) {
@@ -445,6 +463,16 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       await sleep(this.clock, CANCEL_POLL_MS);
     }
     this.emit('migration-cancelled', { vm: this.vm, drive: drive.name, volume });
+  }
+
+  /** Aborts `ended` once the outgoing migration is over; returns at its next look once the caller aborted it, having finished waiting. */
+  private async watchMigrationEnd(ended: AbortController): Promise<void> {
+    while (!ended.signal.aborted && !this.stopped) {
+      await sleep(this.clock, MIGRATION_END_CHECK_MS);
+      if (ended.signal.aborted) return;
+      const migrating = await this.options.control.migratingOut().catch(() => true);
+      if (!migrating) ended.abort();
+    }
   }
 
   private async refreshFoundSpace(drive: DriveState): Promise<boolean> {

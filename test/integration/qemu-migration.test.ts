@@ -40,10 +40,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     world = cluster.lab;
   });
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && process.env.TIDELINE_DEBUG_DIR) {
-      const dump = cluster.processes.map((tideline) => ({ name: tideline.name, events: tideline.events }));
-      await writeFile(path.join(process.env.TIDELINE_DEBUG_DIR, `migration-${Date.now()}.json`), JSON.stringify(dump));
-    }
+    await cluster.keepLogsIfFailed(this.currentTest, 'qemu-migration');
     for (const qemu of destinations) await qemu.kill().catch(() => undefined);
     destinations = [];
     await cluster.dispose();

@@ -40,13 +40,23 @@ describe('migration peers through the mailbox', () => {
     const source = await host(1);
     const destination = await host(2);
     await destination.announceIncomingView('vm1-vda', 512 * MiB);
-    const waiting = source.awaitDestinationView('vm1-vda', 768 * MiB);
+    const waiting = source.awaitDestinationView('vm1-vda', 768 * MiB, new AbortController().signal);
     let done = false;
     void waiting.then(() => (done = true));
     await new Promise((resolve) => setTimeout(resolve, 150));
     assert.equal(done, false, 'a view below the new size is not enough');
     await destination.announceIncomingView('vm1-vda', 1024 * MiB);
-    await waiting;
+    assert.equal(await waiting, 'announced');
+  });
+
+  it('stops waiting as soon as it is told the migration ended, without an error', async () => {
+    const source = await host(1);
+    await host(2);
+    const ended = new AbortController();
+    const started = Date.now();
+    setTimeout(() => ended.abort(), 100);
+    assert.equal(await source.awaitDestinationView('vm1-vda', 768 * MiB, ended.signal), 'abandoned');
+    assert.ok(Date.now() - started < 300, 'well before the 400 ms the wait would last');
   });
 
   it("refuses in time with a typed error when no host announces it: its own announcement, another volume's, or a withdrawn one do not count", async () => {
@@ -56,7 +66,7 @@ describe('migration peers through the mailbox', () => {
     await destination.announceIncomingView('vm2-vda', 2048 * MiB);
     await destination.announceIncomingView('vm1-vda', 2048 * MiB);
     await destination.announceIncomingView('vm1-vda', undefined);
-    await assert.rejects(source.awaitDestinationView('vm1-vda', 768 * MiB), (error: Error & { code?: string }) => {
+    await assert.rejects(source.awaitDestinationView('vm1-vda', 768 * MiB, new AbortController().signal), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'destination-view-stale');
       assert.match(error.message, /vm1-vda.*agent running on the destination/);
       return true;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { DestinationViewStaleError } from '../../src/monitor/errors.js';
-import type { MigrationPeers } from '../../src/monitor/ports.js';
+import type { DestinationWait, MigrationPeers } from '../../src/monitor/ports.js';
 import { VmMonitor } from '../../src/monitor/vm-monitor.js';
 import { sleep } from '../../src/util/clock.js';
 import type { PolicySettings } from '../../src/monitor/policy.js';
@@ -25,12 +25,14 @@ class FakePeers implements MigrationPeers {
     this.announced.push([volume, viewBytes]);
   }
 
-  async awaitDestinationView(volume: string, bytes: number): Promise<void> {
+  async awaitDestinationView(volume: string, bytes: number, signal: AbortSignal): Promise<DestinationWait> {
     const started = this.clock.now();
     while ((this.destinationViews.get(volume) ?? 0) < bytes) {
+      if (signal.aborted) return 'abandoned';
       if (this.clock.now() - started >= DESTINATION_WAIT_MS) throw new DestinationViewStaleError(volume, bytes, DESTINATION_WAIT_MS);
       await sleep(this.clock, 50);
     }
+    return 'announced';
   }
 }
 
@@ -232,6 +234,21 @@ describe('VmMonitor during live migration', () => {
     world.monitor.stop();
   });
 
+  it('while QEMU is still starting here (a start, or a migration libvirt does not call one yet): announces the views at once, withdraws them once a plain start runs', async () => {
+    const world = setup({ runState: 'starting' });
+    await world.monitor.start();
+    assert.deepEqual(world.peers.announced, [['vm1-vda', 512 * MiB]]);
+    world.storage.sizes.set('vm1-vda', 768 * MiB);
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.deepEqual(world.peers.announced.at(-1), ['vm1-vda', 768 * MiB], 'refreshed and announced again while starting');
+    world.vm.runStateValue = 'running';
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.deepEqual(world.peers.announced.at(-1), ['vm1-vda', undefined], 'withdrawn: nothing migrates in');
+    assert.equal(world.monitor.status().migration, null);
+    assert.deepEqual(world.events.filter((event) => event.startsWith('arrived')), []);
+    world.monitor.stop();
+  });
+
   it('withdraws its incoming views when the migration in ends without the VM running here', async () => {
     const world = setup({ runState: 'inmigrate' });
     await world.monitor.start();
@@ -270,6 +287,22 @@ describe('VmMonitor during live migration', () => {
     await world.clock.advance(200);
     assert.equal(world.vm.migrationCancels, 1);
     assert.deepEqual(world.events, ['migration cancelled', 'extended 768']);
+    world.monitor.stop();
+  });
+
+  it('on the source, a migration that ends while the destination is awaited (cancelled, failed): uses the new space at once, cancels nothing', async () => {
+    const world = setup({ runState: 'running' });
+    await world.monitor.start();
+    world.vm.migrating = true;
+    world.vm.highWater.set('vda', 400 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 400 * MiB });
+    await world.clock.advance(1_000);
+    assert.deepEqual(world.events, [], 'still waiting for a destination');
+    world.vm.migrating = false; // the administrator ran `virsh domjobabort`
+    await world.clock.advance(300);
+    assert.deepEqual(world.events, ['extended 768'], 'within one look at the job, far before the destination wait would give up');
+    assert.equal(world.monitor.status().drives[0]!.volumeBytes, 768 * MiB);
+    assert.equal(world.vm.migrationCancels, 0);
     world.monitor.stop();
   });
 

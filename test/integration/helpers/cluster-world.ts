@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { initLeaseVolume } from '../../../src/lease/open-storage-lease.js';
 import { Mailbox } from '../../../src/mailbox/mailbox.js';
@@ -39,6 +40,17 @@ export class ClusterWorld {
   /** An SPM candidate for a host, on the world's loop domain, mailbox and lease. */
   spm(hostId: number, leaseExpirySeconds: string): TidelineProcess {
     return this.start(`spm${hostId}`, ['spm', '--lease-backend', 'storage', '--mailbox', this.mailboxPath, '--lease', this.leasePath, '--host-id', String(hostId), '--domain', this.lab.workspace.domainDir, '--lease-expiry', leaseExpirySeconds]);
+  }
+
+  /**
+   * With TIDELINE_DEBUG_DIR set, keeps every process's log of a failed test
+   * (CI prints only the assertion; a rerun with the variable set shows the timeline).
+   */
+  async keepLogsIfFailed(test: Mocha.Test | undefined, label: string): Promise<void> {
+    const directory = process.env.TIDELINE_DEBUG_DIR;
+    if (test?.state !== 'failed' || !directory) return;
+    const dump = this.processes.map((tideline) => ({ name: tideline.name, events: tideline.events }));
+    await writeFile(path.join(directory, `${label}-${Date.now()}.json`), JSON.stringify(dump));
   }
 
   async dispose(): Promise<void> {
