@@ -99,7 +99,8 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
       .join('\n');
   }
 
-  it('a cancelled migration leaves the VM watched on the source; the real one moves it: zero pauses, thresholds armed at once, data intact', async () => {
+  /** The SPM, both hosts with their agents, and a guest on host 1 that has written 128 MiB of its throttled write. */
+  async function guestWritingOnHostOne(): Promise<{ spm: TidelineProcess; one: { host: LibvirtHost; agent: TidelineProcess }; two: { host: LibvirtHost; agent: TidelineProcess }; domain: string; consoleLog: string }> {
     const spm = cluster.spm(1, '2');
     await spm.waitFor('acting as SPM', 30_000);
     const [one, two] = [await startHost(1), await startHost(2)];
@@ -119,6 +120,17 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     const throttled = await one.host.virsh('blkdeviotune', domain, 'vda', '--write-bytes-sec', String(THROTTLE_BYTES_PER_SECOND), '--live');
     assert.equal(throttled.exitCode, 0, throttled.stderr);
     await until(async () => (await writtenMib(consoleLog)) >= 128, 180_000, 'the guest to write 128 MiB');
+    return { spm, one, two, domain, consoleLog };
+  }
+
+  /** The guest's final report, after it wrote and read back everything on host 2. */
+  async function verifiedResult(consoleLog: string): Promise<GuestLine & { kind: 'result' }> {
+    const result = await verifiedResult(consoleLog);
+    return result;
+  }
+
+  it('a cancelled migration leaves the VM watched on the source; the real one moves it: zero pauses, thresholds armed at once, data intact', async () => {
+    const { spm, one, two, domain, consoleLog } = await guestWritingOnHostOne();
 
     // A migration the administrator cancels: the destination prepares and drops the VM, the source keeps it.
     // The cancel lands while an extension of the source awaits the destination's announcement (host 2's agent
@@ -192,5 +204,26 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
       `      virsh migrate --live: ${((completedAt - startedAt) / 1000).toFixed(1)} s; extensions before/during/after: ${before.length}/${during.length}/${after.length}; ` +
         `slowest source extension during it: ${Math.max(0, ...sourceLatencies)} ms; pauses: ${sourcePauses + destination.pauses}; switch-over to armed threshold: ${armedMs} ms; cancelled migration left the VM on host 1; data verified: ${result.bad === 0}\n`,
     );
+  });
+
+  it('a VM that ran out of space on the source during the migration (its agent hung) arrives paused and is extended and resumed on host 2, data intact', async () => {
+    const { one, two, domain, consoleLog } = await guestWritingOnHostOne();
+    // The source's agent stops answering: the guest fills its free space there and pauses mid-migration.
+    process.kill(one.agent.pid!, 'SIGSTOP');
+    try {
+      const migrating = one.host.virsh('migrate', '--live', domain, two.host.uri, '--migrateuri', 'tcp://127.0.0.1', '--bandwidth', '12');
+      await until(async () => /paused/.test((await one.host.virsh('domstate', domain)).stdout), 60_000, 'the guest to pause for lack of space on host 1');
+      const migrated = await migrating;
+      assert.equal(migrated.exitCode, 0, migrated.stderr);
+    } finally {
+      process.kill(one.agent.pid!, 'SIGCONT');
+    }
+    await two.host.recordQemu(domain);
+    const arrivedState = (await two.host.virsh('domstate', '--reason', domain)).stdout.trim();
+    await two.agent.waitFor('VM resumed after extension', 60_000);
+    const result = await verifiedResult(consoleLog);
+    const destination = (await vmStatus(2, domain))!;
+    process.stdout.write(`      arrived on host 2 as "${arrivedState}"; host 2 resumed it ${two.agent.logged('VM resumed after extension').length} time(s); data verified: ${result.bad === 0}\n`);
+    assert.equal(destination.pausedForNoSpace, false);
   });
 });
