@@ -43,6 +43,9 @@ export const DEFAULT_INCOMING_REFRESH_MS = 200;
 /** How long the source waits for the destination to announce a volume's new space before it cancels the migration. */
 export const DEFAULT_DESTINATION_WAIT_MS = 5_000;
 
+export const ARRIVED_PAUSED_MESSAGE =
+  'VM arrived by live migration paused for an I/O error no drive reports (the source paused it for lack of space; QEMU does not carry the drive\'s error across): treating the drives near their end as out of space, then resuming';
+
 export const MIGRATION_CANCELLED_MESSAGE =
   'no destination of this live migration sees the new space of the volume: migration cancelled, the VM goes on here (on the destination it would read what the guest wrote there as zeros)';
 

@@ -4,7 +4,7 @@ import { errorCode, errorMessage } from '../errors.js';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
-import { DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, MIGRATION_CANCELLED_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
+import { ARRIVED_PAUSED_MESSAGE, DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, MIGRATION_CANCELLED_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
 import type { Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
 
 /**
@@ -111,6 +111,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private migration: MigrationPhase | undefined;
   private lastArrivalMs: number | undefined;
   private readonly incomingRefreshMs: number;
+  /** Arrived by migration and not yet seen running here: an I/O error pause then may be the source's (takeOverArrivedPause). */
+  private arrivedPaused = false;
   /** Views announced while QEMU was still starting here; withdrawn once it runs, unless it turned out to migrate in. */
   private announcedWhileStarting = false;
 
@@ -236,8 +238,10 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         return;
       }
       // The VM runs here and its RESUME event was missed (or came before we attached).
-      if (this.migration === 'incoming') await this.arrive(this.clock.now());
-      else if (this.announcedWhileStarting) await this.withdrawIncomingViews();
+      if (this.migration === 'incoming') {
+        await this.arrive(this.clock.now());
+        this.arrivedPaused = runState === 'io-error';
+      } else if (this.announcedWhileStarting) await this.withdrawIncomingViews();
       const now = this.clock.now();
       const marks = await (asked ?? control.highWaterMarks());
       for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
@@ -245,6 +249,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         const noSpace = [...(await control.noSpaceDrives())].filter((drive) => this.drives.has(drive));
         for (const drive of noSpace) this.drives.get(drive)!.state.markNoSpace();
         if (noSpace.length > 0) this.notePausedForNoSpace(noSpace);
+        else if (this.arrivedPaused && !this.pausedForNoSpace) this.takeOverArrivedPause();
       }
       await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
       await this.maybeResume();
@@ -255,6 +260,24 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       if ([...this.drives.values()].some((runtime) => runtime.state.armingPending)) nextPollMs = Math.min(nextPollMs, HELD_BACK_POLL_MS);
       if (!this.stopped) this.pollTimer = this.clock.setTimeout(() => void this.poll(), nextPollMs);
     }
+  }
+
+  /**
+   * The VM arrived by live migration paused for an I/O error that no drive
+   * reports: the source paused it (a write found no space there), and QEMU
+   * carries the run state across a migration but not a drive's error status
+   * (plain QEMU; libvirt resumes such a VM itself once it arrives). Left
+   * alone it would stay paused for good. Every drive near its end counts as
+   * out of space: a refresh, or an extension, then a resume. A write that
+   * fails for another reason pauses it again, with its status shown, and is
+   * not ours.
+   */
+  private takeOverArrivedPause(): void {
+    this.arrivedPaused = false;
+    const nearEnd = [...this.drives.values()].map(({ state }) => state).filter((state) => state.policy.needsExtension(state.volumeBytes, state.highWater));
+    for (const state of nearEnd) state.markNoSpace();
+    this.logger.warn({ drives: nearEnd.map((state) => state.name) }, ARRIVED_PAUSED_MESSAGE);
+    this.notePausedForNoSpace(nearEnd.map((state) => state.name));
   }
 
   private enterIncoming(): void {

@@ -3,7 +3,7 @@ import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LoopPlugin } from '../../plugins/loop/index.js';
 import { readStatus } from '../../src/agent/status-file.js';
-import { MIGRATION_CANCELLED_MESSAGE } from '../../src/monitor/migration.js';
+import { ARRIVED_PAUSED_MESSAGE, MIGRATION_CANCELLED_MESSAGE } from '../../src/monitor/migration.js';
 import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
 import type { LabVm } from '../../src/lab/lab-vm.js';
 import { QemuProcess } from '../../src/lab/qemu-process.js';
@@ -203,6 +203,42 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
       `      destination without an agent: migration cancelled by the source; pauses on the source meanwhile: ${sourceStatus.pauses}; ` +
         `second migration with the agent up completed; data verified: ${result.bad === 0}\n`,
     );
+  });
+
+  it('a VM that ran out of space on the source during the migration (its agent hung) arrives paused; the destination extends and resumes it; data intact', async () => {
+    const { one, two } = await hosts();
+    const vm = await startSource(one);
+    const source = agent(1, ['--qmp', `mig=${vm.qmpSocket}`]);
+    const qmpDir = path.join(world.dir, 'host2-qmp');
+    await mkdir(qmpDir);
+    const destinationAgent = agent(2, ['--qmp-dir', qmpDir]);
+    await until(() => vm.progress.writtenMib >= 96, 120_000, () => `the source guest to write 96 MiB (at ${vm.progress.writtenMib})`);
+    const destination = await startDestination(vm, two, qmpDir);
+    await destinationAgent.waitFor('VM is migrating in: keeping its volumes refreshed until it runs here', 30_000);
+
+    const runState = () => vm.admin(async (client) => (await client.execute<{ status: string }>('query-status')).status);
+    // The source's agent stops answering: the guest fills its free space there and pauses before the migration starts.
+    process.kill(source.pid!, 'SIGSTOP');
+    try {
+      await until(async () => (await runState()) === 'io-error', 60_000, 'the guest to pause for lack of space on the source');
+      const { status } = await migrate(vm, destination.uri);
+      assert.equal(status, 'completed');
+    } finally {
+      process.kill(source.pid!, 'SIGCONT');
+    }
+    await vm.qemu.kill();
+    await destinationAgent.waitFor(ARRIVED_PAUSED_MESSAGE, 30_000);
+    await destinationAgent.waitFor('VM resumed after extension', 30_000);
+
+    await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
+    const result = destination.lines.find((line) => line.kind === 'result');
+    assert.ok(result?.kind === 'result');
+    assert.equal(result.units, WRITE_MIB / 16);
+    assert.equal(result.bad, 0, `every unit read back on the destination is intact; ${describeMismatches(destination.lines, vm)}`);
+    assert.deepEqual(destination.lines.filter((line) => line.kind === 'error'), []);
+    const destinationStatus = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
+    assert.equal(destinationStatus.pausedForNoSpace, false);
+    process.stdout.write(`      arrived paused (io-error, no drive error carried over); the destination resumed it after ${Number(destinationAgent.logged('VM resumed after extension')[0]!.pausedMs).toFixed(0)} ms; data verified: ${result.bad === 0}\n`);
   });
 });
 

@@ -98,6 +98,44 @@ describe('VmMonitor during live migration', () => {
     world.monitor.stop();
   });
 
+  it('a VM that arrives paused for an I/O error no drive reports (the source ran out of space): extends the drive near its end, then resumes it', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.vm.runStateValue = 'io-error'; // QEMU carried the run state over, not the drive's no-space status
+    world.vm.highWater.set('vda', 511 * MiB);
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-vda', targetBytes: 768 * MiB }]);
+    assert.equal(world.vm.resumes, 1);
+    assert.deepEqual(world.events, ['extended 768', 'arrived 0', 'resumed']);
+    assert.equal(world.monitor.status().pauses, 1);
+    world.monitor.stop();
+  });
+
+  it('takes such a pause over once only: paused again with no drive reporting why, the VM is left to its administrator', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.vm.runStateValue = 'io-error';
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.equal(world.vm.resumes, 1, 'nothing near the end: resumed at once, the failed write is retried');
+    assert.deepEqual(world.storage.requests, []);
+    world.vm.runStateValue = 'io-error'; // the retried write failed again, for a reason that is not space
+    await world.clock.advance(POLL_MS * 3);
+    assert.equal(world.vm.resumes, 1);
+    world.monitor.stop();
+  });
+
+  it('leaves an I/O error pause alone on a VM that arrived running', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.vm.runStateValue = 'running';
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(0);
+    world.vm.runStateValue = 'io-error';
+    await world.clock.advance(POLL_MS * 3);
+    assert.equal(world.vm.resumes, 0);
+    world.monitor.stop();
+  });
+
   it('arrives through the safety poll when the RESUME event was missed', async () => {
     const world = setup({ runState: 'inmigrate' });
     await world.monitor.start();
