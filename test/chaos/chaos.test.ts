@@ -5,8 +5,11 @@ import type { LabVm } from '../../src/lab/lab-vm.js';
 import { QmpClient } from '../../src/qmp/client.js';
 import { volumeCap } from '../../src/spm/validate.js';
 import { MiB } from '../../src/util/sizes.js';
+import { readStatus } from '../../src/agent/status-file.js';
 import { ClusterWorld } from '../integration/helpers/cluster-world.js';
-import type { TidelineProcess } from '../integration/helpers/tideline-process.js';
+import { LibvirtGuest } from '../integration/helpers/libvirt-guest.js';
+import { LibvirtHost } from '../integration/helpers/libvirt-host.js';
+import { TidelineProcess } from '../integration/helpers/tideline-process.js';
 import { until } from '../integration/helpers/watch.js';
 
 /**
@@ -167,6 +170,54 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
     summaries.push(`QEMU kill -9 mid-extension: ${outcome.cycles} cycles, ${outcome.corruptions} corruptions, ${outcome.stuck} stuck VMs, ${outcome.overExtensions} over-extensions, max pause ${outcome.maxPauseSeconds.toFixed(1)} s`);
     assertClean(outcome);
     assert.equal(agent.child.exitCode, null, 'the agent is still running');
+  });
+
+  it('kill -9 of libvirtd, restarted 0-3 s later (every other time while an extension is in flight); the domain keeps growing under the libvirt agent', async () => {
+    const faults = new Faults(cluster, ['--request-delay', '400']);
+    await faults.startSpm(1);
+    const spm = await faults.currentSpm();
+    const host = await LibvirtHost.start(cluster.lab.workspace, { name: '2', uuid: '7d1e0c5a-0000-4000-8000-00000000c4a2', tidelineConfig: `loop-domain = ${cluster.lab.workspace.domainDir}\nloop-view = 2\n` });
+    const statusFile = path.join(cluster.dir, 'status-libvirt.json');
+    try {
+      const agent = new TidelineProcess('agent-libvirt', [
+        'agent', '--libvirt', '--mailbox', cluster.mailboxPath, '--host-id', '2', '--chunk', String(CHUNK), '--free-target', String(FREE_TARGET),
+        '--hook-spool', host.hookSpool, '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(cluster.dir, 'agent-libvirt.sock'),
+      ], { prefix: host.prefix });
+      cluster.processes.push(agent);
+      await agent.waitFor('following libvirt hook events', 60_000);
+      const guest = await LibvirtGuest.create(cluster, host, { domain: `tlchaos${process.pid}`, volume: 'chaos-libvirt-vda', writeMib: WRITE_MIB, writeBytesPerSecond: WRITE_CAP_BYTES_PER_SECOND });
+      await guest.waitWritten(64, 180_000);
+      let cycles = 0;
+      while (cycles < CYCLES && (await guest.writtenMib()) < WRITE_MIB - 32) {
+        await sleep(random(1_000, 3_000));
+        if (cycles % 2 === 1) await spm.waitFor('request delayed (testing)', 60_000, spm.logged('request delayed (testing)').length + 1);
+        await host.killDaemon();
+        await sleep(random(0, 3_000));
+        await host.startDaemon();
+        cycles += 1;
+      }
+      const result = await until(async () => (await guest.lines()).some((line) => line.kind === 'result'), 6 * 60_000, 'the guest to report its result').then(
+        async () => (await guest.lines()).find((line) => line.kind === 'result'),
+        () => undefined,
+      );
+      const sizeBytes = (await cluster.lab.plugin.describe('chaos-libvirt-vda')).sizeBytes;
+      // Pauses as tideline timed them (libvirtd, the only other way to ask, is what this kind kills).
+      const pausedMs = agent.logged('VM resumed after extension').map((event) => Number(event.pausedMs));
+      const stillPaused = (await readStatus(statusFile).catch(() => undefined))?.vms.some((vm) => vm.pausedForNoSpace) ?? false;
+      const outcome: Outcome = {
+        cycles,
+        corruptions: result?.kind === 'result' ? result.bad : 0,
+        stuck: result && !stillPaused ? 0 : 1,
+        overExtensions: sizeBytes > WRITE_MIB * MiB + 64 * MiB + CHUNK + FREE_TARGET ? 1 : 0,
+        maxPauseSeconds: Math.max(0, ...pausedMs) / 1000,
+      };
+      summaries.push(`libvirtd kill -9: ${outcome.cycles} cycles, ${outcome.corruptions} corruptions, ${outcome.stuck} stuck VMs, ${outcome.overExtensions} over-extensions, max pause ${outcome.maxPauseSeconds.toFixed(1)} s (as the agent timed it)`);
+      assertClean(outcome);
+      assert.ok(agent.logged('libvirt event stream ended; reconnecting').length >= 1, 'the agent noticed libvirtd go');
+      assert.equal(agent.child.exitCode, null, 'the agent is still running');
+    } finally {
+      await host.stop().catch(() => undefined);
+    }
   });
 
   it('SIGSTOP of the SPM past its lease expiry, then SIGCONT', async () => {

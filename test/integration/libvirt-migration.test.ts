@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { LoopPlugin } from '../../plugins/loop/index.js';
 import { readStatus } from '../../src/agent/status-file.js';
-import { parseGuestLine, type GuestLine } from '../../src/lab/guest-report.js';
-import { labDomainXml } from '../../src/lab/libvirt-domain.js';
 import { MIGRATED_AWAY_MESSAGE, MIGRATION_CANCELLED_MESSAGE } from '../../src/monitor/migration.js';
-import { execaRunner } from '../../src/util/runner.js';
-import { GiB, MiB } from '../../src/util/sizes.js';
+import { MiB } from '../../src/util/sizes.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
-import { labBootImage } from './helpers/lab-world.js';
+import { LibvirtGuest } from './helpers/libvirt-guest.js';
 import { LibvirtHost } from './helpers/libvirt-host.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
@@ -74,14 +70,6 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     return (await readStatus(statusFile(hostId)).catch(() => undefined))?.vms.find((vm) => vm.vm === domain);
   }
 
-  async function consoleLines(file: string): Promise<GuestLine[]> {
-    return (await readFile(file, 'utf8').catch(() => '')).split('\n').map(parseGuestLine).filter((line): line is GuestLine => line !== undefined);
-  }
-
-  async function writtenMib(file: string): Promise<number> {
-    return Math.max(0, ...(await consoleLines(file)).map((line) => (line.kind === 'progress' ? line.writtenMib : 0)));
-  }
-
   function served(spm: TidelineProcess): Array<{ hostId: number; time: number }> {
     return spm.logged('request served').map((event) => ({ hostId: Number(event.hostId), time: Number(event.time) }));
   }
@@ -100,43 +88,18 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
   }
 
   /** The SPM, both hosts with their agents, and a guest on host 1 that has written 128 MiB of its throttled write. */
-  async function guestWritingOnHostOne(): Promise<{ spm: TidelineProcess; one: { host: LibvirtHost; agent: TidelineProcess }; two: { host: LibvirtHost; agent: TidelineProcess }; domain: string; consoleLog: string }> {
+  async function guestWritingOnHostOne(): Promise<{ spm: TidelineProcess; one: { host: LibvirtHost; agent: TidelineProcess }; two: { host: LibvirtHost; agent: TidelineProcess }; domain: string; guest: LibvirtGuest }> {
     const spm = cluster.spm(1, '2');
     await spm.waitFor('acting as SPM', 30_000);
     const [one, two] = [await startHost(1), await startHost(2)];
-
     const domain = `tlmig${process.pid}`;
-    const volume = 'mig-vda';
-    await cluster.lab.plugin.create(volume, 128 * MiB, { vm: domain });
-    const hostOneView = await LoopPlugin.open(cluster.lab.workspace.domainDir, execaRunner, { hostView: '1' });
-    const devicePath = await hostOneView.activate(volume);
-    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(4 * GiB)]);
-    const consoleLog = path.join(cluster.dir, 'mig.console.log');
-    const xmlFile = path.join(cluster.dir, 'mig.xml');
-    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath, consoleLog, writeMib: WRITE_MIB }));
-    const created = await one.host.virsh('create', xmlFile);
-    assert.equal(created.exitCode, 0, created.stderr);
-    await one.host.recordQemu(domain);
-    const throttled = await one.host.virsh('blkdeviotune', domain, 'vda', '--write-bytes-sec', String(THROTTLE_BYTES_PER_SECOND), '--live');
-    assert.equal(throttled.exitCode, 0, throttled.stderr);
-    await until(async () => (await writtenMib(consoleLog)) >= 128, 180_000, 'the guest to write 128 MiB');
-    return { spm, one, two, domain, consoleLog };
-  }
-
-  /** The guest's final report, after it wrote and read back everything on host 2. */
-  async function verifiedResult(consoleLog: string): Promise<GuestLine & { kind: 'result' }> {
-    await until(async () => (await consoleLines(consoleLog)).some((line) => line.kind === 'result'), 300_000, 'the guest on host 2 to report its result');
-    const lines = await consoleLines(consoleLog);
-    const result = lines.find((line) => line.kind === 'result');
-    assert.ok(result?.kind === 'result');
-    assert.equal(result.units, WRITE_MIB / 16);
-    assert.equal(result.bad, 0, 'every unit read back on host 2 is intact');
-    assert.deepEqual(lines.filter((line) => line.kind === 'error'), []);
-    return result;
+    const guest = await LibvirtGuest.create(cluster, one.host, { domain, volume: 'mig-vda', writeMib: WRITE_MIB, writeBytesPerSecond: THROTTLE_BYTES_PER_SECOND });
+    await guest.waitWritten(128, 180_000);
+    return { spm, one, two, domain, guest };
   }
 
   it('a cancelled migration leaves the VM watched on the source; the real one moves it: zero pauses, thresholds armed at once, data intact', async () => {
-    const { spm, one, two, domain, consoleLog } = await guestWritingOnHostOne();
+    const { spm, one, two, domain, guest } = await guestWritingOnHostOne();
 
     // A migration the administrator cancels: the destination prepares and drops the VM, the source keeps it.
     // The cancel lands while an extension of the source awaits the destination's announcement (host 2's agent
@@ -182,7 +145,7 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     await two.agent.waitFor(ARRIVED, 30_000);
     await one.agent.waitFor(MIGRATED_AWAY_MESSAGE, 30_000);
 
-    const result = await verifiedResult(consoleLog);
+    const result = await guest.verifiedResult(300_000, () => `host 2's agent last logged:\n${two.agent.transcript()}`);
 
     const requests = served(spm);
     const before = requests.filter((request) => request.hostId === 1 && request.time < startedAt);
@@ -207,7 +170,7 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
   });
 
   it('a VM that ran out of space on the source during the migration (its agent hung) goes on on host 2, which extends it; data intact', async () => {
-    const { one, two, domain, consoleLog } = await guestWritingOnHostOne();
+    const { one, two, domain, guest } = await guestWritingOnHostOne();
     // The source's agent stops answering: the guest fills its free space there and pauses mid-migration.
     process.kill(one.agent.pid!, 'SIGSTOP');
     try {
@@ -224,7 +187,7 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     await two.agent.waitFor(ARRIVED, 30_000);
     // libvirt resumes a VM that paused for an I/O error during the migration once it arrives (measured with
     // libvirt 9.0); its failed writes are retried there, against host 2's refreshed view, and it goes on growing.
-    const result = await verifiedResult(consoleLog);
+    const result = await guest.verifiedResult(300_000, () => `host 2's agent last logged:\n${two.agent.transcript()}`);
     const destination = (await vmStatus(2, domain))!;
     assert.equal(destination.pausedForNoSpace, false);
     assert.ok(two.agent.logged('volume extended').length > 0, 'host 2 extended the volume after the arrival');

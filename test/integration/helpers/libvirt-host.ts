@@ -42,10 +42,12 @@ export interface LibvirtHostSpec {
 }
 
 export class LibvirtHost {
+  private daemon!: ResultPromise;
+
   private constructor(
     readonly name: string,
     readonly base: string,
-    private readonly daemon: ResultPromise,
+    private readonly binds: Array<[string, string]>,
     private readonly workspace: Workspace,
   ) {}
 
@@ -88,19 +90,36 @@ export class LibvirtHost {
       ...(spec.binds ?? []),
     ];
     await mkdir('/run/libvirt', { recursive: true });
-    const pidFile = path.join(base, 'libvirtd.pid');
-    const daemon = execa('unshare', ['--mount', '--uts', '--propagation', 'private', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', `tl-host${spec.name}`, pidFile, ...binds.flat()], {
-      reject: false,
-      stdout: { file: path.join(base, 'libvirtd.log') },
-      stderr: { file: path.join(base, 'libvirtd.log') },
-    });
-    await workspace.recordPid(`libvirtd-${spec.name}`, daemon.pid);
-    const host = new LibvirtHost(spec.name, base, daemon, workspace);
-    await until(async () => {
-      if (daemon.exitCode !== null) throw new Error(`libvirtd of host ${spec.name} exited: ${await readFile(path.join(base, 'libvirtd.log'), 'utf8').catch(() => '')}`);
-      return (await host.virsh('version')).exitCode === 0;
-    }, 30_000, `libvirtd of host ${spec.name} to answer`);
+    const host = new LibvirtHost(spec.name, base, binds, workspace);
+    await host.startDaemon();
     return host;
+  }
+
+  /**
+   * libvirtd in a new namespace with the same binds: QEMUs it started before keep running and are
+   * found again through the run directory, as after a restart of the real service. Processes
+   * already inside the previous namespace (the agent) see the same directories there.
+   */
+  async startDaemon(): Promise<void> {
+    const pidFile = path.join(this.base, 'libvirtd.pid');
+    const log = path.join(this.base, 'libvirtd.log');
+    const daemon = execa('unshare', ['--mount', '--uts', '--propagation', 'private', 'sh', '-c', NAMESPACE_SCRIPT, 'sh', `tl-host${this.name}`, pidFile, ...this.binds.flat()], {
+      reject: false,
+      stdout: { file: log, append: true },
+      stderr: { file: log, append: true },
+    });
+    this.daemon = daemon;
+    await this.workspace.recordPid(`libvirtd-${this.name}`, daemon.pid);
+    await until(async () => {
+      if (daemon.exitCode !== null) throw new Error(`libvirtd of host ${this.name} exited: ${await readFile(log, 'utf8').catch(() => '')}`);
+      return (await this.virsh('version')).exitCode === 0;
+    }, 30_000, `libvirtd of host ${this.name} to answer`);
+  }
+
+  /** kill -9 of this host's libvirtd (ours: started by startDaemon), leaving its QEMUs running. */
+  async killDaemon(): Promise<void> {
+    this.daemon.kill('SIGKILL');
+    await this.daemon;
   }
 
   virsh(...args: string[]) {
