@@ -2,7 +2,11 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { detachLoopsUnder, initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
+import { serveControl } from '../src/agent/control-server.js';
+import { DirectExtender } from '../src/agent/direct-extender.js';
 import { writeStatus } from '../src/agent/status-file.js';
+import { volumeService } from '../src/agent/volume-service.js';
+import { silentLogger } from '../src/log/logger.js';
 import { hookScript, installationRoot } from '../src/cli/commands/hook.js';
 import { labDomainXml } from '../src/lab/libvirt-domain.js';
 import { execaRunner } from '../src/util/runner.js';
@@ -32,6 +36,8 @@ export interface HookLatency {
   event: Summary;
   prepareNothing: Summary;
   prepareRefresh: Summary;
+  /** The same with an agent listening on the control socket: the hook hands it the work. */
+  prepareViaAgent: Summary;
   /** `tideline --version` and `tideline status` from the built dist, as an admin runs them. */
   cliVersion: Summary;
   cliStatus: Summary;
@@ -56,14 +62,20 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     const statusFile = path.join(dir, 'status.json');
     await writeStatus(statusFile, []);
     const xmlFor = (devicePath: string) => labDomainXml({ name: 'web', boot: { kernel: '/k', initrd: '/i', kernelVersion: 'x' }, devicePath, consoleLog: '/dev/null', writeMib: 16 });
+    const socket = path.join(dir, 'agent.sock');
+    const withAgent = path.join(dir, 'with-agent.conf');
+    await writeFile(withAgent, `loop-domain = ${path.join(dir, 'domain')}\ncontrol-socket = ${socket}\n`);
+    const agent = await serveControl(socket, volumeService({ plugin, extender: new DirectExtender(plugin), run: execaRunner }), silentLogger);
     const result = {
       node: await time(runs, process.execPath, ['-e', '0']),
       event: await time(runs, hook, ['web', 'started', 'begin', '-'], { input: xmlFor(device), env }),
       prepareNothing: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor('/var/lib/libvirt/images/web.qcow2'), env }),
       prepareRefresh: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env }),
+      prepareViaAgent: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } }),
       cliVersion: await time(runs, process.execPath, [cli, '--version'], { env }),
       cliStatus: await time(runs, process.execPath, [cli, 'status', '--file', statusFile], { env }),
     };
+    agent.close();
     return result;
   } finally {
     await detachLoopsUnder(execaRunner, dir);

@@ -5,7 +5,7 @@ import { z } from 'zod';
  * line. It lets `tideline volume` on this host reach the SPM through the
  * agent's own mailbox slot, which must have one writer only.
  */
-export const DEFAULT_CONTROL_SOCKET = '/run/tideline/agent.sock';
+export { DEFAULT_CONTROL_SOCKET } from './control-socket-path.js';
 
 export const controlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('create'), volume: z.string().min(1), sizeBytes: z.number().int().positive(), virtualBytes: z.number().int().positive() }),
@@ -16,12 +16,14 @@ export const controlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('delete'), volume: z.string().min(1) }),
   z.object({ op: z.literal('activate'), volume: z.string().min(1) }),
   z.object({ op: z.literal('deactivate'), volume: z.string().min(1) }),
+  // The libvirt hook's `prepare begin`, done by the agent (src/hook/agent-prepare.ts): the storage domain the hook's configuration names, so an agent of another domain refuses.
+  z.object({ op: z.literal('prepare-domain'), domain: z.string().min(1), xml: z.string(), vg: z.string().min(1).optional(), loopDomain: z.string().min(1).optional() }),
 ]);
 
 export type ControlRequest = z.infer<typeof controlRequestSchema>;
 
-/** `path`: the block device of an activated volume on this host. */
-export type ControlReply = { ok: true; sizeBytes?: number; path?: string } | { ok: false; code: string; message: string };
+/** `path`: the block device of an activated volume on this host; `exitCode` and `message`: the hook's outcome of a prepare-domain. */
+export type ControlReply = { ok: true; sizeBytes?: number; path?: string; exitCode?: number; message?: string } | { ok: false; code: string; message: string };
 
 export function encodeControlMessage(message: ControlRequest | ControlReply): string {
   return `${JSON.stringify(message)}\n`;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { Logger } from 'pino';
 import { errorCode, errorMessage } from '../errors.js';
+import type { HookOutcome } from '../hook/hook.js';
 import { decodeControlRequest, encodeControlMessage, type ControlReply, type ControlRequest } from './control-protocol.js';
 
 export interface VolumeService {
@@ -17,6 +18,8 @@ export interface VolumeService {
   /** Makes the volume usable on this host at its current size; its block device path and the size this host sees. */
   activate(volume: string): Promise<{ path: string; sizeBytes: number }>;
   deactivate(volume: string): Promise<void>;
+  /** The libvirt hook's `prepare begin` for a domain, asked by the hook of this host; refused for another storage domain. */
+  prepareDomain(request: { domain: string; xml: string; vg?: string; loopDomain?: string }): Promise<HookOutcome>;
 }
 
 /** Serves the control socket; root-only (mode 0600 from its creation), since it can delete volumes. */
@@ -33,6 +36,10 @@ export async function serveControl(socketPath: string, volumes: VolumeService, l
   const answer = async (request: ControlRequest | { error: string }): Promise<ControlReply> => {
     if ('error' in request) return { ok: false, code: 'invalid-request', message: request.error };
     try {
+      if (request.op === 'prepare-domain') {
+        logger.info({ op: request.op, vm: request.domain }, 'libvirt hook asks to prepare a domain\'s volumes');
+        return { ok: true, ...(await volumes.prepareDomain(request)) };
+      }
       logger.info({ op: request.op, volume: request.volume, ...('parent' in request ? { parent: request.parent } : {}) }, 'volume request from the control socket');
       if (request.op === 'create') return { ok: true, sizeBytes: await volumes.create(request.volume, request.sizeBytes, request.virtualBytes) };
       if (request.op === 'reparent') {

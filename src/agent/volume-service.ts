@@ -1,10 +1,21 @@
+import path from 'node:path';
 import type { StoragePlugin } from '../../plugins/types.js';
+import { prepareDomain } from '../hook/hook.js';
 import { MailboxExtender } from '../mailbox/mailbox-extender.js';
 import type { Extender } from '../monitor/ports.js';
 import { assertReducible, createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume } from '../spm/volume-lifecycle.js';
 import type { Runner } from '../util/runner.js';
 import { TideError } from '../errors.js';
 import type { VolumeService } from './control-server.js';
+
+/** The hook asked about another storage domain than this agent serves (two configurations disagree). */
+export class StorageDomainMismatchError extends TideError {
+  readonly code = 'storage-domain-mismatch';
+
+  constructor(readonly asked: string, readonly served: string) {
+    super(`the hook's configuration names storage domain ${asked}, this agent serves ${served}; make /etc/tideline/tideline.conf and the agent's flags agree`);
+  }
+}
 
 /** A volume a VM on this host has open cannot be deactivated here. */
 export class VolumeInUseHereError extends TideError {
@@ -48,6 +59,15 @@ export function volumeService(options: VolumeServiceOptions): VolumeService {
       if (vm !== undefined) throw new VolumeInUseHereError(volume, vm);
       await plugin.deactivate(volume);
       await publishInventory();
+    },
+    prepareDomain: async (request: { domain: string; xml: string; vg?: string; loopDomain?: string }) => {
+      const asked = request.vg ?? (request.loopDomain === undefined ? undefined : path.resolve(request.loopDomain));
+      const served = request.vg ? plugin.domain : path.resolve(plugin.domain);
+      if (asked === undefined || asked !== served) throw new StorageDomainMismatchError(asked ?? 'none', plugin.domain);
+      const outcome = await prepareDomain(request.domain, request.xml, request.vg, () => Promise.resolve(plugin));
+      // The SPM refuses to delete what this host now has active: it learns that from the inventory, at once.
+      await publishInventory();
+      return outcome;
     },
   };
   // Extensions asked for by hand (a block commit's base) go the monitor's way: through the SPM, then refreshed here.

@@ -26,6 +26,16 @@ export async function runHook(args: readonly string[], domainXml: string, depend
   const { config } = dependencies;
   if (!config || (!config.vg && !config['loop-domain'])) return { exitCode: 0 };
   if (operation !== 'prepare' || subOperation !== 'begin') return { exitCode: 0 };
+  return prepareDomain(domain, domainXml, config.vg, () => dependencies.openPlugin(config));
+}
+
+/**
+ * `prepare begin` of one domain: every disk on a volume of the storage domain
+ * (for a VG, only paths under it are looked at) is activated and refreshed,
+ * with its whole chain. Run by the hook itself, or by the agent when the hook
+ * reaches it (src/hook/agent-prepare.ts), which has everything loaded.
+ */
+export async function prepareDomain(domain: string, domainXml: string, vg: string | undefined, openPlugin: () => Promise<StoragePlugin>): Promise<HookOutcome> {
   let sources: string[];
   try {
     const { parseDomainXml } = await import('../libvirt/domain-xml.js');
@@ -34,9 +44,9 @@ export async function runHook(args: readonly string[], domainXml: string, depend
     // Not ours to block a start over: libvirt itself decides whether this XML can run.
     return { exitCode: 0, message: `tideline hook: cannot read the XML of domain ${domain} (${errorMessage(error)}); thin volumes were not refreshed` };
   }
-  const candidates = config.vg ? sources.filter((source) => source.startsWith(`/dev/${config.vg}/`) || source.startsWith('/dev/mapper/')) : sources;
+  const candidates = vg ? sources.filter((source) => source.startsWith(`/dev/${vg}/`) || source.startsWith('/dev/mapper/')) : sources;
   if (candidates.length === 0) return { exitCode: 0 };
-  const plugin = await dependencies.openPlugin(config);
+  const plugin = await openPlugin();
   for (const source of candidates) {
     const volume = await plugin.volumeForPath(source);
     if (!volume) continue;

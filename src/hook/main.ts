@@ -3,10 +3,13 @@
  * The node half of /etc/libvirt/hooks/qemu.d/tideline (hooks/qemu): the shell
  * script hands every event but `prepare begin` to the agent's spool itself and
  * runs this only where the domain XML must be read. It loads nothing but node's
- * own modules until it knows tideline is set up on this host.
+ * own modules until it knows tideline is set up on this host, and hands the
+ * work to the agent when one answers on the control socket (agent-prepare.ts).
  */
 import { readFile } from 'node:fs/promises';
+import { DEFAULT_CONTROL_SOCKET } from '../agent/control-socket-path.js';
 import { readConfigLines } from '../config/config-lines.js';
+import { prepareThroughAgent } from './agent-prepare.js';
 
 const STDIN_LIMIT_BYTES = 16 * 1024 * 1024;
 const CONFIG_FILE = process.env.TIDELINE_CONFIG ?? '/etc/tideline/tideline.conf';
@@ -31,9 +34,22 @@ async function main(): Promise<number> {
   if (text === undefined) return 0;
   const { values } = readConfigLines(text, CONFIG_FILE);
   if (!values.vg && !values['loop-domain']) return 0;
+  const [domain = '', operation = '', subOperation = ''] = process.argv.slice(2);
+  if (operation !== 'prepare' || subOperation !== 'begin') return 0;
+  const xml = await readStdin();
+  const viaAgent = await prepareThroughAgent(values['control-socket'] ?? DEFAULT_CONTROL_SOCKET, {
+    domain,
+    xml,
+    ...(values.vg ? { vg: values.vg } : {}),
+    ...(values['loop-domain'] ? { loopDomain: values['loop-domain'] } : {}),
+  });
+  if (viaAgent) {
+    if (viaAgent.message) process.stderr.write(`${viaAgent.message}\n`);
+    return viaAgent.exitCode;
+  }
   const [{ parseHostConfig }, { runHook }, { execaRunner }, { openHostPlugin }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/runner.js'), import('../../plugins/open-host-plugin.js')]);
   const config = parseHostConfig(text, CONFIG_FILE);
-  const outcome = await runHook(process.argv.slice(2), await readStdin(), {
+  const outcome = await runHook(process.argv.slice(2), xml, {
     config,
     openPlugin: (settings) => openHostPlugin(settings, execaRunner),
   });

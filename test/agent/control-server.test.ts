@@ -33,6 +33,7 @@ describe('control socket and hook spool: root only', function () {
     remove: async (volume) => void calls.push(`delete ${volume}`),
     activate: async (volume) => { calls.push(`activate ${volume}`); return { path: '/dev/null', sizeBytes: 1 }; },
     deactivate: async (volume) => void calls.push(`deactivate ${volume}`),
+    prepareDomain: async (request) => { calls.push(`prepare ${request.domain}`); return { exitCode: 0 }; },
   };
 
   before(async () => {

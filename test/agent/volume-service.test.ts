@@ -10,6 +10,7 @@ describe('volume service: activation on this host', () => {
   function world(usedBy: Record<string, string> = {}) {
     const calls: string[] = [];
     const plugin = {
+      domain: '/srv/lab',
       activate: async (volume: string) => { calls.push(`activate ${volume}`); return `/dev/sd1/${volume}`; },
       refresh: async (volume: string) => { calls.push(`refresh ${volume}`); return 64 << 20; },
       deactivate: async (volume: string) => void calls.push(`deactivate ${volume}`),
@@ -30,6 +31,18 @@ describe('volume service: activation on this host', () => {
     assert.deepEqual(calls, ['activate web-vda', 'refresh web-vda', 'publish inventory']);
     await service.deactivate('web-vda');
     assert.deepEqual(calls.slice(3), ['deactivate web-vda', 'publish inventory']);
+  });
+
+  it("refuses the hook's prepare for another storage domain than the one it serves, naming both, and touches nothing", async () => {
+    const { calls, service } = world();
+    for (const request of [{ loopDomain: '/srv/other' }, { vg: 'tide' }, {}]) {
+      await assert.rejects(service.prepareDomain({ domain: 'web', xml: '<domain/>', ...request }), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'storage-domain-mismatch');
+        assert.match(error.message, /this agent serves \/srv\/lab/);
+        return true;
+      });
+    }
+    assert.deepEqual(calls, []);
   });
 
   it('refuses to deactivate the disk of a VM this agent watches, naming the VM, and touches nothing', async () => {

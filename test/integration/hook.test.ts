@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { access, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import type { StoragePlugin } from '../../plugins/types.js';
+import { serveControl } from '../../src/agent/control-server.js';
 import { HookSpool } from '../../src/agent/hook-spool.js';
+import { volumeService } from '../../src/agent/volume-service.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { FakeStorage } from '../helpers/fake-vm.js';
 import { hookScript } from '../../src/cli/commands/hook.js';
 import { labDomainXml } from '../../src/lab/libvirt-domain.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -69,6 +75,50 @@ describe('libvirt hook', function () {
     assert.match(device, /^\/dev\/loop\d+$/);
     assert.equal(await loopSize(device), 320 * MiB);
     await access(sourcePath).then(() => assert.fail('host 1 never activated the volume; its directory stays empty'), () => undefined);
+  });
+
+  it('prepare through the agent on the control socket: the agent activates, refreshes and publishes its inventory; the hook relays its outcome, and does the work itself when the agent serves another domain or is gone', async () => {
+    const socket = path.join(world.dir, 'agent-prepare.sock');
+    const withAgent = path.join(world.dir, 'with-agent.conf');
+    await writeFile(withAgent, `loop-domain = ${world.workspace.domainDir}\ncontrol-socket = ${socket}\n`);
+    let published = 0;
+    const service = (plugin: StoragePlugin) => volumeService({ plugin, extender: new FakeStorage(new FakeClock()), run: execaRunner, publishInventory: async () => void (published += 1) });
+    await world.plugin.create('agentprep-vda', 64 * MiB);
+    const device = await world.plugin.activate('agentprep-vda');
+    await world.plugin.extend('agentprep-vda', 192 * MiB);
+    let server = await serveControl(socket, service(world.plugin), silentLogger);
+    try {
+      const prepared = await hook(['agentprep', 'prepare', 'begin', '-'], xmlFor(device), { TIDELINE_CONFIG: withAgent });
+      assert.equal(prepared.exitCode, 0, prepared.stderr);
+      assert.equal(await loopSize(device), 192 * MiB);
+      assert.equal(published, 1, 'the agent did the work: it published its inventory');
+      // A volume that is gone: the agent's refusal reaches libvirt, naming disk and volume.
+      await world.plugin.create('ghost-vda', 64 * MiB);
+      const ghost = await world.plugin.activate('ghost-vda');
+      await rm(path.join(world.workspace.domainDir, 'ghost-vda.img'));
+      const gone = await hook(['ghost', 'prepare', 'begin', '-'], xmlFor(ghost), { TIDELINE_CONFIG: withAgent });
+      assert.equal(gone.exitCode, 1);
+      assert.match(gone.stderr, new RegExp(`domain ghost cannot start: its disk ${ghost} is volume ghost-vda, which does not exist`));
+      assert.equal(published, 2, 'the agent answered that one too');
+    } finally {
+      server.close();
+    }
+    // An agent of another storage domain refuses; the hook then refreshes by itself.
+    await world.plugin.extend('agentprep-vda', 256 * MiB);
+    server = await serveControl(socket, service({ ...world.plugin, domain: '/elsewhere' } as unknown as StoragePlugin), silentLogger);
+    try {
+      const prepared = await hook(['agentprep', 'prepare', 'begin', '-'], xmlFor(device), { TIDELINE_CONFIG: withAgent });
+      assert.equal(prepared.exitCode, 0, prepared.stderr);
+      assert.equal(await loopSize(device), 256 * MiB);
+      assert.equal(published, 2, 'the agent of another domain did nothing');
+    } finally {
+      server.close();
+    }
+    // No agent listening any more: the hook does it itself.
+    await world.plugin.extend('agentprep-vda', 320 * MiB);
+    const alone = await hook(['agentprep', 'prepare', 'begin', '-'], xmlFor(device), { TIDELINE_CONFIG: withAgent });
+    assert.equal(alone.exitCode, 0, alone.stderr);
+    assert.equal(await loopSize(device), 320 * MiB);
   });
 
   it('prepare: decides a domain without a disk on the storage domain in the shell, without starting node', async () => {

@@ -51,19 +51,21 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     const host = await LibvirtHost.start(cluster.lab.workspace, {
       name: String(hostId),
       uuid: `7d1e0c5a-0000-4000-8000-00000000000${hostId}`,
-      tidelineConfig: `loop-domain = ${domainDir}\nloop-view = ${hostId}\n`,
+      // The hook hands `prepare` to this host's agent through its control socket (src/hook/agent-prepare.ts).
+      tidelineConfig: `loop-domain = ${domainDir}\nloop-view = ${hostId}\ncontrol-socket = ${controlSocket(hostId)}\n`,
       binds: hostId === 1 ? [] : [[ownView, sharedName]],
     });
     hosts.push(host);
     const agent = new TidelineProcess(`agent${hostId}`, [
       'agent', '--libvirt', '--mailbox', cluster.mailboxPath, '--host-id', String(hostId), '--chunk', '64M', '--free-target', '64M',
-      '--hook-spool', host.hookSpool, '--poll', '0.5', '--status-file', statusFile(hostId), '--control-socket', path.join(cluster.dir, `agent-${hostId}.sock`),
+      '--hook-spool', host.hookSpool, '--poll', '0.5', '--status-file', statusFile(hostId), '--control-socket', controlSocket(hostId),
     ], { prefix: host.prefix });
     cluster.processes.push(agent);
     await agent.waitFor('following libvirt hook events', 60_000);
     return { host, agent };
   }
 
+  const controlSocket = (hostId: number) => path.join(cluster.dir, `agent-${hostId}.sock`);
   const statusFile = (hostId: number) => path.join(cluster.dir, `status-${hostId}.json`);
 
   async function vmStatus(hostId: number, domain: string) {
@@ -155,6 +157,7 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     assert.ok(before.length > 0 && during.length > 0 && after.length > 0, `grew before (${before.length}), during (${during.length}) and after (${after.length}) the migration`);
     // libvirt's job (virsh domjobinfo) told the source it was migrating: new space waited for host 2's announcement.
     assert.ok(one.agent.logged('migration destination sees the new space; using it here').length > 0, 'the source used new space only after host 2 announced it');
+    assert.ok(two.agent.logged("libvirt hook asks to prepare a domain's volumes").length > 0, "host 2's hook handed the incoming domain's prepare to its agent");
     const destination = (await vmStatus(2, domain))!;
     assert.equal(destination.pauses, 0, 'no pause on host 2');
     assert.equal(destination.migration, null);

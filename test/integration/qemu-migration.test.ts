@@ -118,33 +118,44 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     });
   }
 
-  function served(spm: TidelineProcess): Array<{ hostId: number; targetBytes: number; time: number }> {
-    return spm.logged('request served').map((event) => ({ hostId: Number(event.hostId), targetBytes: Number(event.targetBytes), time: Number(event.time) }));
-  }
-
-  it('keeps the volume growing before, during and after: zero pauses, thresholds armed at once on the destination, data intact', async () => {
+  /** Source VM and its agent on host 1, past `writtenMib`; host 2's agent watching its QMP directory, and the destination QEMU it sees migrating in. */
+  async function destinationWaiting(writtenMib: number) {
     const { one, two } = await hosts();
     const vm = await startSource(one);
     const source = agent(1, ['--qmp', `mig=${vm.qmpSocket}`]);
     const qmpDir = path.join(world.dir, 'host2-qmp');
     await mkdir(qmpDir);
     const destinationAgent = agent(2, ['--qmp-dir', qmpDir]);
-    await until(() => vm.progress.writtenMib >= 192, 120_000, () => `the source guest to write 192 MiB (at ${vm.progress.writtenMib})`);
-
+    await until(() => vm.progress.writtenMib >= writtenMib, 120_000, () => `the source guest to write ${writtenMib} MiB (at ${vm.progress.writtenMib})`);
     const destination = await startDestination(vm, two, qmpDir);
     await destinationAgent.waitFor('VM is migrating in: keeping its volumes refreshed until it runs here', 30_000);
+    return { vm, source, destinationAgent, destination };
+  }
+
+  /** The guest's final report on the destination: every unit there and read back intact, no error. */
+  async function verifiedOnDestination(destination: { lines: GuestLine[] }, vm: LabVm): Promise<GuestLine & { kind: 'result' }> {
+    await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
+    const result = destination.lines.find((line): line is GuestLine & { kind: 'result' } => line.kind === 'result')!;
+    assert.equal(result.units, WRITE_MIB / 16);
+    assert.equal(result.bad, 0, `every unit read back on the destination is intact; ${describeMismatches(destination.lines, vm)}`);
+    assert.deepEqual(destination.lines.filter((line) => line.kind === 'error'), []);
+    return result;
+  }
+
+  function served(spm: TidelineProcess): Array<{ hostId: number; targetBytes: number; time: number }> {
+    return spm.logged('request served').map((event) => ({ hostId: Number(event.hostId), targetBytes: Number(event.targetBytes), time: Number(event.time) }));
+  }
+
+  it('keeps the volume growing before, during and after: zero pauses, thresholds armed at once on the destination, data intact', async () => {
+    const { vm, source, destinationAgent, destination } = await destinationWaiting(192);
+
     const { status, startedAt, completedAt } = await migrate(vm, destination.uri);
     assert.equal(status, 'completed');
     await source.waitFor('VM migrated away: no longer watching it here (an extension in flight completes or is abandoned harmlessly: sizes are absolute)', 30_000);
     await destinationAgent.waitFor('VM arrived by live migration: volumes refreshed, thresholds armed', 30_000);
     await vm.qemu.kill(); // as libvirt ends the source QEMU once the destination runs
 
-    await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
-    const result = destination.lines.find((line) => line.kind === 'result');
-    assert.ok(result?.kind === 'result');
-    assert.equal(result.units, WRITE_MIB / 16);
-    assert.equal(result.bad, 0, `every unit read back on the destination is intact; ${describeMismatches(destination.lines, vm)}`);
-    assert.deepEqual(destination.lines.filter((line) => line.kind === 'error'), []);
+    const result = await verifiedOnDestination(destination, vm);
 
     const spm = cluster.processes.find((process) => process.name === 'spm1')!;
     const requests = served(spm);
@@ -192,10 +203,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     await destinationAgent.waitFor('VM arrived by live migration: volumes refreshed, thresholds armed', 30_000);
     await vm.qemu.kill();
 
-    await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
-    const result = destination.lines.find((line) => line.kind === 'result');
-    assert.ok(result?.kind === 'result');
-    assert.equal(result.bad, 0, `every unit read back on the destination is intact; ${describeMismatches(destination.lines, vm)}`);
+    const result = await verifiedOnDestination(destination, vm);
     const sourceStatus = (await readStatus(path.join(world.dir, 'status-1.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
     const destinationStatus = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
     assert.equal(destinationStatus.pauses, 0, 'no pause on the destination');
@@ -206,15 +214,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
   });
 
   it('a VM that ran out of space on the source during the migration (its agent hung) arrives paused; the destination extends and resumes it; data intact', async () => {
-    const { one, two } = await hosts();
-    const vm = await startSource(one);
-    const source = agent(1, ['--qmp', `mig=${vm.qmpSocket}`]);
-    const qmpDir = path.join(world.dir, 'host2-qmp');
-    await mkdir(qmpDir);
-    const destinationAgent = agent(2, ['--qmp-dir', qmpDir]);
-    await until(() => vm.progress.writtenMib >= 96, 120_000, () => `the source guest to write 96 MiB (at ${vm.progress.writtenMib})`);
-    const destination = await startDestination(vm, two, qmpDir);
-    await destinationAgent.waitFor('VM is migrating in: keeping its volumes refreshed until it runs here', 30_000);
+    const { vm, source, destinationAgent, destination } = await destinationWaiting(96);
 
     const runState = () => vm.admin(async (client) => (await client.execute<{ status: string }>('query-status')).status);
     // The source's agent stops answering: the guest fills its free space there and pauses before the migration starts.
@@ -230,12 +230,7 @@ describe('real QEMU: live migration between two hosts while the thin disk grows'
     await destinationAgent.waitFor(ARRIVED_PAUSED_MESSAGE, 30_000);
     await destinationAgent.waitFor('VM resumed after extension', 30_000);
 
-    await until(() => destination.lines.some((line) => line.kind === 'result'), 240_000, 'the guest on the destination to report its result');
-    const result = destination.lines.find((line) => line.kind === 'result');
-    assert.ok(result?.kind === 'result');
-    assert.equal(result.units, WRITE_MIB / 16);
-    assert.equal(result.bad, 0, `every unit read back on the destination is intact; ${describeMismatches(destination.lines, vm)}`);
-    assert.deepEqual(destination.lines.filter((line) => line.kind === 'error'), []);
+    const result = await verifiedOnDestination(destination, vm);
     const destinationStatus = (await readStatus(path.join(world.dir, 'status-2.json'))).vms.find((candidate) => candidate.vm === 'mig')!;
     assert.equal(destinationStatus.pausedForNoSpace, false);
     process.stdout.write(`      arrived paused (io-error, no drive error carried over); the destination resumed it after ${Number(destinationAgent.logged('VM resumed after extension')[0]!.pausedMs).toFixed(0)} ms; data verified: ${result.bad === 0}\n`);
