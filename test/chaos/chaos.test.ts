@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { LabVm } from '../../src/lab/lab-vm.js';
@@ -58,8 +59,8 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
   });
 
   /** The guest under fault: its QMP status sampled every 100 ms on the admin socket, pauses timed from outside tideline. */
-  async function underFault(kind: string, extraSpmArgs: string[], inject: (world: Faults) => Promise<void>): Promise<Outcome> {
-    const faults = new Faults(cluster, extraSpmArgs);
+  async function underFault(kind: string, extraSpmArgs: string[], inject: (world: Faults) => Promise<void>, storage?: { mailbox: string; lease: string }): Promise<Outcome> {
+    const faults = new Faults(cluster, extraSpmArgs, storage);
     await faults.startSpm(1);
     await faults.startSpm(3);
     await faults.currentSpm();
@@ -220,6 +221,24 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
     }
   });
 
+  it('the mailbox and lease volumes failing for 1-4 s (every read and write an error), then back: SPMs and the agent retry, recover and never crash', async () => {
+    const storage = await FailingStorage.attach(cluster.mailboxPath, cluster.leasePath);
+    try {
+      assertClean(
+        await underFault('mailbox and lease storage failing', [], async () => {
+          await storage.fail(cluster.processes);
+          await sleep(random(1_000, 4_000));
+          await storage.restore();
+        }, storage.devices),
+      );
+      for (const tideline of cluster.processes) assert.equal(tideline.child.exitCode, null, `${tideline.name} is still running`);
+      const noticed = cluster.processes.flatMap((tideline) => tideline.events).filter((event) => /short read|short write|ENOSPC|EIO|mailbox-io|input\/output/i.test(JSON.stringify(event))).length;
+      assert.ok(noticed > 0, 'the processes met the failing storage');
+    } finally {
+      await storage.detach();
+    }
+  });
+
   it('SIGSTOP of the SPM past its lease expiry, then SIGCONT', async () => {
     assertClean(
       await underFault('SPM SIGSTOP/SIGCONT', [], async (faults) => {
@@ -242,11 +261,13 @@ class Faults {
   constructor(
     private readonly cluster: ClusterWorld,
     private readonly extraSpmArgs: string[],
+    /** The mailbox and lease as the processes open them: the cluster's files, or block devices over them. */
+    private readonly storage: { mailbox: string; lease: string } = { mailbox: cluster.mailboxPath, lease: cluster.leasePath },
   ) {}
 
   async startSpm(hostId: number): Promise<TidelineProcess> {
     const spm = this.cluster.start(`spm${hostId}`, [
-      'spm', '--lease-backend', 'storage', '--mailbox', this.cluster.mailboxPath, '--lease', this.cluster.leasePath, '--host-id', String(hostId),
+      'spm', '--lease-backend', 'storage', '--mailbox', this.storage.mailbox, '--lease', this.storage.lease, '--host-id', String(hostId),
       '--domain', this.cluster.lab.workspace.domainDir, '--lease-expiry', String(LEASE_EXPIRY_SECONDS), ...this.extraSpmArgs,
     ]);
     this.spms.set(hostId, spm);
@@ -280,7 +301,7 @@ class Faults {
   startDirectoryAgent(): TidelineProcess {
     this.agentStarts += 1;
     this.agent = this.cluster.start(`agent-${this.agentStarts}`, [
-      'agent', '--qmp-dir', this.cluster.lab.dir, '--domain', this.cluster.lab.workspace.domainDir, '--mailbox', this.cluster.mailboxPath, '--host-id', '2',
+      'agent', '--qmp-dir', this.cluster.lab.dir, '--domain', this.cluster.lab.workspace.domainDir, '--mailbox', this.storage.mailbox, '--host-id', '2',
       '--chunk', String(CHUNK), '--free-target', String(FREE_TARGET), '--poll', '0.5', '--status-file', path.join(this.cluster.dir, 'status.json'),
       '--control-socket', path.join(this.cluster.dir, 'agent.sock'),
     ]);
@@ -291,11 +312,61 @@ class Faults {
     const vm = this.vm!;
     this.agentStarts += 1;
     this.agent = this.cluster.start(`agent-${this.agentStarts}`, [
-      'agent', '--qmp', `chaos=${vm.qmpSocket}`, '--domain', this.cluster.lab.workspace.domainDir, '--mailbox', this.cluster.mailboxPath, '--host-id', '2',
+      'agent', '--qmp', `chaos=${vm.qmpSocket}`, '--domain', this.cluster.lab.workspace.domainDir, '--mailbox', this.storage.mailbox, '--host-id', '2',
       '--chunk', String(CHUNK), '--free-target', String(FREE_TARGET), '--poll', '0.5', '--status-file', path.join(this.cluster.dir, 'status.json'),
       '--control-socket', path.join(this.cluster.dir, 'agent.sock'),
     ]);
     await this.agent.waitFor('watching thin drive', 60_000);
+  }
+}
+
+/**
+ * The mailbox and lease files behind loop devices, as volumes on a LUN: the
+ * processes open the devices. `fail` makes every read and write of them fail
+ * (the backing files are emptied and the devices re-sized to nothing: a read
+ * comes back short, a write finds no space), as a path to the storage lost
+ * for a while; `restore` puts the contents back as they were when it failed.
+ * The processes are held (SIGSTOP) only while the contents are saved, so no
+ * write they were told had succeeded is lost: storage that loses acknowledged
+ * writes is not the fault modelled here.
+ */
+class FailingStorage {
+  private saved: Buffer[] = [];
+
+  private constructor(
+    private readonly files: string[],
+    private readonly deviceOf: string[],
+  ) {}
+
+  static async attach(mailbox: string, lease: string): Promise<FailingStorage> {
+    const devices: string[] = [];
+    for (const file of [mailbox, lease]) devices.push((await execa('losetup', ['--find', '--show', file], { timeout: 10_000 })).stdout.trim());
+    return new FailingStorage([mailbox, lease], devices);
+  }
+
+  get devices(): { mailbox: string; lease: string } {
+    return { mailbox: this.deviceOf[0]!, lease: this.deviceOf[1]! };
+  }
+
+  async fail(holders: readonly TidelineProcess[]): Promise<void> {
+    const running = holders.filter((tideline) => tideline.child.exitCode === null && tideline.pid !== undefined);
+    for (const tideline of running) process.kill(tideline.pid!, 'SIGSTOP');
+    try {
+      this.saved = await Promise.all(this.files.map((file) => readFile(file)));
+      for (const file of this.files) await truncate(file, 0);
+      for (const device of this.deviceOf) await execa('losetup', ['--set-capacity', device], { timeout: 10_000 });
+    } finally {
+      for (const tideline of running) process.kill(tideline.pid!, 'SIGCONT');
+    }
+  }
+
+  async restore(): Promise<void> {
+    for (const [index, file] of this.files.entries()) await writeFile(file, this.saved[index]!);
+    for (const device of this.deviceOf) await execa('losetup', ['--set-capacity', device], { timeout: 10_000 });
+  }
+
+  async detach(): Promise<void> {
+    for (const device of this.deviceOf) await execa('losetup', ['--detach', device], { timeout: 10_000, reject: false });
   }
 }
 
