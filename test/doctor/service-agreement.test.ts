@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseHostConfig } from '../../src/config/host-config.js';
-import { checkServiceAgreement, parseEnvironmentFile, settingsInArguments } from '../../src/doctor/service-agreement.js';
+import { checkHookReachesAgent, checkServiceAgreement, parseEnvironmentFile, settingsInArguments, socketAnswers } from '../../src/doctor/service-agreement.js';
 
 describe('doctor: the agent and the SPM see one host', () => {
   const config = parseHostConfig('vg = tideline_vg\nmailbox = /dev/tideline_vg/mailbox\nhost-id = 2\nlease = /dev/tideline_vg/leases\n');
@@ -28,5 +28,23 @@ describe('doctor: the agent and the SPM see one host', () => {
       void settingsInArguments(words.join(' '));
       assert.equal(settingsInArguments(`${words.filter((word) => !/\s|host-id/.test(word)).join(' ')} --host-id ${hostId}`)['host-id'], String(hostId));
     }));
+  });
+
+  it('the hook reaches the agent: ok when both use one socket and it answers; a warning naming both when a flag moves the agent, or when nobody answers', async () => {
+    const listening = new Set(['/run/tideline/agent.sock', '/run/custom.sock']);
+    const answers = async (socket: string) => listening.has(socket);
+    assert.deepEqual(await checkHookReachesAgent(config, parseEnvironmentFile('TIDELINE_AGENT_ARGS="--libvirt"'), answers), { check: 'hook reaches the agent', status: 'ok', detail: 'the hook hands prepare to the agent on /run/tideline/agent.sock' });
+    const moved = await checkHookReachesAgent(config, parseEnvironmentFile('TIDELINE_AGENT_ARGS="--libvirt --control-socket /run/custom.sock"'), answers);
+    assert.equal(moved.status, 'warn');
+    assert.match(moved.detail, /the hook asks the agent on \/run\/tideline\/agent.sock \(the configuration file\), the agent listens on \/run\/custom.sock \(--control-socket in \/etc\/sysconfig\/tideline\)/);
+    const configured = parseHostConfig('vg = tideline_vg\ncontrol-socket = /run/custom.sock\n');
+    assert.equal((await checkHookReachesAgent(configured, parseEnvironmentFile('TIDELINE_AGENT_ARGS="--control-socket=/run/custom.sock"'), answers)).status, 'ok');
+    const silent = await checkHookReachesAgent(configured, new Map(), async () => false);
+    assert.equal(silent.status, 'warn');
+    assert.match(silent.detail, /no agent answers on \/run\/custom.sock/);
+  });
+
+  it('a socket nobody listens on does not answer', async () => {
+    assert.equal(await socketAnswers('/nonexistent/tideline-agent.sock'), false);
   });
 });
