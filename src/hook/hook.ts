@@ -1,5 +1,4 @@
 import type { StoragePlugin } from '../../plugins/types.js';
-import type { HostConfig } from '../config/host-config.js';
 import { errorMessage } from '../errors.js';
 import { readQcow2Header } from '../qcow2/header.js';
 
@@ -11,22 +10,9 @@ import { readQcow2Header } from '../qcow2/header.js';
  * refuses the start (exit 1, libvirt shows our message). Other operations
  * never reach node: the shell hook hands them to the agent's spool.
  */
-export interface HookDependencies {
-  config: HostConfig | undefined;
-  openPlugin: (config: HostConfig) => Promise<StoragePlugin>;
-}
-
 export interface HookOutcome {
   exitCode: number;
   message?: string;
-}
-
-export async function runHook(args: readonly string[], domainXml: string, dependencies: HookDependencies): Promise<HookOutcome> {
-  const [domain = '', operation = '', subOperation = ''] = args;
-  const { config } = dependencies;
-  if (!config || (!config.vg && !config['loop-domain'])) return { exitCode: 0 };
-  if (operation !== 'prepare' || subOperation !== 'begin') return { exitCode: 0 };
-  return prepareDomain(domain, domainXml, config.vg, () => dependencies.openPlugin(config));
 }
 
 /**

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { DEFAULT_CONTROL_SOCKET } from '../agent/control-socket-path.js';
 import { readConfigLines } from '../config/config-lines.js';
 import { prepareThroughAgent } from './agent-prepare.js';
+import type { HookOutcome } from './hook.js';
 
 const STDIN_LIMIT_BYTES = 16 * 1024 * 1024;
 const CONFIG_FILE = process.env.TIDELINE_CONFIG ?? '/etc/tideline/tideline.conf';
@@ -26,6 +27,13 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** No agent took it: load the plugin and do it in this process (the slow path). */
+async function prepareHere(configText: string, domain: string, xml: string): Promise<HookOutcome> {
+  const [{ parseHostConfig }, { prepareDomain }, { execaRunner }, { openHostPlugin }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/runner.js'), import('../../plugins/open-host-plugin.js')]);
+  const config = parseHostConfig(configText, CONFIG_FILE);
+  return prepareDomain(domain, xml, config.vg, () => openHostPlugin(config, execaRunner));
+}
+
 async function main(): Promise<number> {
   const text = await readFile(CONFIG_FILE, 'utf8').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined; // tideline is not set up on this host
@@ -37,22 +45,13 @@ async function main(): Promise<number> {
   const [domain = '', operation = '', subOperation = ''] = process.argv.slice(2);
   if (operation !== 'prepare' || subOperation !== 'begin') return 0;
   const xml = await readStdin();
-  const viaAgent = await prepareThroughAgent(values['control-socket'] ?? DEFAULT_CONTROL_SOCKET, {
-    domain,
-    xml,
-    ...(values.vg ? { vg: values.vg } : {}),
-    ...(values['loop-domain'] ? { loopDomain: values['loop-domain'] } : {}),
-  });
-  if (viaAgent) {
-    if (viaAgent.message) process.stderr.write(`${viaAgent.message}\n`);
-    return viaAgent.exitCode;
-  }
-  const [{ parseHostConfig }, { runHook }, { execaRunner }, { openHostPlugin }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/runner.js'), import('../../plugins/open-host-plugin.js')]);
-  const config = parseHostConfig(text, CONFIG_FILE);
-  const outcome = await runHook(process.argv.slice(2), xml, {
-    config,
-    openPlugin: (settings) => openHostPlugin(settings, execaRunner),
-  });
+  const outcome =
+    (await prepareThroughAgent(values['control-socket'] ?? DEFAULT_CONTROL_SOCKET, {
+      domain,
+      xml,
+      ...(values.vg ? { vg: values.vg } : {}),
+      ...(values['loop-domain'] ? { loopDomain: values['loop-domain'] } : {}),
+    })) ?? (await prepareHere(text, domain, xml));
   if (outcome.message) process.stderr.write(`${outcome.message}\n`);
   return outcome.exitCode;
 }
