@@ -9,6 +9,7 @@ import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
+import { ReplyWriter } from './reply-writer.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
 import { inventoryHolds } from '../mailbox/inventory.js';
 import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
@@ -129,6 +130,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
   private readonly corruptionLog = new Map<number, { loggedAt: number; unlogged: number }>();
   private lastActivity = Number.NEGATIVE_INFINITY;
   private readonly lastSeen = new Map<number, Buffer>();
+  private readonly replyWriter: ReplyWriter;
 
   /** The domain and the command runner as the SPM may use them: only while the lease holds (fencing.ts). */
   private readonly plugin: StoragePlugin;
@@ -138,6 +140,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
     super();
     this.plugin = fencePlugin(options.plugin, options.lease);
     this.run = fenceRunner(options.run, options.lease);
+    this.replyWriter = new ReplyWriter((slots) => options.mailbox.writeReplyRange(slots), () => options.lease.held);
   }
 
   /** Serves until `signal` aborts or the lease is lost; resolves with which it was. */
@@ -218,6 +221,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
     for (const [hostId, decoded] of slots) {
       const slot = decoded.kind === 'valid' ? decoded.value : { hostId, generation: 0, messages: new Array<Reply | undefined>(MESSAGES_PER_SLOT).fill(undefined) };
       this.replies.set(hostId, slot);
+      this.replyWriter.known(slot);
       this.lastServed.set(hostId, Math.max(0, ...slot.messages.map((reply) => reply?.sequence ?? 0)));
     }
   }
@@ -227,25 +231,25 @@ export class SpmService extends EventEmitter<SpmEvents> {
     const { mailbox, lease } = this.options;
     this.counters.polls += 1;
     const blocks = await mailbox.readRequestBlocks();
-    const served: number[] = [];
+    let served = 0;
     // Only slots whose bytes changed since the last poll can hold anything new: most polls decode nothing.
     const changed = blocks.flatMap((block, index) => (this.lastSeen.get(index + 1)?.equals(block) ? [] : [{ hostId: index + 1, block }]));
     const hosts = changed.map(({ hostId, block }) => async () => {
-      if (await this.serveHost(hostId, decodeRequestSlot(block, hostId))) served.push(hostId);
+      if (await this.serveHost(hostId, decodeRequestSlot(block, hostId))) {
+        served += 1;
+        if (lease.held) {
+          const slot = this.replies.get(hostId)!;
+          slot.generation += 1;
+          this.replyWriter.queue(slot);
+        }
+      }
       // Remembered only once fully handled, so a pass cut short by a lost lease is retried by the next term.
-      if (this.options.lease.held) this.lastSeen.set(hostId, Buffer.from(block));
+      if (lease.held) this.lastSeen.set(hostId, Buffer.from(block));
     });
     // Hosts are independent (each extends its own volumes); a slow LVM command for one must not hold up the rest.
     await runWithLimit(hosts, HOSTS_IN_PARALLEL);
-    if (served.length === 0) return false;
-    if (!lease.held) return true;
-    for (const hostId of served) this.replies.get(hostId)!.generation += 1;
-    const first = Math.min(...served);
-    const last = Math.max(...served);
-    const range: Array<Slot<Reply>> = [];
-    for (let hostId = first; hostId <= last; hostId += 1) range.push(this.replies.get(hostId)!);
-    await mailbox.writeReplyRange(range);
-    return true;
+    await this.replyWriter.settled();
+    return served > 0;
   }
 
   /** Serves one host's new requests in sequence order; true when any reply changed. */
