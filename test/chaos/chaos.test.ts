@@ -12,6 +12,9 @@ import { LibvirtGuest } from '../integration/helpers/libvirt-guest.js';
 import { LibvirtHost } from '../integration/helpers/libvirt-host.js';
 import { TidelineProcess } from '../integration/helpers/tideline-process.js';
 import { until } from '../integration/helpers/watch.js';
+import { ensureSanlockDaemon, sanlockHoldersUnder } from '../integration/helpers/sanlock-daemon.js';
+import { initSanlock, leaveLockspace, type SanlockPlacement } from '../../src/lease/sanlock.js';
+import { execaRunner } from '../../src/util/runner.js';
 
 /**
  * Faults at random moments while a guest writes and then verifies its disk:
@@ -28,6 +31,9 @@ const WRITE_CAP_BYTES_PER_SECOND = 12 * MiB;
 const SECONDS_PER_CYCLE = 7;
 const WRITE_MIB = Math.max(192, Math.ceil((CYCLES * SECONDS_PER_CYCLE * WRITE_CAP_BYTES_PER_SECOND) / MiB / 64) * 64);
 const LEASE_EXPIRY_SECONDS = 2;
+/** As in test/integration/sanlock-spm.test.ts: short, but long enough for a loaded machine to join. */
+const SANLOCK_IO_TIMEOUT_SECONDS = 5;
+const SANLOCK_STALL_TIMEOUT_SECONDS = 3;
 const CHUNK = 64 * MiB;
 const FREE_TARGET = 64 * MiB;
 
@@ -59,11 +65,11 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
   });
 
   /** The guest under fault: its QMP status sampled every 100 ms on the admin socket, pauses timed from outside tideline. */
-  async function underFault(kind: string, extraSpmArgs: string[], inject: (world: Faults) => Promise<void>, storage?: { mailbox: string; lease: string }): Promise<Outcome> {
-    const faults = new Faults(cluster, extraSpmArgs, storage);
+  async function underFault(kind: string, faults: Faults, inject: (world: Faults) => Promise<void>): Promise<Outcome> {
+    // The second candidate starts once the first acts: two supervisors joining one sanlock daemon's lockspace at once collide.
     await faults.startSpm(1);
-    await faults.startSpm(3);
     await faults.currentSpm();
+    await faults.startSpm(3);
     const vm = await cluster.lab.startVm({ name: 'chaos', writeMib: WRITE_MIB });
     await vm.throttleWrites(WRITE_CAP_BYTES_PER_SECOND);
     faults.vm = vm;
@@ -107,7 +113,7 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
 
   it('kill -9 of the agent, restarted 0-3 s later', async () => {
     assertClean(
-      await underFault('agent kill -9', [], async (faults) => {
+      await underFault('agent kill -9', new Faults(cluster), async (faults) => {
         faults.agent!.child.kill('SIGKILL');
         await faults.agent!.child;
         await sleep(random(0, 3_000));
@@ -118,7 +124,7 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
 
   it('kill -9 of the SPM while an extension is in flight; the other candidate takes over, the killed one comes back as a candidate', async () => {
     assertClean(
-      await underFault('SPM kill -9 mid-request', ['--request-delay', '400'], async (faults) => {
+      await underFault('SPM kill -9 mid-request', new Faults(cluster, { extraSpmArgs: ['--request-delay', '400'] }), async (faults) => {
         const spm = await faults.currentSpm();
         await spm.waitFor('request delayed (testing)', 60_000, spm.logged('request delayed (testing)').length + 1);
         await faults.replaceSpm(spm);
@@ -127,7 +133,7 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
   });
 
   it('kill -9 of QEMU while an extension of its volume is in flight; the next VMs on the same agent grow as usual', async () => {
-    const faults = new Faults(cluster, ['--request-delay', '400']);
+    const faults = new Faults(cluster, { extraSpmArgs: ['--request-delay', '400'] });
     await faults.startSpm(1);
     const spm = await faults.currentSpm();
     // The agent finds every VM by its QMP socket in the lab directory, as `--qmp-dir` does for plain QEMU hosts.
@@ -174,7 +180,7 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
   });
 
   it('kill -9 of libvirtd, restarted 0-3 s later (every other time while an extension is in flight); the domain keeps growing under the libvirt agent', async () => {
-    const faults = new Faults(cluster, ['--request-delay', '400']);
+    const faults = new Faults(cluster, { extraSpmArgs: ['--request-delay', '400'] });
     await faults.startSpm(1);
     const spm = await faults.currentSpm();
     const host = await LibvirtHost.start(cluster.lab.workspace, { name: '2', uuid: '7d1e0c5a-0000-4000-8000-00000000c4a2', tidelineConfig: `loop-domain = ${cluster.lab.workspace.domainDir}\nloop-view = 2\n` });
@@ -225,11 +231,11 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
     const storage = await FailingStorage.attach(cluster.mailboxPath, cluster.leasePath);
     try {
       assertClean(
-        await underFault('mailbox and lease storage failing', [], async () => {
+        await underFault('mailbox and lease storage failing', new Faults(cluster, { storage: storage.devices }), async () => {
           await storage.fail(cluster.processes);
           await sleep(random(1_000, 4_000));
           await storage.restore();
-        }, storage.devices),
+        }),
       );
       for (const tideline of cluster.processes) assert.equal(tideline.child.exitCode, null, `${tideline.name} is still running`);
       const noticed = cluster.processes.flatMap((tideline) => tideline.events).filter((event) => /short read|short write|ENOSPC|EIO|mailbox-io|input\/output/i.test(JSON.stringify(event))).length;
@@ -241,7 +247,7 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
 
   it('SIGSTOP of the SPM past its lease expiry, then SIGCONT', async () => {
     assertClean(
-      await underFault('SPM SIGSTOP/SIGCONT', [], async (faults) => {
+      await underFault('SPM SIGSTOP/SIGCONT', new Faults(cluster), async (faults) => {
         const spm = await faults.currentSpm();
         spm.child.kill('SIGSTOP');
         await sleep(random(LEASE_EXPIRY_SECONDS * 1_500, LEASE_EXPIRY_SECONDS * 3_000));
@@ -249,7 +255,52 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
       }),
     );
   });
+
+  it('SIGSTOP of the SPM holding a sanlock lease for 1-6 s (its supervisor kills it after 3 s still), then SIGCONT: never a second holder while the stopped one lives', async () => {
+    const daemon = await ensureSanlockDaemon();
+    const placement: SanlockPlacement = { lockspace: `tlchaos${process.pid}`, hostId: 1, idsPath: path.join(cluster.dir, 'sanlock-ids'), leasesPath: path.join(cluster.dir, 'sanlock-leases') };
+    try {
+      for (const file of [placement.idsPath, placement.leasesPath]) {
+        await writeFile(file, '');
+        await truncate(file, 2 * MiB);
+      }
+      await initSanlock(execaRunner, placement);
+      // Sampled every 100 ms while the holder is stopped: a live stopped holder beside another holder could still write after it.
+      let overlaps = 0;
+      let killedByWatchdog = 0;
+      const outcome = await underFault('sanlock SPM SIGSTOP/SIGCONT', new Faults(cluster, { sanlock: placement }), async () => {
+        const holder = await until(async () => (await sanlockHoldersUnder(cluster.dir)).length === 1, 120_000, 'one process to hold the sanlock SPM lease').then(async () => (await sanlockHoldersUnder(cluster.dir))[0]!);
+        process.kill(holder, 'SIGSTOP');
+        const stoppedUntil = Date.now() + random(1_000, 6_000);
+        while (Date.now() < stoppedUntil) {
+          const holders = await sanlockHoldersUnder(cluster.dir);
+          if (holders.length > 1 || (holders.some((pid) => pid !== holder) && (await livesOn(holder)))) overlaps += 1;
+          await sleep(100);
+        }
+        if (await livesOn(holder)) process.kill(holder, 'SIGCONT');
+        else killedByWatchdog += 1;
+      });
+      summaries.push(`  (sanlock: ${killedByWatchdog} of ${outcome.cycles} stopped holders killed by their supervisor, ${overlaps} samples with a second holder beside a live stopped one)`);
+      assertClean(outcome);
+      assert.equal(overlaps, 0, 'another process held the SPM lease while the stopped holder still lived');
+    } finally {
+      // Supervisors first, so that none starts a new holder; then the holders (stopped ones too), then the lockspace.
+      for (const tideline of cluster.processes) if (tideline.name.startsWith('spm')) tideline.child.kill('SIGKILL');
+      for (const pid of await sanlockHoldersUnder(cluster.dir).catch(() => [] as number[])) {
+        process.kill(pid, 'SIGKILL');
+        process.kill(pid, 'SIGCONT');
+      }
+      await leaveLockspace(execaRunner, placement).catch(() => undefined);
+      await daemon.stop();
+    }
+  });
 });
+
+/** Whether a process exists and has not ended (a zombie waiting for its parent has). */
+async function livesOn(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  return stat !== undefined && stat.split(') ')[1]?.[0] !== 'Z';
+}
 
 /** The processes of the cluster under fault, and how to replace them. */
 class Faults {
@@ -257,31 +308,39 @@ class Faults {
   agent: TidelineProcess | undefined;
   private readonly spms = new Map<number, TidelineProcess>();
   private agentStarts = 0;
+  private readonly extraSpmArgs: string[];
+  /** The mailbox and lease as the processes open them: the cluster's files, or block devices over them. */
+  private readonly storage: { mailbox: string; lease: string };
+  /** SPM candidates under a sanlock lease instead of the built-in one (one daemon is one sanlock host: both are its host 1). */
+  private readonly sanlock: SanlockPlacement | undefined;
 
   constructor(
     private readonly cluster: ClusterWorld,
-    private readonly extraSpmArgs: string[],
-    /** The mailbox and lease as the processes open them: the cluster's files, or block devices over them. */
-    private readonly storage: { mailbox: string; lease: string } = { mailbox: cluster.mailboxPath, lease: cluster.leasePath },
-  ) {}
+    options: { extraSpmArgs?: string[]; storage?: { mailbox: string; lease: string }; sanlock?: SanlockPlacement } = {},
+  ) {
+    this.extraSpmArgs = options.extraSpmArgs ?? [];
+    this.storage = options.storage ?? { mailbox: cluster.mailboxPath, lease: cluster.leasePath };
+    this.sanlock = options.sanlock;
+  }
 
   async startSpm(hostId: number): Promise<TidelineProcess> {
-    const spm = this.cluster.start(`spm${hostId}`, [
-      'spm', '--lease-backend', 'storage', '--mailbox', this.storage.mailbox, '--lease', this.storage.lease, '--host-id', String(hostId),
-      '--domain', this.cluster.lab.workspace.domainDir, '--lease-expiry', String(LEASE_EXPIRY_SECONDS), ...this.extraSpmArgs,
-    ]);
+    const lease = this.sanlock
+      ? ['--lease-backend', 'sanlock', '--lockspace', this.sanlock.lockspace, '--ids', this.sanlock.idsPath, '--lease', this.sanlock.leasesPath, '--host-id', String(this.sanlock.hostId),
+        '--sanlock-io-timeout', String(SANLOCK_IO_TIMEOUT_SECONDS), '--stall-timeout', String(SANLOCK_STALL_TIMEOUT_SECONDS)]
+      : ['--lease-backend', 'storage', '--lease', this.storage.lease, '--host-id', String(hostId), '--lease-expiry', String(LEASE_EXPIRY_SECONDS)];
+    const spm = this.cluster.start(`spm${hostId}`, ['spm', ...lease, '--mailbox', this.storage.mailbox, '--domain', this.cluster.lab.workspace.domainDir, ...this.extraSpmArgs]);
     this.spms.set(hostId, spm);
-    await spm.waitFor('waiting for the SPM lease', 30_000);
+    await spm.waitFor(this.sanlock ? 'joining the sanlock lockspace' : 'waiting for the SPM lease', 30_000);
     return spm;
   }
 
-  /** The candidate acting as SPM now (waits for one). */
+  /** The candidate acting as SPM now (waits for one; joining a sanlock lockspace takes tens of seconds). */
   async currentSpm(): Promise<TidelineProcess> {
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + (this.sanlock ? 240_000 : 60_000);
     while (Date.now() < deadline) {
       for (const spm of this.spms.values()) {
         const acting = spm.logged('acting as SPM').length;
-        const lost = spm.logged('SPM lease lost: stopped serving requests').length;
+        const lost = spm.logged('SPM lease lost: stopped serving requests').length + spm.logged('SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again').length;
         if (acting > lost && spm.child.exitCode === null) return spm;
       }
       await sleep(50);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, truncate, writeFile } from 'node:fs/promises';
+import { truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { initSanlock, leaveLockspace, type SanlockPlacement } from '../../src/lease/sanlock.js';
 import { Workspace } from '../../src/lab/workspace.js';
@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/log/logger.js';
 import { systemClock } from '../../src/util/clock.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
-import { ensureSanlockDaemon, sanlockClients, type SanlockDaemon } from './helpers/sanlock-daemon.js';
+import { ensureSanlockDaemon, sanlockHoldersUnder, type SanlockDaemon } from './helpers/sanlock-daemon.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
 
@@ -40,7 +40,7 @@ describe('SPM under a real sanlock lease', function () {
 
   before(async () => {
     workspace = await Workspace.create({ prefix: 'tideline-sanlock-test-', capacityBytes: 4 * GiB, run: execaRunner });
-    daemon = await ensureSanlockDaemon(workspace);
+    daemon = await ensureSanlockDaemon();
     placement = { lockspace: `tl${process.pid}`, hostId: 1, idsPath: path.join(workspace.dir, 'ids'), leasesPath: path.join(workspace.dir, 'leases') };
     for (const file of [placement.idsPath, placement.leasesPath]) {
       await writeFile(file, '');
@@ -76,13 +76,8 @@ describe('SPM under a real sanlock lease', function () {
   }
 
   /** Registered sanlock clients that this test started (their command line names our workspace). */
-  async function holders(): Promise<number[]> {
-    const ours: number[] = [];
-    for (const pid of await sanlockClients()) {
-      const commandLine = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (commandLine.includes(workspace.dir)) ours.push(pid);
-    }
-    return ours;
+  function holders(): Promise<number[]> {
+    return sanlockHoldersUnder(workspace.dir);
   }
 
   it('serves under the lease; one holder at a time; after the holder is killed the lease passes on and serving resumes', async () => {
