@@ -45,9 +45,9 @@ export class BenchCluster {
 
   private serving: Promise<unknown> = Promise.resolve();
 
-  /** What the SPM's mailbox handle has read from the storage so far. */
+  /** What the SPM has read from the storage so far: through its mailbox handle, and its wake-up thread's own reads. */
   get spmBytesRead(): number {
-    return this.mailboxes[0]!.bytesRead;
+    return this.mailboxes[0]!.bytesRead + this.spm.wakeUpCounts.bytesRead;
   }
 
   /**
@@ -64,7 +64,7 @@ export class BenchCluster {
     const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: maxHosts, maxHosts, timing: BENCH_LEASE_TIMING, clock: systemClock, logger: silentLogger });
     await lease.acquire();
     const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs, pollIdleMaxMs: policy.spmPollIdleMaxMs, backOffAfterQuietMs: options.backOffAfterQuietMs, wakePollMs: policy.spmWakePollMs });
+    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs, pollIdleMaxMs: policy.spmPollIdleMaxMs, backOffAfterQuietMs: options.backOffAfterQuietMs, wakePollMs: policy.spmWakePollMs, wakeUpThread: policy.spmWakePollMs > 0 });
     const cluster = new BenchCluster(dir, plugin, hostPlugin, policy, spm, lease);
     cluster.mailboxes.push(spmMailbox);
     cluster.serving = spm.serve(cluster.stop.signal);

@@ -26,7 +26,7 @@ export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin;
       continue;
     }
     logger.info('acting as SPM');
-    const service = new SpmService(options);
+    const service = new SpmService({ ...options, wakeUpThread: true });
     options.metrics?.observe(service);
     options.metrics?.setActing(true);
     options.onService?.(service);

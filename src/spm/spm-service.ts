@@ -10,6 +10,7 @@ import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
 import { ReplyWriter } from './reply-writer.js';
+import { InProcessWakeUpWatcher, ThreadWakeUpWatcher, type WakeUpWatcher } from './wake-up-watcher.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
 import { inventoryHolds } from '../mailbox/inventory.js';
 import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
@@ -49,6 +50,12 @@ export interface SpmOptions {
   /** Quiet SPM with wake-ups: every slot is still read this often, for a host that could not write the wake-up block. */
   fullScanMs?: number;
   /**
+   * Read the wake-up block on a thread of its own (src/spm/wake-up-watcher.ts):
+   * the SPM daemon does; without it the reads share the event loop and the
+   * injected clock, which tests of the state machine need.
+   */
+  wakeUpThread?: boolean;
+  /**
    * Testing: added before every request is carried out, as slow storage
    * would; forces the ENOSPC path, and holds the SPM between its lease check
    * and its change so a test can stall it there.
@@ -81,6 +88,8 @@ const DEFAULT_FAST_FOR_MS = 2_000;
 export const DEFAULT_WAKE_POLL_MS = 20;
 export const DEFAULT_WAKE_POLL_MAX_MS = 40;
 export const DEFAULT_FULL_SCAN_MS = 5_000;
+/** A quiet SPM waiting for a wake-up still looks at its lease and its stop signal this often. */
+const QUIET_WAIT_MS = 1_000;
 /** One host writing garbage once made an SPM log 2,732 warnings in 73 s. */
 export const CORRUPT_SLOT_LOG_INTERVAL_MS = 60_000;
 const DEFAULT_POLL_IDLE_MAX_MS = 1_000;
@@ -117,13 +126,10 @@ export interface SpmCounters {
   polls: number;
   /** Reply slots written again because their host asked again for what they held. */
   repliesRewritten: number;
-  /** Reads of the wake-up block while quiet, and how many found it changed. */
-  wakeUpReads: number;
-  wakeUps: number;
 }
 
 export class SpmService extends EventEmitter<SpmEvents> {
-  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0, repliesRewritten: 0, wakeUpReads: 0, wakeUps: 0 };
+  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0, repliesRewritten: 0 };
   private readonly lastServed = new Map<number, number>();
   private readonly replies = new Map<number, Slot<Reply>>();
   /** Per host: when its unreadable slot was last logged, and how many went unlogged since (log flooding). */
@@ -131,6 +137,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
   private lastActivity = Number.NEGATIVE_INFINITY;
   private readonly lastSeen = new Map<number, Buffer>();
   private readonly replyWriter: ReplyWriter;
+  private readonly wakeUps: WakeUpWatcher;
 
   /** The domain and the command runner as the SPM may use them: only while the lease holds (fencing.ts). */
   private readonly plugin: StoragePlugin;
@@ -140,57 +147,58 @@ export class SpmService extends EventEmitter<SpmEvents> {
     super();
     this.plugin = fencePlugin(options.plugin, options.lease);
     this.run = fenceRunner(options.run, options.lease);
+    this.wakeUps = options.wakeUpThread ? new ThreadWakeUpWatcher(options.mailbox.path, options.mailbox.maxHosts) : new InProcessWakeUpWatcher(options.mailbox, options.clock);
     this.replyWriter = new ReplyWriter((slots) => options.mailbox.writeReplyRange(slots), () => options.lease.held);
   }
 
   /** Serves until `signal` aborts or the lease is lost; resolves with which it was. */
   async serve(signal?: AbortSignal): Promise<'stopped' | 'lease-lost'> {
+    try {
+      return await this.serveUntilStopped(signal);
+    } finally {
+      await this.wakeUps.close();
+    }
+  }
+
+  private async serveUntilStopped(signal?: AbortSignal): Promise<'stopped' | 'lease-lost'> {
     const { lease, clock } = this.options;
     await this.recover();
     // A new SPM (a takeover, a restart) counts as busy: hosts may be waiting for it.
     this.lastActivity = clock.now();
+    const fastForMs = this.options.fastForMs ?? DEFAULT_FAST_FOR_MS;
     let lastFullScan = Number.NEGATIVE_INFINITY;
-    let wakeUps = this.wakePollMs > 0;
+    let useWakeUps = this.wakePollMs > 0;
+    let woken = false;
     while (!signal?.aborted) {
       if (!lease.held) return 'lease-lost';
       const now = clock.now();
-      const quietMs = now - this.lastActivity;
-      const fastForMs = this.options.fastForMs ?? DEFAULT_FAST_FOR_MS;
-      // Quiet, with wake-ups: one block read per tick; every slot only when a host woke us, or at the slow full scan.
-      let scan = !wakeUps || quietMs < fastForMs || now - lastFullScan >= this.fullScanMs;
-      if (!scan) {
-        try {
-          scan = await this.wokenUp();
-        } catch (error) {
-          wakeUps = false;
-          this.options.logger.warn({ err: errorMessage(error) }, 'no wake-up block in this mailbox; scanning every slot at the idle interval instead');
+      if (!useWakeUps || woken || now - this.lastActivity < fastForMs || now - lastFullScan >= this.fullScanMs) {
+        woken = false;
+        lastFullScan = now;
+        if (await this.pollOnce()) this.lastActivity = clock.now();
+        const quietMs = clock.now() - this.lastActivity;
+        if (!useWakeUps || quietMs < fastForMs) {
+          this.wakeUps.pause();
+          await sleep(clock, this.nextInterval(quietMs));
+          continue;
         }
       }
-      if (scan) {
-        lastFullScan = clock.now();
-        if (await this.pollOnce()) this.lastActivity = clock.now();
+      // Quiet, with wake-ups: one block read per wake interval; every slot only when a host woke us, or at the slow
+      // full scan. The wait ends at least every second so that a lost lease or a stop is noticed.
+      const untilFullScanMs = Math.max(0, lastFullScan + this.fullScanMs - clock.now());
+      try {
+        woken = await this.wakeUps.waitForChange(this.wakeInterval(clock.now() - this.lastActivity), Math.min(untilFullScanMs, QUIET_WAIT_MS));
+      } catch (error) {
+        useWakeUps = false;
+        this.options.logger.warn({ err: errorMessage(error) }, 'no wake-up block in this mailbox; scanning every slot at the idle interval instead');
       }
-      const quietNowMs = clock.now() - this.lastActivity;
-      await sleep(clock, wakeUps && quietNowMs >= fastForMs ? this.wakeInterval(quietNowMs) : this.nextInterval(quietNowMs));
     }
     return 'stopped';
   }
 
-  private lastWakeUp: Buffer | undefined;
-
-  /**
-   * Whether the wake-up block changed since the last look. The first look
-   * counts as a change: a host may have written its slot after the last full
-   * scan and woken us before we started looking.
-   */
-  private async wokenUp(): Promise<boolean> {
-    const block = await this.options.mailbox.readWakeUpBlock();
-    this.counters.wakeUpReads += 1;
-    const changed = this.lastWakeUp === undefined || !this.lastWakeUp.equals(block);
-    // The mailbox hands out a copy of each block it reads: keeping it is safe.
-    this.lastWakeUp = block;
-    if (changed) this.counters.wakeUps += 1;
-    return changed;
+  /** Reads of the wake-up block while quiet, and how many found it changed. */
+  get wakeUpCounts(): { reads: number; changes: number; bytesRead: number } {
+    return { reads: this.wakeUps.reads, changes: this.wakeUps.changes, bytesRead: this.wakeUps.bytesRead };
   }
 
   private get wakePollMs(): number {

@@ -14,7 +14,7 @@ import { SpmWorld } from './helpers/spm-world.js';
  * real lease, real loop domain; the full scan is set far away so that only a
  * wake-up can explain a fast answer.
  */
-describe('SPM: a quiet SPM woken by the wake-up block', function () {
+for (const wakeUpThread of [false, true]) describe(`SPM: a quiet SPM woken by the wake-up block (read ${wakeUpThread ? 'on a thread of its own, as the daemon does' : 'on the event loop'})`, function () {
   this.timeout(30_000);
   let world: SpmWorld;
   let plugin: LoopPlugin;
@@ -24,7 +24,7 @@ describe('SPM: a quiet SPM woken by the wake-up block', function () {
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
   before(async () => {
-    world = await SpmWorld.start({ capacityBytes: 1024 * MiB, spm: { fastForMs: 200, wakePollMs: 10, fullScanMs: 60_000 } });
+    world = await SpmWorld.start({ capacityBytes: 1024 * MiB, spm: { fastForMs: 200, wakePollMs: 10, fullScanMs: 60_000, wakeUpThread } });
     ({ plugin, spm, hostMailbox, host } = world);
     for (const volume of ['wake-a', 'wake-b']) await plugin.create(volume, 32 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
   });
@@ -35,16 +35,16 @@ describe('SPM: a quiet SPM woken by the wake-up block', function () {
   it('reads only the wake-up block while quiet, and answers a request within milliseconds of it', async () => {
     await sleep(500);
     const scansBefore = spm.counters.polls;
-    const readsBefore = spm.counters.wakeUpReads;
+    const readsBefore = spm.wakeUpCounts.reads;
     await sleep(1_000);
     assert.equal(spm.counters.polls, scansBefore, 'a quiet SPM scanned every slot');
-    assert.ok(spm.counters.wakeUpReads - readsBefore >= 20, `only ${spm.counters.wakeUpReads - readsBefore} wake-up reads in a second`);
+    assert.ok(spm.wakeUpCounts.reads - readsBefore >= 20, `only ${spm.wakeUpCounts.reads - readsBefore} wake-up reads in a second`);
 
     const started = performance.now();
     assert.equal(await host.extend('wake-a', 64 * MiB), 64 * MiB);
     const elapsedMs = performance.now() - started;
     assert.ok(elapsedMs < 1_000, `a woken SPM took ${Math.round(elapsedMs)} ms (without the wake-up it would wait for the 60 s full scan)`);
-    assert.ok(spm.counters.wakeUps >= 1);
+    assert.ok(spm.wakeUpCounts.changes >= 1);
   });
 
   it('leaves a slot written without a wake-up to the full scan; the wake-up alone brings it in', async () => {
