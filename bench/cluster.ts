@@ -20,7 +20,7 @@ import type { MailboxPolicy } from './policies.js';
  */
 const BENCH_LEASE_TIMING = { renewMs: 100, ioTimeoutMs: 500, expiryMs: 3_000, marginMs: 1_000 };
 
-/** The SPM backs off after a quiet minute; figure 6 has its SPM reach that state after 3 s instead. */
+/** The SPM backs off after a quiet minute; the cold-request figure has its SPM reach that state after 3 s instead. */
 export const SHORT_BACK_OFF_AFTER_QUIET_MS = 3_000;
 
 /**

@@ -1,3 +1,5 @@
+import { DEFAULT_WAKE_POLL_MS } from '../src/spm/spm-service.js';
+
 /**
  * The mailbox timings of each compared policy, in one place.
  *
@@ -26,6 +28,6 @@ export interface MailboxPolicy {
   spmWakePollMs: number;
 }
 
-export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, spmPollIdleMaxMs: 1_000, hostPollMs: 10, resendMs: 3_000, spmWakePollMs: 20 };
+export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, spmPollIdleMaxMs: 1_000, hostPollMs: 10, resendMs: 3_000, spmWakePollMs: DEFAULT_WAKE_POLL_MS };
 export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 500, spmPollIdleMs: 500, spmPollIdleMaxMs: 500, hostPollMs: 500, resendMs: 2_000, spmWakePollMs: 0 };
 export const SEED_2011: MailboxPolicy = { name: 'seed-2011', detection: 'poll', drivePollMs: 2_000, spmPollFastMs: 2_000, spmPollIdleMs: 2_000, spmPollIdleMaxMs: 2_000, hostPollMs: 2_000, resendMs: 2_000, spmWakePollMs: 0 };

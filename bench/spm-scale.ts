@@ -1,15 +1,16 @@
 import { Operation, MESSAGES_PER_SLOT, type Request } from '../src/mailbox/format.js';
 import { Mailbox } from '../src/mailbox/mailbox.js';
 import { MiB } from '../src/util/sizes.js';
-import { SHORT_BACK_OFF_AFTER_QUIET_MS, BenchCluster } from './cluster.js';
+import { BenchCluster } from './cluster.js';
 import type { MailboxPolicy } from './policies.js';
 
 /**
  * Figure 6: the SPM's throughput with `hosts` simulated hosts that each put
  * `perHost` extension requests into their slot at once (written straight into
- * the mailbox, so that only the SPM's work is measured), and its CPU while idle:
- * first at its idle interval, then once it backed off (the bench cluster's SPM
- * backs off after SHORT_BACK_OFF_AFTER_QUIET_MS instead of a minute).
+ * the mailbox, so that only the SPM's work is measured), and its CPU while idle
+ * afterwards: right after the traffic (once its fast polling is over), then
+ * once it backed off (the bench SPM backs off after SPM_SCALE_BACK_OFF_MS
+ * instead of a minute, long enough for a 10 s sample before it).
  */
 export interface SpmScaleOutcome {
   requestsPerSecond: number;
@@ -31,27 +32,17 @@ async function cpuPercentOver(seconds: number): Promise<number> {
 const FAST_WINDOW_MS = 2_500;
 /** Doubling from the idle interval reaches a 1 s maximum within this. */
 const BACK_OFF_RAMP_MS = 2_000;
+const SPM_SCALE_BACK_OFF_MS = 12_000;
 
 export async function spmScale(policy: MailboxPolicy, hosts: number, perHost: number, idleSeconds: number): Promise<SpmScaleOutcome> {
-  const cluster = await BenchCluster.start(policy, hosts + 1, { backOffAfterQuietMs: SHORT_BACK_OFF_AFTER_QUIET_MS });
+  const cluster = await BenchCluster.start(policy, hosts + 1, { backOffAfterQuietMs: SPM_SCALE_BACK_OFF_MS });
   const writer = await Mailbox.open(cluster.mailboxPath);
   try {
-    // Idle first: nothing in the mailbox, the SPM only polls.
-    const started = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, FAST_WINDOW_MS));
-    const idleCpuPercent = await cpuPercentOver(Math.min(idleSeconds, SHORT_BACK_OFF_AFTER_QUIET_MS / 1000 - 0.5));
-    const backedOffAt = started + FAST_WINDOW_MS + SHORT_BACK_OFF_AFTER_QUIET_MS + BACK_OFF_RAMP_MS;
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, backedOffAt - performance.now())));
-    const readBefore = cluster.spmBytesRead;
-    const readFrom = performance.now();
-    const backedOffCpuPercent = await cpuPercentOver(idleSeconds);
-    const backedOffReadKibPerSecond = (cluster.spmBytesRead - readBefore) / 1024 / ((performance.now() - readFrom) / 1000);
-
     const count = Math.min(perHost, MESSAGES_PER_SLOT);
     for (let hostId = 1; hostId <= hosts; hostId += 1) {
       for (let index = 0; index < count; index += 1) await cluster.plugin.create(`h${hostId}v${index}`, MiB);
     }
-    // Throughput counts from the first request served: how long a backed-off SPM takes to look again is the round-trip figures' business.
+    // Throughput counts from the first request served: how long a quiet SPM takes to look again is the round-trip figures' business.
     let burstStarted: number | undefined;
     cluster.spm.once('served', () => (burstStarted = performance.now()));
     for (let hostId = 1; hostId <= hosts; hostId += 1) {
@@ -61,8 +52,19 @@ export async function spmScale(policy: MailboxPolicy, hosts: number, perHost: nu
     }
     const total = hosts * count;
     while (cluster.spm.counters.served + cluster.spm.counters.refused < total) await new Promise((resolve) => setTimeout(resolve, 5));
-    const seconds = (performance.now() - burstStarted!) / 1000;
-    return { requestsPerSecond: total / seconds, idleCpuPercent, backedOffCpuPercent, backedOffReadKibPerSecond };
+    const trafficEnded = performance.now();
+    const requestsPerSecond = total / ((trafficEnded - burstStarted!) / 1000);
+
+    // Right after the traffic: its garbage collected, polling at the idle interval (or reading the wake-up block).
+    await new Promise((resolve) => setTimeout(resolve, FAST_WINDOW_MS));
+    const idleCpuPercent = await cpuPercentOver(Math.min(idleSeconds, SPM_SCALE_BACK_OFF_MS / 1000 - 1));
+    const backedOffAt = trafficEnded + FAST_WINDOW_MS + SPM_SCALE_BACK_OFF_MS + BACK_OFF_RAMP_MS;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, backedOffAt - performance.now())));
+    const readBefore = cluster.spmBytesRead;
+    const readFrom = performance.now();
+    const backedOffCpuPercent = await cpuPercentOver(idleSeconds);
+    const backedOffReadKibPerSecond = (cluster.spmBytesRead - readBefore) / 1024 / ((performance.now() - readFrom) / 1000);
+    return { requestsPerSecond, idleCpuPercent, backedOffCpuPercent, backedOffReadKibPerSecond };
   } finally {
     await writer.close();
     await cluster.close();

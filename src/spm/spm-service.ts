@@ -45,8 +45,6 @@ export interface SpmOptions {
    * before the wake-up block existed; the baselines' models).
    */
   wakePollMs?: number;
-  /** The wake-up read interval after a quiet minute (backOffAfterQuietMs). */
-  wakePollMaxMs?: number;
   /** Quiet SPM with wake-ups: every slot is still read this often, for a host that could not write the wake-up block. */
   fullScanMs?: number;
   /**
@@ -78,18 +76,19 @@ const HOSTS_IN_PARALLEL = 8;
 const BACK_OFF_AFTER_QUIET_MS = 60_000;
 const DEFAULT_FAST_FOR_MS = 2_000;
 /**
- * 50 reads of one block a second while traffic is recent (200 KiB/s from the
- * SAN; a request is noticed within 20 ms), 25 after a quiet minute (100 KiB/s,
- * within 40 ms): each read wakes the process, which costs CPU (measured here
- * about 1 % of a core per 50 wake-ups a second). The full scan of a 250-host
- * mailbox (1 MiB) every 5 s adds 200 KiB/s: at most 400 KiB/s in all, below
- * oVirt's ~500 KiB/s.
+ * A quiet SPM reads the wake-up block every 30 ms: a request is noticed within
+ * 15 ms at the median, and the reads cost 133 KiB/s of SAN traffic. The full
+ * scan of a 250-host mailbox (1 MiB) every 5 s adds 200 KiB/s: 333 KiB/s in
+ * all, below oVirt's ~500 KiB/s. Each read wakes a thread (about 0.02 % of a
+ * core here, src/spm/wake-up-watcher.ts): 20 ms cost 2.2 % of a core in all
+ * where 30 ms cost 1.7 % (measured here, SPM alone with the bench's lease),
+ * and 40 ms put the cold request's median above 30 ms.
  */
-export const DEFAULT_WAKE_POLL_MS = 20;
-export const DEFAULT_WAKE_POLL_MAX_MS = 40;
+export const DEFAULT_WAKE_POLL_MS = 30;
 export const DEFAULT_FULL_SCAN_MS = 5_000;
 /** A quiet SPM waiting for a wake-up still looks at its lease and its stop signal this often. */
 const QUIET_WAIT_MS = 1_000;
+const WAKE_UP_FAILURES_BEFORE_FALLBACK = 3;
 /** One host writing garbage once made an SPM log 2,732 warnings in 73 s. */
 export const CORRUPT_SLOT_LOG_INTERVAL_MS = 60_000;
 const DEFAULT_POLL_IDLE_MAX_MS = 1_000;
@@ -169,6 +168,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
     let lastFullScan = Number.NEGATIVE_INFINITY;
     let useWakeUps = this.wakePollMs > 0;
     let woken = false;
+    let wakeUpFailures = 0;
     while (!signal?.aborted) {
       if (!lease.held) return 'lease-lost';
       const now = clock.now();
@@ -187,10 +187,17 @@ export class SpmService extends EventEmitter<SpmEvents> {
       // full scan. The wait ends at least every second so that a lost lease or a stop is noticed.
       const untilFullScanMs = Math.max(0, lastFullScan + this.fullScanMs - clock.now());
       try {
-        woken = await this.wakeUps.waitForChange(this.wakeInterval(clock.now() - this.lastActivity), Math.min(untilFullScanMs, QUIET_WAIT_MS));
+        woken = await this.wakeUps.waitForChange(this.wakePollMs, Math.min(untilFullScanMs, QUIET_WAIT_MS));
+        wakeUpFailures = 0;
       } catch (error) {
-        useWakeUps = false;
-        this.options.logger.warn({ err: errorMessage(error) }, 'no wake-up block in this mailbox; scanning every slot at the idle interval instead');
+        // A failing path fails the full scan too, and the term ends; a wake-up block that stays unreadable while
+        // every full scan works is one this mailbox does not have (made by an older tideline).
+        wakeUpFailures += 1;
+        woken = true;
+        if (wakeUpFailures >= WAKE_UP_FAILURES_BEFORE_FALLBACK) {
+          useWakeUps = false;
+          this.options.logger.warn({ err: errorMessage(error) }, 'no wake-up block in this mailbox; scanning every slot at the idle interval instead');
+        }
       }
     }
     return 'stopped';
@@ -203,12 +210,6 @@ export class SpmService extends EventEmitter<SpmEvents> {
 
   private get wakePollMs(): number {
     return this.options.wakePollMs ?? DEFAULT_WAKE_POLL_MS;
-  }
-
-  /** Every wake-up read wakes the process: after a quiet minute it looks half as often (idle CPU), still within tens of milliseconds. */
-  private wakeInterval(quietMs: number): number {
-    const backedOff = quietMs >= (this.options.backOffAfterQuietMs ?? BACK_OFF_AFTER_QUIET_MS);
-    return backedOff ? Math.max(this.wakePollMs, this.options.wakePollMaxMs ?? DEFAULT_WAKE_POLL_MAX_MS) : this.wakePollMs;
   }
 
   private get fullScanMs(): number {

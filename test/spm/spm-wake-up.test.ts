@@ -7,6 +7,7 @@ import { SpmService } from '../../src/spm/spm-service.js';
 import { VIRTUAL_SIZE_TAG } from '../../src/spm/validate.js';
 import { MiB } from '../../src/util/sizes.js';
 import { SpmWorld } from './helpers/spm-world.js';
+import { pino } from 'pino';
 
 /**
  * A quiet SPM reads one block, the wake-up block, instead of every slot; a
@@ -58,4 +59,27 @@ for (const wakeUpThread of [false, true]) describe(`SPM: a quiet SPM woken by th
     assert.equal((await plugin.describe('wake-b')).sizeBytes, 48 * MiB, 'the wake-up did not bring the request in');
     await hostMailbox.writeRequests({ hostId: 3, generation: 2, messages: new Array(8).fill(undefined) });
   });
+});
+
+describe('SPM: a mailbox without a wake-up block (made by an older tideline)', function () {
+  this.timeout(30_000);
+  let world: SpmWorld | undefined;
+  after(async () => {
+    await world?.close();
+  });
+
+  for (const wakeUpThread of [false, true]) {
+    it(`falls back to scanning every slot and serves as before (wake-up block read ${wakeUpThread ? 'on its own thread' : 'on the event loop'})`, async () => {
+      await world?.close();
+      const log: Array<{ msg: string }> = [];
+      const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as { msg: string }) });
+      world = await SpmWorld.start({ capacityBytes: 1024 * MiB, logger, withoutWakeUpBlock: true, spm: { fastForMs: 200, wakePollMs: 10, pollIdleMs: 20, fullScanMs: 60_000, wakeUpThread } });
+      await world.plugin.create('old-a', 32 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.ok(log.some((entry) => entry.msg === 'no wake-up block in this mailbox; scanning every slot at the idle interval instead'), 'the SPM did not say it fell back');
+      const started = performance.now();
+      assert.equal(await world.host.extend('old-a', 64 * MiB), 64 * MiB);
+      assert.ok(performance.now() - started < 2_000, 'served only by the 60 s full scan');
+    });
+  }
 });

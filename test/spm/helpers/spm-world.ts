@@ -1,10 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { initLoopDomain, LoopPlugin } from '../../../plugins/loop/index.js';
 import { initLeaseVolume, openStorageLease } from '../../../src/lease/open-storage-lease.js';
 import type { StorageLease } from '../../../src/lease/storage-lease.js';
 import { silentLogger } from '../../../src/log/logger.js';
+import { wakeUpOffset } from '../../../src/mailbox/format.js';
 import { Mailbox } from '../../../src/mailbox/mailbox.js';
 import { MailboxExtender } from '../../../src/mailbox/mailbox-extender.js';
 import { SpmService, type SpmOptions } from '../../../src/spm/spm-service.js';
@@ -30,11 +31,13 @@ export class SpmWorld {
     readonly host: MailboxExtender,
   ) {}
 
-  static async start(options: { capacityBytes: number; logger?: Logger; spm?: Partial<SpmOptions> }): Promise<SpmWorld> {
+  /** `withoutWakeUpBlock`: the mailbox ends before its wake-up block, as one an older tideline made. */
+  static async start(options: { capacityBytes: number; logger?: Logger; spm?: Partial<SpmOptions>; withoutWakeUpBlock?: boolean }): Promise<SpmWorld> {
     const dir = await mkdtemp('/var/tmp/tideline-spm-test-');
     await initLoopDomain(path.join(dir, 'domain'), options.capacityBytes);
     const plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
     await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts: 8 });
+    if (options.withoutWakeUpBlock) await truncate(path.join(dir, 'mailbox'), wakeUpOffset(8));
     await initLeaseVolume(path.join(dir, 'leases'), 8);
     const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
     const hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
