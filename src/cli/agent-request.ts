@@ -1,7 +1,6 @@
-import net from 'node:net';
-import readline from 'node:readline';
 import { encodeControlMessage, type ControlReply, type ControlRequest } from '../agent/control-protocol.js';
 import { TideError } from '../errors.js';
+import { exchangeLine } from '../util/unix-socket-line.js';
 
 class AgentUnreachableError extends TideError {
   readonly code = 'agent-unreachable';
@@ -20,24 +19,17 @@ class VolumeRequestError extends TideError {
 const REQUEST_TIMEOUT_MS = 30 * 60_000;
 
 async function askAgent(socketPath: string, request: ControlRequest): Promise<ControlReply> {
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection(socketPath);
-    const timer = setTimeout(() => socket.destroy(new AgentUnreachableError(`the agent did not answer within ${REQUEST_TIMEOUT_MS / 60_000} minutes`)), REQUEST_TIMEOUT_MS);
-    socket.once('connect', () => {
-      socket.write(encodeControlMessage(request));
-      const lines = readline.createInterface({ input: socket });
-      lines.on('error', () => undefined); // the socket's own error handler reports it
-      lines.once('line', (line) => {
-        clearTimeout(timer);
-        socket.end();
-        resolve(JSON.parse(line) as ControlReply);
-      });
-    });
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error instanceof TideError ? error : new AgentUnreachableError(`cannot reach the tideline agent at ${socketPath} (${error.message}); is it running (systemctl status tideline-agent)?`));
-    });
-  });
+  const exchange = await exchangeLine(socketPath, encodeControlMessage(request), { timeoutMs: REQUEST_TIMEOUT_MS });
+  switch (exchange.kind) {
+    case 'reply':
+      return JSON.parse(exchange.line) as ControlReply;
+    case 'unreachable':
+      throw new AgentUnreachableError(`cannot reach the tideline agent at ${socketPath} (${exchange.message}); is it running (systemctl status tideline-agent)?`);
+    case 'timeout':
+      throw new AgentUnreachableError(`the agent did not answer within ${REQUEST_TIMEOUT_MS / 60_000} minutes`);
+    case 'no-reply':
+      throw new AgentUnreachableError(`the tideline agent at ${socketPath} closed the connection without an answer; see its log (journalctl -u tideline-agent)`);
+  }
 }
 
 export async function request(socketPath: string, message: ControlRequest): Promise<ControlReply & { ok: true }> {

@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { DEFAULT_CONTROL_SOCKET } from '../agent/control-socket-path.js';
 import type { HostConfig } from '../config/host-config.js';
 import type { Finding } from './checks.js';
@@ -93,19 +92,4 @@ export async function checkHookReachesAgent(config: HostConfig | undefined, envi
     return { check, status: 'warn', detail: `no agent answers on ${hookSocket}: the hook activates and refreshes volumes itself (slower VM starts) until the agent runs` };
   }
   return { check, status: 'ok', detail: `the hook hands prepare to the agent on ${hookSocket}` };
-}
-
-/** Whether something accepts a connection on a unix socket within a second. */
-export function socketAnswers(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.createConnection(socketPath);
-    const done = (answer: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(answer);
-    };
-    const timer = setTimeout(() => done(false), 1_000);
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }

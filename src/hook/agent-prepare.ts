@@ -1,4 +1,4 @@
-import net from 'node:net';
+import { exchangeLine } from '../util/unix-socket-line.js';
 import type { HookOutcome } from './hook.js';
 
 /**
@@ -43,28 +43,7 @@ export function decodePrepareReply(line: string): HookOutcome | undefined {
 }
 
 /** Asks the agent listening on `socketPath`; undefined when the hook must do the work itself. */
-export function prepareThroughAgent(socketPath: string, request: PrepareRequest, timeoutMs = AGENT_PREPARE_TIMEOUT_MS): Promise<HookOutcome | undefined> {
-  return new Promise((resolve) => {
-    let reply = '';
-    let settled = false;
-    const finish = (outcome: HookOutcome | undefined) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(outcome);
-    };
-    const timer = setTimeout(() => finish(undefined), timeoutMs);
-    const socket = net.createConnection(socketPath);
-    socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(encodePrepareRequest(request)));
-    socket.on('data', (chunk: string) => {
-      reply += chunk;
-      const end = reply.indexOf('\n');
-      if (end >= 0) finish(decodePrepareReply(reply.slice(0, end)));
-      else if (reply.length > REPLY_LIMIT_BYTES) finish(undefined);
-    });
-    socket.on('end', () => finish(decodePrepareReply(reply)));
-    socket.on('error', () => finish(undefined));
-  });
+export async function prepareThroughAgent(socketPath: string, request: PrepareRequest, timeoutMs = AGENT_PREPARE_TIMEOUT_MS): Promise<HookOutcome | undefined> {
+  const exchange = await exchangeLine(socketPath, encodePrepareRequest(request), { timeoutMs, limitBytes: REPLY_LIMIT_BYTES });
+  return exchange.kind === 'reply' ? decodePrepareReply(exchange.line) : undefined;
 }

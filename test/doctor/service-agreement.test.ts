@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseHostConfig } from '../../src/config/host-config.js';
-import { checkHookReachesAgent, checkServiceAgreement, parseEnvironmentFile, settingsInArguments, socketAnswers } from '../../src/doctor/service-agreement.js';
+import { checkHookReachesAgent, checkServiceAgreement, parseEnvironmentFile, settingsInArguments } from '../../src/doctor/service-agreement.js';
+import { socketAnswers } from '../../src/util/unix-socket-line.js';
 
 describe('doctor: the agent and the SPM see one host', () => {
   const config = parseHostConfig('vg = tideline_vg\nmailbox = /dev/tideline_vg/mailbox\nhost-id = 2\nlease = /dev/tideline_vg/leases\n');

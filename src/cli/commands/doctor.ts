@@ -6,7 +6,8 @@ import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js
 import { checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
 import type { HostConfig } from '../../config/host-config.js';
 import { leaseSource, observeCluster } from '../../cluster/cluster-reader.js';
-import { checkHookReachesAgent, checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile, socketAnswers } from '../../doctor/service-agreement.js';
+import { checkHookReachesAgent, checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
+import { socketAnswers } from '../../util/unix-socket-line.js';
 import { errorMessage } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { execaRunner } from '../../util/runner.js';
