@@ -28,7 +28,7 @@ async function cpuPercentOver(seconds: number): Promise<number> {
   return ((usage.user + usage.system) / 1000 / (performance.now() - started)) * 100;
 }
 
-/** The SPM counts as busy when it starts; past this its fast polling is over. */
+/** The SPM polls fast for a while after its last request; past this its fast polling is over. */
 const FAST_WINDOW_MS = 2_500;
 /** Doubling from the idle interval reaches a 1 s maximum within this. */
 const BACK_OFF_RAMP_MS = 2_000;

@@ -154,9 +154,7 @@ export class LoopPlugin implements StoragePlugin {
   }
 
   async describe(volume: string): Promise<VolumeInfo> {
-    const file = await this.existingFile(volume);
-    const { size } = await stat(file);
-    return { name: volume, sizeBytes: size, tags: await this.tagsOf(volume) };
+    return { name: volume, sizeBytes: await sizeOfVolume(this.fileOf(volume), volume, this.domain), tags: await this.tagsOf(volume) };
   }
 
   /**

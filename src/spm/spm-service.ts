@@ -136,7 +136,8 @@ export class SpmService extends EventEmitter<SpmEvents> {
   private lastActivity = Number.NEGATIVE_INFINITY;
   private readonly lastSeen = new Map<number, Buffer>();
   private readonly replyWriter: ReplyWriter;
-  private readonly wakeUps: WakeUpWatcher;
+  /** Made when serving starts (a thread, for the daemon) and closed when it ends. */
+  private wakeUps: WakeUpWatcher | undefined;
 
   /** The domain and the command runner as the SPM may use them: only while the lease holds (fencing.ts). */
   private readonly plugin: StoragePlugin;
@@ -146,20 +147,22 @@ export class SpmService extends EventEmitter<SpmEvents> {
     super();
     this.plugin = fencePlugin(options.plugin, options.lease);
     this.run = fenceRunner(options.run, options.lease);
-    this.wakeUps = options.wakeUpThread ? new ThreadWakeUpWatcher(options.mailbox.path, options.mailbox.maxHosts) : new InProcessWakeUpWatcher(options.mailbox, options.clock);
     this.replyWriter = new ReplyWriter((slots) => options.mailbox.writeReplyRange(slots), () => options.lease.held);
   }
 
   /** Serves until `signal` aborts or the lease is lost; resolves with which it was. */
   async serve(signal?: AbortSignal): Promise<'stopped' | 'lease-lost'> {
+    const { mailbox, clock } = this.options;
+    const wakeUps = this.options.wakeUpThread ? new ThreadWakeUpWatcher(mailbox.path, mailbox.maxHosts) : new InProcessWakeUpWatcher(mailbox, clock);
+    this.wakeUps = wakeUps;
     try {
-      return await this.serveUntilStopped(signal);
+      return await this.serveUntilStopped(wakeUps, signal);
     } finally {
-      await this.wakeUps.close();
+      await wakeUps.close();
     }
   }
 
-  private async serveUntilStopped(signal?: AbortSignal): Promise<'stopped' | 'lease-lost'> {
+  private async serveUntilStopped(wakeUps: WakeUpWatcher, signal?: AbortSignal): Promise<'stopped' | 'lease-lost'> {
     const { lease, clock } = this.options;
     await this.recover();
     // A new SPM (a takeover, a restart) counts as busy: hosts may be waiting for it.
@@ -178,7 +181,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
         if (await this.pollOnce()) this.lastActivity = clock.now();
         const quietMs = clock.now() - this.lastActivity;
         if (!useWakeUps || quietMs < fastForMs) {
-          this.wakeUps.pause();
+          wakeUps.pause();
           await sleep(clock, this.nextInterval(quietMs));
           continue;
         }
@@ -187,7 +190,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
       // full scan. The wait ends at least every second so that a lost lease or a stop is noticed.
       const untilFullScanMs = Math.max(0, lastFullScan + this.fullScanMs - clock.now());
       try {
-        woken = await this.wakeUps.waitForChange(this.wakePollMs, Math.min(untilFullScanMs, QUIET_WAIT_MS));
+        woken = await wakeUps.waitForChange(this.wakePollMs, Math.min(untilFullScanMs, QUIET_WAIT_MS));
         wakeUpFailures = 0;
       } catch (error) {
         // A failing path fails the full scan too, and the term ends; a wake-up block that stays unreadable while
@@ -205,7 +208,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
 
   /** Reads of the wake-up block while quiet, and how many found it changed. */
   get wakeUpCounts(): { reads: number; changes: number; bytesRead: number } {
-    return { reads: this.wakeUps.reads, changes: this.wakeUps.changes, bytesRead: this.wakeUps.bytesRead };
+    return { reads: this.wakeUps?.reads ?? 0, changes: this.wakeUps?.changes ?? 0, bytesRead: this.wakeUps?.bytesRead ?? 0 };
   }
 
   private get wakePollMs(): number {
@@ -240,17 +243,16 @@ export class SpmService extends EventEmitter<SpmEvents> {
     const { mailbox, lease } = this.options;
     this.counters.polls += 1;
     const blocks = await mailbox.readRequestBlocks();
-    let served = 0;
+    let servedAny = false;
     // Only slots whose bytes changed since the last poll can hold anything new: most polls decode nothing.
     const changed = blocks.flatMap((block, index) => (this.lastSeen.get(index + 1)?.equals(block) ? [] : [{ hostId: index + 1, block }]));
     const hosts = changed.map(({ hostId, block }) => async () => {
       if (await this.serveHost(hostId, decodeRequestSlot(block, hostId))) {
-        served += 1;
-        if (lease.held) {
-          const slot = this.replies.get(hostId)!;
-          slot.generation += 1;
-          this.replyWriter.queue(slot);
-        }
+        servedAny = true;
+        // The writer asks the lease before it writes: a former SPM's replies stay unwritten.
+        const slot = this.replies.get(hostId)!;
+        slot.generation += 1;
+        this.replyWriter.queue(slot);
       }
       // Remembered only once fully handled, so a pass cut short by a lost lease is retried by the next term.
       if (lease.held) this.lastSeen.set(hostId, Buffer.from(block));
@@ -258,7 +260,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
     // Hosts are independent (each extends its own volumes); a slow LVM command for one must not hold up the rest.
     await runWithLimit(hosts, HOSTS_IN_PARALLEL);
     await this.replyWriter.settled();
-    return served > 0;
+    return servedAny;
   }
 
   /** Serves one host's new requests in sequence order; true when any reply changed. */

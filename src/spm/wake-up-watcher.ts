@@ -61,14 +61,9 @@ export class InProcessWakeUpWatcher implements WakeUpWatcher {
   async close(): Promise<void> {}
 }
 
-/** Slots of the Int32Array the SPM and its reading thread share. */
-const STATE = 0;
-const INTERVAL_MS = 1;
-const READS = 2;
-const CHANGES = 3;
-const PAUSED = 0;
-const ARMED = 1;
-const STOPPED = 2;
+/** The Int32Array the SPM and its reading thread share: which slot holds what, and the states. Handed to the thread whole. */
+const LAYOUT = { state: 0, intervalMs: 1, reads: 2, changes: 3, paused: 0, armed: 1, stopped: 2, blockBytes: BLOCK_BYTES } as const;
+type Layout = typeof LAYOUT;
 
 type WorkerMessage = { kind: 'changed' } | { kind: 'failed'; message: string };
 
@@ -79,28 +74,27 @@ type WorkerMessage = { kind: 'changed' } | { kind: 'failed'; message: string };
  * changed or a read failed. It must not close over anything.
  */
 function readingThread(fs: typeof FileSystem, threads: typeof WorkerThreads): void {
-  const { path, offset, cells } = threads.workerData as { path: string; offset: number; cells: Int32Array };
-  const blockBytes = 4096;
+  const { path, offset, cells, layout } = threads.workerData as { path: string; offset: number; cells: Int32Array; layout: Layout };
   // O_DIRECT needs an aligned buffer; WebAssembly memory is page-aligned (src/mailbox/direct-io.ts).
-  const buffer = Buffer.from(new WebAssembly.Memory({ initial: 1 }).buffer, 0, blockBytes);
+  const buffer = Buffer.from(new WebAssembly.Memory({ initial: 1 }).buffer, 0, layout.blockBytes);
   let last: Buffer | undefined;
   let descriptor: number | undefined;
   for (;;) {
-    const state = Atomics.load(cells, 0);
-    if (state === 2) break;
-    if (state === 0) {
+    const state = Atomics.load(cells, layout.state);
+    if (state === layout.stopped) break;
+    if (state === layout.paused) {
       // A new wait re-arms it; what was seen before the pause still counts as seen.
-      Atomics.wait(cells, 0, 0);
+      Atomics.wait(cells, layout.state, layout.paused);
       continue;
     }
     try {
       descriptor ??= fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECT);
-      const got = fs.readSync(descriptor, buffer, 0, blockBytes, offset);
-      if (got !== blockBytes) throw new Error(`short read of the wake-up block of ${path} at ${offset}: ${got} of ${blockBytes} bytes`);
-      Atomics.add(cells, 2, 1);
+      const got = fs.readSync(descriptor, buffer, 0, layout.blockBytes, offset);
+      if (got !== layout.blockBytes) throw new Error(`short read of the wake-up block of ${path} at ${offset}: ${got} of ${layout.blockBytes} bytes`);
+      Atomics.add(cells, layout.reads, 1);
       if (last === undefined || !last.equals(buffer)) {
         last = Buffer.from(buffer);
-        Atomics.add(cells, 3, 1);
+        Atomics.add(cells, layout.changes, 1);
         threads.parentPort!.postMessage({ kind: 'changed' });
       }
     } catch (error) {
@@ -108,7 +102,7 @@ function readingThread(fs: typeof FileSystem, threads: typeof WorkerThreads): vo
       if (descriptor !== undefined) fs.closeSync(descriptor);
       descriptor = undefined;
     }
-    Atomics.wait(cells, 0, 1, Atomics.load(cells, 1));
+    Atomics.wait(cells, layout.state, layout.armed, Atomics.load(cells, layout.intervalMs));
   }
   if (descriptor !== undefined) fs.closeSync(descriptor);
 }
@@ -132,7 +126,7 @@ export class ThreadWakeUpWatcher implements WakeUpWatcher {
   constructor(mailboxPath: string, maxHosts: number) {
     this.worker = new Worker(`(${readingThread.toString()})(require('node:fs'), require('node:worker_threads'))`, {
       eval: true,
-      workerData: { path: mailboxPath, offset: wakeUpOffset(maxHosts), cells: this.cells },
+      workerData: { path: mailboxPath, offset: wakeUpOffset(maxHosts), cells: this.cells, layout: LAYOUT },
     });
     this.worker.on('message', (message: WorkerMessage) => {
       if (message.kind === 'changed') this.changed = true;
@@ -148,11 +142,11 @@ export class ThreadWakeUpWatcher implements WakeUpWatcher {
   }
 
   get reads(): number {
-    return Atomics.load(this.cells, READS);
+    return Atomics.load(this.cells, LAYOUT.reads);
   }
 
   get changes(): number {
-    return Atomics.load(this.cells, CHANGES);
+    return Atomics.load(this.cells, LAYOUT.changes);
   }
 
   get bytesRead(): number {
@@ -160,8 +154,8 @@ export class ThreadWakeUpWatcher implements WakeUpWatcher {
   }
 
   async waitForChange(intervalMs: number, withinMs: number): Promise<boolean> {
-    Atomics.store(this.cells, INTERVAL_MS, Math.max(1, Math.round(intervalMs)));
-    if (Atomics.compareExchange(this.cells, STATE, PAUSED, ARMED) === PAUSED) Atomics.notify(this.cells, STATE);
+    Atomics.store(this.cells, LAYOUT.intervalMs, Math.max(1, Math.round(intervalMs)));
+    if (Atomics.compareExchange(this.cells, LAYOUT.state, LAYOUT.paused, LAYOUT.armed) === LAYOUT.paused) Atomics.notify(this.cells, LAYOUT.state);
     if (!this.changed && this.failure === undefined) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
@@ -182,12 +176,12 @@ export class ThreadWakeUpWatcher implements WakeUpWatcher {
   }
 
   pause(): void {
-    Atomics.compareExchange(this.cells, STATE, ARMED, PAUSED);
+    Atomics.compareExchange(this.cells, LAYOUT.state, LAYOUT.armed, LAYOUT.paused);
   }
 
   async close(): Promise<void> {
-    Atomics.store(this.cells, STATE, STOPPED);
-    Atomics.notify(this.cells, STATE);
+    Atomics.store(this.cells, LAYOUT.state, LAYOUT.stopped);
+    Atomics.notify(this.cells, LAYOUT.state);
     await this.worker.terminate();
   }
 }

@@ -247,15 +247,15 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
 
   it('the storage domain full for 1-3 s (another volume takes every free byte), then space back: the VM waits paused if it must, and resumes without a restart', async () => {
     const plugin = cluster.lab.plugin;
-    let refusedFull = 0;
-    const outcome = await underFault('storage domain full', new Faults(cluster), async (faults) => {
+    const faults = new Faults(cluster);
+    const outcome = await underFault('storage domain full', faults, async () => {
       const free = Math.floor((await plugin.freeBytes()) / MiB) * MiB;
       if (free > 0) await plugin.create('chaos-filler', free);
       await sleep(random(1_000, 3_000));
-      refusedFull = faults.agent!.logged('extension failed').filter((event) => JSON.stringify(event).includes('domain-full')).length;
       // As an administrator would: the other volume goes (or the VG grows), and nothing of tideline is restarted.
       await plugin.remove('chaos-filler').catch(() => undefined);
     });
+    const refusedFull = faults.agent!.logged('extension failed').filter((event) => JSON.stringify(event).includes('domain-full')).length;
     summaries.push(`  (storage domain full: the agent met ${refusedFull} domain-full refusal${refusedFull === 1 ? '' : 's'} in all)`);
     assertClean(outcome);
   });
