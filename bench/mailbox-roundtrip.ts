@@ -12,12 +12,18 @@ export async function mailboxRoundTrip(policy: MailboxPolicy, hosts: number, req
   const cluster = await BenchCluster.start(policy, Math.max(hosts + 1, 8));
   try {
     const samples: number[] = [];
-    await Promise.all(
+    // Every host is set up before any asks: creating volumes changes the domain's directory, which the SPM's loop
+    // domain reads again after (plugins/loop), and that is setup, not the round trip.
+    const extenders = await Promise.all(
       Array.from({ length: hosts }, async (_, index) => {
         const hostId = index + 1;
-        const volume = `bench${hostId}-vda`;
-        await cluster.plugin.create(volume, 8 * MiB);
-        const extender = await cluster.host(hostId);
+        await cluster.plugin.create(`bench${hostId}-vda`, 8 * MiB);
+        return cluster.host(hostId);
+      }),
+    );
+    await Promise.all(
+      extenders.map(async (extender, index) => {
+        const volume = `bench${index + 1}-vda`;
         // Hosts start at random moments, as VMs would, not in lockstep with the SPM's poll.
         await new Promise((resolve) => setTimeout(resolve, Math.random() * policy.spmPollIdleMs));
         for (let request = 1; request <= requestsPerHost; request += 1) {

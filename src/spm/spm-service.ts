@@ -61,7 +61,13 @@ export interface SpmOptions {
   requestDelayMs?: number;
 }
 
-const HOSTS_IN_PARALLEL = 8;
+/**
+ * How many hosts' requests one pass carries out at once. Serving is mostly
+ * waiting (file system round trips, LVM commands, which LVM itself orders on
+ * the VG lock): 50 hosts asking together measured p50 47-65 ms with 8, 32-38
+ * ms with 16 (bench figure "mailbox round trip, 50 hosts").
+ */
+const HOSTS_IN_PARALLEL = 16;
 
 /**
  * A full scan reads every host's request block (one writer per block leaves
@@ -178,7 +184,13 @@ export class SpmService extends EventEmitter<SpmEvents> {
       if (!useWakeUps || woken || now - this.lastActivity < fastForMs || now - lastFullScan >= this.fullScanMs) {
         woken = false;
         lastFullScan = now;
-        if (await this.pollOnce()) this.lastActivity = clock.now();
+        const served = await this.pollOnce();
+        if (served) this.lastActivity = clock.now();
+        // A pass that served something took a while; hosts asked meanwhile are already waiting for the next.
+        if (served) {
+          wakeUps.pause();
+          continue;
+        }
         const quietMs = clock.now() - this.lastActivity;
         if (!useWakeUps || quietMs < fastForMs) {
           wakeUps.pause();
