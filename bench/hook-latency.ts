@@ -3,6 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { detachLoopsUnder, initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
 import { serveControl } from '../src/agent/control-server.js';
+import { HookSpool } from '../src/agent/hook-spool.js';
 import { DirectExtender } from '../src/agent/direct-extender.js';
 import { writeStatus } from '../src/agent/status-file.js';
 import { volumeService } from '../src/agent/volume-service.js';
@@ -36,8 +37,10 @@ export interface HookLatency {
   event: Summary;
   prepareNothing: Summary;
   prepareRefresh: Summary;
-  /** The same with an agent listening on the control socket: the hook hands it the work. */
+  /** The same with an agent listening on the control socket only (no spool): node hands it the work. */
   prepareViaAgent: Summary;
+  /** The same with an agent following the hook spool, as `tideline agent --libvirt` does: no node start. */
+  prepareViaSpool: Summary;
   /** `tideline --version` and `tideline status` from the built dist, as an admin runs them. */
   cliVersion: Summary;
   cliStatus: Summary;
@@ -65,13 +68,15 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     const socket = path.join(dir, 'agent.sock');
     const withAgent = path.join(dir, 'with-agent.conf');
     await writeFile(withAgent, `loop-domain = ${path.join(dir, 'domain')}\ncontrol-socket = ${socket}\n`);
-    const agent = await serveControl(socket, volumeService({ plugin, extender: new DirectExtender(plugin), run: execaRunner }), silentLogger);
+    const volumes = volumeService({ plugin, extender: new DirectExtender(plugin), run: execaRunner });
+    const agent = await serveControl(socket, volumes, silentLogger);
     const result = {
       node: await time(runs, process.execPath, ['-e', '0']),
       event: await time(runs, hook, ['web', 'started', 'begin', '-'], { input: xmlFor(device), env }),
       prepareNothing: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor('/var/lib/libvirt/images/web.qcow2'), env }),
       prepareRefresh: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env }),
       prepareViaAgent: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } }),
+      prepareViaSpool: await withSpool(spool, volumes.prepareDomain, () => time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } })),
       cliVersion: await time(runs, process.execPath, [cli, '--version'], { env }),
       cliStatus: await time(runs, process.execPath, [cli, 'status', '--file', statusFile], { env }),
     };
@@ -80,5 +85,14 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
   } finally {
     await detachLoopsUnder(execaRunner, dir);
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function withSpool<T>(directory: string, prepare: Parameters<typeof HookSpool.watch>[3], measure: () => Promise<T>): Promise<T> {
+  const spool = await HookSpool.watch(directory, () => Promise.resolve(), silentLogger, prepare);
+  try {
+    return await measure();
+  } finally {
+    await spool.close();
   }
 }

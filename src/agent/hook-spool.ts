@@ -1,7 +1,11 @@
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
+import { errorMessage } from '../errors.js';
+import { isAlive } from '../util/process-alive.js';
+import type { HookOutcome } from '../hook/hook.js';
 
 /**
  * The libvirt hook's way to tell the agent about a domain event without
@@ -13,6 +17,56 @@ import type { Logger } from 'pino';
  * more than a hundred.
  */
 export const DEFAULT_HOOK_SPOOL = '/run/tideline/hook-events';
+
+/**
+ * `prepare begin` goes the same way when an agent runs (hooks/qemu): libvirtd
+ * waits for it on every start and incoming migration, and a node start alone
+ * costs more than the whole of what the agent does for it. The shell writes
+ * a `<pid>.prepare` file (domain, operation, sub-operation, the FIFO it waits
+ * on, the storage domain its configuration names, then the domain XML), and
+ * the agent answers with one line into that FIFO. The agent writes its PID into
+ * AGENT_MARK while it follows the spool, so the shell hands work only to a live
+ * agent that can answer, and stops waiting when that process is gone.
+ */
+export const AGENT_MARK = '.agent';
+const PREPARE_SUFFIX = '.prepare';
+/** One write of at most PIPE_BUF bytes into a FIFO is never split, so the hook's `head -n 1` sees the whole line. */
+const REPLY_LINE_LIMIT = 4_000;
+
+/** Whether a live agent follows `directory` and answers the hook's prepare there (what the shell hook checks). */
+export async function agentFollowsSpool(directory: string): Promise<boolean> {
+  const pid = Number((await readFile(path.join(directory, AGENT_MARK), 'utf8').catch(() => '')).trim());
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid);
+}
+
+export interface SpooledPrepare {
+  domain: string;
+  /** The FIFO the hook waits on. */
+  replyPath: string;
+  vg?: string;
+  loopDomain?: string;
+  xml: string;
+}
+
+/** One `.prepare` file's text; undefined for anything the shell hook would not write. */
+export function parsePrepareRequest(text: string): SpooledPrepare | undefined {
+  const lines = text.split('\n');
+  if (lines.length < 7) return undefined;
+  const [domain, operation, subOperation, replyPath, vg, loopDomain] = lines as [string, string, string, string, string, string];
+  if (!domain || operation !== 'prepare' || subOperation !== 'begin' || !path.isAbsolute(replyPath)) return undefined;
+  const xml = lines.slice(6).join('\n').replace(/\n$/, '');
+  return { domain, replyPath, ...(vg ? { vg } : {}), ...(loopDomain ? { loopDomain } : {}), xml };
+}
+
+/**
+ * The agent's answer, one line: the hook's exit code and message, or `-` and
+ * why the hook must do the work itself (another storage domain, a failure).
+ */
+export function encodePrepareReply(answer: { outcome: HookOutcome } | { declined: string }): string {
+  const text = 'outcome' in answer ? `${answer.outcome.exitCode}${answer.outcome.message ? ` ${answer.outcome.message}` : ''}` : `- ${answer.declined}`;
+  const line = text.replace(/[\r\n]+/g, ' ');
+  return `${Buffer.byteLength(line) > REPLY_LINE_LIMIT ? `${Buffer.from(line).subarray(0, REPLY_LINE_LIMIT).toString('utf8').replace(/\uFFFD$/, '')}...` : line}\n`;
+}
 
 /** Events arrive in bursts (prepare, start, started...): one rescan covers them all. */
 const RESCAN_DELAY_MS = 100;
@@ -31,6 +85,8 @@ export function parseHookEvent(text: string): HookEvent | undefined {
   return domain && operation ? { domain, operation, subOperation } : undefined;
 }
 
+export type PrepareHandler = (request: { domain: string; xml: string; vg?: string; loopDomain?: string }) => Promise<HookOutcome>;
+
 export class HookSpool {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -39,18 +95,29 @@ export class HookSpool {
     private readonly directory: string,
     private readonly rescan: () => Promise<void>,
     private readonly logger: Logger,
+    private readonly prepare: PrepareHandler | undefined,
   ) {}
 
-  /** Creates the directory (0700: only root's hook writes there) and follows it. */
-  static async watch(directory: string, rescan: () => Promise<void>, logger: Logger): Promise<HookSpool> {
-    await mkdir(directory, { recursive: true, mode: 0o700 });
-    const spool = new HookSpool(directory, rescan, logger);
+  /**
+   * Creates the directory (0700: only root's hook writes there) and follows it.
+   * With `prepare`, the hook hands this agent its `prepare begin` too.
+   */
+  static async watch(directory: string, rescan: () => Promise<void>, logger: Logger, prepare?: PrepareHandler): Promise<HookSpool> {
+    const resolved = path.resolve(directory);
+    await mkdir(resolved, { recursive: true, mode: 0o700 });
+    const spool = new HookSpool(resolved, rescan, logger, prepare);
     // Events from before this start are covered by the agent's own first scan.
-    for (const name of await readdir(directory)) await rm(path.join(directory, name), { force: true });
-    spool.watcher = watch(directory, { depth: 0, ignoreInitial: true, ignored: (file) => path.basename(file).startsWith('.') });
+    for (const name of await readdir(resolved)) await rm(path.join(resolved, name), { force: true });
+    spool.watcher = watch(resolved, { depth: 0, ignoreInitial: true, ignored: (file) => path.basename(file).startsWith('.') });
     spool.watcher.on('add', (file) => void spool.take(file));
     await new Promise<void>((resolve) => spool.watcher!.once('ready', () => resolve()));
-    logger.info({ directory }, 'following libvirt hook events');
+    if (prepare) {
+      // Written whole, then renamed into place: the hook never reads half a PID.
+      const mark = path.join(resolved, AGENT_MARK);
+      await writeFile(`${mark}.new`, `${process.pid}\n`, { mode: 0o600 });
+      await rename(`${mark}.new`, mark);
+    }
+    logger.info({ directory: resolved, prepare: prepare !== undefined }, 'following libvirt hook events');
     return spool;
   }
 
@@ -58,6 +125,10 @@ export class HookSpool {
     const text = await readFile(file, 'utf8').catch(() => undefined);
     await rm(file, { force: true });
     if (text === undefined) return;
+    if (file.endsWith(PREPARE_SUFFIX)) {
+      await this.answerPrepare(file, text);
+      return;
+    }
     const event = parseHookEvent(text);
     if (!event) {
       this.logger.warn({ file, text: text.slice(0, 200) }, 'ignoring a malformed file in the hook spool');
@@ -71,8 +142,57 @@ export class HookSpool {
     }, RESCAN_DELAY_MS);
   }
 
+  private async answerPrepare(file: string, text: string): Promise<void> {
+    const request = parsePrepareRequest(text);
+    if (!request) {
+      this.logger.warn({ file, text: text.slice(0, 200) }, 'ignoring a malformed prepare request in the hook spool');
+      return;
+    }
+    let answer: Parameters<typeof encodePrepareReply>[0];
+    if (!this.prepare) {
+      answer = { declined: 'this agent does not prepare domains' };
+    } else {
+      this.logger.info({ vm: request.domain }, "libvirt hook asks to prepare a domain's volumes");
+      try {
+        answer = { outcome: await this.prepare({ domain: request.domain, xml: request.xml, ...(request.vg ? { vg: request.vg } : {}), ...(request.loopDomain ? { loopDomain: request.loopDomain } : {}) }) };
+      } catch (error) {
+        this.logger.warn({ vm: request.domain, err: errorMessage(error) }, 'preparing a domain for the hook failed; the hook does it itself');
+        answer = { declined: errorMessage(error) };
+      }
+    }
+    await this.reply(request.replyPath, encodePrepareReply(answer));
+  }
+
+  /**
+   * Only into a FIFO of this directory under a dot name, as the hook makes it:
+   * a request file names the path, and the agent runs as root. Opened without
+   * blocking: a hook that stopped waiting has closed it, and then nobody reads.
+   */
+  private async reply(replyPath: string, line: string): Promise<void> {
+    const resolved = path.resolve(replyPath);
+    const info = await lstat(resolved).catch(() => undefined);
+    if (path.dirname(resolved) !== this.directory || !path.basename(resolved).startsWith('.') || !info?.isFIFO()) {
+      this.logger.warn({ replyPath }, 'not answering the hook: its reply path is not a FIFO of the hook spool');
+      return;
+    }
+    try {
+      const handle = await open(resolved, constants.O_WRONLY | constants.O_NONBLOCK);
+      try {
+        await handle.write(line);
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      this.logger.warn({ replyPath, err: errorMessage(error) }, 'the hook stopped waiting before the agent answered; it does the work itself');
+    }
+  }
+
   async close(): Promise<void> {
     clearTimeout(this.timer);
     await this.watcher?.close();
+    if (!this.prepare) return;
+    // Another agent may have started on this spool since: its mark stays.
+    const mark = path.join(this.directory, AGENT_MARK);
+    if ((await readFile(mark, 'utf8').catch(() => '')).trim() === String(process.pid)) await rm(mark, { force: true });
   }
 }

@@ -1,4 +1,5 @@
 import { DEFAULT_CONTROL_SOCKET } from '../agent/control-socket-path.js';
+import { DEFAULT_HOOK_SPOOL } from '../agent/hook-spool.js';
 import type { HostConfig } from '../config/host-config.js';
 import type { Finding } from './checks.js';
 
@@ -92,4 +93,31 @@ export async function checkHookReachesAgent(config: HostConfig | undefined, envi
     return { check, status: 'warn', detail: `no agent answers on ${hookSocket}: the hook activates and refreshes volumes itself (slower VM starts) until the agent runs` };
   }
   return { check, status: 'ok', detail: `the hook hands prepare to the agent on ${hookSocket}` };
+}
+
+/** The spool an installed hook script hands events to (`tideline hook install --spool` writes it into the script). */
+export function spoolOfHookScript(script: string): string | undefined {
+  const match = /^TIDELINE_HOOK_SPOOL_DEFAULT=(?:'([^']*)'|(\S+))$/m.exec(script);
+  return match ? (match[1] ?? match[2]) : undefined;
+}
+
+/**
+ * With an agent following the hook spool, the shell hook hands it `prepare`
+ * without starting node (hooks/qemu): a VM start waits about 30 ms for the
+ * hook instead of about 90 through the control socket. Both ends must name one
+ * directory, and the agent follows it only with --libvirt.
+ */
+export async function checkHookSpool(hookScriptText: string | undefined, environment: Map<string, string>, follows: (spool: string) => Promise<boolean>, sysconfigFile = DEFAULT_SYSCONFIG_FILE): Promise<Finding> {
+  const check = 'hook hands prepare to the agent without node';
+  const hookSpool = (hookScriptText === undefined ? undefined : spoolOfHookScript(hookScriptText)) ?? DEFAULT_HOOK_SPOOL;
+  const agentArgs = environment.get('TIDELINE_AGENT_ARGS') ?? '';
+  const agentSpool = flagInArguments(agentArgs, 'hook-spool') ?? DEFAULT_HOOK_SPOOL;
+  if (agentSpool !== hookSpool) {
+    return { check, status: 'warn', detail: `the hook writes to ${hookSpool}, the agent follows ${agentSpool} (--hook-spool in ${sysconfigFile}): the agent misses domain events and every VM start with a thin disk starts node; install the hook with --spool ${agentSpool}` };
+  }
+  if (!(await follows(hookSpool))) {
+    const why = /(^|\s)--libvirt(\s|=|$)/.test(agentArgs) ? 'the agent is not running' : `the agent runs without --libvirt (TIDELINE_AGENT_ARGS in ${sysconfigFile})`;
+    return { check, status: 'warn', detail: `no agent follows ${hookSpool} (${why}): every VM start with a thin disk starts node in the hook` };
+  }
+  return { check, status: 'ok', detail: `the agent follows ${hookSpool}` };
 }

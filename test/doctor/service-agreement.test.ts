@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseHostConfig } from '../../src/config/host-config.js';
-import { checkHookReachesAgent, checkServiceAgreement, parseEnvironmentFile, settingsInArguments } from '../../src/doctor/service-agreement.js';
+import { checkHookReachesAgent, checkHookSpool, checkServiceAgreement, parseEnvironmentFile, settingsInArguments, spoolOfHookScript } from '../../src/doctor/service-agreement.js';
 import { socketAnswers } from '../../src/util/unix-socket-line.js';
 
 describe('doctor: the agent and the SPM see one host', () => {
@@ -47,5 +47,28 @@ describe('doctor: the agent and the SPM see one host', () => {
 
   it('a socket nobody listens on does not answer', async () => {
     assert.equal(await socketAnswers('/nonexistent/tideline-agent.sock'), false);
+  });
+
+  it('the hook hands prepare to the agent without node: ok when the agent follows the spool the hook writes to; a warning saying why when not', async () => {
+    const installed = "#!/bin/sh\nTIDELINE_NODE='/usr/bin/node'\nTIDELINE_HOOK_SPOOL_DEFAULT='/srv/tide spool'\n";
+    assert.equal(spoolOfHookScript(installed), '/srv/tide spool');
+    assert.equal(spoolOfHookScript('TIDELINE_HOOK_SPOOL_DEFAULT=/run/tideline/hook-events\n'), '/run/tideline/hook-events');
+    const followed: string[] = [];
+    const follows = async (spool: string) => {
+      followed.push(spool);
+      return spool === '/srv/tide spool';
+    };
+    const ok = await checkHookSpool(installed, parseEnvironmentFile(`TIDELINE_AGENT_ARGS="--libvirt --hook-spool=/srv/tide spool"`), follows);
+    // systemd splits the arguments on blanks: a flag value with a space is cut, and doctor reads it as the agent would.
+    assert.equal(ok.status, 'warn');
+    assert.match(ok.detail, /the hook writes to \/srv\/tide spool, the agent follows \/srv\/tide /);
+    const packaged = 'TIDELINE_HOOK_SPOOL_DEFAULT=/run/tideline/hook-events\n';
+    const notRunning = await checkHookSpool(packaged, parseEnvironmentFile('TIDELINE_AGENT_ARGS="--libvirt"'), follows);
+    assert.deepEqual([notRunning.status, notRunning.detail], ['warn', 'no agent follows /run/tideline/hook-events (the agent is not running): every VM start with a thin disk starts node in the hook']);
+    const noLibvirt = await checkHookSpool(undefined, new Map(), follows);
+    assert.match(noLibvirt.detail, /the agent runs without --libvirt/);
+    const following = await checkHookSpool(packaged, parseEnvironmentFile('TIDELINE_AGENT_ARGS="--libvirt"'), async () => true);
+    assert.deepEqual([following.status, following.detail], ['ok', 'the agent follows /run/tideline/hook-events']);
+    assert.ok(!followed.includes('/srv/tide'), 'a spool the two disagree on is not looked at');
   });
 });

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { assertVolumeName } from '../../plugins/errors.js';
 import { decodeTags } from '../../plugins/lvm/lvm-plugin.js';
 import { decodeControlRequest } from '../../src/agent/control-protocol.js';
-import { parseHookEvent } from '../../src/agent/hook-spool.js';
+import { parseHookEvent, parsePrepareRequest } from '../../src/agent/hook-spool.js';
 import { decodePrepareReply } from '../../src/hook/agent-prepare.js';
 import { parseHostConfig } from '../../src/config/host-config.js';
 import { parseListenAddress } from '../../src/config/listen-address.js';
@@ -196,6 +196,7 @@ describe(`fuzzing every parser of outside input (${RUNS} cases each)`, function 
     fuzz('control request', textInput(['{"op":"create-child","volume":"web-vda-2","parent":"web-vda","sizeBytes":1073741824}', '{"op":"reduce","volume":"tpl","freeTargetBytes":0}', '{"op":"prepare-domain","domain":"web","xml":"<domain/>","loopDomain":"/srv/lab"}']), (line) => decodeControlRequest(line));
     fuzz("agent's prepare reply", textInput(['{"ok":true,"exitCode":0}', '{"ok":true,"exitCode":1,"message":"tideline: domain web cannot start"}', '{"ok":false,"code":"storage-domain-mismatch","message":"x"}']), (line) => decodePrepareReply(line));
     fuzz('hook spool event', textInput(['web01\nstarted\nbegin\n', 'web 01\nprepare\nbegin\n']), (text) => parseHookEvent(text));
+    fuzz('hook spool prepare request', textInput(['web\nprepare\nbegin\n/run/tideline/hook-events/.42.reply\nvg0\n\n<domain/>\n']), (text) => parsePrepareRequest(text));
     fuzz('guest agent reply', textInput(['{"return": {"pid": 42}}', '{"return": {"exited": true, "exitcode": 0, "out-data": "b2sK"}}', '{"error": {"class": "GenericError", "desc": "no"}}']), (line) => parseReply(line));
   });
 });

@@ -121,6 +121,81 @@ describe('libvirt hook', function () {
     assert.equal(await loopSize(device), 320 * MiB);
   });
 
+  it('prepare through the agent following the spool: the shell hands it the XML and relays its answer without starting node; it does the work itself when the agent declines, is gone, or dies while it waits', async () => {
+    // The hook with a node that does not exist: an answer relayed without a node start is the agent's.
+    const noNode = path.join(world.dir, 'hook-spool-without-node');
+    await writeFile(noNode, await hookScript({ nodePath: path.join(world.dir, 'no-such-node'), spool }), { mode: 0o755 });
+    const runWithoutNode = (name: string, device: string) => execa(noNode, [name, 'prepare', 'begin', '-'], { input: xmlFor(device), reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: config } });
+    let published = 0;
+    const service = (plugin: StoragePlugin) => volumeService({ plugin, extender: new FakeStorage(new FakeClock()), run: execaRunner, publishInventory: async () => void (published += 1) });
+    await world.plugin.create('spoolprep-vda', 64 * MiB);
+    const device = await world.plugin.activate('spoolprep-vda');
+    await world.plugin.extend('spoolprep-vda', 192 * MiB);
+    let agentSpool = await HookSpool.watch(spool, async () => undefined, silentLogger, (request) => service(world.plugin).prepareDomain(request));
+    try {
+      const prepared = await runWithoutNode('spoolprep', device);
+      assert.deepEqual([prepared.exitCode, prepared.stderr], [0, '']);
+      assert.equal(await loopSize(device), 192 * MiB);
+      assert.equal(published, 1, 'the agent did the work: it published its inventory');
+      await world.plugin.create('spoolghost-vda', 64 * MiB);
+      const ghost = await world.plugin.activate('spoolghost-vda');
+      await rm(path.join(world.workspace.domainDir, 'spoolghost-vda.img'));
+      const gone = await runWithoutNode('spoolghost', ghost);
+      assert.equal(gone.exitCode, 1);
+      assert.match(gone.stderr, new RegExp(`^tideline: domain spoolghost cannot start: its disk ${ghost} is volume spoolghost-vda, which does not exist`));
+      assert.doesNotMatch(gone.stderr, /no-such-node/);
+      assert.equal(published, 2, 'the agent answered that one too');
+    } finally {
+      await agentSpool.close();
+    }
+    assert.deepEqual(await readdir(spool), [], 'no request, FIFO or mark left behind');
+
+    // An agent of another storage domain declines: the hook does it itself (node).
+    await world.plugin.extend('spoolprep-vda', 256 * MiB);
+    agentSpool = await HookSpool.watch(spool, async () => undefined, silentLogger, (request) => service({ ...world.plugin, domain: '/elsewhere' } as unknown as StoragePlugin).prepareDomain(request));
+    try {
+      const declined = await hook(['spoolprep', 'prepare', 'begin', '-'], xmlFor(device));
+      assert.equal(declined.exitCode, 0, declined.stderr);
+      assert.equal(await loopSize(device), 256 * MiB);
+      assert.equal(published, 2, 'the agent of another domain did nothing');
+    } finally {
+      await agentSpool.close();
+    }
+
+    // An agent that stopped without removing its mark (killed): the hook does not wait for it.
+    const exited = execa('true');
+    const exitedPid = exited.pid;
+    await exited;
+    await writeFile(path.join(spool, '.agent'), `${exitedPid}\n`);
+    await world.plugin.extend('spoolprep-vda', 320 * MiB);
+    let started = performance.now();
+    const stale = await hook(['spoolprep', 'prepare', 'begin', '-'], xmlFor(device));
+    assert.equal(stale.exitCode, 0, stale.stderr);
+    assert.equal(await loopSize(device), 320 * MiB);
+    assert.ok(performance.now() - started < 5_000, 'no wait for an agent that is not there');
+
+    // An agent that takes the request and dies before answering: noticed within about a second.
+    const hanging = await HookSpool.watch(spool, async () => undefined, silentLogger, () => new Promise(() => undefined));
+    const standIn = execa('sleep', ['60'], { reject: false });
+    try {
+      await writeFile(path.join(spool, '.agent'), `${standIn.pid}\n`);
+      await world.plugin.extend('spoolprep-vda', 384 * MiB);
+      setTimeout(() => standIn.kill('SIGKILL'), 1_500);
+      started = performance.now();
+      const orphaned = await hook(['spoolprep', 'prepare', 'begin', '-'], xmlFor(device));
+      const waitedMs = performance.now() - started;
+      assert.equal(orphaned.exitCode, 0, orphaned.stderr);
+      assert.equal(await loopSize(device), 384 * MiB);
+      assert.ok(waitedMs > 1_400 && waitedMs < 6_000, `waited ${Math.round(waitedMs)} ms: until the agent died, then about a second`);
+    } finally {
+      standIn.kill('SIGKILL');
+      await standIn;
+      await hanging.close();
+      await rm(path.join(spool, '.agent'), { force: true });
+    }
+    assert.deepEqual((await readdir(spool)).filter((name) => name.startsWith('.')), [], 'the hook removes its FIFO and request even when it gave up');
+  });
+
   it('prepare: decides a domain without a disk on the storage domain in the shell, without starting node', async () => {
     // The same hook with a node that does not exist: whatever starts node fails loudly.
     const noNode = path.join(world.dir, 'hook-without-node');

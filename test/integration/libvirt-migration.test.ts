@@ -51,7 +51,7 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     const host = await LibvirtHost.start(cluster.lab.workspace, {
       name: String(hostId),
       uuid: `7d1e0c5a-0000-4000-8000-00000000000${hostId}`,
-      // The hook hands `prepare` to this host's agent through its control socket (src/hook/agent-prepare.ts).
+      // The hook hands `prepare` to this host's agent through its spool (hooks/qemu); the control socket is its way when node runs.
       tidelineConfig: `loop-domain = ${domainDir}\nloop-view = ${hostId}\ncontrol-socket = ${controlSocket(hostId)}\n`,
       binds: hostId === 1 ? [] : [[ownView, sharedName]],
     });

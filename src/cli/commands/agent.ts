@@ -108,10 +108,15 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(peers ? { peers } : {}), ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
     const control = await serveControl(argv['control-socket']!, volumes, logger);
     const hookSpool = libvirt
-      ? await HookSpool.watch(argv['hook-spool'], () => {
-          void inventory?.publishNow();
-          return libvirt.rescan(false);
-        }, logger)
+      ? await HookSpool.watch(
+          argv['hook-spool'],
+          () => {
+            void inventory?.publishNow();
+            return libvirt.rescan(false);
+          },
+          logger,
+          (request) => volumes.prepareDomain(request),
+        )
       : undefined;
     const signals = abortOnSignals();
     const stopped = new Promise<void>((resolve) => signals.signal.addEventListener('abort', () => resolve(), { once: true }));

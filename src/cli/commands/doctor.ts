@@ -6,7 +6,8 @@ import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js
 import { checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
 import type { HostConfig } from '../../config/host-config.js';
 import { leaseSource, observeCluster } from '../../cluster/cluster-reader.js';
-import { checkHookReachesAgent, checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
+import { checkHookReachesAgent, checkHookSpool, checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
+import { agentFollowsSpool } from '../../agent/hook-spool.js';
 import { socketAnswers } from '../../util/unix-socket-line.js';
 import { errorMessage } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
@@ -71,6 +72,7 @@ export const doctorCommand: CommandModule<object, DoctorArguments> = {
       const environment = parseEnvironmentFile(await readFile(argv.sysconfig, 'utf8').catch(() => ''));
       findings.push(checkServiceAgreement(config, environment, argv.sysconfig));
       findings.push(await checkHookReachesAgent(config, environment, socketAnswers, argv.sysconfig));
+      findings.push(await checkHookSpool(await readFile(argv.hook, 'utf8').catch(() => undefined), environment, agentFollowsSpool, argv.sysconfig));
       if (!config.lease && !/--lease(\s|=)/.test(environment.get('TIDELINE_SPM_ARGS') ?? '')) {
         findings.push({ check: 'SPM lease', status: 'warn', detail: `no lease volume for the SPM: set 'lease' (and for sanlock 'ids') in ${argv.config}` });
       }
