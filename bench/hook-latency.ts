@@ -63,7 +63,10 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     const env = { TIDELINE_CONFIG: config, PATH: process.env.PATH ?? '/usr/bin:/bin' };
     const cli = path.join(installationRoot(), 'dist', 'src', 'cli', 'main.js');
     const statusFile = path.join(dir, 'status.json');
-    await writeStatus(statusFile, []);
+    // What an admin sees on a host running VMs: two VMs with two thin drives each, drawn as a table.
+    const drive = (name: string, volume: string) => ({ drive: name, volume, phase: 'ok' as const, highWaterBytes: 300 * MiB, volumeBytes: GiB, thresholdBytes: 768 * MiB, capBytes: 20 * GiB, extensions: 3, lastExtensionMs: 12, writeBytesPerSecond: 4 * MiB, error: null });
+    const vm = (name: string) => ({ vm: name, pausedForNoSpace: false, pauses: 0, pausedMsTotal: 0, lastResumeMs: null, migration: null, lastArrivalMs: null, drives: [drive('vda', `${name}-vda`), drive('vdb', `${name}-vdb`)] });
+    await writeStatus(statusFile, [vm('web'), vm('db')]);
     const xmlFor = (devicePath: string) => labDomainXml({ name: 'web', boot: { kernel: '/k', initrd: '/i', kernelVersion: 'x' }, devicePath, consoleLog: '/dev/null', writeMib: 16 });
     const socket = path.join(dir, 'agent.sock');
     const withAgent = path.join(dir, 'with-agent.conf');
