@@ -6,9 +6,10 @@ import { summarize, type Summary } from './stats.js';
 /**
  * Request -> reply round trip through the mailbox: `hosts` simulated hosts,
  * each extending its own volume `requestsPerHost` times in a row, all hosts at
- * once.
+ * once. `sharedReplyReads`: the hosts read their replies through one reader
+ * (bench/cluster.ts, SharedReplyReader), as if each were its own machine.
  */
-export async function mailboxRoundTrip(policy: MailboxPolicy, hosts: number, requestsPerHost: number): Promise<Summary> {
+export async function mailboxRoundTrip(policy: MailboxPolicy, hosts: number, requestsPerHost: number, options: { sharedReplyReads?: boolean } = {}): Promise<Summary> {
   const cluster = await BenchCluster.start(policy, Math.max(hosts + 1, 8));
   try {
     const samples: number[] = [];
@@ -18,7 +19,7 @@ export async function mailboxRoundTrip(policy: MailboxPolicy, hosts: number, req
       Array.from({ length: hosts }, async (_, index) => {
         const hostId = index + 1;
         await cluster.plugin.create(`bench${hostId}-vda`, 8 * MiB);
-        return cluster.host(hostId);
+        return cluster.host(hostId, options);
       }),
     );
     await Promise.all(

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
@@ -171,7 +171,9 @@ export class HookSpool {
   private async reply(replyPath: string, line: string): Promise<void> {
     const resolved = path.resolve(replyPath);
     const info = await lstat(resolved).catch(() => undefined);
-    if (path.dirname(resolved) !== this.directory || !path.basename(resolved).startsWith('.') || !info?.isFIFO()) {
+    // Through realpath: the hook may name the spool by another path (/var/run for /run).
+    const [directory, spool] = await Promise.all([realpath(path.dirname(resolved)).catch(() => ''), realpath(this.directory).catch(() => this.directory)]);
+    if (directory !== spool || !path.basename(resolved).startsWith('.') || !info?.isFIFO()) {
       this.logger.warn({ replyPath }, 'not answering the hook: its reply path is not a FIFO of the hook spool');
       return;
     }

@@ -17,7 +17,7 @@ describe('npm run bench -- --quick', function () {
       ['1. extension round trip', ['vdsm-4.5', 'seed-2011', 'tideline']],
       ['4. forced ENOSPC', ['vdsm-4.5', 'tideline']],
       ['mailbox round trip, 1 host', ['vdsm-4.5', 'tideline']],
-      ['mailbox round trip, 50 hosts', ['vdsm-4.5', 'tideline']],
+      ['mailbox round trip, 50 hosts', ['vdsm-4.5', "tideline, 50 readers on the SPM's cores", 'tideline']],
       ['6. SPM poll', ['page cache (stale on shared storage)', 'tideline: direct I/O']],
       ['7. hook, event handed to the agent', ['bare node start', 'tideline hook (shell, spool)']],
       ['7. hook, prepare refreshing one volume', ['tideline hook, no agent (node does it)', 'agent, reached by node (control socket)', 'agent, reached by the shell (spool)']],

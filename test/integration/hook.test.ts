@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { access, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { StoragePlugin } from '../../plugins/types.js';
@@ -125,7 +125,7 @@ describe('libvirt hook', function () {
     // The hook with a node that does not exist: an answer relayed without a node start is the agent's.
     const noNode = path.join(world.dir, 'hook-spool-without-node');
     await writeFile(noNode, await hookScript({ nodePath: path.join(world.dir, 'no-such-node'), spool }), { mode: 0o755 });
-    const runWithoutNode = (name: string, device: string) => execa(noNode, [name, 'prepare', 'begin', '-'], { input: xmlFor(device), reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: config } });
+    const runWithoutNode = (name: string, device: string, env: Record<string, string> = {}) => execa(noNode, [name, 'prepare', 'begin', '-'], { input: xmlFor(device), reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: config, ...env } });
     let published = 0;
     const service = (plugin: StoragePlugin) => volumeService({ plugin, extender: new FakeStorage(new FakeClock()), run: execaRunner, publishInventory: async () => void (published += 1) });
     await world.plugin.create('spoolprep-vda', 64 * MiB);
@@ -145,6 +145,13 @@ describe('libvirt hook', function () {
       assert.match(gone.stderr, new RegExp(`^tideline: domain spoolghost cannot start: its disk ${ghost} is volume spoolghost-vda, which does not exist`));
       assert.doesNotMatch(gone.stderr, /no-such-node/);
       assert.equal(published, 2, 'the agent answered that one too');
+      // The hook naming the spool by another path (as /var/run for /run): the agent still answers it.
+      const link = path.join(world.dir, 'hook-events-link');
+      await symlink(spool, link);
+      await world.plugin.extend('spoolprep-vda', 224 * MiB);
+      const throughLink = await runWithoutNode('spoolprep', device, { TIDELINE_HOOK_SPOOL: link });
+      assert.deepEqual([throughLink.exitCode, throughLink.stderr], [0, '']);
+      assert.equal(await loopSize(device), 224 * MiB);
     } finally {
       await agentSpool.close();
     }
@@ -157,7 +164,7 @@ describe('libvirt hook', function () {
       const declined = await hook(['spoolprep', 'prepare', 'begin', '-'], xmlFor(device));
       assert.equal(declined.exitCode, 0, declined.stderr);
       assert.equal(await loopSize(device), 256 * MiB);
-      assert.equal(published, 2, 'the agent of another domain did nothing');
+      assert.equal(published, 3, 'the agent of another domain did nothing');
     } finally {
       await agentSpool.close();
     }
