@@ -173,6 +173,11 @@ export class DriveState {
     if (armed) this.armedThreshold = thresholdBytes;
   }
 
+  /** When a failed extension is due again; undefined when none failed. */
+  get retryAt(): number | undefined {
+    return this.failure?.retryAt;
+  }
+
   get failed(): boolean {
     return this.failure !== undefined;
   }

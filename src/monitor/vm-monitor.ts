@@ -29,6 +29,13 @@ export const DEFAULT_POLL_INTERVAL_MS = 5_000;
 export const HELD_BACK_POLL_MS = 1_000;
 /** A failed extension is retried after this; refusals (VG full, cap) too, since an admin may fix them. */
 export const DEFAULT_RETRY_DELAY_MS = 5_000;
+/**
+ * For a drive whose write found no space the guest is paused: each second
+ * counts once an admin adds space (a domain-full chaos cycle paused guests up
+ * to 10 s when retries came every 5 s and at polls only). One request a
+ * second per paused drive is little for the SPM (figure 6: over 1,000 a second).
+ */
+export const NO_SPACE_RETRY_DELAY_MS = 1_000;
 /** VDSM gives up waiting for one extension after 2 x its mailbox resend time; mailbox resends inside. */
 export const DEFAULT_EXTENSION_TIMEOUT_MS = 60_000;
 
@@ -205,6 +212,15 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     };
   }
 
+  /** A failed extension is retried when it is due, not at the first poll after (a poll in progress schedules its successor by the same rule). */
+  private pollWhenDue(delayMs: number): void {
+    this.clock.setTimeout(() => {
+      if (this.stopped || this.polling) return;
+      this.pollTimer?.cancel();
+      void this.poll();
+    }, delayMs);
+  }
+
   /** One round of the safety net: high-water marks, a missed pause, thresholds, retries. */
   async poll(): Promise<void> {
     if (this.stopped || this.polling) return;
@@ -258,6 +274,10 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     } finally {
       this.polling = false;
       if ([...this.drives.values()].some((runtime) => runtime.state.armingPending)) nextPollMs = Math.min(nextPollMs, HELD_BACK_POLL_MS);
+      const now = this.clock.now();
+      for (const { state } of this.drives.values()) {
+        if (state.retryAt !== undefined && state.retryAt > now) nextPollMs = Math.min(nextPollMs, state.retryAt - now);
+      }
       if (!this.stopped) this.pollTimer = this.clock.setTimeout(() => void this.poll(), nextPollMs);
     }
   }
@@ -442,10 +462,12 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       this.emit('extended', { vm: this.vm, drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs });
       this.drives.get(drive.name)!.again = true;
     } catch (error) {
-      drive.extensionFailed(error, this.clock.now(), this.retryDelayMs);
+      const retryInMs = drive.noSpace ? Math.min(NO_SPACE_RETRY_DELAY_MS, this.retryDelayMs) : this.retryDelayMs;
+      drive.extensionFailed(error, this.clock.now(), retryInMs);
+      this.pollWhenDue(retryInMs);
       const code = errorCode(error);
       const message = errorMessage(error);
-      this.logger.error({ drive: drive.name, volume, targetBytes, code, err: message, retryInMs: this.retryDelayMs }, 'extension failed');
+      this.logger.error({ drive: drive.name, volume, targetBytes, code, err: message, retryInMs }, 'extension failed');
       this.emit('extension-failed', { vm: this.vm, drive: drive.name, volume, code, message });
     }
     this.emit('changed');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { HELD_BACK_POLL_MS, VmMonitor } from '../../src/monitor/vm-monitor.js';
+import { HELD_BACK_POLL_MS, NO_SPACE_RETRY_DELAY_MS, VmMonitor } from '../../src/monitor/vm-monitor.js';
 import type { PolicySettings } from '../../src/monitor/policy.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { MiB } from '../../src/util/sizes.js';
@@ -250,6 +250,38 @@ describe('VmMonitor', () => {
     assert.equal(world.vm.resumes, 1);
     assert.deepEqual(world.events, ['paused', 'failed domain-full', 'extended vda 768', 'resumed']);
     world.monitor.stop();
+  });
+
+  it('retries a paused VM\'s refused extension every second, when it is due rather than at the next poll; a running VM\'s after the full delay', async () => {
+    const world = setup();
+    const full = () => new DomainFullError('vm1-vda', 'vg0', 256 * MiB, 0);
+    world.storage.failures.push(full(), full());
+    await world.monitor.start();
+    world.vm.highWater.set('vda', 512 * MiB);
+    hitEnd(world);
+    await world.clock.advance(0);
+    assert.equal(world.storage.requests.length, 1);
+    await world.clock.advance(NO_SPACE_RETRY_DELAY_MS - 1);
+    assert.equal(world.storage.requests.length, 1, 'not before it is due');
+    await world.clock.advance(1);
+    assert.equal(world.storage.requests.length, 2, 'a second after the refusal, though the next poll is later');
+    await world.clock.advance(NO_SPACE_RETRY_DELAY_MS);
+    assert.equal(world.storage.requests.length, 3);
+    assert.equal(world.vm.resumes, 1, 'resumed once space came back');
+    world.monitor.stop();
+
+    const running = setup();
+    running.storage.failures.push(new DomainFullError('vm1-vda', 'vg0', 256 * MiB, 0));
+    await running.monitor.start();
+    running.vm.highWater.set('vda', 450 * MiB);
+    running.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 450 * MiB });
+    await running.clock.advance(0);
+    assert.equal(running.storage.requests.length, 1);
+    await running.clock.advance(RETRY_MS - 1);
+    assert.equal(running.storage.requests.length, 1, 'a running VM waits the whole retry delay');
+    await running.clock.advance(1);
+    assert.equal(running.storage.requests.length, 2, 'and is retried when it is due, not at the poll after (every 2 s here)');
+    running.monitor.stop();
   });
 
   it('reports an extension that hangs as a timeout instead of waiting forever', async () => {
