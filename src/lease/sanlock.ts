@@ -7,6 +7,9 @@ import type { Runner } from '../util/runner.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Lease, LeaseEvents } from './types.js';
 
+/** Logged each time the serving process under the lease ends and the supervisor asks for the lease again (tests wait for it). */
+export const SANLOCK_TERM_ENDED_MESSAGE = 'SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again';
+
 /**
  * The sanlock lease backend. The SPM resource is a sanlock paxos lease in a
  * lockspace on the shared storage (an `ids` volume for the host delta leases,
@@ -110,7 +113,7 @@ export async function superviseUnderLease(options: {
     watching?.cancel();
     signal.removeEventListener('abort', stop);
     if (signal.aborted) break;
-    logger.info({ exitCode: result.exitCode, signal: result.signal }, 'SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again');
+    logger.info({ exitCode: result.exitCode, signal: result.signal }, SANLOCK_TERM_ENDED_MESSAGE);
     await sleep(options.clock, options.retryMs ?? 2_000);
     if (signal.aborted) break;
     // When this host's delta lease could not be renewed in time, sanlock killed

@@ -8,6 +8,9 @@ import type { Runner } from '../util/runner.js';
 import type { SpmMetrics } from './spm-metrics.js';
 import { SpmService } from './spm-service.js';
 
+/** Logged when the SPM stops serving because its lease is gone (tests count it). */
+export const LEASE_LOST_MESSAGE = 'SPM lease lost: stopped serving requests';
+
 /**
  * `tideline spm`: waits for the lease, serves while holding it, goes back to
  * waiting when it is lost. Every term starts from the reply slots, never from
@@ -40,7 +43,7 @@ export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin;
     } finally {
       options.metrics?.setActing(false);
     }
-    if (outcome === 'lease-lost') logger.error('SPM lease lost: stopped serving requests');
+    if (outcome === 'lease-lost') logger.error(LEASE_LOST_MESSAGE);
   }
   await lease.close();
   logger.info('SPM stopped; lease released');

@@ -13,7 +13,8 @@ import { LibvirtHost } from '../integration/helpers/libvirt-host.js';
 import { TidelineProcess } from '../integration/helpers/tideline-process.js';
 import { until } from '../integration/helpers/watch.js';
 import { ensureSanlockDaemon, sanlockHoldersUnder } from '../integration/helpers/sanlock-daemon.js';
-import { initSanlock, leaveLockspace, type SanlockPlacement } from '../../src/lease/sanlock.js';
+import { initSanlock, leaveLockspace, SANLOCK_TERM_ENDED_MESSAGE, type SanlockPlacement } from '../../src/lease/sanlock.js';
+import { LEASE_LOST_MESSAGE } from '../../src/spm/spm-daemon.js';
 import { execaRunner } from '../../src/util/runner.js';
 
 /**
@@ -355,7 +356,7 @@ class Faults {
     while (Date.now() < deadline) {
       for (const spm of this.spms.values()) {
         const acting = spm.logged('acting as SPM').length;
-        const lost = spm.logged('SPM lease lost: stopped serving requests').length + spm.logged('SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again').length;
+        const lost = spm.logged(LEASE_LOST_MESSAGE).length + spm.logged(SANLOCK_TERM_ENDED_MESSAGE).length;
         if (acting > lost && spm.child.exitCode === null) return spm;
       }
       await sleep(50);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { initSanlock, leaveLockspace, type SanlockPlacement } from '../../src/lease/sanlock.js';
+import { initSanlock, leaveLockspace, SANLOCK_TERM_ENDED_MESSAGE, type SanlockPlacement } from '../../src/lease/sanlock.js';
 import { Workspace } from '../../src/lab/workspace.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { MailboxExtender } from '../../src/mailbox/mailbox-extender.js';
@@ -84,7 +84,7 @@ describe('SPM under a real sanlock lease', function () {
     const first = spm('spm-a');
     await first.waitFor('acting as SPM', 200_000);
     const second = spm('spm-b');
-    await second.waitFor('SPM process under the sanlock lease ended (lease held elsewhere, lost, or process ended); trying again', 60_000);
+    await second.waitFor(SANLOCK_TERM_ENDED_MESSAGE, 60_000);
     assert.equal(second.logged('acting as SPM').length, 0, 'a second SPM acted while the first held the lease');
     assert.equal((await holders()).length, 1);
 
