@@ -16,6 +16,7 @@ import { ensureSanlockDaemon, sanlockHoldersUnder } from '../integration/helpers
 import { initSanlock, leaveLockspace, SANLOCK_TERM_ENDED_MESSAGE, type SanlockPlacement } from '../../src/lease/sanlock.js';
 import { LEASE_LOST_MESSAGE } from '../../src/spm/spm-daemon.js';
 import { execaRunner } from '../../src/util/runner.js';
+import { isAlive } from '../../src/util/process-alive.js';
 
 /**
  * Faults at random moments while a guest writes and then verifies its disk:
@@ -290,10 +291,10 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
         const stoppedUntil = Date.now() + random(1_000, 6_000);
         while (Date.now() < stoppedUntil) {
           const holders = await sanlockHoldersUnder(cluster.dir);
-          if (holders.length > 1 || (holders.some((pid) => pid !== holder) && (await livesOn(holder)))) overlaps += 1;
+          if (holders.length > 1 || (holders.some((pid) => pid !== holder) && isAlive(holder))) overlaps += 1;
           await sleep(100);
         }
-        if (await livesOn(holder)) process.kill(holder, 'SIGCONT');
+        if (isAlive(holder)) process.kill(holder, 'SIGCONT');
         else killedByWatchdog += 1;
       });
       summaries.push(`  (sanlock: ${killedByWatchdog} of ${outcome.cycles} stopped holders killed by their supervisor, ${overlaps} samples with a second holder beside a live stopped one)`);
@@ -311,12 +312,6 @@ describe(`chaos: faults at random moments (${CYCLES} cycle${CYCLES === 1 ? '' : 
     }
   });
 });
-
-/** Whether a process exists and has not ended (a zombie waiting for its parent has). */
-async function livesOn(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return stat !== undefined && stat.split(') ')[1]?.[0] !== 'Z';
-}
 
 /** The processes of the cluster under fault, and how to replace them. */
 class Faults {
