@@ -56,7 +56,13 @@ describe('lvm plugin against real LVM (activation disabled)', function () {
   });
 
   it('extends to an absolute size, refuses to shrink, and reports a full VG as domain-full', async () => {
-    assert.equal((await plugin.extend('vm1-vda', 100 * MiB)).sizeBytes, 100 * MiB);
+    const tags = { 'virtual-bytes': String(4 * GiB), owner: 'host-3' };
+    // Without an lvs after lvextend: the size is the target, the tags as last read.
+    assert.deepEqual(await plugin.extend('vm1-vda', 96 * MiB), { name: 'vm1-vda', sizeBytes: 96 * MiB, tags });
+    assert.deepEqual(await plugin.describe('vm1-vda'), { name: 'vm1-vda', sizeBytes: 96 * MiB, tags });
+    // A plugin that never read the volume reads it after extending.
+    const fresh = await LvmPlugin.open({ vg, run: execaRunner, role: 'spm', activation: false, devices: [loopDevice], extraSettings: NO_TRACES });
+    assert.deepEqual(await fresh.extend('vm1-vda', 100 * MiB), { name: 'vm1-vda', sizeBytes: 100 * MiB, tags });
     await assert.rejects(plugin.extend('vm1-vda', 50 * MiB), { code: 'shrink-refused' });
     assert.equal((await plugin.extend('vm1-vda', 100 * MiB)).sizeBytes, 100 * MiB, 'the current size again changes nothing');
     assert.equal((await plugin.extend('vm1-vda', 101 * MiB)).sizeBytes, 104 * MiB);
