@@ -44,6 +44,8 @@ export interface HookLatency {
   /** `tideline --version` and `tideline status` from the built dist, as an admin runs them. */
   cliVersion: Summary;
   cliStatus: Summary;
+  /** `tideline policy show` of libvirt's test driver's domain: the libvirt half without a daemon. */
+  cliPolicyShow: Summary;
 }
 
 export async function hookLatency(runs: number): Promise<HookLatency> {
@@ -82,6 +84,7 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
       prepareViaSpool: await withSpool(spool, volumes.prepareDomain, () => time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } })),
       cliVersion: await time(runs, process.execPath, [cli, '--version'], { env }),
       cliStatus: await time(runs, process.execPath, [cli, 'status', '--file', statusFile], { env }),
+      cliPolicyShow: await time(runs, process.execPath, [cli, 'policy', 'show', 'test', '--uri', 'test:///default'], { env }),
     };
     agent.close();
     return result;
