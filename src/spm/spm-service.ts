@@ -184,10 +184,9 @@ export class SpmService extends EventEmitter<SpmEvents> {
       if (!useWakeUps || woken || now - this.lastActivity < fastForMs || now - lastFullScan >= this.fullScanMs) {
         woken = false;
         lastFullScan = now;
-        const served = await this.pollOnce();
-        if (served) this.lastActivity = clock.now();
-        // A pass that served something took a while; hosts asked meanwhile are already waiting for the next.
-        if (served) {
+        if (await this.pollOnce()) {
+          this.lastActivity = clock.now();
+          // A pass that served something took a while; hosts that asked meanwhile are already waiting for the next.
           wakeUps.pause();
           continue;
         }
