@@ -255,7 +255,7 @@ export class LoopPlugin implements StoragePlugin {
    */
   private async tagsOf(volume: string): Promise<Record<string, string>> {
     const version = await this.directoryVersion();
-    if (!(version === this.tagsAsOf)) {
+    if (version !== this.tagsAsOf) {
       this.tags.clear();
       this.tagsAsOf = version;
     }
@@ -363,7 +363,7 @@ export class LoopPlugin implements StoragePlugin {
    */
   private async allocation(): Promise<{ capacityBytes: number; sizes: Map<string, number> }> {
     const version = await this.directoryVersion();
-    if (!(version === this.allocationAsOf) || this.capacityBytes === undefined) {
+    if (version !== this.allocationAsOf || this.capacityBytes === undefined) {
       const [{ capacityBytes }, names] = await Promise.all([readDomainFile(this.directory), readdir(this.directory)]);
       const volumes = names.filter((name) => name.endsWith(VOLUME_SUFFIX));
       const sizes = await Promise.all(volumes.map(async (name) => [name, (await stat(path.join(this.directory, name)).catch(() => ({ size: 0 }))).size] as const));

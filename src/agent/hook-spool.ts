@@ -103,8 +103,9 @@ export class HookSpool {
    * With `prepare`, the hook hands this agent its `prepare begin` too.
    */
   static async watch(directory: string, rescan: () => Promise<void>, logger: Logger, prepare?: PrepareHandler): Promise<HookSpool> {
-    const resolved = path.resolve(directory);
-    await mkdir(resolved, { recursive: true, mode: 0o700 });
+    await mkdir(directory, { recursive: true, mode: 0o700 });
+    // Through realpath once: the hook may name the spool by another path (/var/run for /run), and replies are checked against it.
+    const resolved = await realpath(directory);
     const spool = new HookSpool(resolved, rescan, logger, prepare);
     // Events from before this start are covered by the agent's own first scan.
     for (const name of await readdir(resolved)) await rm(path.join(resolved, name), { force: true });
@@ -171,9 +172,8 @@ export class HookSpool {
   private async reply(replyPath: string, line: string): Promise<void> {
     const resolved = path.resolve(replyPath);
     const info = await lstat(resolved).catch(() => undefined);
-    // Through realpath: the hook may name the spool by another path (/var/run for /run).
-    const [directory, spool] = await Promise.all([realpath(path.dirname(resolved)).catch(() => ''), realpath(this.directory).catch(() => this.directory)]);
-    if (directory !== spool || !path.basename(resolved).startsWith('.') || !info?.isFIFO()) {
+    const directory = await realpath(path.dirname(resolved)).catch(() => '');
+    if (directory !== this.directory || !path.basename(resolved).startsWith('.') || !info?.isFIFO()) {
       this.logger.warn({ replyPath }, 'not answering the hook: its reply path is not a FIFO of the hook spool');
       return;
     }
