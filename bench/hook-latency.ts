@@ -10,6 +10,7 @@ import { volumeService } from '../src/agent/volume-service.js';
 import { silentLogger } from '../src/log/logger.js';
 import { hookScript, installationRoot } from '../src/cli/commands/hook.js';
 import { labDomainXml } from '../src/lab/libvirt-domain.js';
+import { TIDELINE_NAMESPACE } from '../src/libvirt/policy-reader.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
 import { summarize, type Summary } from './stats.js';
@@ -44,8 +45,10 @@ export interface HookLatency {
   /** `tideline --version` and `tideline status` from the built dist, as an admin runs them. */
   cliVersion: Summary;
   cliStatus: Summary;
-  /** `tideline policy show` of libvirt's test driver's domain: the libvirt half without a daemon. */
+  /** `tideline policy show` of a domain with a policy in libvirt's test driver (loaded from a file): the libvirt half without a daemon. */
   cliPolicyShow: Summary;
+  /** Node starting that same `virsh metadata` and nothing else: the floor under any `policy show` that asks virsh. */
+  nodeRunningVirsh: Summary;
 }
 
 export async function hookLatency(runs: number): Promise<HookLatency> {
@@ -73,6 +76,9 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     const socket = path.join(dir, 'agent.sock');
     const withAgent = path.join(dir, 'with-agent.conf');
     await writeFile(withAgent, `loop-domain = ${path.join(dir, 'domain')}\ncontrol-socket = ${socket}\n`);
+    const libvirtNode = path.join(dir, 'libvirt-test-node.xml');
+    await writeFile(libvirtNode, `<node><domain type='test'><name>web</name><memory>65536</memory><os><type>hvm</type></os><metadata><tl:thin xmlns:tl='${TIDELINE_NAMESPACE}' chunk='1G' free-target='512M'><tl:drive target='vdb' enabled='no'/></tl:thin></metadata></domain></node>`);
+    const virshMetadata = ['--quiet', '-c', `test://${libvirtNode}`, 'metadata', '--', 'web', TIDELINE_NAMESPACE];
     const volumes = volumeService({ plugin, extender: new DirectExtender(plugin), run: execaRunner });
     const agent = await serveControl(socket, volumes, silentLogger);
     const result = {
@@ -84,7 +90,8 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
       prepareViaSpool: await withSpool(spool, volumes.prepareDomain, () => time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } })),
       cliVersion: await time(runs, process.execPath, [cli, '--version'], { env }),
       cliStatus: await time(runs, process.execPath, [cli, 'status', '--file', statusFile], { env }),
-      cliPolicyShow: await time(runs, process.execPath, [cli, 'policy', 'show', 'test', '--uri', 'test:///default'], { env }),
+      cliPolicyShow: await time(runs, process.execPath, [cli, 'policy', 'show', 'web', '--uri', `test://${libvirtNode}`], { env }),
+      nodeRunningVirsh: await time(runs, process.execPath, ['-e', `require('node:child_process').spawnSync('virsh', ${JSON.stringify(virshMetadata)}, { stdio: 'pipe' })`], { env }),
     };
     agent.close();
     return result;

@@ -32,9 +32,20 @@ const args = process.argv.slice(2);
 try {
   // Scripts and monitoring ask for the version often; it needs neither yargs nor any command.
   if (args.length === 1 && args[0] === '--version') process.stdout.write(`${await packageVersion()}\n`);
-  else if (!(args[0] === 'status' && (await (await import('./commands/status.js')).runStatusQuickly(args.slice(1))))) await (await buildCli(args)).parseAsync();
+  else if (!(await ranQuickly(args))) await (await buildCli(args)).parseAsync();
 } catch (error) {
   reportFailure(error);
+}
+
+/**
+ * The commands admins and scripts run most, in their usual form, without
+ * yargs (which alone costs more than starting node): false when the arguments
+ * need the full parser (help, a mistake, anything unknown).
+ */
+async function ranQuickly(args: readonly string[]): Promise<boolean> {
+  if (args[0] === 'status') return (await import('./commands/status.js')).runStatusQuickly(args.slice(1));
+  if (args[0] === 'policy' && args[1] === 'show') return (await import('./commands/policy-show.js')).runPolicyShowQuickly(args.slice(2));
+  return false;
 }
 
 /** The version in this installation's package.json (two folders up from src/cli in the sources, three from dist). */

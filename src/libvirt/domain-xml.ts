@@ -2,9 +2,11 @@ import { XMLParser } from 'fast-xml-parser';
 import { z } from 'zod';
 import { TideError } from '../errors.js';
 import { sizeField } from '../config/sizes-schema.js';
+import type { DiskPolicy, DomainPolicy } from './policy-reader.js';
+
+export { TIDELINE_NAMESPACE, type DiskPolicy, type DomainPolicy } from './policy-reader.js';
 
 /** What tideline reads from a domain's XML (pure): its disks and its tideline policy. */
-export const TIDELINE_NAMESPACE = 'https://tideline.dev/xmlns/policy/1';
 
 export class DomainXmlError extends TideError {
   readonly code = 'domain-xml';
@@ -23,18 +25,11 @@ export interface DomainDisk {
   backingChain: Array<{ source: string | undefined; index: number | undefined }>;
 }
 
-export interface DiskPolicy {
-  enabled?: boolean;
-  chunk?: number;
-  freeTarget?: number;
-  maxSize?: number;
-}
-
 export interface DomainInfo {
   name: string;
   disks: DomainDisk[];
   /** Policy for the whole VM, and per disk target. */
-  policy: { vm: DiskPolicy; disks: Record<string, DiskPolicy> };
+  policy: DomainPolicy;
 }
 
 const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', removeNSPrefix: true, isArray: (name) => ['disk', 'drive'].includes(name) });
@@ -130,7 +125,7 @@ function readPolicy(metadata: unknown): DomainInfo['policy'] {
 
 function toPolicy(element: Record<string, unknown>, what: string): DiskPolicy {
   const parsed = policySchema.safeParse(element);
-  if (!parsed.success) throw new DomainXmlError(`tideline policy for ${what}: ${parsed.error.issues.map((issue) => `${String(issue.path[0] ?? '').replace('@', '')}: ${issue.message}`).join('; ')}`);
+  if (!parsed.success) throw new DomainXmlError(`tideline policy for ${what}: ${parsed.error.issues.map(describeIssue).join('; ')}`);
   const value = parsed.data;
   return {
     ...(value['@enabled'] ? { enabled: value['@enabled'] === 'yes' } : {}),
@@ -138,6 +133,12 @@ function toPolicy(element: Record<string, unknown>, what: string): DiskPolicy {
     ...(value['@free-target'] !== undefined ? { freeTarget: value['@free-target'] } : {}),
     ...(value['@max-size'] !== undefined ? { maxSize: value['@max-size'] } : {}),
   };
+}
+
+/** One problem with a policy attribute, named once (a size's own message already names it). */
+function describeIssue(issue: z.ZodIssue): string {
+  const attribute = String(issue.path[0] ?? '').replace('@', '');
+  return issue.message.startsWith(`${attribute}:`) ? issue.message : `${attribute}: ${issue.message}`;
 }
 
 /** The policy that applies to one disk: the disk's own settings over the VM's. */

@@ -12,6 +12,7 @@ import { parseReply } from '../../src/guest-agent/protocol.js';
 import { decodeLeaseBlock, encodeLeaseBlock, LeaseState } from '../../src/lease/lease-block.js';
 import { parseDomainXml, parsePolicyXml } from '../../src/libvirt/domain-xml.js';
 import { parseEventLine } from '../../src/libvirt/events.js';
+import { readPlainPolicy } from '../../src/libvirt/policy-reader.js';
 import { parseBlockErrors, parseBlockStats, parseDomState } from '../../src/libvirt/virsh.js';
 import { BLOCK_BYTES, FORMAT_VERSION, sealBlock, decodeHeader, decodeReplySlot, decodeRequestSlot, encodeHeader, encodeReplySlot, encodeRequestSlot, Operation } from '../../src/mailbox/format.js';
 import { decodeInventory, encodeInventory } from '../../src/mailbox/inventory.js';
@@ -172,7 +173,21 @@ describe(`fuzzing every parser of outside input (${RUNS} cases each)`, function 
 
   it('libvirt: domain XML (the hook reads it on stdin), policy metadata, events, virsh output', () => {
     fuzz('domain XML', textInput([DOMAIN_XML]), (xml) => parseDomainXml(xml));
-    fuzz('policy metadata', textInput(['<thin chunk="256M" free-target="64M"><drive target="vda" max-size="4G" enabled="yes"/></thin>', '']), (xml) => parsePolicyXml(xml));
+    const policySamples = ['<thin chunk="256M" free-target="64M"><drive target="vda" max-size="4G" enabled="yes"/></thin>', '<thin chunk="268435456">\n  <drive target="vdb" enabled="no"/>\n</thin>', ''];
+    fuzz('policy metadata', textInput(policySamples), (xml) => parsePolicyXml(xml));
+    // The plain reader never throws, and where it answers the full parser answers the same.
+    fuzz('plain policy reader', textInput(policySamples), (xml) => {
+      const plain = readPlainPolicy(xml);
+      if (plain === undefined) return plain;
+      let full;
+      try {
+        full = parsePolicyXml(xml);
+      } catch (error) {
+        assert.fail(`the plain reader read ${JSON.stringify(xml)}, which the full parser refuses: ${String(error)}`);
+      }
+      assert.deepEqual(plain, full);
+      return plain;
+    });
     fuzz('libvirt event line', textInput(["event 'lifecycle' for domain 'web': Suspended I/O Error", "event 'block-threshold' for domain 'web': dev: vda(/dev/sd1/web-vda) 1073741824 65536"]), (line) => parseEventLine(line));
     fuzz('virsh output', textInput(['paused (I/O error)\n', 'vda: no space\n', "Domain: 'web'\n  block.count=1\n  block.0.name=vda\n  block.0.allocation=134545408\n  block.0.physical=134217728\n"]), (text) => ({
       state: parseDomState(text),

@@ -1,9 +1,10 @@
 import type { Argv, CommandModule } from 'yargs';
 import { InvalidConfigError } from '../../errors.js';
-import { parsePolicyXml, policyXml, TIDELINE_NAMESPACE, type DiskPolicy } from '../../libvirt/domain-xml.js';
+import { policyXml, TIDELINE_NAMESPACE, type DiskPolicy } from '../../libvirt/domain-xml.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { execaRunner } from '../../util/runner.js';
 import { formatSize, parseSize } from '../../util/sizes.js';
+import { describePolicy, readDomainPolicy, showPolicy } from './policy-show.js';
 
 /**
  * Per-VM and per-disk thin-provisioning policy, kept in the domain XML's
@@ -22,16 +23,6 @@ interface SetArguments {
   uri: string;
 }
 
-function describe(policy: DiskPolicy): string {
-  const parts = [
-    policy.enabled === undefined ? '' : `enabled=${policy.enabled ? 'yes' : 'no'}`,
-    policy.chunk === undefined ? '' : `chunk=${formatSize(policy.chunk)}`,
-    policy.freeTarget === undefined ? '' : `free-target=${formatSize(policy.freeTarget)}`,
-    policy.maxSize === undefined ? '' : `max-size=${formatSize(policy.maxSize)}`,
-  ].filter(Boolean);
-  return parts.length ? parts.join(' ') : '(host defaults)';
-}
-
 export const policyCommand: CommandModule = {
   command: 'policy',
   describe: 'Show or set the thin-provisioning policy of a libvirt domain or one of its disks',
@@ -41,15 +32,7 @@ export const policyCommand: CommandModule = {
         'show <vm>',
         "Show the domain's tideline policy",
         (command) => command.positional('vm', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }).option('uri', { type: 'string', default: DEFAULT_URI }),
-        async (argv) => {
-          const policy = parsePolicyXml(await new Virsh(execaRunner, argv.uri).metadata(argv.vm, TIDELINE_NAMESPACE));
-          if (argv.json) {
-            process.stdout.write(`${JSON.stringify(policy, null, 2)}\n`);
-            return;
-          }
-          process.stdout.write(`${argv.vm}: ${describe(policy.vm)}\n`);
-          for (const [target, disk] of Object.entries(policy.disks)) process.stdout.write(`  ${target}: ${describe(disk)}\n`);
-        },
+        (argv) => showPolicy(argv, execaRunner),
       )
       .command<SetArguments>(
         'set <vm>',
@@ -75,13 +58,13 @@ export const policyCommand: CommandModule = {
           // What the flags alone get wrong is said before libvirt is asked anything.
           assertTargetWithinChunk(changes);
           const virsh = new Virsh(execaRunner, argv.uri);
-          const policy = parsePolicyXml(await virsh.metadata(argv.vm, TIDELINE_NAMESPACE));
+          const policy = await readDomainPolicy(virsh, argv.vm);
           if (argv.disk) policy.disks[argv.disk] = { ...policy.disks[argv.disk], ...changes };
           else policy.vm = { ...policy.vm, ...changes };
           const merged = argv.disk ? { ...policy.vm, ...policy.disks[argv.disk] } : policy.vm;
           assertTargetWithinChunk(merged);
           await virsh.setMetadata(argv.vm, TIDELINE_NAMESPACE, METADATA_KEY, policyXml(policy));
-          process.stdout.write(`${argv.vm}${argv.disk ? ` ${argv.disk}` : ''}: ${describe(argv.disk ? policy.disks[argv.disk]! : policy.vm)}\n`);
+          process.stdout.write(`${argv.vm}${argv.disk ? ` ${argv.disk}` : ''}: ${describePolicy(argv.disk ? policy.disks[argv.disk]! : policy.vm)}\n`);
         },
       )
       .demandCommand(1, 'name an action: show or set'),
