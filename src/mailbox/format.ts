@@ -8,7 +8,17 @@ import { crc32 } from 'node:zlib';
  * detected and ignored, never acted on. No locks: each block has one writer.
  */
 export const BLOCK_BYTES = 4096;
+/** The version each slot, inventory and wake-up block carries: their layout has not changed since the first. */
 export const FORMAT_VERSION = 1;
+/**
+ * The header's version, which says what the volume holds. 1: header, request
+ * and reply slots, and (in mailboxes made by later tidelines) inventories and
+ * the wake-up block, which an SPM finds out by reading them. 2: all five,
+ * always (docs/mailbox-format.md). A tideline that reads only 1 refuses a 2
+ * with "mailbox format version 2", rather than joining without wake-ups.
+ */
+export const HEADER_VERSION = 2;
+export const READABLE_HEADER_VERSIONS: readonly number[] = [1, 2];
 export const HEADER_MAGIC = 'TIDELINE-MAILBOX';
 export const REQUEST_MAGIC = 'TLRQ';
 export const REPLY_MAGIC = 'TLRP';
@@ -170,7 +180,7 @@ export function decodeHeader(block: Uint8Array): Decoded<MailboxHeader> {
   if (buffer.toString('ascii', 0, 16) !== HEADER_MAGIC) return invalid('bad-magic', 'not a tideline mailbox header');
   if (!checksumMatches(buffer, HEADER_CRC_OFFSET)) return invalid('bad-checksum', 'mailbox header checksum mismatch');
   const version = buffer.readUInt32LE(16);
-  if (version !== FORMAT_VERSION) return invalid('foreign-version', `mailbox format version ${version}, this tideline reads ${FORMAT_VERSION}`);
+  if (!READABLE_HEADER_VERSIONS.includes(version)) return invalid('foreign-version', `mailbox format version ${version}, this tideline reads ${READABLE_HEADER_VERSIONS.join(' and ')}; a newer tideline made it: upgrade this host`);
   const maxHosts = buffer.readUInt32LE(20);
   if (maxHosts < 1 || maxHosts > MAX_HOSTS_LIMIT || buffer.readUInt32LE(24) !== BLOCK_BYTES || buffer.readUInt32LE(28) !== MESSAGES_PER_SLOT) {
     return invalid('bad-message', 'mailbox geometry is not one this tideline can use');

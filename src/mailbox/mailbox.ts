@@ -11,7 +11,7 @@ import {
   encodeHeader,
   encodeReplySlot,
   encodeRequestSlot,
-  FORMAT_VERSION,
+  HEADER_VERSION,
   mailboxBytes,
   inventoryOffset,
   wakeUpOffset,
@@ -80,7 +80,7 @@ export class Mailbox {
       if (existing.kind === 'valid' && !options.force) {
         throw new MailboxFormatError(`${path} already holds a mailbox (id ${existing.value.mailboxId}, ${existing.value.maxHosts} hosts); pass --force to wipe it and every pending request`);
       }
-      const header: MailboxHeader = { version: FORMAT_VERSION, maxHosts: options.maxHosts, mailboxId: randomUUID(), createdAtMs: Date.now() };
+      const header: MailboxHeader = { version: HEADER_VERSION, maxHosts: options.maxHosts, mailboxId: randomUUID(), createdAtMs: Date.now() };
       const image = Buffer.alloc(bytes);
       encodeHeader(header).copy(image, 0);
       await file.write(0, image);

@@ -210,7 +210,9 @@ export class SpmService extends EventEmitter<SpmEvents> {
         woken = true;
         if (wakeUpFailures >= WAKE_UP_FAILURES_BEFORE_FALLBACK) {
           useWakeUps = false;
-          this.options.logger.warn({ err: errorMessage(error) }, 'no wake-up block in this mailbox; scanning every slot at the idle interval instead');
+          // A version 1 mailbox may predate the block; a version 2 one has it, so failing reads there are the storage's.
+          if (this.options.mailbox.header.version < 2) this.options.logger.warn({ err: errorMessage(error) }, 'no wake-up block in this mailbox; scanning every slot at the idle interval instead');
+          else this.options.logger.error({ err: errorMessage(error) }, 'the wake-up block cannot be read; scanning every slot at the idle interval instead');
         }
       }
     }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { execa } from 'execa';
 import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
+import { makeVersionOneWithoutWakeUpBlock } from '../spm/helpers/spm-world.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { MiB } from '../../src/util/sizes.js';
 import { LabWorld } from './helpers/lab-world.js';
@@ -68,12 +69,20 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     const mailboxPath = path.join(world.dir, 'mailbox');
     const text = await tideline('mailbox', 'dump', mailboxPath);
     assert.equal(text.exitCode, 0, text.stderr);
-    assert.match(text.stdout, /4 hosts, 1 in use/);
+    assert.match(text.stdout, /\(format 2\): 4 hosts, 1 in use/);
+    assert.doesNotMatch(text.stdout, /older tideline/);
     assert.match(text.stdout, /host 2\n {2}requests: generation \d+; /);
     assert.match(text.stdout, /replies: {2}generation \d+; \[0\] #\d+ volume-not-found/);
     assert.match(text.stdout, /inventory: heartbeat \d+, \d+ active volumes?/);
     const json = JSON.parse((await tideline('mailbox', 'dump', mailboxPath, '--json')).stdout) as { hosts: Array<{ hostId: number; replies: { kind: string } }> };
     assert.deepEqual(json.hosts.map((host) => [host.hostId, host.replies.kind]), [[2, 'valid']]);
+    // A mailbox an older tideline made still dumps, with what to do about it.
+    const oldPath = path.join(world.dir, 'old-mailbox');
+    await Mailbox.init(oldPath, { maxHosts: 4 });
+    await makeVersionOneWithoutWakeUpBlock(oldPath);
+    const old = await tideline('mailbox', 'dump', oldPath);
+    assert.equal(old.exitCode, 0, old.stderr);
+    assert.match(old.stdout, /\(format 1\): 4 hosts, 0 in use\n {2}made by an older tideline: .*'tideline mailbox init --force' .* makes it format 2/);
   });
 
   it("refuses to delete a volume active on a host (the host's inventory lists it), and forget-host refuses a host whose agent still writes", async () => {

@@ -9,6 +9,7 @@ import {
   encodeHeader,
   encodeReplySlot,
   encodeRequestSlot,
+  HEADER_VERSION,
   MAX_CHILD_AND_PARENT_NAME_BYTES,
   MESSAGES_PER_SLOT,
   Operation,
@@ -110,6 +111,17 @@ describe('mailbox format', () => {
   it('reads an all-zero block as an empty slot, not an error', () => {
     assert.deepEqual(decodeRequestSlot(Buffer.alloc(BLOCK_BYTES), 3), { kind: 'empty' });
     assert.deepEqual(decodeHeader(Buffer.alloc(BLOCK_BYTES)), { kind: 'empty' });
+  });
+
+  it("reads both header versions, and refuses a newer one naming what to do", () => {
+    const header = { version: HEADER_VERSION, maxHosts: 250, mailboxId: '1b4e28ba-2fa1-11d2-883f-0016d3cca427', createdAtMs: 1_790_000_000_000 };
+    assert.equal(HEADER_VERSION, 2, 'mailboxes made now say they hold inventories and the wake-up block');
+    assert.deepEqual(decodeHeader(encodeHeader(header)), { kind: 'valid', value: header });
+    assert.deepEqual(decodeHeader(encodeHeader({ ...header, version: 1 })), { kind: 'valid', value: { ...header, version: 1 } });
+    const newer = decodeHeader(encodeHeader({ ...header, version: 3 }));
+    assert.equal(newer.kind, 'invalid');
+    assert.equal(newer.kind === 'invalid' && newer.reason, 'foreign-version');
+    assert.match(newer.kind === 'invalid' ? newer.detail : '', /^mailbox format version 3, this tideline reads 1 and 2; a newer tideline made it: upgrade this host$/);
   });
 
   it('rejects a foreign format version, a slot of another host, and a reply read as a request', () => {

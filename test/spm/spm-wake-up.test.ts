@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { truncate } from 'node:fs/promises';
+import path from 'node:path';
 import { LoopPlugin } from '../../plugins/loop/index.js';
-import { Operation } from '../../src/mailbox/format.js';
+import { Operation, wakeUpOffset } from '../../src/mailbox/format.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { MailboxExtender } from '../../src/mailbox/mailbox-extender.js';
 import { SpmService } from '../../src/spm/spm-service.js';
@@ -82,4 +84,20 @@ describe('SPM: a mailbox without a wake-up block (made by an older tideline)', f
       assert.ok(performance.now() - started < 2_000, 'served only by the 60 s full scan');
     });
   }
+
+  it('a version 2 mailbox whose wake-up block cannot be read: the same fallback, said as a storage error', async () => {
+    await world?.close();
+    const log: Array<{ msg: string; level: number }> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as { msg: string; level: number }) });
+    world = await SpmWorld.start({ capacityBytes: 1024 * MiB, logger, spm: { fastForMs: 400, wakePollMs: 10, pollIdleMs: 20, fullScanMs: 60_000, wakeUpThread: true } });
+    assert.equal(world.spmMailbox.header.version, 2);
+    await truncate(path.join(world.dir, 'mailbox'), wakeUpOffset(8));
+    await world.plugin.create('new-a', 32 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const fellBack = log.find((entry) => entry.msg === 'the wake-up block cannot be read; scanning every slot at the idle interval instead');
+    assert.ok(fellBack, 'the SPM did not say it fell back');
+    assert.equal(fellBack.level, 50, 'logged below error level');
+    assert.ok(!log.some((entry) => entry.msg.startsWith('no wake-up block in this mailbox')), 'a version 2 mailbox was taken for an old one');
+    assert.equal(await world.host.extend('new-a', 64 * MiB), 64 * MiB);
+  });
 });

@@ -1,11 +1,11 @@
-import { mkdtemp, rm, truncate } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { initLoopDomain, LoopPlugin } from '../../../plugins/loop/index.js';
 import { initLeaseVolume, openStorageLease } from '../../../src/lease/open-storage-lease.js';
 import type { StorageLease } from '../../../src/lease/storage-lease.js';
 import { silentLogger } from '../../../src/log/logger.js';
-import { wakeUpOffset } from '../../../src/mailbox/format.js';
+import { BLOCK_BYTES, decodeHeader, encodeHeader, wakeUpOffset } from '../../../src/mailbox/format.js';
 import { Mailbox } from '../../../src/mailbox/mailbox.js';
 import { MailboxExtender } from '../../../src/mailbox/mailbox-extender.js';
 import { SpmService, type SpmOptions } from '../../../src/spm/spm-service.js';
@@ -31,13 +31,13 @@ export class SpmWorld {
     readonly host: MailboxExtender,
   ) {}
 
-  /** `withoutWakeUpBlock`: the mailbox ends before its wake-up block, as one an older tideline made. */
+  /** `withoutWakeUpBlock`: a version 1 mailbox that ends before its wake-up block, as one an older tideline made. */
   static async start(options: { capacityBytes: number; logger?: Logger; spm?: Partial<SpmOptions>; withoutWakeUpBlock?: boolean }): Promise<SpmWorld> {
     const dir = await mkdtemp('/var/tmp/tideline-spm-test-');
     await initLoopDomain(path.join(dir, 'domain'), options.capacityBytes);
     const plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
     await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts: 8 });
-    if (options.withoutWakeUpBlock) await truncate(path.join(dir, 'mailbox'), wakeUpOffset(8));
+    if (options.withoutWakeUpBlock) await makeVersionOneWithoutWakeUpBlock(path.join(dir, 'mailbox'));
     await initLeaseVolume(path.join(dir, 'leases'), 8);
     const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
     const hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
@@ -64,5 +64,20 @@ export class SpmWorld {
     await this.spmMailbox.close();
     await this.hostMailbox.close();
     await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** What an older tideline's `mailbox init` left: a version 1 header, and the volume ending before the wake-up block. */
+export async function makeVersionOneWithoutWakeUpBlock(mailboxPath: string): Promise<void> {
+  const file = await open(mailboxPath, 'r+');
+  try {
+    const header = Buffer.alloc(BLOCK_BYTES);
+    await file.read(header, 0, BLOCK_BYTES, 0);
+    const decoded = decodeHeader(header);
+    if (decoded.kind !== 'valid') throw new Error(`${mailboxPath} has no header to rewrite`);
+    await file.write(encodeHeader({ ...decoded.value, version: 1 }), 0, BLOCK_BYTES, 0);
+    await file.truncate(wakeUpOffset(decoded.value.maxHosts));
+  } finally {
+    await file.close();
   }
 }
