@@ -14,6 +14,7 @@ import { realGuestRun } from './real-guest.js';
 import { criticalWriteRate, type CriticalRate } from './critical-rate.js';
 import { blockLayerCriticalRate } from './block-layer-rate.js';
 import { agentScale } from './agent-scale.js';
+import { wakeCostCpuPercent, type WakeCostMode } from './wake-cost.js';
 import { spmScale, type SpmScaleOutcome } from './spm-scale.js';
 import { MiB } from '../src/util/sizes.js';
 import { formatMs, type Summary } from './stats.js';
@@ -143,6 +144,20 @@ for (const [name, outcome] of spmOutcomes) {
     isTideline ? `${(outcome.requestsPerSecond / baseline.requestsPerSecond).toFixed(1)}x the throughput of vdsm-4.5` : '',
     isTideline ? (outcome.requestsPerSecond >= 1000 && outcome.idleCpuPercent < baseline.idleCpuPercent && outcome.backedOffCpuPercent < baseline.backedOffCpuPercent && outcome.backedOffReadKibPerSecond <= 500 ? 'yes' : 'NO') : '',
   ]);
+}
+
+// What the quiet SPM's way of noticing requests costs by itself, each in a process of its own: can a look fast enough
+// for the cold-request target cost less than the model's scans here at all?
+note('6. SPM looks alone');
+const lookHosts = n(250, 50);
+const looksAlone: Array<[string, WakeCostMode, number]> = [
+  [`vdsm-4.5 model's reads alone: every slot every 0.5 s`, 'model-scans', 0],
+  [`tideline's looks alone: the wake-up block every ${TIDELINE.spmWakePollMs} ms`, 'tideline-looks', TIDELINE.spmWakePollMs],
+  [`a thread waking every ${TIDELINE.spmWakePollMs} ms, reading nothing (the floor of any look that often)`, 'wake-only', TIDELINE.spmWakePollMs],
+];
+for (const [subject, mode, intervalMs] of looksAlone) {
+  const cpuPercent = await wakeCostCpuPercent(mode, intervalMs, lookHosts, n(10, 2));
+  spmRows.push([`6. SPM, ${lookHosts} hosts: the looks alone (a process each)`, subject, '', `${cpuPercent.toFixed(2)} %`, '(one measurement)', '', '', '']);
 }
 
 note('6. SPM poll of the whole mailbox');

@@ -34,7 +34,7 @@ async function cpuPercentOver(seconds: number): Promise<number> {
  * reducer): about 100 ms of CPU in one window, which a single 10 s sample
  * catches or misses by chance, for any subject.
  */
-async function steadyCpuPercentOver(seconds: number): Promise<number> {
+export async function steadyCpuPercentOver(seconds: number): Promise<number> {
   const windows: number[] = [];
   for (let window = 0; window < Math.max(1, Math.round(seconds / IDLE_WINDOW_S)); window += 1) windows.push(await cpuPercentOver(IDLE_WINDOW_S));
   windows.sort((left, right) => left - right);

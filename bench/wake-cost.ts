@@ -1,0 +1,72 @@
+import { execa } from 'execa';
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { Mailbox } from '../src/mailbox/mailbox.js';
+import { ThreadWakeUpWatcher } from '../src/spm/wake-up-watcher.js';
+import { steadyCpuPercentOver } from './spm-scale.js';
+
+/**
+ * Figure 6's floor: what a quiet SPM's way of noticing requests costs on its
+ * own, each in a process of its own with nothing else (no lease, no SPM):
+ * - a thread that only wakes every `intervalMs` and reads nothing: the least
+ *   any look at that interval can cost;
+ * - tideline's looks (the SPM's wake-up thread reading the 4 KiB block);
+ * - the vdsm-4.5 model's reads (every host's request slot every 0.5 s).
+ * They show whether a look interval fast enough for the cold-request target
+ * can cost less CPU than the model's scans on this machine at all.
+ */
+export type WakeCostMode = 'wake-only' | 'tideline-looks' | 'model-scans';
+
+const MODEL_SCAN_MS = 500;
+const SETTLE_MS = 2_000;
+
+export async function wakeCostCpuPercent(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number): Promise<number> {
+  const child = await execa(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), mode, String(intervalMs), String(hosts), String(seconds)], { timeout: (seconds + 60) * 1000 });
+  return Number(JSON.parse(child.stdout).cpuPercent);
+}
+
+async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number): Promise<number> {
+  const dir = await mkdtemp('/var/tmp/tideline-bench-wake-');
+  const stop = new AbortController();
+  try {
+    const mailboxPath = path.join(dir, 'mailbox');
+    await Mailbox.init(mailboxPath, { maxHosts: hosts });
+    let running: Promise<void> = Promise.resolve();
+    let close: () => Promise<unknown> = async () => undefined;
+    if (mode === 'wake-only') {
+      const worker = new Worker('const c = new Int32Array(new SharedArrayBuffer(4)); for (;;) Atomics.wait(c, 0, 0, require("node:worker_threads").workerData);', { eval: true, workerData: intervalMs });
+      close = () => worker.terminate();
+    } else if (mode === 'tideline-looks') {
+      // As the quiet SPM waits: a wait that ends every second, the thread looking every intervalMs.
+      const watcher = new ThreadWakeUpWatcher(mailboxPath, hosts);
+      running = (async () => {
+        while (!stop.signal.aborted) await watcher.waitForChange(intervalMs, 1_000);
+      })();
+      close = () => watcher.close();
+    } else {
+      const mailbox = await Mailbox.open(mailboxPath);
+      const timer = setInterval(() => void mailbox.readRequestBlocks(), MODEL_SCAN_MS);
+      close = async () => {
+        clearInterval(timer);
+        await mailbox.close();
+      };
+    }
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    const cpuPercent = await steadyCpuPercentOver(seconds);
+    stop.abort();
+    await close();
+    await running.catch(() => undefined);
+    return cpuPercent;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [mode, intervalMs, hosts, seconds] = process.argv.slice(2);
+  const cpuPercent = await measureHere(mode as WakeCostMode, Number(intervalMs), Number(hosts), Number(seconds));
+  process.stdout.write(`${JSON.stringify({ cpuPercent })}\n`);
+  process.exit(0);
+}
