@@ -1,5 +1,5 @@
 import { DEFAULT_CONTROL_SOCKET } from '../agent/control-socket-path.js';
-import { DEFAULT_HOOK_SPOOL } from '../agent/hook-spool.js';
+import { DEFAULT_HOOK_SPOOL } from '../agent/spool-protocol.js';
 import type { HostConfig } from '../config/host-config.js';
 import type { Finding } from './checks.js';
 

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { assertVolumeName } from '../../plugins/errors.js';
 import { decodeTags } from '../../plugins/lvm/lvm-plugin.js';
 import { decodeControlRequest } from '../../src/agent/control-protocol.js';
-import { parseHookEvent, parsePrepareRequest } from '../../src/agent/hook-spool.js';
+import { parseHookEvent, parsePrepareRequest } from '../../src/agent/spool-protocol.js';
 import { decodePrepareReply } from '../../src/hook/agent-prepare.js';
 import { parseHostConfig } from '../../src/config/host-config.js';
 import { parseListenAddress } from '../../src/config/listen-address.js';

@@ -20,7 +20,8 @@ import type { Extender } from '../../monitor/ports.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
 import { serveControl } from '../../agent/control-server.js';
 import { volumeService } from '../../agent/volume-service.js';
-import { DEFAULT_HOOK_SPOOL, HookSpool } from '../../agent/hook-spool.js';
+import { HookSpool } from '../../agent/hook-spool.js';
+import { DEFAULT_HOOK_SPOOL } from '../../agent/spool-protocol.js';
 import { execaRunner } from '../../util/runner.js';
 
 interface AgentArguments extends StorageArguments {

@@ -7,7 +7,7 @@ import { checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOO
 import type { HostConfig } from '../../config/host-config.js';
 import { leaseSource, observeCluster } from '../../cluster/cluster-reader.js';
 import { checkHookReachesAgent, checkHookSpool, checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
-import { agentFollowsSpool } from '../../agent/hook-spool.js';
+import { agentFollowsSpool } from '../../agent/spool-protocol.js';
 import { socketAnswers } from '../../util/unix-socket-line.js';
 import { errorMessage } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';

@@ -2,7 +2,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
-import { DEFAULT_HOOK_SPOOL } from '../../agent/hook-spool.js';
+import { DEFAULT_HOOK_SPOOL } from '../../agent/spool-protocol.js';
 import { DEFAULT_CONFIG_FILE } from '../../config/host-config.js';
 import { checkHook } from '../../doctor/checks.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { encodePrepareReply, parseHookEvent, parsePrepareRequest } from '../../src/agent/hook-spool.js';
+import { encodePrepareReply, parseHookEvent, parsePrepareRequest } from '../../src/agent/spool-protocol.js';
 
 describe('hook spool events', () => {
   it('reads the three lines the shell hook writes, a domain name with spaces included', () => {
