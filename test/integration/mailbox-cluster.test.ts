@@ -5,6 +5,7 @@ import { Mailbox } from '../../src/mailbox/mailbox.js';
 import type { LabVm } from '../../src/lab/lab-vm.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
 import type { LabWorld } from './helpers/lab-world.js';
+import { assertOneServerAtATime } from './helpers/spm-timeline.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
 
@@ -27,7 +28,8 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     world = cluster.lab;
     mailboxPath = cluster.mailboxPath;
   });
-  afterEach(async () => {
+  afterEach(async function () {
+    await cluster.keepLogsIfFailed(this.currentTest, 'mailbox-cluster');
     await cluster.dispose();
   });
 
@@ -90,12 +92,17 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     await mailbox.close();
 
     await assertVerified(vms);
-    const corrupt = primary.logged('ignoring an unreadable request slot');
-    // Once per term: on a loaded machine a 2 s lease can lapse and be taken again, and a new term reads the slot afresh.
-    const terms = primary.logged('acting as SPM').length;
-    assert.equal(corrupt.length, terms, `the corrupted slot should be logged (and counted) once per SPM term (${terms} terms)`);
-    assert.equal(corrupt[0]!.hostId, 5);
-    assert.equal(standby.logged('request served').length, 0, 'the standby served while the primary held the lease');
+    // Logged by whoever served after the write, at most once per term: on a loaded machine a 2 s lease can lapse and
+    // be taken again (by either candidate), and a new term reads the slot afresh.
+    const corrupt = [primary, standby].flatMap((candidate) => candidate.logged('ignoring an unreadable request slot'));
+    assert.ok(corrupt.length >= 1, 'the corrupted slot was never logged');
+    assert.ok(corrupt.every((event) => event.hostId === 5), 'a slot other than host 5 was called corrupt');
+    for (const candidate of [primary, standby]) {
+      const terms = candidate.logged('acting as SPM').length;
+      assert.ok(candidate.logged('ignoring an unreadable request slot').length <= terms, `${candidate.name} logged the corrupted slot more than once per SPM term (${terms} terms)`);
+    }
+    // A 2 s lease can lapse on a loaded machine and the standby take over; what must never happen is two serving at once.
+    assertOneServerAtATime({ primary, standby });
 
     await until(async () => (await readStatus(path.join(world.dir, 'status-2.json')).catch(() => undefined))?.vms[0]?.drives[0]?.extensions !== undefined, 10_000, 'status of host 2');
     for (const [hostId, vm] of [[1, vms[0]!], [2, vms[1]!]] as const) {
@@ -106,7 +113,7 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
       assert.ok(drive.extensions >= 3, `${vm.options.name}: only ${drive.extensions} extensions`);
       assert.ok((await world.plugin.describe(vm.volume)).sizeBytes >= 1024 * 1024 * 1024);
     }
-    const served = servedTargets([primary]);
+    const served = servedTargets([primary, standby]);
     assert.ok((served.get('alpha-vda')?.length ?? 0) >= 3 && (served.get('beta-vda')?.length ?? 0) >= 3, 'both hosts were served by the SPM');
   });
 
