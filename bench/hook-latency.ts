@@ -11,6 +11,7 @@ import { silentLogger } from '../src/log/logger.js';
 import { hookScript, installationRoot } from '../src/cli/commands/hook.js';
 import { labDomainXml } from '../src/lab/libvirt-domain.js';
 import { TIDELINE_NAMESPACE } from '../src/libvirt/policy-reader.js';
+import { Virsh } from '../src/libvirt/virsh.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
 import { summarize, type Summary } from './stats.js';
@@ -78,7 +79,9 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     await writeFile(withAgent, `loop-domain = ${path.join(dir, 'domain')}\ncontrol-socket = ${socket}\n`);
     const libvirtNode = path.join(dir, 'libvirt-test-node.xml');
     await writeFile(libvirtNode, `<node><domain type='test'><name>web</name><memory>65536</memory><os><type>hvm</type></os><metadata><tl:thin xmlns:tl='${TIDELINE_NAMESPACE}' chunk='1G' free-target='512M'><tl:drive target='vdb' enabled='no'/></tl:thin></metadata></domain></node>`);
-    const virshMetadata = ['--quiet', '-c', `test://${libvirtNode}`, 'metadata', '--', 'web', TIDELINE_NAMESPACE];
+    // The exact command `policy show` runs, as Virsh builds it.
+    let virshMetadata: readonly string[] = [];
+    await new Virsh(async (_command, args) => ((virshMetadata = args), { stdout: '', stderr: '', exitCode: 0 }), `test://${libvirtNode}`).metadata('web', TIDELINE_NAMESPACE);
     const volumes = volumeService({ plugin, extender: new DirectExtender(plugin), run: execaRunner });
     const agent = await serveControl(socket, volumes, silentLogger);
     const result = {

@@ -19,6 +19,11 @@ export const FORMAT_VERSION = 1;
  */
 export const HEADER_VERSION = 2;
 export const READABLE_HEADER_VERSIONS: readonly number[] = [1, 2];
+
+/** Whether a mailbox with this header version surely holds inventories and the wake-up block (see HEADER_VERSION). */
+export function holdsEveryRegion(headerVersion: number): boolean {
+  return headerVersion >= 2;
+}
 export const HEADER_MAGIC = 'TIDELINE-MAILBOX';
 export const REQUEST_MAGIC = 'TLRQ';
 export const REPLY_MAGIC = 'TLRP';

@@ -4,7 +4,7 @@ import { DomainFullError, InvalidVolumeNameError, VolumeExistsError, VolumeNotFo
 import type { StoragePlugin } from '../../plugins/types.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Lease } from '../lease/types.js';
-import { decodeRequestSlot, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Decoded, type Reply, type Request, type Slot } from '../mailbox/format.js';
+import { decodeRequestSlot, holdsEveryRegion, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Decoded, type Reply, type Request, type Slot } from '../mailbox/format.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
@@ -211,7 +211,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
         if (wakeUpFailures >= WAKE_UP_FAILURES_BEFORE_FALLBACK) {
           useWakeUps = false;
           // A version 1 mailbox may predate the block; a version 2 one has it, so failing reads there are the storage's.
-          if (this.options.mailbox.header.version < 2) this.options.logger.warn({ err: errorMessage(error) }, 'no wake-up block in this mailbox; scanning every slot at the idle interval instead');
+          if (!holdsEveryRegion(this.options.mailbox.header.version)) this.options.logger.warn({ err: errorMessage(error) }, 'no wake-up block in this mailbox; scanning every slot at the idle interval instead');
           else this.options.logger.error({ err: errorMessage(error) }, 'the wake-up block cannot be read; scanning every slot at the idle interval instead');
         }
       }

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { Mailbox } from '../../mailbox/mailbox.js';
-import { HEADER_VERSION, Operation, REPLY_STATUS_CODES, type Decoded, type Slot } from '../../mailbox/format.js';
+import { HEADER_VERSION, holdsEveryRegion, Operation, REPLY_STATUS_CODES, type Decoded, type Slot } from '../../mailbox/format.js';
 import { initLeaseVolume } from '../../lease/open-storage-lease.js';
 import { initSanlock } from '../../lease/sanlock.js';
 import { execaRunner } from '../../util/runner.js';
@@ -54,7 +54,7 @@ export const mailboxCommand: CommandModule = {
               return;
             }
             process.stdout.write(`mailbox ${mailbox.header.mailboxId} (format ${mailbox.header.version}): ${mailbox.header.maxHosts} hosts, ${hosts.length} in use\n`);
-            if (mailbox.header.version < HEADER_VERSION) {
+            if (!holdsEveryRegion(mailbox.header.version)) {
               process.stdout.write(`  made by an older tideline: a quiet SPM may have to scan every slot; 'tideline mailbox init --force' while no host has requests in flight makes it format ${HEADER_VERSION}\n`);
             }
             for (const host of view) {
