@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { InvalidConfigError } from '../errors.js';
 import { readConfigLines } from './config-lines.js';
+import { addressList, listenAddress } from './listen-address.js';
 import { sizeField } from './sizes-schema.js';
 
 /**
@@ -28,6 +29,9 @@ export const hostConfigSchema = z
     ids: z.string().startsWith('/', 'must be an absolute path').optional(),
     lockspace: z.string().regex(/^[A-Za-z0-9_.-]{1,48}$/, 'must be 1-48 letters, digits, _ . or -').optional(),
     'lease-expiry': z.coerce.number().min(0.5).max(600).optional(),
+    // The doorbell (src/doorbell): where this host's SPM listens while it serves, and whom this host's agent rings.
+    doorbell: listenAddress.optional(),
+    'spm-doorbells': addressList.optional(),
   })
   .strict();
 

@@ -14,8 +14,30 @@ export const listenAddress = z.string().transform((value, context) => {
 
 export type ListenAddress = z.output<typeof listenAddress>;
 
+/** HOST:PORT, HOST:PORT, ...: one or more addresses, comma separated. */
+export const addressList = z.string().transform((value, context) => {
+  const addresses: ListenAddress[] = [];
+  for (const entry of value.split(',').map((part) => part.trim())) {
+    const parsed = listenAddress.safeParse(entry);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) context.addIssue({ code: 'custom', message: issue.message });
+      return z.NEVER;
+    }
+    addresses.push(parsed.data);
+  }
+  return addresses;
+});
+
 export function parseListenAddress(value: string, flag: string): ListenAddress {
-  const parsed = listenAddress.safeParse(value);
+  return parseAt(listenAddress, value, flag);
+}
+
+export function parseAddressList(value: string, flag: string): ListenAddress[] {
+  return parseAt(addressList, value, flag);
+}
+
+function parseAt<T>(schema: z.ZodType<T, string>, value: string, flag: string): T {
+  const parsed = schema.safeParse(value);
   if (!parsed.success) throw new InvalidConfigError(`${flag}: ${parsed.error.issues.map((issue) => issue.message).join('; ')}`);
   return parsed.data;
 }

@@ -173,7 +173,7 @@ export function encodeHeader(header: MailboxHeader): Buffer {
   block.writeUInt32LE(header.maxHosts, 20);
   block.writeUInt32LE(BLOCK_BYTES, 24);
   block.writeUInt32LE(MESSAGES_PER_SLOT, 28);
-  Buffer.from(header.mailboxId.replace(/-/g, ''), 'hex').copy(block, 32, 0, 16);
+  writeUuid(block, 32, header.mailboxId);
   block.writeBigUInt64LE(BigInt(header.createdAtMs), 48);
   return sealBlock(block, HEADER_CRC_OFFSET);
 }
@@ -190,9 +190,7 @@ export function decodeHeader(block: Uint8Array): Decoded<MailboxHeader> {
   if (maxHosts < 1 || maxHosts > MAX_HOSTS_LIMIT || buffer.readUInt32LE(24) !== BLOCK_BYTES || buffer.readUInt32LE(28) !== MESSAGES_PER_SLOT) {
     return invalid('bad-message', 'mailbox geometry is not one this tideline can use');
   }
-  const id = buffer.toString('hex', 32, 48);
-  const mailboxId = `${id.slice(0, 8)}-${id.slice(8, 12)}-${id.slice(12, 16)}-${id.slice(16, 20)}-${id.slice(20)}`;
-  return { kind: 'valid', value: { version, maxHosts, mailboxId, createdAtMs: Number(buffer.readBigUInt64LE(48)) } };
+  return { kind: 'valid', value: { version, maxHosts, mailboxId: readUuid(buffer, 32), createdAtMs: Number(buffer.readBigUInt64LE(48)) } };
 }
 
 // ---- slots -----------------------------------------------------------------
@@ -347,6 +345,18 @@ export function checksumMatches(block: Buffer, crcOffset: number): boolean {
   const copy = Buffer.from(block);
   copy.writeUInt32LE(0, crcOffset);
   return crc32(copy) === stored;
+}
+
+/** A UUID's 16 bytes at `offset` (the mailbox id, in the header and in doorbell rings). */
+export function writeUuid(buffer: Buffer, offset: number, uuid: string): void {
+  const hex = uuid.replace(/-/g, '');
+  if (!/^[0-9a-f]{32}$/i.test(hex)) throw new RangeError(`'${uuid}' is not a UUID`);
+  Buffer.from(hex, 'hex').copy(buffer, offset);
+}
+
+export function readUuid(buffer: Buffer, offset: number): string {
+  const hex = buffer.toString('hex', offset, offset + 16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 export function isZero(buffer: Buffer): boolean {

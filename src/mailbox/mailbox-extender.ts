@@ -44,6 +44,8 @@ export interface MailboxExtenderOptions {
   resendMs?: number;
   /** Give up on a request after this long. */
   timeoutMs?: number;
+  /** Rung once the slot and the wake-up block are written, so that a quiet SPM looks at once (src/doorbell). */
+  doorbell?: { ring(): void };
 }
 
 /**
@@ -172,7 +174,10 @@ export class MailboxExtender implements Extender {
       .then(async () => {
         await this.options.mailbox.writeRequests(slot);
         // After the slot: an SPM woken before the slot was written would scan and find nothing.
-        if (wake) await this.wakeSpm();
+        if (wake) {
+          await this.wakeSpm();
+          this.options.doorbell?.ring();
+        }
       })
       .catch((error: unknown) => this.options.logger.warn({ hostId: this.options.hostId, err: errorMessage(error) }, 'writing the request slot failed; will resend'));
   }

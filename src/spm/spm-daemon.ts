@@ -1,12 +1,30 @@
 import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { errorMessage } from '../errors.js';
+import type { ListenAddress } from '../config/listen-address.js';
+import { DoorbellListener, formatAddress } from '../doorbell/doorbell.js';
 import type { Lease } from '../lease/types.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import type { SpmMetrics } from './spm-metrics.js';
-import { SpmService } from './spm-service.js';
+import { DOORBELL_WAKE_POLL_MS, SpmService } from './spm-service.js';
+
+/**
+ * The doorbell for this term, or undefined (said as an error) when its address
+ * cannot be bound: the SPM then serves as without one, looking at the
+ * wake-up block every 30 ms, so nothing waits longer than that.
+ */
+async function listenForRings(address: ListenAddress, mailbox: Mailbox, logger: Logger, onRing: (hostId: number) => void): Promise<DoorbellListener | undefined> {
+  try {
+    const listener = await DoorbellListener.listen(address, { mailboxId: mailbox.header.mailboxId, maxHosts: mailbox.maxHosts, logger, onRing });
+    logger.info({ doorbell: formatAddress(listener.address) }, 'listening for doorbell rings');
+    return listener;
+  } catch (error) {
+    logger.error({ err: errorMessage(error) }, 'no doorbell this term; looking at the wake-up block every 30 ms instead');
+    return undefined;
+  }
+}
 
 /** Logged when the SPM stops serving because its lease is gone (tests count it). */
 export const LEASE_LOST_MESSAGE = 'SPM lease lost: stopped serving requests';
@@ -16,7 +34,20 @@ export const LEASE_LOST_MESSAGE = 'SPM lease lost: stopped serving requests';
  * waiting when it is lost. Every term starts from the reply slots, never from
  * memory of an earlier term.
  */
-export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin; lease: Lease; clock: Clock; logger: Logger; run: Runner; signal: AbortSignal; requestDelayMs?: number; metrics?: SpmMetrics; onService?: (service: SpmService) => void }): Promise<void> {
+export async function runSpm(options: {
+  mailbox: Mailbox;
+  plugin: StoragePlugin;
+  lease: Lease;
+  clock: Clock;
+  logger: Logger;
+  run: Runner;
+  signal: AbortSignal;
+  requestDelayMs?: number;
+  metrics?: SpmMetrics;
+  /** Where this host's SPM listens for the hosts' doorbell rings while it serves (tideline.conf: doorbell). */
+  doorbell?: ListenAddress;
+  onService?: (service: SpmService) => void;
+}): Promise<void> {
   const { lease, logger, signal } = options;
   while (!signal.aborted) {
     logger.info('waiting for the SPM lease');
@@ -29,8 +60,11 @@ export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin;
       continue;
     }
     logger.info('acting as SPM');
-    const service = new SpmService({ ...options, wakeUpThread: true });
-    options.metrics?.observe(service);
+    let service: SpmService | undefined;
+    // Only the serving SPM listens: a standby's socket would take rings nobody acts on.
+    const doorbell = options.doorbell ? await listenForRings(options.doorbell, options.mailbox, logger, (hostId) => service?.ring(hostId)) : undefined;
+    service = new SpmService({ ...options, wakeUpThread: true, ...(doorbell ? { wakePollMs: DOORBELL_WAKE_POLL_MS } : {}) });
+    options.metrics?.observe(service, doorbell);
     options.metrics?.setActing(true);
     options.onService?.(service);
     let outcome: 'stopped' | 'lease-lost';
@@ -42,6 +76,7 @@ export async function runSpm(options: { mailbox: Mailbox; plugin: StoragePlugin;
       continue;
     } finally {
       options.metrics?.setActing(false);
+      await doorbell?.close();
     }
     if (outcome === 'lease-lost') logger.error(LEASE_LOST_MESSAGE);
   }

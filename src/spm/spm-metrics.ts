@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../metrics/process-metrics.js';
+import type { DoorbellListener } from '../doorbell/doorbell.js';
 import type { SpmService } from './spm-service.js';
 
 /**
@@ -20,6 +21,25 @@ export class SpmMetrics {
   });
   private readonly corruptSlots = new Counter({ name: 'tideline_spm_corrupt_slots_total', help: 'Unreadable request slots read, by host', labelNames: ['host'], registers: [this.registry] });
   private readonly rewritten = new Counter({ name: 'tideline_spm_replies_rewritten_total', help: 'Reply slots written again because their host asked again (a lost or unreadable reply)', labelNames: ['host'], registers: [this.registry] });
+  private readonly quietWakeUps = new Counter({
+    name: 'tideline_spm_quiet_wake_ups_total',
+    help: "What made the quiet SPM scan every slot: doorbell (a host rang), wake-up-block (a host rewrote it; with doorbells set up, that host's ring did not arrive), full-scan (the slow scan)",
+    labelNames: ['cause'],
+    registers: [this.registry],
+  });
+  private readonly doorbellDatagrams = new Gauge({
+    name: 'tideline_spm_doorbell_datagrams',
+    help: "Datagrams on this term's doorbell: ring (a valid ring for this mailbox) or ignored (anything else); reset at each term",
+    labelNames: ['kind'],
+    registers: [this.registry],
+    // Read when scraped: the listener counts every datagram, this only reports them.
+    collect: () => {
+      if (!this.doorbell) return;
+      this.doorbellDatagrams.set({ kind: 'ring' }, this.doorbell.counts.rings);
+      this.doorbellDatagrams.set({ kind: 'ignored' }, this.doorbell.counts.ignored);
+    },
+  });
+  private doorbell: DoorbellListener | undefined;
   private readonly acting = new Gauge({ name: 'tideline_spm_acting', help: '1 while this process holds the lease and serves as SPM', registers: [this.registry] });
 
   constructor() {
@@ -31,7 +51,10 @@ export class SpmMetrics {
     collectProcessMetrics(this.registry, 'tideline_spm_process_');
   }
 
-  observe(service: SpmService): void {
+  observe(service: SpmService, doorbell?: DoorbellListener): void {
+    this.doorbellDatagrams.reset();
+    this.doorbell = doorbell;
+    service.on('quiet-wake-up', (event) => this.quietWakeUps.inc({ cause: event.cause }));
     service.on('served', (event) => {
       this.requests.inc({ operation: event.operation, status: event.status });
       this.seconds.observe({ operation: event.operation }, event.ms / 1000);

@@ -91,6 +91,12 @@ const DEFAULT_FAST_FOR_MS = 2_000;
  * and 40 ms put the cold request's median above 30 ms.
  */
 export const DEFAULT_WAKE_POLL_MS = 30;
+/**
+ * With a doorbell listening (src/doorbell) hosts ring the SPM, and the looks
+ * are only the net under a lost ring: four a second cost almost no CPU, and a
+ * request whose ring was lost waits 125 ms at the median.
+ */
+export const DOORBELL_WAKE_POLL_MS = 250;
 export const DEFAULT_FULL_SCAN_MS = 5_000;
 /** A quiet SPM waiting for a wake-up still looks at its lease and its stop signal this often. */
 const QUIET_WAIT_MS = 1_000;
@@ -98,6 +104,7 @@ const WAKE_UP_FAILURES_BEFORE_FALLBACK = 3;
 /** One host writing garbage once made an SPM log 2,732 warnings in 73 s. */
 export const CORRUPT_SLOT_LOG_INTERVAL_MS = 60_000;
 const DEFAULT_POLL_IDLE_MAX_MS = 1_000;
+const DEFAULT_POLL_FAST_MS = 5;
 
 async function runWithLimit(tasks: ReadonlyArray<() => Promise<void>>, limit: number): Promise<void> {
   let next = 0;
@@ -111,7 +118,7 @@ export type PollTiming = Pick<SpmOptions, 'pollFastMs' | 'pollIdleMs' | 'pollIdl
 
 /** How long to wait before the next poll, `quietMs` after the last request; `backedOffMs` carries the back-off from poll to poll. */
 export function spmPollInterval(quietMs: number, backedOffMs: number | undefined, timing: PollTiming): { intervalMs: number; backedOffMs: number | undefined } {
-  const { pollFastMs = 5, pollIdleMs = 50, pollIdleMaxMs = DEFAULT_POLL_IDLE_MAX_MS, fastForMs = DEFAULT_FAST_FOR_MS, backOffAfterQuietMs = BACK_OFF_AFTER_QUIET_MS } = timing;
+  const { pollFastMs = DEFAULT_POLL_FAST_MS, pollIdleMs = 50, pollIdleMaxMs = DEFAULT_POLL_IDLE_MAX_MS, fastForMs = DEFAULT_FAST_FOR_MS, backOffAfterQuietMs = BACK_OFF_AFTER_QUIET_MS } = timing;
   if (quietMs < fastForMs) return { intervalMs: pollFastMs, backedOffMs: undefined };
   if (quietMs < fastForMs + backOffAfterQuietMs) return { intervalMs: pollIdleMs, backedOffMs: undefined };
   const next = Math.min(Math.max(pollIdleMs, pollIdleMaxMs), (backedOffMs ?? pollIdleMs) * 2);
@@ -122,6 +129,7 @@ export interface SpmEvents {
   served: [{ hostId: number; sequence: number; operation: string; volume: string; status: string; resultBytes: number; ms: number }];
   'corrupt-slot': [{ hostId: number; reason: string; detail: string }];
   'replies-rewritten': [{ hostId: number; sequences: number[] }];
+  'quiet-wake-up': [{ cause: QuietWakeUpCause }];
 }
 
 export interface SpmCounters {
@@ -131,10 +139,23 @@ export interface SpmCounters {
   polls: number;
   /** Reply slots written again because their host asked again for what they held. */
   repliesRewritten: number;
+  /** Doorbell rings received (src/doorbell). */
+  rings: number;
+  /** What ended each quiet wait with a scan of every slot. */
+  quietWakeUps: Record<QuietWakeUpCause, number>;
 }
 
+/**
+ * What made a quiet SPM scan every slot: a host's doorbell ring, a changed
+ * wake-up block, or the slow full scan that finds what both missed. Where
+ * doorbells are set up, scans for 'wake-up-block' mean some host's ring did
+ * not arrive (its spm-doorbells setting, or UDP blocked on the way).
+ */
+export type QuietWakeUpCause = 'doorbell' | 'wake-up-block' | 'full-scan';
+
 export class SpmService extends EventEmitter<SpmEvents> {
-  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0, repliesRewritten: 0 };
+  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0, repliesRewritten: 0, rings: 0, quietWakeUps: { doorbell: 0, 'wake-up-block': 0, 'full-scan': 0 } };
+  private ringsSinceScan = 0;
   private readonly lastServed = new Map<number, number>();
   private readonly replies = new Map<number, Slot<Reply>>();
   /** Per host: when its unreadable slot was last logged, and how many went unlogged since (log flooding). */
@@ -178,12 +199,23 @@ export class SpmService extends EventEmitter<SpmEvents> {
     let useWakeUps = this.wakePollMs > 0;
     let woken = false;
     let wakeUpFailures = 0;
+    let waitedQuietly = false;
     while (!signal?.aborted) {
       if (!lease.held) return 'lease-lost';
       const now = clock.now();
       if (!useWakeUps || woken || now - this.lastActivity < fastForMs || now - lastFullScan >= this.fullScanMs) {
+        if (waitedQuietly) {
+          const cause: QuietWakeUpCause = this.ringsSinceScan > 0 ? 'doorbell' : woken ? 'wake-up-block' : 'full-scan';
+          // Rings come from outside: however many arrive, the SPM scans no more often than while requests flow.
+          const sinceScanMs = now - lastFullScan;
+          if (cause === 'doorbell' && sinceScanMs < this.pollFastMs) await sleep(clock, this.pollFastMs - sinceScanMs);
+          this.counters.quietWakeUps[cause] += 1;
+          this.emit('quiet-wake-up', { cause });
+          waitedQuietly = false;
+        }
         woken = false;
-        lastFullScan = now;
+        this.ringsSinceScan = 0;
+        lastFullScan = clock.now();
         if (await this.pollOnce()) {
           this.lastActivity = clock.now();
           // A pass that served something took a while; hosts that asked meanwhile are already waiting for the next.
@@ -197,9 +229,11 @@ export class SpmService extends EventEmitter<SpmEvents> {
           continue;
         }
       }
-      // Quiet, with wake-ups: one block read per wake interval; every slot only when a host woke us, or at the slow
-      // full scan. The wait ends at least every second so that a lost lease or a stop is noticed.
+      // Quiet, with wake-ups: one block read per wake interval; every slot only when a host woke us (the block
+      // changed, or it rang the doorbell), or at the slow full scan. The wait ends at least every second so that a
+      // lost lease or a stop is noticed.
       const untilFullScanMs = Math.max(0, lastFullScan + this.fullScanMs - clock.now());
+      waitedQuietly = true;
       try {
         woken = await wakeUps.waitForChange(this.wakePollMs, Math.min(untilFullScanMs, QUIET_WAIT_MS));
         wakeUpFailures = 0;
@@ -219,9 +253,25 @@ export class SpmService extends EventEmitter<SpmEvents> {
     return 'stopped';
   }
 
+  /**
+   * A host rang the doorbell (src/doorbell): a quiet SPM scans every slot now
+   * instead of at its next look at the wake-up block. Only a hint: what is
+   * served is what the slots hold.
+   */
+  ring(hostId: number): void {
+    this.counters.rings += 1;
+    this.ringsSinceScan += 1;
+    this.options.logger.debug({ hostId }, 'doorbell rang');
+    this.wakeUps?.ring();
+  }
+
   /** Reads of the wake-up block while quiet, and how many found it changed. */
   get wakeUpCounts(): { reads: number; changes: number; bytesRead: number } {
     return { reads: this.wakeUps?.reads ?? 0, changes: this.wakeUps?.changes ?? 0, bytesRead: this.wakeUps?.bytesRead ?? 0 };
+  }
+
+  private get pollFastMs(): number {
+    return this.options.pollFastMs ?? DEFAULT_POLL_FAST_MS;
   }
 
   private get wakePollMs(): number {

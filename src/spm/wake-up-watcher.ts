@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type * as WorkerThreads from 'node:worker_threads';
 import { BLOCK_BYTES, wakeUpOffset } from '../mailbox/format.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
-import { sleep, type Clock } from '../util/clock.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 
 /**
  * How a quiet SPM learns that a host rewrote the wake-up block
@@ -16,6 +16,8 @@ export interface WakeUpWatcher {
   waitForChange(intervalMs: number, withinMs: number): Promise<boolean>;
   /** The SPM is busy (scanning every few milliseconds itself): stop reading until the next wait. */
   pause(): void;
+  /** A host rang the doorbell (src/doorbell): the wait ends now, or the next one at once, as for a changed block. */
+  ring(): void;
   /** Reads of the block so far, and how many found it changed. */
   readonly reads: number;
   readonly changes: number;
@@ -29,6 +31,8 @@ export class InProcessWakeUpWatcher implements WakeUpWatcher {
   reads = 0;
   changes = 0;
   private last: Buffer | undefined;
+  private rung = false;
+  private interrupt: (() => void) | undefined;
 
   constructor(
     private readonly mailbox: Mailbox,
@@ -41,6 +45,7 @@ export class InProcessWakeUpWatcher implements WakeUpWatcher {
   async waitForChange(intervalMs: number, withinMs: number): Promise<boolean> {
     const deadline = this.clock.now() + withinMs;
     for (;;) {
+      if (this.takeRing()) return true;
       const block = await this.mailbox.readWakeUpBlock();
       this.reads += 1;
       const changed = this.last === undefined || !this.last.equals(block);
@@ -52,11 +57,27 @@ export class InProcessWakeUpWatcher implements WakeUpWatcher {
       }
       const leftMs = deadline - this.clock.now();
       if (leftMs <= 0) return false;
-      await sleep(this.clock, Math.min(intervalMs, leftMs));
+      const timer = await new Promise<TimerHandle>((resolve) => {
+        const handle = this.clock.setTimeout(() => resolve(handle), Math.min(intervalMs, leftMs));
+        this.interrupt = () => resolve(handle);
+      });
+      timer.cancel();
+      this.interrupt = undefined;
     }
   }
 
   pause(): void {}
+
+  ring(): void {
+    this.rung = true;
+    this.interrupt?.();
+  }
+
+  private takeRing(): boolean {
+    const rung = this.rung;
+    this.rung = false;
+    return rung;
+  }
 
   async close(): Promise<void> {}
 }
@@ -177,6 +198,11 @@ export class ThreadWakeUpWatcher implements WakeUpWatcher {
 
   pause(): void {
     Atomics.compareExchange(this.cells, LAYOUT.state, LAYOUT.armed, LAYOUT.paused);
+  }
+
+  ring(): void {
+    this.changed = true;
+    this.notify?.();
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { decodeRing, encodeRing, RING_CHECKSUM_OFFSET } from '../../src/doorbell/ring-format.js';
 import { assertVolumeName } from '../../plugins/errors.js';
 import { decodeTags } from '../../plugins/lvm/lvm-plugin.js';
 import { decodeControlRequest } from '../../src/agent/control-protocol.js';
@@ -153,6 +154,11 @@ describe(`fuzzing every parser of outside input (${RUNS} cases each)`, function 
 
   it('host inventory blocks', () => {
     fuzz('inventory block', blockInput([encodeInventory(4, 99, ['web01-vda', 'centos9'])], INVENTORY_CHECKSUM_OFFSET), (block) => decodeInventory(block, 4));
+  });
+
+  it('doorbell rings (UDP datagrams from anyone)', () => {
+    const ring = encodeRing({ hostId: 4, mailboxId: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' });
+    fuzz('doorbell ring', fc.oneof(fc.uint8Array({ maxLength: 64 }), blockInput([ring], RING_CHECKSUM_OFFSET)), (datagram) => decodeRing(datagram, 250));
   });
 
   it('lease blocks', () => {

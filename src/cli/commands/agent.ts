@@ -15,6 +15,8 @@ import { Mailbox } from '../../mailbox/mailbox.js';
 import { MailboxExtender } from '../../mailbox/mailbox-extender.js';
 import { withHostConfig } from '../host-settings.js';
 import { MailboxMigrationPeers } from '../../mailbox/migration-peers.js';
+import { DoorbellRinger } from '../../doorbell/doorbell.js';
+import { parseAddressList } from '../../config/listen-address.js';
 import { InventoryPublisher } from '../../mailbox/inventory-publisher.js';
 import type { Extender } from '../../monitor/ports.js';
 import { DEFAULT_CONTROL_SOCKET } from '../../agent/control-protocol.js';
@@ -26,6 +28,7 @@ import { execaRunner } from '../../util/runner.js';
 
 interface AgentArguments extends StorageArguments {
   qmp: string[];
+  'spm-doorbells'?: string;
   chunk?: string;
   'free-target'?: string;
   'max-size'?: string;
@@ -62,6 +65,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('libvirt', { type: 'boolean', default: false, describe: 'Find and follow the domains of libvirtd and their thin disks' })
       .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
       .option('hook-spool', { type: 'string', default: DEFAULT_HOOK_SPOOL, describe: 'Directory where the libvirt hook drops domain events for this agent (with --libvirt)' })
+      .option('spm-doorbells', { type: 'string', describe: "With --mailbox: ring these SPM candidates' doorbells (UDP HOST:PORT, comma separated) after each request, so a quiet SPM answers at once (config: spm-doorbells)" })
       .option('control-socket', { type: 'string', describe: `Where 'tideline volume create|delete' and the hook reach this agent (default ${DEFAULT_CONTROL_SOCKET})` })
       .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration; flags given on the command line win over it' }),
   handler: async (commandLine) => {
@@ -85,10 +89,13 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     const plugin = await openStoragePlugin(argv, argv.mailbox ? 'host' : 'spm');
     let extender: Extender = new DirectExtender(plugin);
     let mailbox: Mailbox | undefined;
+    let ringer: DoorbellRinger | undefined;
     if (argv.mailbox) {
       if (argv['host-id'] === undefined) throw new InvalidConfigError('--mailbox needs --host-id: the slot this host writes its requests into');
       mailbox = await Mailbox.open(argv.mailbox);
-      extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }) });
+      const doorbells = argv['spm-doorbells'] === undefined ? host?.['spm-doorbells'] : parseAddressList(argv['spm-doorbells'], '--spm-doorbells');
+      ringer = doorbells ? new DoorbellRinger(doorbells, { hostId: argv['host-id'], mailboxId: mailbox.header.mailboxId }, logger) : undefined;
+      extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }), ...(ringer ? { doorbell: ringer } : {}) });
     }
     // With a mailbox, the SPM learns what this host has active from its inventory.
     const inventory = mailbox && argv['host-id'] !== undefined ? new InventoryPublisher({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger }) : undefined;
@@ -131,6 +138,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       await agent.stop();
       await inventory?.stop();
       if (extender instanceof MailboxExtender) extender.close();
+      ringer?.close();
       await mailbox?.close();
       signals.dispose();
     }

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { parseListenAddress } from '../../config/listen-address.js';
+import { parseListenAddress, type ListenAddress } from '../../config/listen-address.js';
 import { serveMetrics } from '../../metrics/server.js';
 import { SpmMetrics } from '../../spm/spm-metrics.js';
 import { InvalidConfigError } from '../../errors.js';
@@ -37,13 +37,14 @@ interface SpmCommandLine extends StorageArguments {
   'stall-timeout': number;
   'request-delay': number;
   'metrics-listen'?: string;
+  doorbell?: string;
 }
 
 /** What the command line may leave to tideline.conf or to defaults. */
 type Resolved = 'mailbox' | 'lease' | 'host-id' | 'lease-backend' | 'lease-expiry' | 'lockspace';
 
 /** The command line completed from the host configuration: what the SPM runs with. */
-type SpmArguments = Omit<SpmCommandLine, Resolved> & Required<Pick<SpmCommandLine, Resolved>>;
+type SpmArguments = Omit<SpmCommandLine, Resolved> & Required<Pick<SpmCommandLine, Resolved>> & { doorbellAddress?: ListenAddress };
 
 export const spmCommand: CommandModule<object, SpmCommandLine> = {
   command: 'spm',
@@ -60,6 +61,7 @@ export const spmCommand: CommandModule<object, SpmCommandLine> = {
       .option('ids', { type: 'string', describe: 'sanlock: volume of the lockspace, host delta leases (config: ids)' })
       .option('sanlock-io-timeout', { type: 'number', describe: 'sanlock: io_timeout in seconds when joining the lockspace' })
       .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9472 (with sanlock: by the process holding the lease)' })
+      .option('doorbell', { type: 'string', describe: "While serving, listen for the hosts' doorbell rings on this UDP HOST:PORT (an address of this host the others reach), so a quiet SPM answers at once (config: doorbell; the hosts list it in spm-doorbells)" })
       .option('under-sanlock', { type: 'boolean', default: false, hidden: true })
       .option('heartbeat-file', { type: 'string', hidden: true })
       .option('stall-timeout', { type: 'number', default: DEFAULT_STALL_TIMEOUT_SECONDS, describe: 'sanlock: seconds a serving SPM may stop beating (stopped, frozen) before its supervisor kills it so another host takes over; 0: never' })
@@ -89,7 +91,7 @@ export const spmCommand: CommandModule<object, SpmCommandLine> = {
         if (metricsListen) logger.info(metricsListen, 'serving Prometheus metrics on /metrics');
         const stopBeating = argv['under-sanlock'] && argv['heartbeat-file'] ? startHeartbeat(argv['heartbeat-file']) : undefined;
         try {
-          await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal, requestDelayMs: argv['request-delay'], metrics });
+          await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal, requestDelayMs: argv['request-delay'], metrics, ...(argv.doorbellAddress ? { doorbell: argv.doorbellAddress } : {}) });
         } finally {
           stopBeating?.();
           server?.close();
@@ -125,6 +127,7 @@ async function resolveSpmArguments(commandLine: SpmCommandLine): Promise<SpmArgu
     );
   }
   const ids = commandLine.ids ?? host?.ids;
+  const doorbellAddress = commandLine.doorbell === undefined ? host?.doorbell : parseListenAddress(commandLine.doorbell, '--doorbell');
   return {
     ...merged,
     mailbox: required(merged.mailbox, 'mailbox', 'mailbox', 'the mailbox volume'),
@@ -134,6 +137,7 @@ async function resolveSpmArguments(commandLine: SpmCommandLine): Promise<SpmArgu
     'lease-expiry': commandLine['lease-expiry'] ?? host?.['lease-expiry'] ?? DEFAULT_LEASE_EXPIRY_SECONDS,
     lockspace: commandLine.lockspace ?? host?.lockspace ?? DEFAULT_LOCKSPACE,
     ...(ids !== undefined ? { ids } : {}),
+    ...(doorbellAddress ? { doorbellAddress } : {}),
   };
 }
 

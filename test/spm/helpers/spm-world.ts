@@ -8,6 +8,7 @@ import { silentLogger } from '../../../src/log/logger.js';
 import { BLOCK_BYTES, decodeHeader, encodeHeader, wakeUpOffset } from '../../../src/mailbox/format.js';
 import { Mailbox } from '../../../src/mailbox/mailbox.js';
 import { MailboxExtender } from '../../../src/mailbox/mailbox-extender.js';
+import { DoorbellListener, DoorbellRinger } from '../../../src/doorbell/doorbell.js';
 import { SpmService, type SpmOptions } from '../../../src/spm/spm-service.js';
 import { systemClock } from '../../../src/util/clock.js';
 import { execaRunner } from '../../../src/util/runner.js';
@@ -29,10 +30,14 @@ export class SpmWorld {
     readonly hostMailbox: Mailbox,
     readonly spm: SpmService,
     readonly host: MailboxExtender,
+    readonly doorbell: { listener: DoorbellListener; ringer: DoorbellRinger } | undefined,
   ) {}
 
-  /** `withoutWakeUpBlock`: a version 1 mailbox that ends before its wake-up block, as one an older tideline made. */
-  static async start(options: { capacityBytes: number; logger?: Logger; spm?: Partial<SpmOptions>; withoutWakeUpBlock?: boolean }): Promise<SpmWorld> {
+  /**
+   * `withoutWakeUpBlock`: a version 1 mailbox that ends before its wake-up block, as one an older tideline made.
+   * `doorbell`: the SPM listens for rings on a loopback port, and host 2 rings it after each request.
+   */
+  static async start(options: { capacityBytes: number; logger?: Logger; spm?: Partial<SpmOptions>; withoutWakeUpBlock?: boolean; doorbell?: boolean }): Promise<SpmWorld> {
     const dir = await mkdtemp('/var/tmp/tideline-spm-test-');
     await initLoopDomain(path.join(dir, 'domain'), options.capacityBytes);
     const plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
@@ -45,8 +50,13 @@ export class SpmWorld {
     const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
     await lease.acquire();
     const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: options.logger ?? silentLogger, run: execaRunner, ...options.spm });
-    const host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5 });
-    const world = new SpmWorld(dir, plugin, lease, spmMailbox, hostMailbox, spm, host);
+    let doorbell: { listener: DoorbellListener; ringer: DoorbellRinger } | undefined;
+    if (options.doorbell) {
+      const listener = await DoorbellListener.listen({ host: '127.0.0.1', port: 0 }, { mailboxId: spmMailbox.header.mailboxId, maxHosts: spmMailbox.maxHosts, logger: silentLogger, onRing: (hostId) => spm.ring(hostId) });
+      doorbell = { listener, ringer: new DoorbellRinger([listener.address], { hostId: 2, mailboxId: hostMailbox.header.mailboxId }, silentLogger) };
+    }
+    const host = await MailboxExtender.open({ mailbox: hostMailbox, hostId: 2, plugin, clock: systemClock, logger: silentLogger, pollMs: 5, ...(doorbell ? { doorbell: doorbell.ringer } : {}) });
+    const world = new SpmWorld(dir, plugin, lease, spmMailbox, hostMailbox, spm, host, doorbell);
     world.serving = spm.serve(world.stop.signal);
     return world;
   }
@@ -60,6 +70,8 @@ export class SpmWorld {
     this.stop.abort();
     await this.serving;
     this.host.close();
+    this.doorbell?.ringer.close();
+    await this.doorbell?.listener.close();
     await this.lease.close();
     await this.spmMailbox.close();
     await this.hostMailbox.close();
