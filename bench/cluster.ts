@@ -2,11 +2,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { detachLoopsUnder, initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
 import { initLeaseVolume, openStorageLease } from '../src/lease/open-storage-lease.js';
-import type { StorageLease } from '../src/lease/storage-lease.js';
+import type { LeaseTiming, StorageLease } from '../src/lease/storage-lease.js';
 import { Mailbox } from '../src/mailbox/mailbox.js';
 import { MailboxExtender } from '../src/mailbox/mailbox-extender.js';
+import { DoorbellListener, DoorbellRinger } from '../src/doorbell/doorbell.js';
 import { silentLogger } from '../src/log/logger.js';
-import { SpmService } from '../src/spm/spm-service.js';
+import { quietLooks, SpmService } from '../src/spm/spm-service.js';
 import { systemClock } from '../src/util/clock.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB } from '../src/util/sizes.js';
@@ -42,6 +43,8 @@ export class BenchCluster {
     readonly policy: MailboxPolicy,
     readonly spm: SpmService,
     private readonly lease: StorageLease,
+    /** The SPM's doorbell, with the policy's doorbell. */
+    private readonly doorbell: DoorbellListener | undefined,
   ) {}
 
   private serving: Promise<unknown> = Promise.resolve();
@@ -54,19 +57,22 @@ export class BenchCluster {
   /**
    * `backOffAfterQuietMs`: when the SPM starts backing off its idle polling (the product's minute unless given).
    * `storage`: other storage than the cluster's loop domain, as the SPM and the hosts see it (real LVM on storage host guests).
+   * `leaseTiming`: the lease's renewals as a product SPM makes them, where the figure is the SPM's own CPU (the bench's
+   * quick lease renews ten times as often as the product's).
    */
-  static async start(policy: MailboxPolicy, maxHosts: number, options: { backOffAfterQuietMs?: number; storage?: { spm: StoragePlugin; host: StoragePlugin } } = {}): Promise<BenchCluster> {
+  static async start(policy: MailboxPolicy, maxHosts: number, options: { backOffAfterQuietMs?: number; storage?: { spm: StoragePlugin; host: StoragePlugin }; leaseTiming?: LeaseTiming } = {}): Promise<BenchCluster> {
     const dir = await mkdtemp('/var/tmp/tideline-bench-');
     await initLoopDomain(path.join(dir, 'domain'), 1024 * GiB);
     const plugin = options.storage?.spm ?? (await LoopPlugin.open(path.join(dir, 'domain'), execaRunner));
     const hostPlugin = options.storage?.host ?? plugin;
     await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts });
     await initLeaseVolume(path.join(dir, 'leases'), maxHosts);
-    const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: maxHosts, maxHosts, timing: BENCH_LEASE_TIMING, clock: systemClock, logger: silentLogger });
+    const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: maxHosts, maxHosts, timing: options.leaseTiming ?? BENCH_LEASE_TIMING, clock: systemClock, logger: silentLogger });
     await lease.acquire();
     const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs, pollIdleMaxMs: policy.spmPollIdleMaxMs, backOffAfterQuietMs: options.backOffAfterQuietMs, wakePollMs: policy.spmWakePollMs, wakeUpThread: policy.spmWakePollMs > 0 });
-    const cluster = new BenchCluster(dir, plugin, hostPlugin, policy, spm, lease);
+    const spm = new SpmService({ mailbox: spmMailbox, plugin, lease, clock: systemClock, logger: silentLogger, run: execaRunner, pollFastMs: policy.spmPollFastMs, pollIdleMs: policy.spmPollIdleMs, pollIdleMaxMs: policy.spmPollIdleMaxMs, backOffAfterQuietMs: options.backOffAfterQuietMs, wakePollMs: policy.spmWakePollMs, wakeUpThread: policy.spmWakePollMs > 0 && quietLooks(policy.doorbell).wakeUpThread });
+    const doorbell = policy.doorbell ? await DoorbellListener.listen({ host: '127.0.0.1', port: 0 }, { mailboxId: spmMailbox.header.mailboxId, maxHosts, logger: silentLogger, onRing: (hostId) => spm.ring(hostId) }) : undefined;
+    const cluster = new BenchCluster(dir, plugin, hostPlugin, policy, spm, lease, doorbell);
     cluster.mailboxes.push(spmMailbox);
     cluster.serving = spm.serve(cluster.stop.signal);
     return cluster;
@@ -95,15 +101,28 @@ export class BenchCluster {
       mailbox = Object.assign(Object.create(opened) as Mailbox, { readReplies: (id: number) => shared.next(id) });
       pollMs = 1;
     }
-    const extender = await MailboxExtender.open({ mailbox, hostId, plugin: this.hostPlugin, clock: systemClock, logger: silentLogger, pollMs, resendMs: this.policy.resendMs });
+    const ringer = this.ringerFor(hostId);
+    const extender = await MailboxExtender.open({ mailbox, hostId, plugin: this.hostPlugin, clock: systemClock, logger: silentLogger, pollMs, resendMs: this.policy.resendMs, ...(ringer ? { doorbell: ringer } : {}) });
     this.extenders.push(extender);
     return extender;
+  }
+
+  private readonly ringers: DoorbellRinger[] = [];
+
+  /** What host `hostId` rings after its request, with the policy's doorbell. */
+  ringerFor(hostId: number): DoorbellRinger | undefined {
+    if (!this.doorbell) return undefined;
+    const ringer = new DoorbellRinger([this.doorbell.address], { hostId, mailboxId: this.mailboxes[0]!.header.mailboxId }, silentLogger);
+    this.ringers.push(ringer);
+    return ringer;
   }
 
   async close(): Promise<void> {
     this.stop.abort();
     await this.serving.catch(() => undefined);
     for (const extender of this.extenders) extender.close();
+    for (const ringer of this.ringers) ringer.close();
+    await this.doorbell?.close();
     for (const mailbox of this.mailboxes) await mailbox.close().catch(() => undefined);
     await this.lease.close().catch(() => undefined);
     await detachLoopsUnder(execaRunner, this.dir);

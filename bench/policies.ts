@@ -1,4 +1,4 @@
-import { DEFAULT_WAKE_POLL_MS } from '../src/spm/spm-service.js';
+import { DEFAULT_WAKE_POLL_MS, DOORBELL_WAKE_POLL_MS } from '../src/spm/spm-service.js';
 
 /**
  * The mailbox timings of each compared policy, in one place.
@@ -26,8 +26,14 @@ export interface MailboxPolicy {
   resendMs: number;
   /** A quiet SPM reads the wake-up block this often (tideline); 0: no wake-up block, every slot at the idle interval. */
   spmWakePollMs: number;
+  /** Hosts ring the SPM's doorbell over UDP after each request (tideline with 'doorbell' and 'spm-doorbells' set). */
+  doorbell: boolean;
 }
 
-export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, spmPollIdleMaxMs: 1_000, hostPollMs: 10, resendMs: 3_000, spmWakePollMs: DEFAULT_WAKE_POLL_MS };
-export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 500, spmPollIdleMs: 500, spmPollIdleMaxMs: 500, hostPollMs: 500, resendMs: 2_000, spmWakePollMs: 0 };
-export const SEED_2011: MailboxPolicy = { name: 'seed-2011', detection: 'poll', drivePollMs: 2_000, spmPollFastMs: 2_000, spmPollIdleMs: 2_000, spmPollIdleMaxMs: 2_000, hostPollMs: 2_000, resendMs: 2_000, spmWakePollMs: 0 };
+export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, spmPollIdleMaxMs: 1_000, hostPollMs: 10, resendMs: 3_000, spmWakePollMs: DEFAULT_WAKE_POLL_MS, doorbell: false };
+/** tideline with the doorbell set up: the SPM looks at the wake-up block only as the net under a lost ring. */
+export const TIDELINE_DOORBELL: MailboxPolicy = { ...TIDELINE, name: 'tideline with doorbell', spmWakePollMs: DOORBELL_WAKE_POLL_MS, doorbell: true };
+export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 500, spmPollIdleMs: 500, spmPollIdleMaxMs: 500, hostPollMs: 500, resendMs: 2_000, spmWakePollMs: 0, doorbell: false };
+export const SEED_2011: MailboxPolicy = { name: 'seed-2011', detection: 'poll', drivePollMs: 2_000, spmPollFastMs: 2_000, spmPollIdleMs: 2_000, spmPollIdleMaxMs: 2_000, hostPollMs: 2_000, resendMs: 2_000, spmWakePollMs: 0, doorbell: false };
+
+export const POLICIES: readonly MailboxPolicy[] = [TIDELINE, TIDELINE_DOORBELL, VDSM_4_5, SEED_2011];

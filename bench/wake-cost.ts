@@ -1,10 +1,12 @@
-import { execa } from 'execa';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Mailbox } from '../src/mailbox/mailbox.js';
-import { ThreadWakeUpWatcher } from '../src/spm/wake-up-watcher.js';
+import { InProcessWakeUpWatcher, ThreadWakeUpWatcher } from '../src/spm/wake-up-watcher.js';
+import { DoorbellListener } from '../src/doorbell/doorbell.js';
+import { silentLogger } from '../src/log/logger.js';
+import { systemClock } from '../src/util/clock.js';
+import { measureInOwnProcess, printResult, runningAsOwnProcess } from './own-process.js';
 import { steadyCpuPercentOver } from './spm-scale.js';
 
 /**
@@ -13,18 +15,19 @@ import { steadyCpuPercentOver } from './spm-scale.js';
  * - a thread that only wakes every `intervalMs` and reads nothing: the least
  *   any look at that interval can cost;
  * - tideline's looks (the SPM's wake-up thread reading the 4 KiB block);
+ * - tideline's looks with a doorbell (the block read on the event loop once
+ *   a second, the doorbell's socket bound and idle);
  * - the vdsm-4.5 model's reads (every host's request slot every 0.5 s).
  * They show whether a look interval fast enough for the cold-request target
  * can cost less CPU than the model's scans on this machine at all.
  */
-export type WakeCostMode = 'wake-only' | 'tideline-looks' | 'model-scans';
+export type WakeCostMode = 'wake-only' | 'tideline-looks' | 'doorbell-looks' | 'model-scans';
 
 const MODEL_SCAN_MS = 500;
 const SETTLE_MS = 2_000;
 
 export async function wakeCostCpuPercent(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number): Promise<number> {
-  const child = await execa(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), mode, String(intervalMs), String(hosts), String(seconds)], { timeout: (seconds + 60) * 1000 });
-  return Number(JSON.parse(child.stdout).cpuPercent);
+  return (await measureInOwnProcess<{ cpuPercent: number }>(import.meta.url, [mode, String(intervalMs), String(hosts), String(seconds)], seconds + 60)).cpuPercent;
 }
 
 async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number): Promise<number> {
@@ -45,6 +48,17 @@ async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number
         while (!stop.signal.aborted) await watcher.waitForChange(intervalMs, 1_000);
       })();
       close = () => watcher.close();
+    } else if (mode === 'doorbell-looks') {
+      const mailbox = await Mailbox.open(mailboxPath);
+      const watcher = new InProcessWakeUpWatcher(mailbox, systemClock);
+      const doorbell = await DoorbellListener.listen({ host: '127.0.0.1', port: 0 }, { mailboxId: mailbox.header.mailboxId, maxHosts: hosts, logger: silentLogger, onRing: () => watcher.ring() });
+      running = (async () => {
+        while (!stop.signal.aborted) await watcher.waitForChange(intervalMs, 1_000);
+      })();
+      close = async () => {
+        await doorbell.close();
+        await mailbox.close();
+      };
     } else {
       const mailbox = await Mailbox.open(mailboxPath);
       const timer = setInterval(() => void mailbox.readRequestBlocks(), MODEL_SCAN_MS);
@@ -56,17 +70,17 @@ async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     const cpuPercent = await steadyCpuPercentOver(seconds);
     stop.abort();
-    await close();
+    // Each wait ends within a second; the mailbox is closed only after the last.
     await running.catch(() => undefined);
+    await close();
     return cpuPercent;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+if (runningAsOwnProcess(import.meta.url)) {
   const [mode, intervalMs, hosts, seconds] = process.argv.slice(2);
-  const cpuPercent = await measureHere(mode as WakeCostMode, Number(intervalMs), Number(hosts), Number(seconds));
-  process.stdout.write(`${JSON.stringify({ cpuPercent })}\n`);
+  printResult({ cpuPercent: await measureHere(mode as WakeCostMode, Number(intervalMs), Number(hosts), Number(seconds)) });
   process.exit(0);
 }

@@ -2,6 +2,7 @@ import { access, constants, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { StoragePlugin } from '../../plugins/types.js';
 import type { HostConfig } from '../config/host-config.js';
+import { formatAddress } from '../doorbell/doorbell.js';
 import { errorMessage } from '../errors.js';
 import { parseDomainXml } from '../libvirt/domain-xml.js';
 import type { Virsh } from '../libvirt/virsh.js';
@@ -87,6 +88,23 @@ export async function checkMailbox(config: HostConfig): Promise<Finding> {
   } catch (error) {
     return { check: 'mailbox', status: 'fail', detail: errorMessage(error) };
   }
+}
+
+/**
+ * The doorbell's two settings agree: this host's SPM listens on an address
+ * every host rings, and rings go only where there is a mailbox. The settings
+ * are optional; without them the SPM looks at the mailbox every 30 ms.
+ */
+export function checkDoorbell(config: HostConfig): Finding {
+  const own = config.doorbell;
+  const rung = config['spm-doorbells'] ?? [];
+  if (!own && rung.length === 0) return { check: 'doorbell', status: 'ok', detail: "none set up: a quiet SPM looks at the mailbox every 30 ms; set doorbell and spm-doorbells for answers without that CPU (docs/mailbox-format.md, 'Doorbell')" };
+  if (!config.mailbox) return { check: 'doorbell', status: 'warn', detail: 'doorbell settings without a mailbox: this host extends volumes itself and neither rings nor serves' };
+  const address = own ? formatAddress(own) : undefined;
+  if (address && !rung.some((candidate) => formatAddress(candidate) === address)) {
+    return { check: 'doorbell', status: 'warn', detail: `this host's SPM listens on ${address}, but spm-doorbells does not list it (compared as written): no host with this file rings it while it serves; list every candidate's doorbell in spm-doorbells on every host` };
+  }
+  return { check: 'doorbell', status: 'ok', detail: `${address ? `this host's SPM listens on ${address} while it serves; ` : ''}rings ${rung.map(formatAddress).join(', ')}` };
 }
 
 /** libvirtd, and every running domain's thin disks: without error_policy='stop' a full volume is an I/O error in the guest. */

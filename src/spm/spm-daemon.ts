@@ -8,7 +8,7 @@ import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
 import type { SpmMetrics } from './spm-metrics.js';
-import { DOORBELL_WAKE_POLL_MS, SpmService } from './spm-service.js';
+import { quietLooks, SpmService } from './spm-service.js';
 
 /**
  * The doorbell for this term, or undefined (said as an error) when its address
@@ -63,7 +63,7 @@ export async function runSpm(options: {
     let service: SpmService | undefined;
     // Only the serving SPM listens: a standby's socket would take rings nobody acts on.
     const doorbell = options.doorbell ? await listenForRings(options.doorbell, options.mailbox, logger, (hostId) => service?.ring(hostId)) : undefined;
-    service = new SpmService({ ...options, wakeUpThread: true, ...(doorbell ? { wakePollMs: DOORBELL_WAKE_POLL_MS } : {}) });
+    service = new SpmService({ ...options, ...quietLooks(doorbell !== undefined) });
     options.metrics?.observe(service, doorbell);
     options.metrics?.setActing(true);
     options.onService?.(service);

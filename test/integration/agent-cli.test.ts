@@ -1,22 +1,15 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { LabWorld } from './helpers/lab-world.js';
 import { until } from './helpers/watch.js';
 import type { StatusDocument } from '../../src/agent/status-file.js';
+import { freeLoopbackPort } from './helpers/free-port.js';
 
 /** `tideline agent` as systemd runs it, watching a real QEMU; `tideline status` and /metrics read what it did. */
 const TIDELINE = ['--import', 'tsx', 'src/cli/main.ts'];
 
-async function freeLoopbackPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('tideline agent and status (command line)', function () {
   this.timeout(4 * 60_000);

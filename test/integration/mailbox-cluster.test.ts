@@ -8,11 +8,15 @@ import type { LabWorld } from './helpers/lab-world.js';
 import { assertOneServerAtATime } from './helpers/spm-timeline.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
+import { freeLoopbackPort } from './helpers/free-port.js';
 
 /**
  * Three hosts on one machine: three agents with distinct host ids, SPM
  * candidates on hosts 1 and 3, one mailbox and one storage domain. Every
- * extension travels agent -> mailbox -> SPM -> mailbox -> agent.
+ * extension travels agent -> mailbox -> SPM -> mailbox -> agent. Each
+ * candidate has a doorbell on a loopback UDP port of its own, and every agent
+ * rings both after its requests, as tideline.conf's doorbell and
+ * spm-doorbells set it up.
  */
 const MAX_HOSTS = 8;
 const LEASE_EXPIRY_SECONDS = '2';
@@ -22,11 +26,17 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
   let cluster: ClusterWorld;
   let world: LabWorld;
   let mailboxPath: string;
+  const doorbellPorts = new Map<number, number>();
+  const metricsPorts = new Map<number, number>();
 
   beforeEach(async () => {
     cluster = await ClusterWorld.create(MAX_HOSTS);
     world = cluster.lab;
     mailboxPath = cluster.mailboxPath;
+    for (const candidate of [1, 3]) {
+      doorbellPorts.set(candidate, await freeLoopbackPort('udp'));
+      metricsPorts.set(candidate, await freeLoopbackPort('tcp'));
+    }
   });
   afterEach(async function () {
     await cluster.keepLogsIfFailed(this.currentTest, 'mailbox-cluster');
@@ -38,7 +48,13 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
   }
 
   function spm(hostId: number): TidelineProcess {
-    return cluster.spm(hostId, LEASE_EXPIRY_SECONDS);
+    return cluster.spm(hostId, LEASE_EXPIRY_SECONDS, ['--doorbell', `127.0.0.1:${doorbellPorts.get(hostId)}`, '--metrics-listen', `127.0.0.1:${metricsPorts.get(hostId)}`]);
+  }
+
+  /** What the candidate's SPM counted as the causes of its quiet scans (its Prometheus metrics). */
+  async function quietWakeUps(hostId: number): Promise<Record<string, number>> {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPorts.get(hostId)}/metrics`)).text();
+    return Object.fromEntries([...text.matchAll(/^tideline_spm_quiet_wake_ups_total\{cause="([a-z-]+)"\} (\d+)/gm)].map((match) => [match[1]!, Number(match[2])]));
   }
 
   function agent(hostId: number, vm: LabVm | undefined): TidelineProcess {
@@ -47,6 +63,7 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
       'agent', ...qmp, '--domain', world.workspace.domainDir, '--mailbox', mailboxPath, '--host-id', String(hostId),
       '--chunk', '256M', '--free-target', '256M', '--poll', '0.5', '--status-file', path.join(world.dir, `status-${hostId}.json`),
       '--control-socket', path.join(world.dir, `agent-${hostId}.sock`),
+      '--spm-doorbells', [...doorbellPorts.values()].map((port) => `127.0.0.1:${port}`).join(','),
     ]);
   }
 
@@ -115,6 +132,11 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     }
     const served = servedTargets([primary, standby]);
     assert.ok((served.get('alpha-vda')?.length ?? 0) >= 3 && (served.get('beta-vda')?.length ?? 0) >= 3, 'both hosts were served by the SPM');
+    // Between extensions the SPM goes quiet (seconds apart at TCG speed); the hosts' rings are what woke it.
+    assert.ok(primary.logged('listening for doorbell rings').length >= 1, 'the SPM did not listen for rings');
+    // Summed over both candidates: a lapsed lease may have moved the role (above).
+    const causes = [await quietWakeUps(1), await quietWakeUps(3)];
+    assert.ok(causes.reduce((sum, counts) => sum + (counts.doorbell ?? 0), 0) >= 1, `no quiet scan was woken by a ring: ${JSON.stringify(causes)}`);
   });
 
   it('survives kill -9 of the SPM mid-run: the standby takes over, nothing is lost or over-grown', async () => {
@@ -125,6 +147,8 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     await standby.waitFor('acting as SPM', 30_000);
     await assertVerified(vms);
     assert.ok(standby.logged('request served').length >= 1, 'the standby served nothing after the takeover');
+    // The new SPM listens on its own doorbell; the hosts ring both candidates, so theirs reach it without a change.
+    assert.ok(standby.logged('listening for doorbell rings').length >= 1, 'the new SPM did not listen for rings');
 
     const targets = servedTargets([primary, standby]);
     for (const vm of vms) {

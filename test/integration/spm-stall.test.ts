@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import path from 'node:path';
 import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -9,6 +8,7 @@ import { systemClock } from '../../src/util/clock.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
 import { LabWorld } from './helpers/lab-world.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
+import { freeLoopbackPort } from './helpers/free-port.js';
 
 /**
  * The dangerous fault: an SPM that is not dead. SPM A (built-in lease) is
@@ -55,7 +55,7 @@ describe('a stalled SPM (SIGSTOP past its lease expiry, then SIGCONT)', function
   it('does not create, change or answer anything after it resumes: the SPM that took over did all of it', async () => {
     const stalled = spm('spm-a', 1, ['--request-delay', '3000']);
     await stalled.waitFor('acting as SPM', 30_000);
-    const metricsPort = await freePort();
+    const metricsPort = await freeLoopbackPort();
     const successor = spm('spm-b', 3, ['--metrics-listen', `127.0.0.1:${metricsPort}`]);
     await successor.waitFor('waiting for the SPM lease', 30_000);
     host = await MailboxExtender.open({ mailbox, hostId: 2, plugin: world.plugin, clock: systemClock, logger: silentLogger, pollMs: 10, resendMs: 1_000, timeoutMs: 60_000 });
@@ -92,10 +92,3 @@ describe('a stalled SPM (SIGSTOP past its lease expiry, then SIGCONT)', function
 });
 
 /** A port nothing listens on now (the kernel picks it). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}

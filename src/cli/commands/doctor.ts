@@ -3,7 +3,7 @@ import Table from 'cli-table3';
 import type { CommandModule } from 'yargs';
 import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
-import { checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
+import { checkDoorbell, checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
 import type { HostConfig } from '../../config/host-config.js';
 import { leaseSource, observeCluster } from '../../cluster/cluster-reader.js';
 import { checkHookReachesAgent, checkHookSpool, checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
@@ -65,6 +65,7 @@ export const doctorCommand: CommandModule<object, DoctorArguments> = {
       findings.push(storage.finding);
       plugin = storage.plugin;
       findings.push(await checkMailbox(config));
+      findings.push(checkDoorbell(config));
     } else if (config) {
       findings.push({ check: 'storage domain', status: 'fail', detail: `${argv.config} names no storage domain: set vg (or loop-domain)` });
     }

@@ -37,9 +37,9 @@ export class ClusterWorld {
     return process;
   }
 
-  /** An SPM candidate for a host, on the world's loop domain, mailbox and lease. */
-  spm(hostId: number, leaseExpirySeconds: string): TidelineProcess {
-    return this.start(`spm${hostId}`, ['spm', '--lease-backend', 'storage', '--mailbox', this.mailboxPath, '--lease', this.leasePath, '--host-id', String(hostId), '--domain', this.lab.workspace.domainDir, '--lease-expiry', leaseExpirySeconds]);
+  /** An SPM candidate for a host, on the world's loop domain, mailbox and lease; `extraArgs` after those. */
+  spm(hostId: number, leaseExpirySeconds: string, extraArgs: readonly string[] = []): TidelineProcess {
+    return this.start(`spm${hostId}`, ['spm', '--lease-backend', 'storage', '--mailbox', this.mailboxPath, '--lease', this.leasePath, '--host-id', String(hostId), '--domain', this.lab.workspace.domainDir, '--lease-expiry', leaseExpirySeconds, ...extraArgs]);
   }
 
   /**
