@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { DriveConfig } from '../monitor/drive-state.js';
 import { driveCapBytes, headerBitmapBytes } from '../monitor/qcow2-capacity.js';

@@ -1,14 +1,11 @@
 import type { Logger } from 'pino';
-import type { StoragePlugin } from '../../plugins/types.js';
 import { errorMessage } from '../errors.js';
 import type { ListenAddress } from '../config/listen-address.js';
 import { DoorbellListener, formatAddress } from '../doorbell/doorbell.js';
-import type { Lease } from '../lease/types.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
-import { sleep, type Clock } from '../util/clock.js';
-import type { Runner } from '../util/runner.js';
+import { sleep } from '../util/clock.js';
 import type { SpmMetrics } from './spm-metrics.js';
-import { quietLooks, SpmService } from './spm-service.js';
+import { quietLooks, SpmService, type SpmOptions } from './spm-service.js';
 
 /**
  * The doorbell for this term, or undefined (said as an error) when its address
@@ -34,20 +31,15 @@ export const LEASE_LOST_MESSAGE = 'SPM lease lost: stopped serving requests';
  * waiting when it is lost. Every term starts from the reply slots, never from
  * memory of an earlier term.
  */
-export async function runSpm(options: {
-  mailbox: Mailbox;
-  plugin: StoragePlugin;
-  lease: Lease;
-  clock: Clock;
-  logger: Logger;
-  run: Runner;
+export interface SpmDaemonOptions extends Pick<SpmOptions, 'mailbox' | 'plugin' | 'lease' | 'clock' | 'logger' | 'run' | 'requestDelayMs'> {
   signal: AbortSignal;
-  requestDelayMs?: number;
   metrics?: SpmMetrics;
   /** Where this host's SPM listens for the hosts' doorbell rings while it serves (tideline.conf: doorbell). */
   doorbell?: ListenAddress;
   onService?: (service: SpmService) => void;
-}): Promise<void> {
+}
+
+export async function runSpm(options: SpmDaemonOptions): Promise<void> {
   const { lease, logger, signal } = options;
   while (!signal.aborted) {
     logger.info('waiting for the SPM lease');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, mkdir, writeFile } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LoopPlugin } from '../../plugins/loop/index.js';
 import { readStatus } from '../../src/agent/status-file.js';

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decodeLeaseBlock, LeaseState } from '../../src/lease/lease-block.js';
 import { StorageLease, validateTiming, type LeaseTiming } from '../../src/lease/storage-lease.js';

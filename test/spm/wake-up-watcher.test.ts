@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, truncate } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { ThreadWakeUpWatcher } from '../../src/spm/wake-up-watcher.js';
