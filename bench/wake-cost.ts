@@ -6,7 +6,7 @@ import { InProcessWakeUpWatcher, ThreadWakeUpWatcher } from '../src/spm/wake-up-
 import { DoorbellListener } from '../src/doorbell/doorbell.js';
 import { silentLogger } from '../src/log/logger.js';
 import { systemClock } from '../src/util/clock.js';
-import { measureInOwnProcess, printResult, runningAsOwnProcess } from './own-process.js';
+import { collectGarbageNow, measureInOwnProcess, printResult, runningAsOwnProcess } from './own-process.js';
 import { steadyCpuPercentOver } from './spm-scale.js';
 
 /**
@@ -24,7 +24,8 @@ import { steadyCpuPercentOver } from './spm-scale.js';
 export type WakeCostMode = 'wake-only' | 'tideline-looks' | 'doorbell-looks' | 'model-scans';
 
 const MODEL_SCAN_MS = 500;
-const SETTLE_MS = 2_000;
+/** A fresh process compiles and sweeps in the background for its first seconds (bench/own-process.ts). */
+const SETTLE_MS = 15_000;
 
 export async function wakeCostCpuPercent(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number): Promise<number> {
   return (await measureInOwnProcess<{ cpuPercent: number }>(import.meta.url, [mode, String(intervalMs), String(hosts), String(seconds)], seconds + 60)).cpuPercent;
@@ -68,6 +69,7 @@ async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number
       };
     }
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    collectGarbageNow();
     const cpuPercent = await steadyCpuPercentOver(seconds);
     stop.abort();
     // Each wait ends within a second; the mailbox is closed only after the last.
