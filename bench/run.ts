@@ -133,7 +133,7 @@ const spmRows: string[][] = [];
 const spmOutcomes = new Map<string, SpmScaleOutcome>();
 for (const policy of [VDSM_4_5, TIDELINE, TIDELINE_DOORBELL]) {
   note(`6. SPM scale: ${policy.name}`);
-  spmOutcomes.set(policy.name, await spmScale(policy, n(250, 50), n(4, 2), n(20, 2)));
+  spmOutcomes.set(policy.name, await spmScale(policy, n(250, 50), n(4, 2), n(20, 2), quick));
 }
 for (const [name, outcome] of spmOutcomes) {
   const baseline = spmOutcomes.get(VDSM_4_5.name)!;
@@ -161,7 +161,7 @@ const looksAlone: Array<[string, WakeCostMode, number]> = [
   [`a thread waking every ${TIDELINE.spmWakePollMs} ms, reading nothing (the floor of any look that often)`, 'wake-only', TIDELINE.spmWakePollMs],
 ];
 for (const [subject, mode, intervalMs] of looksAlone) {
-  const cpuPercent = await wakeCostCpuPercent(mode, intervalMs, lookHosts, n(10, 2));
+  const cpuPercent = await wakeCostCpuPercent(mode, intervalMs, lookHosts, n(10, 2), quick);
   spmRows.push([`6. SPM, ${lookHosts} hosts: the looks alone (a process each)`, subject, '', `${cpuPercent.toFixed(2)} %`, '(one measurement)', '', '', '']);
 }
 

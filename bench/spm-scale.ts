@@ -66,14 +66,20 @@ const SPM_SCALE_BACK_OFF_MS = 30_000;
  * expiry; the bench's quick lease renews ten times as often and would be most
  * of what is measured).
  */
-export async function spmScale(policy: MailboxPolicy, hosts: number, perHost: number, idleSeconds: number): Promise<SpmScaleOutcome> {
-  return measureInOwnProcess<SpmScaleOutcome>(import.meta.url, [policy.name, String(hosts), String(perHost), String(idleSeconds)], 300 + 4 * idleSeconds);
+export async function spmScale(policy: MailboxPolicy, hosts: number, perHost: number, idleSeconds: number, quick = false): Promise<SpmScaleOutcome> {
+  return measureInOwnProcess<SpmScaleOutcome>(import.meta.url, [policy.name, String(hosts), String(perHost), String(idleSeconds), quick ? 'quick' : 'full'], 300 + 4 * idleSeconds);
 }
 
 const PRODUCT_LEASE_TIMING = timingForExpiry(15_000);
 
-async function measureHere(policy: MailboxPolicy, hosts: number, perHost: number, idleSeconds: number): Promise<SpmScaleOutcome> {
-  const cluster = await BenchCluster.start(policy, hosts + 1, { backOffAfterQuietMs: SPM_SCALE_BACK_OFF_MS, leaseTiming: PRODUCT_LEASE_TIMING });
+/** The full run's waits; the quick run (the tests', whose numbers are not judged) keeps only what makes each phase happen. */
+function pacing(quick: boolean) {
+  return quick ? { settleMs: 0, backOffMs: 8_000, lease: {} } : { settleMs: SETTLE_AFTER_TRAFFIC_MS, backOffMs: SPM_SCALE_BACK_OFF_MS, lease: { leaseTiming: PRODUCT_LEASE_TIMING } };
+}
+
+async function measureHere(policy: MailboxPolicy, hosts: number, perHost: number, idleSeconds: number, quick: boolean): Promise<SpmScaleOutcome> {
+  const { settleMs, backOffMs, lease } = pacing(quick);
+  const cluster = await BenchCluster.start(policy, hosts + 1, { backOffAfterQuietMs: backOffMs, ...lease });
   const writer = await Mailbox.open(cluster.mailboxPath);
   try {
     const count = Math.min(perHost, MESSAGES_PER_SLOT);
@@ -97,10 +103,10 @@ async function measureHere(policy: MailboxPolicy, hosts: number, perHost: number
     const requestsPerSecond = total / ((trafficEnded - burstStarted!) / 1000);
 
     // Right after the traffic: polling at the idle interval (or reading the wake-up block), its garbage collected.
-    await new Promise((resolve) => setTimeout(resolve, FAST_WINDOW_MS + SETTLE_AFTER_TRAFFIC_MS));
+    await new Promise((resolve) => setTimeout(resolve, FAST_WINDOW_MS + settleMs));
     collectGarbageNow();
-    const idleCpuPercent = await steadyCpuPercentOver(Math.min(idleSeconds, SPM_SCALE_BACK_OFF_MS / 1000 - 1));
-    const backedOffAt = trafficEnded + FAST_WINDOW_MS + SPM_SCALE_BACK_OFF_MS + BACK_OFF_RAMP_MS;
+    const idleCpuPercent = await steadyCpuPercentOver(Math.min(idleSeconds, (backOffMs - settleMs) / 1000 - 1));
+    const backedOffAt = trafficEnded + FAST_WINDOW_MS + backOffMs + BACK_OFF_RAMP_MS;
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, backedOffAt - performance.now())));
     collectGarbageNow();
     const readBefore = cluster.spmBytesRead;
@@ -115,9 +121,9 @@ async function measureHere(policy: MailboxPolicy, hosts: number, perHost: number
 }
 
 if (runningAsOwnProcess(import.meta.url)) {
-  const [name, hosts, perHost, idleSeconds] = process.argv.slice(2);
+  const [name, hosts, perHost, idleSeconds, mode] = process.argv.slice(2);
   const policy = POLICIES.find((candidate) => candidate.name === name);
   if (!policy) throw new Error(`no mailbox policy named '${name}'`);
-  printResult(await measureHere(policy, Number(hosts), Number(perHost), Number(idleSeconds)));
+  printResult(await measureHere(policy, Number(hosts), Number(perHost), Number(idleSeconds), mode === 'quick'));
   process.exit(0);
 }

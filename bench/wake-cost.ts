@@ -27,11 +27,12 @@ const MODEL_SCAN_MS = 500;
 /** A fresh process compiles and sweeps in the background for its first seconds (bench/own-process.ts). */
 const SETTLE_MS = 15_000;
 
-export async function wakeCostCpuPercent(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number): Promise<number> {
-  return (await measureInOwnProcess<{ cpuPercent: number }>(import.meta.url, [mode, String(intervalMs), String(hosts), String(seconds)], seconds + 60)).cpuPercent;
+/** `quick`: the tests' run, whose numbers are not judged, without the settling. */
+export async function wakeCostCpuPercent(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number, quick = false): Promise<number> {
+  return (await measureInOwnProcess<{ cpuPercent: number }>(import.meta.url, [mode, String(intervalMs), String(hosts), String(seconds), quick ? '0' : String(SETTLE_MS)], seconds + 60)).cpuPercent;
 }
 
-async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number): Promise<number> {
+async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number, seconds: number, settleMs: number): Promise<number> {
   const dir = await mkdtemp('/var/tmp/tideline-bench-wake-');
   const stop = new AbortController();
   try {
@@ -68,7 +69,7 @@ async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number
         await mailbox.close();
       };
     }
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
     collectGarbageNow();
     const cpuPercent = await steadyCpuPercentOver(seconds);
     stop.abort();
@@ -82,7 +83,7 @@ async function measureHere(mode: WakeCostMode, intervalMs: number, hosts: number
 }
 
 if (runningAsOwnProcess(import.meta.url)) {
-  const [mode, intervalMs, hosts, seconds] = process.argv.slice(2);
-  printResult({ cpuPercent: await measureHere(mode as WakeCostMode, Number(intervalMs), Number(hosts), Number(seconds)) });
+  const [mode, intervalMs, hosts, seconds, settleMs] = process.argv.slice(2);
+  printResult({ cpuPercent: await measureHere(mode as WakeCostMode, Number(intervalMs), Number(hosts), Number(seconds), Number(settleMs)) });
   process.exit(0);
 }

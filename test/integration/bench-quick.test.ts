@@ -6,10 +6,10 @@ import { XMLValidator } from 'fast-xml-parser';
 
 /** The benchmark's quick mode runs in the test suite so it cannot rot; speeds are not judged here. */
 describe('npm run bench -- --quick', function () {
-  this.timeout(480_000);
+  this.timeout(720_000);
 
   it('measures every figure for tideline and its baselines and prints one table', async () => {
-    const result = await execa('node', ['--import', 'tsx', 'bench/run.ts', '--quick'], { reject: false, timeout: 470_000 });
+    const result = await execa('node', ['--import', 'tsx', 'bench/run.ts', '--quick'], { reject: false, timeout: 710_000 });
     assert.equal(result.exitCode, 0, result.stderr);
     const rows = result.stdout.split('\n').filter((line) => line.startsWith('│'));
     const row = (figure: string, subject: string) => rows.find((line) => line.includes(figure) && line.includes(`│ ${subject} `));
