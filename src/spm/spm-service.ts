@@ -147,8 +147,6 @@ export interface SpmCounters {
   polls: number;
   /** Reply slots written again because their host asked again for what they held. */
   repliesRewritten: number;
-  /** Doorbell rings received (src/doorbell). */
-  rings: number;
   /** What ended each quiet wait with a scan of every slot. */
   quietWakeUps: Record<QuietWakeUpCause, number>;
 }
@@ -162,7 +160,7 @@ export interface SpmCounters {
 export type QuietWakeUpCause = 'doorbell' | 'wake-up-block' | 'full-scan';
 
 export class SpmService extends EventEmitter<SpmEvents> {
-  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0, repliesRewritten: 0, rings: 0, quietWakeUps: { doorbell: 0, 'wake-up-block': 0, 'full-scan': 0 } };
+  readonly counters: SpmCounters = { served: 0, refused: 0, corruptSlots: 0, polls: 0, repliesRewritten: 0, quietWakeUps: { doorbell: 0, 'wake-up-block': 0, 'full-scan': 0 } };
   private ringsSinceScan = 0;
   private readonly lastServed = new Map<number, number>();
   private readonly replies = new Map<number, Slot<Reply>>();
@@ -267,7 +265,6 @@ export class SpmService extends EventEmitter<SpmEvents> {
    * served is what the slots hold.
    */
   ring(hostId: number): void {
-    this.counters.rings += 1;
     this.ringsSinceScan += 1;
     this.options.logger.debug({ hostId }, 'doorbell rang');
     this.wakeUps?.ring();
