@@ -1,16 +1,8 @@
-import { TideError } from '../errors.js';
 import type { Runner } from '../util/runner.js';
+import { LibvirtError } from './libvirt-error.js';
+import { directPathUnusable, type DirectLibvirt } from './remote/direct-libvirt.js';
 
-/**
- * libvirt through `virsh`: the npm bindings either do not build on Node 20
- * (node-libvirt) or have no event API (@unraid/libvirt). virsh ships with
- * libvirt, speaks its stable public API, and its output for these commands is
- * stable across versions. Everything libvirt-specific goes through this one
- * adapter, so it can be replaced by a native binding later.
- */
-export class LibvirtError extends TideError {
-  readonly code = 'libvirt';
-}
+export { LibvirtError };
 
 export const DEFAULT_URI = 'qemu:///system';
 const VIRSH_TIMEOUT_MS = 20_000;
@@ -31,11 +23,34 @@ export interface BlockStats {
   threshold: number | undefined;
 }
 
+/**
+ * libvirt through `virsh`: the npm bindings either do not build on Node 20
+ * (node-libvirt) or have no event API (@unraid/libvirt). virsh ships with
+ * libvirt, speaks its stable public API, and its output for these commands is
+ * stable across versions. Everything libvirt-specific goes through this one
+ * adapter. Two questions asked on paths someone waits on (a domain's tideline
+ * metadata, whether its job is an outgoing migration) first go straight to
+ * the local daemon's socket when `direct` is given (remote/), and fall back to
+ * virsh whenever that socket cannot be used.
+ */
 export class Virsh {
   constructor(
     private readonly run: Runner,
     readonly uri = DEFAULT_URI,
+    private readonly direct?: DirectLibvirt,
   ) {}
+
+  /** The direct answer, or virsh's when the socket cannot be used. */
+  private async directFirst<T>(ask: (direct: DirectLibvirt) => Promise<T>, viaVirsh: () => Promise<T>): Promise<T> {
+    if (this.direct) {
+      try {
+        return await ask(this.direct);
+      } catch (error) {
+        if (!directPathUnusable(error)) throw error;
+      }
+    }
+    return viaVirsh();
+  }
 
   async virsh(args: readonly string[], acceptExitCodes: number[] = []): Promise<string> {
     try {
@@ -73,10 +88,14 @@ export class Virsh {
 
   /** The domain's tideline metadata element, or '' when it has none. */
   async metadata(domain: string, namespace: string): Promise<string> {
-    return this.virsh(['metadata', '--', domain, namespace], []).catch((error: unknown) => {
-      if (/metadata not found|does not have metadata/i.test((error as Error).message)) return '';
-      throw error;
-    });
+    return this.directFirst(
+      (direct) => direct.metadata(domain, namespace),
+      () =>
+        this.virsh(['metadata', '--', domain, namespace], []).catch((error: unknown) => {
+          if (/metadata not found|does not have metadata/i.test((error as Error).message)) return '';
+          throw error;
+        }),
+    );
   }
 
   /** Sets it on the running domain and, for a persistent one, in its configuration too. */
@@ -94,7 +113,10 @@ export class Virsh {
 
   /** Whether the domain's job is an outgoing migration (`virsh domjobinfo`: "Operation: Outgoing migration"). */
   async migratingOut(domain: string): Promise<boolean> {
-    return isOutgoingMigrationJob(await this.virsh(['domjobinfo', '--', domain]));
+    return this.directFirst(
+      (direct) => direct.migratingOut(domain),
+      async () => isOutgoingMigrationJob(await this.virsh(['domjobinfo', '--', domain])),
+    );
   }
 
   async abortJob(domain: string): Promise<void> {

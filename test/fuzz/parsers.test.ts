@@ -14,6 +14,10 @@ import { decodeLeaseBlock, encodeLeaseBlock, LeaseState } from '../../src/lease/
 import { parseDomainXml, parsePolicyXml } from '../../src/libvirt/domain-xml.js';
 import { parseEventLine } from '../../src/libvirt/events.js';
 import { readPlainPolicy } from '../../src/libvirt/policy-reader.js';
+import { decodeDomain, decodeGetJobStats } from '../../src/libvirt/remote/procedures.js';
+import { decodeRemoteError, takeMessages } from '../../src/libvirt/remote/rpc-message.js';
+import { XdrWriter } from '../../src/libvirt/remote/xdr.js';
+import { domainBody, errorBody, replyFrame } from '../libvirt/remote/fake-libvirtd.js';
 import { parseBlockErrors, parseBlockStats, parseDomState } from '../../src/libvirt/virsh.js';
 import { BLOCK_BYTES, FORMAT_VERSION, sealBlock, decodeHeader, decodeReplySlot, decodeRequestSlot, encodeHeader, encodeReplySlot, encodeRequestSlot, Operation } from '../../src/mailbox/format.js';
 import { decodeInventory, encodeInventory } from '../../src/mailbox/inventory.js';
@@ -159,6 +163,14 @@ describe(`fuzzing every parser of outside input (${RUNS} cases each)`, function 
   it('doorbell rings (UDP datagrams from anyone)', () => {
     const ring = encodeRing({ hostId: 4, mailboxId: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' });
     fuzz('doorbell ring', fc.oneof(fc.uint8Array({ maxLength: 64 }), blockInput([ring], RING_CHECKSUM_OFFSET)), (datagram) => decodeRing(datagram, 250));
+  });
+
+  it("libvirt's RPC replies (what a daemon, or whatever holds its socket, sends)", () => {
+    const jobStats = new XdrWriter().int(2).uint(2).string('operation').int(1).int(5).string('error').int(7).string('none').bytes();
+    const samples = [replyFrame(23, 3, domainBody('web', 4)), replyFrame(298, 4, jobStats), replyFrame(23, 5, errorBody(42, 'Domain not found'), { status: 1 })];
+    const decodeAll = (bytes: Uint8Array) =>
+      takeMessages(Buffer.from(bytes)).messages.map(({ header, body }) => (header.status !== 0 ? decodeRemoteError(body) : header.procedure === 23 ? decodeDomain(body) : decodeGetJobStats(body)))[0];
+    fuzz('libvirt RPC reply', fc.oneof(fc.uint8Array({ maxLength: 200 }), blockInput(samples)), decodeAll);
   });
 
   it('lease blocks', () => {

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { readPlainPolicy, TIDELINE_NAMESPACE, type DiskPolicy, type DomainPolicy } from '../../libvirt/policy-reader.js';
+import { DirectLibvirt } from '../../libvirt/remote/direct-libvirt.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { lightRunner } from '../../util/light-runner.js';
 import type { Runner } from '../../util/command-contract.js';
@@ -24,7 +25,7 @@ export async function readDomainPolicy(virsh: Virsh, vm: string): Promise<Domain
 }
 
 export async function showPolicy(argv: PolicyShowArguments, run: Runner): Promise<void> {
-  const policy = await readDomainPolicy(new Virsh(run, argv.uri), argv.vm);
+  const policy = await readDomainPolicy(new Virsh(run, argv.uri, new DirectLibvirt(argv.uri)), argv.vm);
   if (argv.json) {
     process.stdout.write(`${JSON.stringify(policy, null, 2)}\n`);
     return;

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { Workspace } from '../../src/lab/workspace.js';
+import { LibvirtError } from '../../src/libvirt/libvirt-error.js';
+import { DirectLibvirt } from '../../src/libvirt/remote/direct-libvirt.js';
+import { LibvirtTransportError } from '../../src/libvirt/remote/remote-connection.js';
+import { Virsh } from '../../src/libvirt/virsh.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { GiB } from '../../src/util/sizes.js';
+import { LibvirtHost } from './helpers/libvirt-host.js';
+
+/**
+ * tideline's own libvirt client against a real libvirtd (one of its own, in a
+ * private namespace, with defined domains and no QEMU): it must give exactly
+ * what virsh gives, and `tideline policy show` must answer without starting
+ * virsh at all, or fall back to virsh when the socket cannot be used.
+ */
+const NAMESPACE = 'https://tideline.dev/xmlns/policy/1';
+const DOMAINS: Record<string, string> = {
+  web: `<tl:thin xmlns:tl="${NAMESPACE}" chunk="268435456" free-target="128M"><tl:drive target="vdb" enabled="no" max-size="10G"/></tl:thin>`,
+  'by-hand': `<tl:thin xmlns:tl="${NAMESPACE}" chunk="1G"><!-- set by hand --><tl:drive target="vda" enabled="yes"/></tl:thin>`,
+  plain: '',
+};
+
+describe('libvirt over its socket (a real libvirtd)', function () {
+  this.timeout(120_000);
+  let workspace: Workspace | undefined;
+  let host: LibvirtHost | undefined;
+
+  before(async () => {
+    workspace = await Workspace.create({ prefix: 'tideline-test-direct-', capacityBytes: GiB, run: execaRunner });
+    host = await LibvirtHost.start(workspace, { name: 'direct', uuid: '7d1e0c5a-0000-4000-8000-0000000000d1', tidelineConfig: '' });
+    for (const [name, metadata] of Object.entries(DOMAINS)) {
+      const file = path.join(workspace.dir, `${name}.xml`);
+      await writeFile(file, `<domain type='qemu'><name>${name}</name><memory>65536</memory><os><type arch='x86_64'>hvm</type></os>${metadata ? `<metadata>${metadata}</metadata>` : ''}</domain>`);
+      const defined = await host.virsh('define', file);
+      assert.equal(defined.exitCode, 0, defined.stderr);
+    }
+  });
+  after(async () => {
+    for (const name of Object.keys(DOMAINS)) await host?.virsh('undefine', name);
+    await host?.stop();
+    await workspace?.dispose();
+  });
+
+  it('reads each domain\'s metadata exactly as tideline read it through virsh, and "" where virsh finds none', async () => {
+    const direct = new DirectLibvirt(host!.uri);
+    const throughVirsh = new Virsh(execaRunner, host!.uri);
+    for (const name of Object.keys(DOMAINS)) {
+      assert.equal(await direct.metadata(name, NAMESPACE), await throughVirsh.metadata(name, NAMESPACE), name);
+    }
+    assert.match((await host!.virsh('metadata', 'plain', NAMESPACE)).stderr, /metadata not found/);
+    assert.match(await direct.metadata('web', NAMESPACE), /chunk="268435456"/, 'virsh printed nothing: the comparison proves nothing');
+  });
+
+  it('names an unknown domain, and reports a job question on a stopped domain as libvirt does (not as an unusable socket)', async () => {
+    const direct = new DirectLibvirt(host!.uri);
+    await assert.rejects(direct.metadata('no-such-vm', NAMESPACE), (error: unknown) => error instanceof LibvirtError && /has no domain 'no-such-vm': Domain not found/.test(error.message));
+    assert.match((await host!.virsh('domjobinfo', 'web')).stderr, /domain is not running/);
+    await assert.rejects(direct.migratingOut('web'), (error: unknown) => error instanceof LibvirtError && !(error instanceof LibvirtTransportError) && /domain is not running/.test(error.message));
+  });
+
+  it('serves `tideline policy show` at the default URI without virsh on the PATH, and falls back to virsh when the socket is unusable', async () => {
+    // Inside the host's namespaces /run/libvirt is this libvirtd's run directory, so qemu:///system is it.
+    const policyShow = (...args: string[]) => execa(host!.prefix[0]!, [...host!.prefix.slice(1), 'PATH=/nonexistent', process.execPath, 'dist/src/cli/main.js', 'policy', 'show', ...args], { reject: false, timeout: 60_000 });
+    const shown = await policyShow('web');
+    assert.equal(shown.exitCode, 0, shown.stderr);
+    assert.equal(shown.stdout, 'web: chunk=256.0 MiB free-target=128.0 MiB\n  vdb: enabled=no max-size=10.00 GiB');
+    const byHand = await policyShow('by-hand');
+    assert.deepEqual([byHand.exitCode, byHand.stdout], [0, 'by-hand: chunk=1.00 GiB\n  vda: enabled=yes']);
+    const unknown = await policyShow('no-such-vm');
+    assert.deepEqual([unknown.exitCode, unknown.stderr], [1, "tideline: libvirt (qemu:///system) has no domain 'no-such-vm': Domain not found: no domain with matching name 'no-such-vm' [libvirt]"]);
+    const unusable = await policyShow('web', '--uri', `qemu+unix:///system?socket=${path.join(workspace!.dir, 'no-such-socket')}`);
+    assert.equal(unusable.exitCode, 1);
+    assert.match(unusable.stderr, /^tideline: virsh metadata failed: .*virsh.*could not start: no such command \[libvirt\]$/);
+  });
+});
