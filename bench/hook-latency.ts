@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { detachLoopsUnder, initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
@@ -10,6 +10,8 @@ import { volumeService } from '../src/agent/volume-service.js';
 import { silentLogger } from '../src/log/logger.js';
 import { hookScript, installationRoot } from '../src/cli/commands/hook.js';
 import { labDomainXml } from '../src/lab/libvirt-domain.js';
+import { PrivateLibvirtd } from '../src/lab/private-libvirtd.js';
+import { Workspace } from '../src/lab/workspace.js';
 import { TIDELINE_NAMESPACE } from '../src/libvirt/policy-reader.js';
 import { Virsh } from '../src/libvirt/virsh.js';
 import { execaRunner } from '../src/util/runner.js';
@@ -46,8 +48,10 @@ export interface HookLatency {
   /** `tideline --version` and `tideline status` from the built dist, as an admin runs them. */
   cliVersion: Summary;
   cliStatus: Summary;
-  /** `tideline policy show` of a domain with a policy in libvirt's test driver (loaded from a file): the libvirt half without a daemon. */
+  /** `tideline policy show` of a domain defined in a libvirtd (one of the benchmark's own), as an admin runs it: tideline asks the daemon over its socket. */
   cliPolicyShow: Summary;
+  /** The same through virsh: a domain in libvirt's test driver (loaded from a file), which only virsh can open. */
+  cliPolicyShowViaVirsh: Summary;
   /** Node starting that same `virsh metadata` and nothing else: the floor under any `policy show` that asks virsh. */
   nodeRunningVirsh: Summary;
 }
@@ -84,20 +88,26 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     await new Virsh(async (_command, args) => ((virshMetadata = args), { stdout: '', stderr: '', exitCode: 0 }), `test://${libvirtNode}`).metadata('web', TIDELINE_NAMESPACE);
     const volumes = volumeService({ plugin, extender: new DirectExtender(plugin), run: execaRunner });
     const agent = await serveControl(socket, volumes, silentLogger);
-    const result = {
-      node: await time(runs, process.execPath, ['-e', '0']),
-      event: await time(runs, hook, ['web', 'started', 'begin', '-'], { input: xmlFor(device), env }),
-      prepareNothing: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor('/var/lib/libvirt/images/web.qcow2'), env }),
-      prepareRefresh: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env }),
-      prepareViaAgent: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } }),
-      prepareViaSpool: await withSpool(spool, volumes.prepareDomain, () => time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } })),
-      cliVersion: await time(runs, process.execPath, [cli, '--version'], { env }),
-      cliStatus: await time(runs, process.execPath, [cli, 'status', '--file', statusFile], { env }),
-      cliPolicyShow: await time(runs, process.execPath, [cli, 'policy', 'show', 'web', '--uri', `test://${libvirtNode}`], { env }),
-      nodeRunningVirsh: await time(runs, process.execPath, ['-e', `require('node:child_process').spawnSync('virsh', ${JSON.stringify(virshMetadata)}, { stdio: 'pipe' })`], { env }),
-    };
-    agent.close();
-    return result;
+    const libvirtd = await libvirtdWithPolicyDomain(libvirtNode);
+    try {
+      const result = {
+        node: await time(runs, process.execPath, ['-e', '0']),
+        event: await time(runs, hook, ['web', 'started', 'begin', '-'], { input: xmlFor(device), env }),
+        prepareNothing: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor('/var/lib/libvirt/images/web.qcow2'), env }),
+        prepareRefresh: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env }),
+        prepareViaAgent: await time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } }),
+        prepareViaSpool: await withSpool(spool, volumes.prepareDomain, () => time(runs, hook, ['web', 'prepare', 'begin', '-'], { input: xmlFor(device), env: { ...env, TIDELINE_CONFIG: withAgent } })),
+        cliVersion: await time(runs, process.execPath, [cli, '--version'], { env }),
+        cliStatus: await time(runs, process.execPath, [cli, 'status', '--file', statusFile], { env }),
+        cliPolicyShow: await time(runs, process.execPath, [cli, 'policy', 'show', 'web', '--uri', libvirtd.daemon.uri], { env }),
+        cliPolicyShowViaVirsh: await time(runs, process.execPath, [cli, 'policy', 'show', 'web', '--uri', `test://${libvirtNode}`], { env }),
+        nodeRunningVirsh: await time(runs, process.execPath, ['-e', `require('node:child_process').spawnSync('virsh', ${JSON.stringify(virshMetadata)}, { stdio: 'pipe' })`], { env }),
+      };
+      agent.close();
+      return result;
+    } finally {
+      await libvirtd.stop();
+    }
   } finally {
     await detachLoopsUnder(execaRunner, dir);
     await rm(dir, { recursive: true, force: true });
@@ -110,5 +120,32 @@ async function withSpool<T>(directory: string, prepare: Parameters<typeof HookSp
     return await measure();
   } finally {
     await spool.close();
+  }
+}
+
+/**
+ * A libvirtd of the benchmark's own (src/lab/private-libvirtd.ts: the system's
+ * may be absent, or restarted by the tests running beside `bench --quick`)
+ * with the test node's domain defined in it, not started.
+ */
+async function libvirtdWithPolicyDomain(testNode: string): Promise<{ daemon: PrivateLibvirtd; stop(): Promise<void> }> {
+  const workspace = await Workspace.create({ prefix: 'tideline-bench-libvirtd-', capacityBytes: GiB, run: execaRunner });
+  try {
+    const daemon = await PrivateLibvirtd.start({ base: path.join(workspace.dir, 'libvirtd'), hostname: 'tl-bench', uuid: '7d1e0c5a-0000-4000-8000-0000000000b1', onStart: (pid) => workspace.recordPid('libvirtd', pid) });
+    const domain = path.join(workspace.dir, 'web.xml');
+    const node = await readFile(testNode, 'utf8');
+    await writeFile(domain, node.slice(node.indexOf('<domain'), node.lastIndexOf('</domain>') + '</domain>'.length).replace("type='test'", "type='qemu'"));
+    const defined = await daemon.virsh('define', domain);
+    if (defined.exitCode !== 0) throw new Error(`defining the policy show domain failed: ${defined.stderr}`);
+    return {
+      daemon,
+      stop: async () => {
+        await daemon.stop();
+        await workspace.dispose();
+      },
+    };
+  } catch (error) {
+    await workspace.dispose();
+    throw error;
   }
 }

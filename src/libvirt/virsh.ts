@@ -47,6 +47,7 @@ export class Virsh {
         return await ask(this.direct);
       } catch (error) {
         if (!directPathUnusable(error)) throw error;
+        this.direct.noteUnusable(error as Error);
       }
     }
     return viaVirsh();

@@ -21,7 +21,7 @@ describe('npm run bench -- --quick', function () {
       ['6. SPM poll', ['page cache (stale on shared storage)', 'tideline: direct I/O']],
       ['7. hook, event handed to the agent', ['bare node start', 'tideline hook (shell, spool)']],
       ['7. hook, prepare refreshing one volume', ['tideline hook, no agent (node does it)', 'agent, reached by node (control socket)', 'agent, reached by the shell (spool)']],
-      ['7. command start-up', ['tideline --version', 'tideline policy show (libvirt test driver)', 'tideline status']],
+      ['7. command start-up', ['tideline --version', 'tideline policy show (libvirtd socket)', 'tideline policy show via virsh (test driver)', 'tideline status']],
       ['mailbox round trip, cold', ['vdsm-4.5', 'tideline']],
       ['8. extension on real LVM', ['vdsm-4.5', 'tideline']],
     ] as const) {

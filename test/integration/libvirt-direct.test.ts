@@ -31,11 +31,12 @@ describe('libvirt over its socket (a real libvirtd)', function () {
 
   before(async () => {
     workspace = await Workspace.create({ prefix: 'tideline-test-direct-', capacityBytes: GiB, run: execaRunner });
-    host = await LibvirtHost.start(workspace, { name: 'direct', uuid: '7d1e0c5a-0000-4000-8000-0000000000d1', tidelineConfig: '' });
+    const started = await LibvirtHost.start(workspace, { name: 'direct', uuid: '7d1e0c5a-0000-4000-8000-0000000000d1', tidelineConfig: '' });
+    host = started;
     for (const [name, metadata] of Object.entries(DOMAINS)) {
       const file = path.join(workspace.dir, `${name}.xml`);
       await writeFile(file, `<domain type='qemu'><name>${name}</name><memory>65536</memory><os><type arch='x86_64'>hvm</type></os>${metadata ? `<metadata>${metadata}</metadata>` : ''}</domain>`);
-      const defined = await host.virsh('define', file);
+      const defined = await started.virsh('define', file);
       assert.equal(defined.exitCode, 0, defined.stderr);
     }
   });

@@ -6,6 +6,7 @@ import { MIGRATED_AWAY_MESSAGE, MIGRATION_CANCELLED_MESSAGE } from '../../src/mo
 import { MiB } from '../../src/util/sizes.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
 import { LibvirtGuest } from './helpers/libvirt-guest.js';
+import { DIRECT_UNUSABLE_MESSAGE } from '../../src/libvirt/remote/direct-libvirt.js';
 import { LibvirtHost } from './helpers/libvirt-host.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
@@ -155,8 +156,9 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     const after = requests.filter((request) => request.hostId === 2 && request.time > completedAt);
     // libvirt holds threshold changes back while the migration runs; the source's safety poll extends meanwhile.
     assert.ok(before.length > 0 && during.length > 0 && after.length > 0, `grew before (${before.length}), during (${during.length}) and after (${after.length}) the migration`);
-    // libvirt's job (virsh domjobinfo) told the source it was migrating: new space waited for host 2's announcement.
+    // libvirt's job (asked over libvirtd's socket) told the source it was migrating: new space waited for host 2's announcement.
     assert.ok(one.agent.logged('migration destination sees the new space; using it here').length > 0, 'the source used new space only after host 2 announced it');
+    for (const agent of [one.agent, two.agent]) assert.deepEqual(agent.logged(DIRECT_UNUSABLE_MESSAGE), [], `${agent.name} asked virsh instead of libvirtd's socket`);
     assert.ok(two.agent.logged("libvirt hook asks to prepare a domain's volumes").length > 0, "host 2's hook handed the incoming domain's prepare to its agent");
     const destination = (await vmStatus(2, domain))!;
     assert.equal(destination.pauses, 0, 'no pause on host 2');

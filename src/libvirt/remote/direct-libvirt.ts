@@ -19,8 +19,21 @@ const DIRECT_TIMEOUT_MS = 10_000;
 export class DirectLibvirt {
   constructor(
     readonly uri: string,
-    private readonly options: { exists?: (path: string) => boolean; timeoutMs?: number } = {},
+    private readonly options: { exists?: (path: string) => boolean; timeoutMs?: number; onUnusable?: (error: Error) => void } = {},
   ) {}
+
+  private unusableSaid = false;
+
+  /**
+   * The caller is asking virsh instead: said once (to the agent's log) until
+   * a question goes through again, so a daemon with an authentication
+   * tideline does not speak shows as one line, not one per extension.
+   */
+  noteUnusable(error: Error): void {
+    if (this.unusableSaid) return;
+    this.unusableSaid = true;
+    this.options.onUnusable?.(error);
+  }
 
   /** The domain's element in `namespace`, or '' when it has none. */
   metadata(domain: string, namespace: string): Promise<string> {
@@ -51,7 +64,9 @@ export class DirectLibvirt {
         if (error instanceof LibvirtCallError && error.remote.code === LibvirtErrorNumber.noDomain) throw new LibvirtError(`libvirt (${this.uri}) has no domain '${domain}': ${error.message}`, { cause: error });
         throw error;
       }
-      return await ask(connection, handle);
+      const answer = await ask(connection, handle);
+      this.unusableSaid = false;
+      return answer;
     } finally {
       await connection.close();
     }
@@ -62,3 +77,6 @@ export class DirectLibvirt {
 export function directPathUnusable(error: unknown): boolean {
   return error instanceof LibvirtTransportError || error instanceof XdrDecodeError;
 }
+
+/** What the agent logs when it asks virsh instead (once, until the socket answers again). */
+export const DIRECT_UNUSABLE_MESSAGE = 'the libvirt socket cannot be used; asking virsh instead';

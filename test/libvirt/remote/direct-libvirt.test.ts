@@ -131,6 +131,19 @@ describe('libvirt over its socket (stand-in daemon)', function () {
       return { stdout: args.includes('metadata') ? '<from-virsh/>' : 'Job type: Unbounded\nOperation: Outgoing migration', stderr: '', exitCode: 0 };
     };
 
+    it('says an unusable socket again after it answered in between', async () => {
+      const unusable: string[] = [];
+      const socket = path.join(dir, 'libvirt-sock');
+      const direct = new DirectLibvirt(`qemu+unix:///system?socket=${socket}`, { onUnusable: (error) => unusable.push(error.message) });
+      const virsh = new Virsh(recordingRunner([]), direct.uri, direct);
+      await virsh.metadata('web', NAMESPACE);
+      fake = await FakeLibvirtd.listen(socket, usualAnswers());
+      assert.equal(await virsh.metadata('web', NAMESPACE), POLICY);
+      await fake.close();
+      await virsh.metadata('web', NAMESPACE);
+      assert.equal(unusable.length, 2);
+    });
+
     it('does not start virsh when the socket answers, also for an answer that is an error', async () => {
       const direct = await start(usualAnswers());
       const asked: string[][] = [];
@@ -142,12 +155,15 @@ describe('libvirt over its socket (stand-in daemon)', function () {
     });
 
     it('asks virsh when the socket is unusable', async () => {
-      const direct = new DirectLibvirt(`qemu+unix:///system?socket=${path.join(dir, 'absent')}`);
+      const unusable: string[] = [];
+      const direct = new DirectLibvirt(`qemu+unix:///system?socket=${path.join(dir, 'absent')}`, { onUnusable: (error) => unusable.push(error.message) });
       const asked: string[][] = [];
       const virsh = new Virsh(recordingRunner(asked), direct.uri, direct);
       assert.equal(await virsh.metadata('web', NAMESPACE), '<from-virsh/>');
       assert.equal(await virsh.migratingOut('web'), true);
       assert.deepEqual(asked.map((args) => args[3]), ['metadata', 'domjobinfo']);
+      assert.equal(unusable.length, 1, 'said once, not once per question');
+      assert.match(unusable[0]!, /ENOENT/);
     });
   });
 });
