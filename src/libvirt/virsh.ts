@@ -1,37 +1,26 @@
 import type { Runner } from '../util/runner.js';
+import { blockStatsFromFields, type BlockStats, type DomainState } from './domain-facts.js';
 import { LibvirtError } from './libvirt-error.js';
 import { directPathUnusable, type DirectLibvirt } from './remote/direct-libvirt.js';
 
 export { LibvirtError };
+export type { BlockStats, DomainState };
 
 export const DEFAULT_URI = 'qemu:///system';
 const VIRSH_TIMEOUT_MS = 20_000;
 
-export interface DomainState {
-  state: string;
-  reason: string;
-}
-
-export interface BlockStats {
-  target: string;
-  path: string | undefined;
-  backingIndex: number | undefined;
-  allocation: number;
-  physical: number;
-  /** The disk's virtual size as the guest sees it. */
-  capacity: number;
-  threshold: number | undefined;
-}
 
 /**
  * libvirt through `virsh`: the npm bindings either do not build on Node 20
  * (node-libvirt) or have no event API (@unraid/libvirt). virsh ships with
  * libvirt, speaks its stable public API, and its output for these commands is
  * stable across versions. Everything libvirt-specific goes through this one
- * adapter. Two questions asked on paths someone waits on (a domain's tideline
- * metadata, whether its job is an outgoing migration) first go straight to
- * the local daemon's socket when `direct` is given (remote/), and fall back to
- * virsh whenever that socket cannot be used.
+ * adapter. With `direct`, the calls made at every poll and on paths someone
+ * waits on (state, block statistics and errors, thresholds, resume, the
+ * tideline metadata, whether a job is an outgoing migration) go straight to
+ * the local daemon's socket (remote/), and fall back to virsh whenever that
+ * socket cannot be used. Events, lists, XML and migration control stay with
+ * virsh.
  */
 export class Virsh {
   constructor(
@@ -71,20 +60,32 @@ export class Virsh {
   }
 
   async state(domain: string): Promise<DomainState> {
-    return parseDomState(await this.virsh(['domstate', '--reason', '--', domain]));
+    return this.directFirst(
+      (direct) => direct.state(domain),
+      async () => parseDomState(await this.virsh(['domstate', '--reason', '--', domain])),
+    );
   }
 
   /** Disk targets whose last I/O failed, with libvirt's error text ("no space"). */
   async blockErrors(domain: string): Promise<Map<string, string>> {
-    return parseBlockErrors(await this.virsh(['domblkerror', '--', domain]));
+    return this.directFirst(
+      (direct) => direct.blockErrors(domain),
+      async () => parseBlockErrors(await this.virsh(['domblkerror', '--', domain])),
+    );
   }
 
   async blockStats(domain: string): Promise<BlockStats[]> {
-    return parseBlockStats(await this.virsh(['domstats', '--block', '--', domain]));
+    return this.directFirst(
+      (direct) => direct.blockStats(domain),
+      async () => parseBlockStats(await this.virsh(['domstats', '--block', '--', domain])),
+    );
   }
 
   async setThreshold(domain: string, device: string, bytes: number): Promise<void> {
-    await this.virsh(['domblkthreshold', '--', domain, device, String(bytes)]);
+    await this.directFirst<unknown>(
+      (direct) => direct.setThreshold(domain, device, bytes),
+      () => this.virsh(['domblkthreshold', '--', domain, device, String(bytes)]),
+    );
   }
 
   /** The domain's tideline metadata element, or '' when it has none. */
@@ -109,7 +110,10 @@ export class Virsh {
   }
 
   async resume(domain: string): Promise<void> {
-    await this.virsh(['resume', '--', domain]);
+    await this.directFirst<unknown>(
+      (direct) => direct.resume(domain),
+      () => this.virsh(['resume', '--', domain]),
+    );
   }
 
   /** Whether the domain's job is an outgoing migration (`virsh domjobinfo`: "Operation: Outgoing migration"). */
@@ -152,23 +156,8 @@ export function parseBlockErrors(text: string): Map<string, string> {
 export function parseBlockStats(text: string): BlockStats[] {
   const fields = new Map<string, string>();
   for (const line of text.split('\n')) {
-    const match = /^\s*block\.(\d+\.[a-zA-Z.]+)=(.*)$/.exec(line);
+    const match = /^\s*(block\.\d+\.[a-zA-Z.]+)=(.*)$/.exec(line);
     if (match) fields.set(match[1]!, match[2]!);
   }
-  const stats: BlockStats[] = [];
-  for (let index = 0; fields.has(`${index}.name`); index += 1) {
-    const get = (key: string) => fields.get(`${index}.${key}`);
-    const backingIndex = get('backingIndex');
-    const threshold = get('threshold');
-    stats.push({
-      target: get('name')!,
-      path: get('path'),
-      backingIndex: backingIndex === undefined ? undefined : Number(backingIndex),
-      allocation: Number(get('allocation') ?? 0),
-      physical: Number(get('physical') ?? 0),
-      capacity: Number(get('capacity') ?? 0),
-      threshold: threshold === undefined ? undefined : Number(threshold),
-    });
-  }
-  return stats;
+  return blockStatsFromFields(fields);
 }

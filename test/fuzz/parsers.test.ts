@@ -14,7 +14,7 @@ import { decodeLeaseBlock, encodeLeaseBlock, LeaseState } from '../../src/lease/
 import { parseDomainXml, parsePolicyXml } from '../../src/libvirt/domain-xml.js';
 import { parseEventLine } from '../../src/libvirt/events.js';
 import { readPlainPolicy } from '../../src/libvirt/policy-reader.js';
-import { decodeDomain, decodeGetJobStats } from '../../src/libvirt/remote/procedures.js';
+import { decodeDomain, decodeGetAllDomainStats, decodeGetDiskErrors, decodeGetJobStats, decodeGetState } from '../../src/libvirt/remote/procedures.js';
 import { decodeRemoteError, takeMessages } from '../../src/libvirt/remote/rpc-message.js';
 import { XdrWriter } from '../../src/libvirt/remote/xdr.js';
 import { domainBody, errorBody, replyFrame } from '../libvirt/remote/fake-libvirtd.js';
@@ -167,9 +167,12 @@ describe(`fuzzing every parser of outside input (${RUNS} cases each)`, function 
 
   it("libvirt's RPC replies (what a daemon, or whatever holds its socket, sends)", () => {
     const jobStats = new XdrWriter().int(2).uint(2).string('operation').int(1).int(5).string('error').int(7).string('none').bytes();
-    const samples = [replyFrame(23, 3, domainBody('web', 4)), replyFrame(298, 4, jobStats), replyFrame(23, 5, errorBody(42, 'Domain not found'), { status: 1 })];
+    const allStats = new XdrWriter().uint(1).string('web').fixedOpaque(Buffer.alloc(16)).int(3).uint(2).string('block.0.name').int(7).string('vda').string('block.0.allocation').int(4).uint(0).uint(4096).bytes();
+    const diskErrors = new XdrWriter().uint(1).string('vda').int(2).int(1).bytes();
+    const samples = [replyFrame(23, 3, domainBody('web', 4)), replyFrame(298, 4, jobStats), replyFrame(23, 5, errorBody(42, 'Domain not found'), { status: 1 }), replyFrame(344, 6, allStats), replyFrame(263, 7, diskErrors), replyFrame(212, 8, new XdrWriter().int(3).int(5).bytes())];
+    const decoders: Record<number, (body: Buffer) => unknown> = { 23: decodeDomain, 298: decodeGetJobStats, 344: decodeGetAllDomainStats, 263: decodeGetDiskErrors, 212: decodeGetState };
     const decodeAll = (bytes: Uint8Array) =>
-      takeMessages(Buffer.from(bytes)).messages.map(({ header, body }) => (header.status !== 0 ? decodeRemoteError(body) : header.procedure === 23 ? decodeDomain(body) : decodeGetJobStats(body)))[0];
+      takeMessages(Buffer.from(bytes)).messages.map(({ header, body }) => (header.status !== 0 ? decodeRemoteError(body) : (decoders[header.procedure] ?? decodeGetJobStats)(body)))[0];
     fuzz('libvirt RPC reply', fc.oneof(fc.uint8Array({ maxLength: 200 }), blockInput(samples)), decodeAll);
   });
 

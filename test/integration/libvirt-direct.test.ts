@@ -41,7 +41,7 @@ describe('libvirt over its socket (a real libvirtd)', function () {
     }
   });
   after(async () => {
-    for (const name of Object.keys(DOMAINS)) await host?.virsh('undefine', name);
+    for (const name of [...Object.keys(DOMAINS), 'disk']) await host?.virsh('undefine', name);
     await host?.stop();
     await workspace?.dispose();
   });
@@ -76,5 +76,42 @@ describe('libvirt over its socket (a real libvirtd)', function () {
     const unusable = await policyShow('web', '--uri', `qemu+unix:///system?socket=${path.join(workspace!.dir, 'no-such-socket')}`);
     assert.equal(unusable.exitCode, 1);
     assert.match(unusable.stderr, /^tideline: virsh metadata failed: .*virsh.*could not start: no such command \[libvirt\]$/);
+  });
+
+  it('answers the agent\'s questions about a running domain as virsh does, sets thresholds and resumes, and survives a restart of libvirtd', async () => {
+    const image = path.join(workspace!.dir, 'disk.qcow2');
+    await execa('qemu-img', ['create', '-q', '-f', 'qcow2', image, '64M'], { timeout: 30_000 });
+    const file = path.join(workspace!.dir, 'disk.xml');
+    await writeFile(file, `<domain type='qemu'><name>disk</name><memory>65536</memory><os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2' error_policy='stop'/><source file='${image}'/><target dev='vda' bus='virtio'/></disk></devices></domain>`);
+    assert.equal((await host!.virsh('define', file)).exitCode, 0);
+    const started = await host!.virsh('start', '--paused', 'disk');
+    assert.equal(started.exitCode, 0, started.stderr);
+    const unusable: string[] = [];
+    const direct = new DirectLibvirt(host!.uri, { keepOpen: true, onUnusable: (error) => unusable.push(error.message) });
+    const throughVirsh = new Virsh(execaRunner, host!.uri);
+    try {
+      assert.deepEqual(await direct.state('disk'), await throughVirsh.state('disk'));
+      assert.deepEqual(await direct.state('disk'), { state: 'paused', reason: 'user' });
+      assert.deepEqual(await direct.state('web'), await throughVirsh.state('web'), 'a defined domain that does not run');
+      await direct.setThreshold('disk', 'vda', 48 * 1024 * 1024);
+      const stats = await direct.blockStats('disk');
+      assert.deepEqual(stats, await throughVirsh.blockStats('disk'));
+      assert.equal(stats[0]?.target, 'vda');
+      assert.equal(stats[0]?.threshold, 48 * 1024 * 1024, 'the threshold set over the socket is the one virsh reads');
+      assert.deepEqual(await direct.blockErrors('disk'), await throughVirsh.blockErrors('disk'));
+      assert.equal(await direct.migratingOut('disk'), await throughVirsh.migratingOut('disk'));
+
+      // libvirtd restarts (the domain runs on): the kept connection breaks and the next question opens a new one.
+      await host!.killDaemon();
+      await host!.startDaemon();
+      await direct.resume('disk');
+      assert.deepEqual(await throughVirsh.state('disk'), { state: 'running', reason: 'unpaused' });
+      assert.deepEqual(await direct.state('disk'), { state: 'running', reason: 'unpaused' });
+      assert.deepEqual(unusable, [], 'no question fell back to virsh');
+      await assert.rejects(direct.setThreshold('disk', 'vdz', 1), (error: unknown) => error instanceof LibvirtError && !(error instanceof LibvirtTransportError) && /vdz/.test(error.message));
+    } finally {
+      await direct.close();
+      await host!.virsh('destroy', 'disk');
+    }
   });
 });

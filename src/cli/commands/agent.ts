@@ -111,7 +111,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       usedBy: (volume) => agent?.status().find((vm) => vm.drives.some((drive) => drive.volume === volume))?.vm,
     });
     const libvirt = argv.libvirt
-      ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri, new DirectLibvirt(argv.uri, { onUnusable: (error) => logger.warn({ err: error.message, uri: argv.uri }, DIRECT_UNUSABLE_MESSAGE) })), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
+      ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri, new DirectLibvirt(argv.uri, { keepOpen: true, onUnusable: (error) => logger.warn({ err: error.message, uri: argv.uri }, DIRECT_UNUSABLE_MESSAGE) })), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
       : undefined;
     if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
     agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(peers ? { peers } : {}), ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });

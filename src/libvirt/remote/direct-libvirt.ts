@@ -1,33 +1,67 @@
 import { existsSync } from 'node:fs';
 import { LibvirtError } from '../libvirt-error.js';
+import { blockStatsFromFields, type BlockStats, type DomainState } from '../domain-facts.js';
+import { describeDomainState } from './domain-state.js';
 import { LibvirtErrorNumber } from './rpc-message.js';
 import { LibvirtCallError, LibvirtTransportError, RemoteConnection } from './remote-connection.js';
 import { XdrDecodeError } from './xdr.js';
-import { decodeDomain, decodeGetJobStats, decodeGetMetadata, encodeGetJobStats, encodeGetMetadata, encodeLookupByName, isOutgoingMigration, Procedure, type RemoteDomain } from './procedures.js';
+import {
+  decodeDomain,
+  decodeGetAllDomainStats,
+  decodeGetDiskErrors,
+  decodeGetJobStats,
+  decodeGetMetadata,
+  decodeGetState,
+  encodeDomainOnly,
+  encodeGetBlockStats,
+  encodeGetDiskErrors,
+  encodeGetJobStats,
+  encodeGetMetadata,
+  encodeGetState,
+  encodeLookupByName,
+  encodeSetBlockThreshold,
+  isOutgoingMigration,
+  Procedure,
+  type RemoteDomain,
+} from './procedures.js';
 import { localEndpointFor } from './socket-path.js';
 
 /** A stuck daemon is reported as one; it must not hold the caller as long as virsh's own timeout. */
 const DIRECT_TIMEOUT_MS = 10_000;
 
+export interface DirectLibvirtOptions {
+  /**
+   * Keep one connection for every question (the agent, which asks about each
+   * VM at every poll) and open a new one when it broke, as after a restart of
+   * libvirtd. Without it, one connection per question (`policy show`).
+   */
+  keepOpen?: boolean;
+  exists?: (path: string) => boolean;
+  timeoutMs?: number;
+  /** Told when a question could not use the socket and the caller asks virsh instead (once, until one goes through). */
+  onUnusable?: (error: Error) => void;
+}
+
 /**
- * The questions tideline asks libvirt on paths someone waits on, answered over
- * the local daemon's socket: one connection per question (a millisecond or
- * two), so a restarted daemon needs no reconnecting. Throws
- * LibvirtTransportError when this URI or socket cannot be served here; the
- * caller then asks virsh.
+ * The questions tideline asks libvirt at every poll and on paths someone
+ * waits on, answered over the local daemon's socket in about a millisecond
+ * where each virsh costs 10-15 ms of CPU. Throws LibvirtTransportError (or
+ * XdrDecodeError) when this URI or socket cannot be served here; the caller
+ * then asks virsh.
  */
 export class DirectLibvirt {
+  private kept: Promise<RemoteConnection> | undefined;
+  private unusableSaid = false;
+
   constructor(
     readonly uri: string,
-    private readonly options: { exists?: (path: string) => boolean; timeoutMs?: number; onUnusable?: (error: Error) => void } = {},
+    private readonly options: DirectLibvirtOptions = {},
   ) {}
-
-  private unusableSaid = false;
 
   /**
    * The caller is asking virsh instead: said once (to the agent's log) until
    * a question goes through again, so a daemon with an authentication
-   * tideline does not speak shows as one line, not one per extension.
+   * tideline does not speak shows as one line, not one per poll.
    */
   noteUnusable(error: Error): void {
     if (this.unusableSaid) return;
@@ -52,10 +86,62 @@ export class DirectLibvirt {
     return this.withDomain(domain, async (connection, handle) => isOutgoingMigration(decodeGetJobStats(await connection.call(Procedure.domainGetJobStats, encodeGetJobStats(handle)))));
   }
 
-  private async withDomain<T>(domain: string, ask: (connection: RemoteConnection, handle: RemoteDomain) => Promise<T>): Promise<T> {
+  state(domain: string): Promise<DomainState> {
+    return this.withDomain(domain, async (connection, handle) => {
+      const { state, reason } = decodeGetState(await connection.call(Procedure.domainGetState, encodeGetState(handle)));
+      return describeDomainState(state, reason);
+    });
+  }
+
+  blockStats(domain: string): Promise<BlockStats[]> {
+    return this.withDomain(domain, async (connection, handle) => blockStatsFromFields(decodeGetAllDomainStats(await connection.call(Procedure.connectGetAllDomainStats, encodeGetBlockStats(handle)))));
+  }
+
+  /** Disk targets whose last I/O failed, in virsh's words ("no space"); disks without an error are left out, as virsh does. */
+  blockErrors(domain: string): Promise<Map<string, string>> {
+    return this.withDomain(domain, async (connection, handle) => {
+      const errors = decodeGetDiskErrors(await connection.call(Procedure.domainGetDiskErrors, encodeGetDiskErrors(handle)));
+      return new Map([...errors].filter(([, text]) => text !== 'no error'));
+    });
+  }
+
+  setThreshold(domain: string, device: string, bytes: number): Promise<void> {
+    return this.withDomain(domain, async (connection, handle) => {
+      await connection.call(Procedure.domainSetBlockThreshold, encodeSetBlockThreshold(handle, device, bytes));
+    });
+  }
+
+  resume(domain: string): Promise<void> {
+    return this.withDomain(domain, async (connection, handle) => {
+      await connection.call(Procedure.domainResume, encodeDomainOnly(handle));
+    });
+  }
+
+  /** Closes a kept connection (the agent stopping). */
+  async close(): Promise<void> {
+    const kept = this.kept;
+    this.kept = undefined;
+    await (await kept?.catch(() => undefined))?.close();
+  }
+
+  private open(): Promise<RemoteConnection> {
     const endpoint = localEndpointFor(this.uri, this.options.exists ?? existsSync);
-    if (!endpoint) throw new LibvirtTransportError(`no local libvirt socket serves ${this.uri}`);
-    const connection = await RemoteConnection.open(endpoint.socket, endpoint.name, this.options.timeoutMs ?? DIRECT_TIMEOUT_MS);
+    if (!endpoint) return Promise.reject(new LibvirtTransportError(`no local libvirt socket serves ${this.uri}`));
+    return RemoteConnection.open(endpoint.socket, endpoint.name, this.options.timeoutMs ?? DIRECT_TIMEOUT_MS, { keepProcessAlive: !this.options.keepOpen });
+  }
+
+  private async connection(): Promise<RemoteConnection> {
+    if (!this.options.keepOpen) return this.open();
+    const current = this.kept;
+    const kept = await current?.catch(() => undefined);
+    if (kept?.usable) return kept;
+    // Only the first question to find it broken opens a new one; the others wait for that one.
+    if (this.kept === current) this.kept = this.open();
+    return this.kept!;
+  }
+
+  private async withDomain<T>(domain: string, ask: (connection: RemoteConnection, handle: RemoteDomain) => Promise<T>): Promise<T> {
+    const connection = await this.connection();
     try {
       let handle: RemoteDomain;
       try {
@@ -68,7 +154,7 @@ export class DirectLibvirt {
       this.unusableSaid = false;
       return answer;
     } finally {
-      await connection.close();
+      if (!this.options.keepOpen) await connection.close();
     }
   }
 }

@@ -10,10 +10,15 @@ export const Procedure = {
   connectOpen: 1,
   connectClose: 2,
   domainLookupByName: 23,
+  domainResume: 28,
   authList: 66,
   authPolkit: 70,
+  domainGetState: 212,
+  domainGetDiskErrors: 263,
   domainGetMetadata: 265,
   domainGetJobStats: 298,
+  connectGetAllDomainStats: 344,
+  domainSetBlockThreshold: 386,
 } as const;
 
 export const AuthType = { none: 0, sasl: 1, polkit: 2 } as const;
@@ -28,6 +33,11 @@ export const JOB_TYPE_NONE = 0;
 const UUID_BYTES = 16;
 const AUTH_TYPE_LIST_MAX = 20;
 const JOB_STATS_MAX = 64;
+const DISK_ERRORS_MAX = 256;
+const DOMAIN_LIST_MAX = 16_384;
+const ALL_DOMAIN_STATS_MAX = 4096;
+/** VIR_DOMAIN_STATS_BLOCK: what `virsh domstats --block` asks for. */
+const STATS_BLOCK = 32;
 
 /** `remote_nonnull_domain`: what a lookup returns and every domain call takes. */
 export interface RemoteDomain {
@@ -72,8 +82,67 @@ export function decodeGetMetadata(body: Buffer): string {
   return new XdrReader(body).string();
 }
 
-export function encodeGetJobStats(domain: RemoteDomain): Buffer {
+/** The calls that take a domain and flags 0 and nothing else (get state, get job stats). */
+export function encodeDomainAndFlags(domain: RemoteDomain): Buffer {
   return writeDomain(new XdrWriter(), domain).uint(0).bytes();
+}
+
+export const encodeGetJobStats = encodeDomainAndFlags;
+export const encodeGetState = encodeDomainAndFlags;
+
+export function encodeDomainOnly(domain: RemoteDomain): Buffer {
+  return writeDomain(new XdrWriter(), domain).bytes();
+}
+
+export function decodeGetState(body: Buffer): { state: number; reason: number } {
+  const reader = new XdrReader(body);
+  return { state: reader.int(), reason: reader.int() };
+}
+
+export function encodeSetBlockThreshold(domain: RemoteDomain, device: string, bytes: number): Buffer {
+  const writer = writeDomain(new XdrWriter(), domain).string(device);
+  // An unsigned hyper as two words: thresholds are below 2^53.
+  return writer.uint(Math.floor(bytes / 2 ** 32)).uint(bytes % 2 ** 32).uint(0).bytes();
+}
+
+export function encodeGetDiskErrors(domain: RemoteDomain): Buffer {
+  return writeDomain(new XdrWriter(), domain).uint(DISK_ERRORS_MAX).uint(0).bytes();
+}
+
+/** virDomainDiskErrorCode, in virsh's words. */
+const DISK_ERROR_TEXT = ['no error', 'unspecified error', 'no space'];
+
+export function decodeGetDiskErrors(body: Buffer): Map<string, string> {
+  const reader = new XdrReader(body);
+  const count = reader.arrayLength(DISK_ERRORS_MAX, 'disk errors');
+  const errors = new Map<string, string>();
+  for (let index = 0; index < count; index += 1) {
+    const disk = reader.string();
+    const code = reader.int();
+    errors.set(disk, DISK_ERROR_TEXT[code] ?? `error ${code}`);
+  }
+  return errors;
+}
+
+/** `virDomainListGetStats([domain], BLOCK, 0)`, which is what `virsh domstats --block DOMAIN` calls. */
+export function encodeGetBlockStats(domain: RemoteDomain): Buffer {
+  return writeDomain(new XdrWriter().uint(1), domain).uint(STATS_BLOCK).uint(0).bytes();
+}
+
+/** The one domain's statistics, by field name ("block.0.allocation"). */
+export function decodeGetAllDomainStats(body: Buffer): Map<string, TypedValue> {
+  const reader = new XdrReader(body);
+  const records = reader.arrayLength(DOMAIN_LIST_MAX, 'domain statistics records');
+  const fields = new Map<string, TypedValue>();
+  for (let record = 0; record < records; record += 1) {
+    readDomain(reader);
+    const count = reader.arrayLength(ALL_DOMAIN_STATS_MAX, 'domain statistics');
+    for (let index = 0; index < count; index += 1) {
+      const field = reader.string();
+      fields.set(field, readTypedValue(reader, field));
+    }
+  }
+  return fields;
 }
 
 export type TypedValue = number | boolean | string;

@@ -54,8 +54,13 @@ export class RemoteConnection {
     socket.on('close', () => this.fail(new LibvirtTransportError(`libvirt closed its socket ${path} before answering`)));
   }
 
-  /** Connects, authenticates (none, or polkit, which libvirt grants root) and opens `name`. */
-  static async open(path: string, name: string, timeoutMs: number): Promise<RemoteConnection> {
+  /**
+   * Connects, authenticates (none, or polkit, which libvirt grants root) and
+   * opens `name`. `keepProcessAlive: false` for a connection kept between
+   * questions: it must not hold a stopping agent (a call in flight still does,
+   * by its timer).
+   */
+  static async open(path: string, name: string, timeoutMs: number, options: { keepProcessAlive?: boolean } = {}): Promise<RemoteConnection> {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const connecting = createConnection(path);
       const timer = setTimeout(() => {
@@ -71,6 +76,7 @@ export class RemoteConnection {
         reject(new LibvirtTransportError(`libvirt socket ${path}: ${error.code ?? error.message}`, { cause: error }));
       });
     });
+    if (options.keepProcessAlive === false) socket.unref();
     const connection = new RemoteConnection(socket, path, timeoutMs);
     try {
       const methods = decodeAuthList(await connection.call(Procedure.authList, Buffer.alloc(0)));
@@ -84,6 +90,11 @@ export class RemoteConnection {
       connection.socket.destroy();
       throw error;
     }
+  }
+
+  /** Not closed, by either side. */
+  get usable(): boolean {
+    return this.failure === undefined;
   }
 
   call(procedure: number, body: Buffer): Promise<Buffer> {

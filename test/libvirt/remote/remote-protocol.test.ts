@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodeAuthList, decodeDomain, decodeGetJobStats, decodeGetMetadata, encodeConnectOpen, encodeGetJobStats, encodeGetMetadata, encodeLookupByName, isOutgoingMigration, JOB_OPERATION_MIGRATION_OUT, Procedure } from '../../../src/libvirt/remote/procedures.js';
+import { describeDomainState } from '../../../src/libvirt/remote/domain-state.js';
+import { decodeAuthList, decodeDomain, decodeGetAllDomainStats, decodeGetDiskErrors, decodeGetJobStats, decodeGetMetadata, encodeConnectOpen, encodeGetBlockStats, encodeGetJobStats, encodeGetMetadata, encodeLookupByName, encodeSetBlockThreshold, isOutgoingMigration, JOB_OPERATION_MIGRATION_OUT, Procedure } from '../../../src/libvirt/remote/procedures.js';
+import { blockStatsFromFields } from '../../../src/libvirt/domain-facts.js';
 import { decodeRemoteError, encodeCall, MESSAGE_MAX_BYTES, REMOTE_PROGRAM, takeMessages } from '../../../src/libvirt/remote/rpc-message.js';
 import { localEndpointFor } from '../../../src/libvirt/remote/socket-path.js';
 import { XdrDecodeError, XdrReader, XdrWriter } from '../../../src/libvirt/remote/xdr.js';
@@ -102,6 +104,45 @@ describe('libvirt remote protocol: the calls tideline makes', () => {
     assert.throws(() => decodeGetJobStats(new XdrWriter().int(2).uint(1).string('x').int(9).bytes()), /'x' has type 9/);
     assert.throws(() => decodeGetJobStats(new XdrWriter().int(2).uint(65).bytes()), /65 job statistics, more than the protocol's limit of 64/);
     assert.deepEqual(decodeAuthList(new XdrWriter().uint(2).int(2).int(0).bytes()), [2, 0]);
+  });
+});
+
+describe('libvirt remote protocol: what the agent asks at every poll', () => {
+  const web = { name: 'web', uuid: Buffer.alloc(16, 1), id: 3 };
+
+  it('names states and reasons in virsh\'s words, and unknown numbers as virsh does', () => {
+    assert.deepEqual(describeDomainState(3, 5), { state: 'paused', reason: 'I/O error' });
+    assert.deepEqual(describeDomainState(3, 11), { state: 'paused', reason: 'starting up' });
+    assert.deepEqual(describeDomainState(3, 2), { state: 'paused', reason: 'migrating' });
+    assert.deepEqual(describeDomainState(1, 5), { state: 'running', reason: 'unpaused' });
+    assert.deepEqual(describeDomainState(5, 2), { state: 'shut off', reason: 'destroyed' });
+    assert.deepEqual(describeDomainState(3, 99), { state: 'paused', reason: 'unknown' });
+    assert.deepEqual(describeDomainState(42, 0), { state: 'no state', reason: 'unknown' });
+  });
+
+  it('writes a threshold above 4 GiB as an unsigned hyper', () => {
+    const reader = new XdrReader(encodeSetBlockThreshold(web, 'vda[1]', 5 * 2 ** 32 + 7));
+    assert.deepEqual([reader.string(), reader.fixedOpaque(16).length, reader.int(), reader.string(), reader.unsignedHyper(), reader.uint(), reader.remaining], ['web', 16, 3, 'vda[1]', 5 * 2 ** 32 + 7, 0, 0]);
+  });
+
+  it('reads block statistics records into the fields virsh prints', () => {
+    const reader = new XdrReader(encodeGetBlockStats(web));
+    assert.deepEqual([reader.uint(), reader.string()], [1, 'web']);
+    const field = (writer: XdrWriter, name: string, type: number, value: (writer: XdrWriter) => XdrWriter) => value(writer.string(name).int(type));
+    let body = new XdrWriter().uint(1).string('web').fixedOpaque(Buffer.alloc(16)).int(3).uint(5);
+    body = field(body, 'block.count', 2, (writer) => writer.uint(1));
+    body = field(body, 'block.0.name', 7, (writer) => writer.string('vda'));
+    body = field(body, 'block.0.backingIndex', 2, (writer) => writer.uint(1));
+    body = field(body, 'block.0.allocation', 4, (writer) => writer.uint(1).uint(0));
+    body = field(body, 'block.0.threshold', 4, (writer) => writer.uint(0).uint(50_331_648));
+    const fields = decodeGetAllDomainStats(body.bytes());
+    assert.deepEqual(blockStatsFromFields(fields), [{ target: 'vda', path: undefined, backingIndex: 1, allocation: 2 ** 32, physical: 0, capacity: 0, threshold: 50_331_648 }]);
+  });
+
+  it('reads disk errors in virsh\'s words', () => {
+    const body = new XdrWriter().uint(3).string('vda').int(2).string('vdb').int(1).string('vdc').int(0).int(3).bytes();
+    assert.deepEqual([...decodeGetDiskErrors(body)], [['vda', 'no space'], ['vdb', 'unspecified error'], ['vdc', 'no error']]);
+    assert.throws(() => decodeGetDiskErrors(new XdrWriter().uint(257).bytes()), /257 disk errors/);
   });
 });
 
