@@ -7,7 +7,7 @@ import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js
 import { LibvirtAgent } from '../../libvirt/libvirt-agent.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { DIRECT_UNUSABLE_MESSAGE, DirectLibvirt } from '../../libvirt/remote/direct-libvirt.js';
-import { createLogger } from '../../log/logger.js';
+import { createLogger, type Logger } from '../../log/logger.js';
 import { systemClock } from '../../util/clock.js';
 import { abortOnSignals } from '../failure.js';
 import { openStoragePlugin, storageOptions, type StorageArguments } from '../storage-options.js';
@@ -42,6 +42,7 @@ interface AgentArguments extends StorageArguments {
   'control-socket'?: string;
   config: string;
   libvirt: boolean;
+  'libvirt-socket': boolean;
   uri: string;
   'qmp-dir'?: string;
   'hook-spool': string;
@@ -65,6 +66,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('qmp-dir', { type: 'string', describe: 'Watch this directory for plain QEMU VMs: every NAME.qmp socket in it is a VM' })
       .option('libvirt', { type: 'boolean', default: false, describe: 'Find and follow the domains of libvirtd and their thin disks' })
       .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
+      .option('libvirt-socket', { type: 'boolean', default: true, describe: "With --libvirt: ask libvirtd over its socket at every poll (virsh only where the socket cannot be used); --no-libvirt-socket asks everything through virsh" })
       .option('hook-spool', { type: 'string', default: DEFAULT_HOOK_SPOOL, describe: 'Directory where the libvirt hook drops domain events for this agent (with --libvirt)' })
       .option('spm-doorbells', { type: 'string', describe: "With --mailbox: ring these SPM candidates' doorbells (UDP HOST:PORT, comma separated) after each request, so a quiet SPM answers at once (config: spm-doorbells)" })
       .option('control-socket', { type: 'string', describe: `Where 'tideline volume create|delete' and the hook reach this agent (default ${DEFAULT_CONTROL_SOCKET})` })
@@ -111,7 +113,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       usedBy: (volume) => agent?.status().find((vm) => vm.drives.some((drive) => drive.volume === volume))?.vm,
     });
     const libvirt = argv.libvirt
-      ? new LibvirtAgent({ virsh: new Virsh(execaRunner, argv.uri, new DirectLibvirt(argv.uri, { keepOpen: true, onUnusable: (error) => logger.warn({ err: error.message, uri: argv.uri }, DIRECT_UNUSABLE_MESSAGE) })), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
+      ? new LibvirtAgent({ virsh: agentVirsh(argv, logger), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
       : undefined;
     if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
     agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(peers ? { peers } : {}), ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
@@ -145,3 +147,10 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     }
   },
 };
+
+/** The agent's libvirt adapter: the daemon's socket kept open (unless --no-libvirt-socket), virsh behind it. */
+function agentVirsh(argv: AgentArguments, logger: Logger): Virsh {
+  if (!argv['libvirt-socket']) return new Virsh(execaRunner, argv.uri);
+  const direct = new DirectLibvirt(argv.uri, { keepOpen: true, onUnusable: (error) => logger.warn({ err: error.message, uri: argv.uri }, DIRECT_UNUSABLE_MESSAGE) });
+  return new Virsh(execaRunner, argv.uri, direct);
+}
