@@ -33,6 +33,8 @@ describe('npm run bench -- --quick', function () {
       assert.match(row(figure, subjects[subjects.length - 1]!)!, /x (faster|slower) than/);
     }
     assert.match(result.stdout, /5\. agent, 20 drives \(5 writing\) +│ safety poll every 5 s \(default\) +│ [\d.]+ % +│ [\d.]+ % +│ [\d.]+ % +│ \d+ MiB +│ [1-9]\d* /, 'the agent-scale row (first minute, steady, writing) is missing or saw no extensions');
+    assert.match(result.stdout, /5\. agent under libvirt, 2 domains, [^│]+│ virsh for every question \(--no-libvirt-socket\) +│ [\d.]+ % +│ [\d.]+ % /, 'the libvirt agent row through virsh is missing');
+    assert.match(result.stdout, /5\. agent under libvirt, 2 domains, [^│]+│ tideline: libvirtd socket \(default\) +│ [\d.]+ % +│ [\d.]+ % +│ >?[\d.]+x less agent CPU than virsh/, 'the libvirt agent row through the socket is missing');
     assert.match(result.stdout, /6\. SPM, 50 hosts x 2 requests +│ tideline +│ \d+ +│ [\d.]+ % +│ [\d.]+ % +│ \d+ KiB\/s +│ [\d.]+x the throughput of vdsm-4\.5/, 'the SPM-scale row is missing');
     assert.match(result.stdout, /3\. critical write rate, real guest, 32 MiB chunks +│ tideline +│ [>\d][^│]* +│ 16:\d+( full:\d+)? /, 'the real-guest critical-rate row is missing or did not run the throttled rung');
     assert.match(result.stdout, /3\. critical write rate, qemu-io in QEMU, 8 MiB chunks +│ tideline +│ [>\d][^│]* +│ 64:\d+ /, 'the qemu-io critical-rate row is missing');
