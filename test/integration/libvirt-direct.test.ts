@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { checkLibvirtSocket } from '../../src/doctor/checks.js';
 import { Workspace } from '../../src/lab/workspace.js';
 import { LibvirtError } from '../../src/libvirt/libvirt-error.js';
 import { DirectLibvirt } from '../../src/libvirt/remote/direct-libvirt.js';
@@ -54,6 +55,10 @@ describe('libvirt over its socket (a real libvirtd)', function () {
     }
     assert.match((await host!.virsh('metadata', 'plain', NAMESPACE)).stderr, /metadata not found/);
     assert.match(await direct.metadata('web', NAMESPACE), /chunk="268435456"/, 'virsh printed nothing: the comparison proves nothing');
+    const library = /Using library: libvirt (\S+)/.exec((await host!.virsh('version')).stdout)?.[1];
+    assert.ok(library, 'virsh version named no library version');
+    const doctor = await checkLibvirtSocket(direct);
+    assert.deepEqual([doctor.status, doctor.detail], ['ok', `${host!.uri} answers over ${path.join(host!.base, 'run', 'libvirt-sock')} (libvirt ${library}); the agent asks it directly at every poll`]);
   });
 
   it('names an unknown domain, and reports a job question on a stopped domain as libvirt does (not as an unusable socket)', async () => {

@@ -3,7 +3,7 @@ import Table from 'cli-table3';
 import type { CommandModule } from 'yargs';
 import { openHostPlugin } from '../../../plugins/open-host-plugin.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
-import { checkDoorbell, checkHook, checkLibvirt, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
+import { checkDoorbell, checkHook, checkLibvirt, checkLibvirtSocket, checkMailbox, checkStorage, checkVersions, HOOK_FILE, type Finding } from '../../doctor/checks.js';
 import type { HostConfig } from '../../config/host-config.js';
 import { leaseSource, observeCluster } from '../../cluster/cluster-reader.js';
 import { checkHookReachesAgent, checkHookSpool, checkServiceAgreement, DEFAULT_SYSCONFIG_FILE, parseEnvironmentFile } from '../../doctor/service-agreement.js';
@@ -11,6 +11,7 @@ import { agentFollowsSpool } from '../../agent/spool-protocol.js';
 import { socketAnswers } from '../../util/unix-socket-line.js';
 import { errorMessage } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
+import { DirectLibvirt } from '../../libvirt/remote/direct-libvirt.js';
 import { execaRunner } from '../../util/runner.js';
 
 interface DoctorArguments {
@@ -79,7 +80,9 @@ export const doctorCommand: CommandModule<object, DoctorArguments> = {
       }
       if (config.mailbox && config.lease) findings.push(await checkSpmServing(config));
     }
-    findings.push(...(await checkLibvirt(new Virsh(execaRunner, argv.uri), plugin)));
+    const libvirtFindings = await checkLibvirt(new Virsh(execaRunner, argv.uri), plugin);
+    findings.push(...libvirtFindings);
+    if (libvirtFindings[0]?.status === 'ok') findings.push(await checkLibvirtSocket(new DirectLibvirt(argv.uri)));
     findings.push(await checkHook(argv.hook));
     findings.push(await checkVersions(execaRunner));
 

@@ -12,6 +12,7 @@ import {
   decodeGetJobStats,
   decodeGetMetadata,
   decodeGetState,
+  decodeLibVersion,
   encodeDomainOnly,
   encodeGetBlockStats,
   encodeGetDiskErrors,
@@ -115,6 +116,17 @@ export class DirectLibvirt {
     return this.withDomain(domain, async (connection, handle) => {
       await connection.call(Procedure.domainResume, encodeDomainOnly(handle));
     });
+  }
+
+  /** Which socket answers for this URI and the version of the libvirt behind it (`tideline doctor`). */
+  async probe(): Promise<{ socket: string; libvirtVersion: string }> {
+    const endpoint = localEndpointFor(this.uri, this.options.exists ?? existsSync);
+    const connection = await this.connection();
+    try {
+      return { socket: endpoint?.socket ?? '?', libvirtVersion: decodeLibVersion(await connection.call(Procedure.connectGetLibVersion, Buffer.alloc(0))) };
+    } finally {
+      if (!this.options.keepOpen) await connection.close();
+    }
   }
 
   /** Closes a kept connection (the agent stopping). */

@@ -13,6 +13,7 @@ export const Procedure = {
   domainResume: 28,
   authList: 66,
   authPolkit: 70,
+  connectGetLibVersion: 157,
   domainGetState: 212,
   domainGetDiskErrors: 263,
   domainGetMetadata: 265,
@@ -192,4 +193,10 @@ function readTypedValue(reader: XdrReader, field: string): TypedValue {
 /** A job runs and it is the source side of a migration (what `virsh domjobinfo` prints as "Outgoing migration"). */
 export function isOutgoingMigration(stats: JobStats): boolean {
   return stats.type !== JOB_TYPE_NONE && stats.fields.get('operation') === JOB_OPERATION_MIGRATION_OUT;
+}
+
+/** libvirt's version number (major * 1,000,000 + minor * 1,000 + micro) as "9.0.0". */
+export function decodeLibVersion(body: Buffer): string {
+  const version = new XdrReader(body).unsignedHyper();
+  return `${Math.floor(version / 1_000_000)}.${Math.floor(version / 1000) % 1000}.${version % 1000}`;
 }
