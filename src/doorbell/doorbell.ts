@@ -1,4 +1,5 @@
 import { createSocket, type Socket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/listen-address.js';
@@ -76,8 +77,22 @@ export class DoorbellListener {
  * the wake-up block and scans every slot on its own. A failing send is logged
  * once until one works again.
  */
+/** A name in spm-doorbells is looked up again this often, so a changed DNS record is followed without a lookup per ring. */
+const RESOLVE_AGAIN_AFTER_MS = 60_000;
+
+type Family = 4 | 6;
+export type AddressLookup = (host: string) => Promise<{ address: string; family: number }>;
+
+interface Resolved {
+  address: string;
+  family: Family;
+  at: number;
+}
+
 export class DoorbellRinger {
-  private readonly sockets = new Map<'udp4' | 'udp6', Socket>();
+  private readonly sockets = new Map<Family, Socket>();
+  private readonly resolved = new Map<string, Resolved>();
+  private readonly looking = new Map<string, Promise<Resolved>>();
   private readonly datagram: Buffer;
   private failing = false;
   sent = 0;
@@ -87,23 +102,18 @@ export class DoorbellRinger {
     private readonly addresses: readonly ListenAddress[],
     ring: { hostId: number; mailboxId: string },
     private readonly logger: Logger,
+    /** How a host name is turned into an address (node's resolver by default; a test counts the lookups). */
+    private readonly lookupAddress: AddressLookup = (host) => lookup(host),
   ) {
     this.datagram = encodeRing(ring);
   }
 
   ring(): void {
     for (const address of this.addresses) {
-      this.socketFor(address).send(this.datagram, address.port, address.host, (error) => {
-        if (!error) {
-          this.sent += 1;
-          this.failing = false;
-          return;
-        }
-        this.failed += 1;
-        if (this.failing) return;
-        this.failing = true;
-        this.logger.warn({ doorbell: formatAddress(address), err: errorMessage(error) }, "cannot ring the SPM's doorbell; the SPM finds requests at its own slower looks (check spm-doorbells in tideline.conf and that UDP can pass)");
-      });
+      const target = this.target(address);
+      if (target instanceof Promise) {
+        target.then((resolved) => this.send(address, resolved), (error: unknown) => this.noteFailure(address, error));
+      } else this.send(address, target);
     }
   }
 
@@ -112,16 +122,58 @@ export class DoorbellRinger {
     this.sockets.clear();
   }
 
-  private socketFor(address: ListenAddress): Socket {
-    const type = isIP(address.host) === 6 ? 'udp6' : 'udp4';
-    let socket = this.sockets.get(type);
+  /**
+   * An address to send to: at once for an IP address or a name looked up in
+   * the last minute; otherwise after one lookup (node's dgram would look a
+   * name up again for every datagram).
+   */
+  private target(address: ListenAddress): Resolved | Promise<Resolved> {
+    const family = isIP(address.host);
+    if (family !== 0) return { address: address.host, family: family as Family, at: 0 };
+    const cached = this.resolved.get(address.host);
+    if (cached && performance.now() - cached.at < RESOLVE_AGAIN_AFTER_MS) return cached;
+    const inFlight = this.looking.get(address.host);
+    if (inFlight) return inFlight;
+    const looked = this.lookupAddress(address.host)
+      .then(({ address: resolved, family: resolvedFamily }) => {
+        const entry: Resolved = { address: resolved, family: resolvedFamily === 6 ? 6 : 4, at: performance.now() };
+        this.resolved.set(address.host, entry);
+        return entry;
+      })
+      .finally(() => this.looking.delete(address.host));
+    this.looking.set(address.host, looked);
+    return looked;
+  }
+
+  private send(address: ListenAddress, target: Resolved): void {
+    this.socketFor(target.family).send(this.datagram, address.port, target.address, (error) => {
+      if (!error) {
+        this.sent += 1;
+        this.failing = false;
+        return;
+      }
+      // A name may point elsewhere by now: look it up again at the next ring.
+      this.resolved.delete(address.host);
+      this.noteFailure(address, error);
+    });
+  }
+
+  private noteFailure(address: ListenAddress, error: unknown): void {
+    this.failed += 1;
+    if (this.failing) return;
+    this.failing = true;
+    this.logger.warn({ doorbell: formatAddress(address), err: errorMessage(error) }, "cannot ring the SPM's doorbell; the SPM finds requests at its own slower looks (check spm-doorbells in tideline.conf and that UDP can pass)");
+  }
+
+  private socketFor(family: Family): Socket {
+    let socket = this.sockets.get(family);
     if (!socket) {
-      socket = createSocket({ type });
+      socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
       // Errors come back through each send's callback; this keeps a stray one from being thrown.
       socket.on('error', () => undefined);
       // A ringer must never keep a stopping agent alive.
       socket.unref();
-      this.sockets.set(type, socket);
+      this.sockets.set(family, socket);
     }
     return socket;
   }

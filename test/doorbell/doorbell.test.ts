@@ -111,4 +111,34 @@ describe('doorbell over UDP on loopback', function () {
       ringer.close();
     }
   });
+
+  it('looks a name up once for many rings, and again after a lookup failed', async () => {
+    const own: number[] = [];
+    const ownListener = await DoorbellListener.listen({ host: '127.0.0.1', port: 0 }, { mailboxId: MAILBOX_ID, maxHosts: 8, logger: silentLogger, onRing: (hostId) => own.push(hostId) });
+    const lookups: string[] = [];
+    let failNext = true;
+    const warnings = collectingLogger();
+    const ringer = new DoorbellRinger([{ host: 'spm-a.example', port: ownListener.address.port }], { hostId: 4, mailboxId: MAILBOX_ID }, warnings.logger, async (host) => {
+      lookups.push(host);
+      if (failNext) {
+        failNext = false;
+        throw new Error(`getaddrinfo ENOTFOUND ${host}`);
+      }
+      return { address: '127.0.0.1', family: 4 };
+    });
+    try {
+      ringer.ring();
+      await until(() => ringer.failed === 1, 'the failed lookup to count');
+      assert.deepEqual(warnings.lines.map((line) => [line.doorbell, line.err]), [['spm-a.example:' + ownListener.address.port, 'getaddrinfo ENOTFOUND spm-a.example']]);
+      for (let index = 0; index < 5; index += 1) ringer.ring();
+      await until(() => own.length >= 5, 'five rings through the name');
+      ringer.ring();
+      await until(() => own.length >= 6, 'a sixth ring');
+      assert.deepEqual(lookups, ['spm-a.example', 'spm-a.example'], 'one failed lookup, then one for six rings');
+      assert.deepEqual(own, [4, 4, 4, 4, 4, 4]);
+    } finally {
+      ringer.close();
+      await ownListener.close();
+    }
+  });
 });

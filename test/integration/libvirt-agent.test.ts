@@ -7,6 +7,7 @@ import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { ensureLibvirtd, LibvirtGuest, restartLibvirtd, sweepTestDomains, virsh } from './helpers/libvirt-world.js';
 import { LabWorld } from './helpers/lab-world.js';
+import { DIRECT_UNUSABLE_MESSAGE } from '../../src/libvirt/remote/direct-libvirt.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
 
@@ -114,6 +115,7 @@ describe('real libvirt: tideline under virsh', function () {
     assert.ok((await world.plugin.describe(guest.volume)).sizeBytes >= 1024 * 1024 * 1024);
     const served = processes[0]!.logged('request served');
     assert.ok(served.length >= 3 && served.every((event) => event.volume === guest.volume), 'extensions did not go through the SPM');
+    assert.deepEqual(processes[1]!.logged(DIRECT_UNUSABLE_MESSAGE), [], 'the agent asked virsh instead of libvirtd\'s socket');
     if (libvirtdIsOurs) {
       // A libvirtd this suite did not start may have started before any qemu hook existed, and then never runs one.
       const hookEvents = processes[1]!.logged('libvirt hook reported a domain event; rescanning').filter((event) => event.vm === guest.domain);
@@ -210,6 +212,7 @@ describe('real libvirt: tideline under virsh', function () {
     assert.equal(byCheck.get('storage domain')?.status, 'ok');
     assert.equal(byCheck.get('mailbox')?.status, 'ok');
     assert.equal(byCheck.get('libvirtd')?.status, 'ok');
+    assert.equal(byCheck.get('libvirt socket')?.status, 'ok', byCheck.get('libvirt socket')?.detail);
     assert.equal(byCheck.get('libvirt hook')?.status, 'warn');
     assert.equal(byCheck.get('agent and SPM agree')?.status, 'fail');
     assert.match(byCheck.get('agent and SPM agree')!.detail, /host-id: the agent has 2 \(the configuration file\), the SPM 1/);
