@@ -9,7 +9,6 @@ export type { BlockStats, DomainState };
 export const DEFAULT_URI = 'qemu:///system';
 const VIRSH_TIMEOUT_MS = 20_000;
 
-
 /**
  * libvirt through `virsh`: the npm bindings either do not build on Node 20
  * (node-libvirt) or have no event API (@unraid/libvirt). virsh ships with

@@ -72,7 +72,7 @@ export class DirectLibvirt {
 
   /** The domain's element in `namespace`, or '' when it has none. */
   metadata(domain: string, namespace: string): Promise<string> {
-    return this.withDomain(domain, async (connection, handle) => {
+    return this.withDomain(domain, 'read its metadata', async (connection, handle) => {
       try {
         return decodeGetMetadata(await connection.call(Procedure.domainGetMetadata, encodeGetMetadata(handle, namespace)));
       } catch (error) {
@@ -84,36 +84,36 @@ export class DirectLibvirt {
 
   /** Whether the domain's current job is the source side of a migration. */
   migratingOut(domain: string): Promise<boolean> {
-    return this.withDomain(domain, async (connection, handle) => isOutgoingMigration(decodeGetJobStats(await connection.call(Procedure.domainGetJobStats, encodeGetJobStats(handle)))));
+    return this.withDomain(domain, 'read its job', async (connection, handle) => isOutgoingMigration(decodeGetJobStats(await connection.call(Procedure.domainGetJobStats, encodeGetJobStats(handle)))));
   }
 
   state(domain: string): Promise<DomainState> {
-    return this.withDomain(domain, async (connection, handle) => {
+    return this.withDomain(domain, 'read its state', async (connection, handle) => {
       const { state, reason } = decodeGetState(await connection.call(Procedure.domainGetState, encodeGetState(handle)));
       return describeDomainState(state, reason);
     });
   }
 
   blockStats(domain: string): Promise<BlockStats[]> {
-    return this.withDomain(domain, async (connection, handle) => blockStatsFromFields(decodeGetAllDomainStats(await connection.call(Procedure.connectGetAllDomainStats, encodeGetBlockStats(handle)))));
+    return this.withDomain(domain, 'read its block statistics', async (connection, handle) => blockStatsFromFields(decodeGetAllDomainStats(await connection.call(Procedure.connectGetAllDomainStats, encodeGetBlockStats(handle)))));
   }
 
   /** Disk targets whose last I/O failed, in virsh's words ("no space"); disks without an error are left out, as virsh does. */
   blockErrors(domain: string): Promise<Map<string, string>> {
-    return this.withDomain(domain, async (connection, handle) => {
+    return this.withDomain(domain, 'read its disk errors', async (connection, handle) => {
       const errors = decodeGetDiskErrors(await connection.call(Procedure.domainGetDiskErrors, encodeGetDiskErrors(handle)));
       return new Map([...errors].filter(([, text]) => text !== 'no error'));
     });
   }
 
   setThreshold(domain: string, device: string, bytes: number): Promise<void> {
-    return this.withDomain(domain, async (connection, handle) => {
+    return this.withDomain(domain, `set the write threshold of ${device}`, async (connection, handle) => {
       await connection.call(Procedure.domainSetBlockThreshold, encodeSetBlockThreshold(handle, device, bytes));
     });
   }
 
   resume(domain: string): Promise<void> {
-    return this.withDomain(domain, async (connection, handle) => {
+    return this.withDomain(domain, 'resume it', async (connection, handle) => {
       await connection.call(Procedure.domainResume, encodeDomainOnly(handle));
     });
   }
@@ -152,7 +152,8 @@ export class DirectLibvirt {
     return this.kept!;
   }
 
-  private async withDomain<T>(domain: string, ask: (connection: RemoteConnection, handle: RemoteDomain) => Promise<T>): Promise<T> {
+  /** Looks the domain up and asks; libvirt's refusal is said with what was asked of which domain. */
+  private async withDomain<T>(domain: string, operation: string, ask: (connection: RemoteConnection, handle: RemoteDomain) => Promise<T>): Promise<T> {
     const connection = await this.connection();
     try {
       let handle: RemoteDomain;
@@ -162,7 +163,13 @@ export class DirectLibvirt {
         if (error instanceof LibvirtCallError && error.remote.code === LibvirtErrorNumber.noDomain) throw new LibvirtError(`libvirt (${this.uri}) has no domain '${domain}': ${error.message}`, { cause: error });
         throw error;
       }
-      const answer = await ask(connection, handle);
+      let answer: T;
+      try {
+        answer = await ask(connection, handle);
+      } catch (error) {
+        if (error instanceof LibvirtCallError) throw new LibvirtError(`libvirt (${this.uri}) could not ${operation} for domain '${domain}': ${error.message}`, { cause: error });
+        throw error;
+      }
       this.unusableSaid = false;
       return answer;
     } finally {
