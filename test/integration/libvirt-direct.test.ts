@@ -91,6 +91,7 @@ describe('libvirt over its socket (a real libvirtd)', function () {
     assert.equal((await host!.virsh('define', file)).exitCode, 0);
     const started = await host!.virsh('start', '--paused', 'disk');
     assert.equal(started.exitCode, 0, started.stderr);
+    await host!.recordQemu('disk');
     const unusable: string[] = [];
     const direct = new DirectLibvirt(host!.uri, { keepOpen: true, onUnusable: (error) => unusable.push(error.message) });
     const throughVirsh = new Virsh(execaRunner, host!.uri);
