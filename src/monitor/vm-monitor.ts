@@ -58,7 +58,7 @@ export interface VmMonitorOptions {
 
 /** How often the source looks whether a migration it cancelled has ended. */
 const CANCEL_POLL_MS = 100;
-/** While the source awaits its destination, it asks this often whether the migration still runs (under libvirt, one `virsh domjobinfo`). */
+/** While the source awaits its destination, it asks this often whether the migration still runs (under libvirt, one job-statistics question to libvirtd). */
 const MIGRATION_END_CHECK_MS = 250;
 const CANCEL_WAIT_MS = 30_000;
 
