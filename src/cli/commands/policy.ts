@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { InvalidConfigError } from '../../errors.js';
 import { policyXml, TIDELINE_NAMESPACE, type DiskPolicy } from '../../libvirt/domain-xml.js';
+import { DirectLibvirt } from '../../libvirt/remote/direct-libvirt.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { execaRunner } from '../../util/runner.js';
 import { formatSize, parseSize } from '../../util/sizes.js';
@@ -57,7 +58,7 @@ export const policyCommand: CommandModule = {
           if (argv.disk !== undefined && !/^[a-z]+[a-z0-9]*$/.test(argv.disk)) throw new InvalidConfigError(`--disk '${argv.disk}' is not a disk target such as vda`);
           // What the flags alone get wrong is said before libvirt is asked anything.
           assertTargetWithinChunk(changes);
-          const virsh = new Virsh(execaRunner, argv.uri);
+          const virsh = new Virsh(execaRunner, argv.uri, new DirectLibvirt(argv.uri));
           const policy = await readDomainPolicy(virsh, argv.vm);
           if (argv.disk) policy.disks[argv.disk] = { ...policy.disks[argv.disk], ...changes };
           else policy.vm = { ...policy.vm, ...changes };
