@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
+import { processCpuSeconds } from './process-cpu.js';
 import { SimulatedQemu } from './simulated-qemu.js';
 
 /**
@@ -29,18 +30,11 @@ export interface ScaleOutcome {
   extensions: number;
 }
 
-const CLOCK_TICKS = 100;
-
-async function cpuSeconds(pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
 async function cpuPercentOver(pid: number, seconds: number): Promise<number> {
-  const before = await cpuSeconds(pid);
+  const before = await processCpuSeconds(pid);
   const started = performance.now();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
-  return ((await cpuSeconds(pid)) - before) / ((performance.now() - started) / 1000) * 100;
+  return ((await processCpuSeconds(pid)) - before) / ((performance.now() - started) / 1000) * 100;
 }
 
 export async function agentScale(drives: number, writers: number, sampleSeconds: number, pollSeconds = 2, settleSeconds = 60): Promise<ScaleOutcome> {

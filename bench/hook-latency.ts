@@ -131,7 +131,7 @@ async function withSpool<T>(directory: string, prepare: Parameters<typeof HookSp
 async function libvirtdWithPolicyDomain(testNode: string): Promise<{ daemon: PrivateLibvirtd; stop(): Promise<void> }> {
   const workspace = await Workspace.create({ prefix: 'tideline-bench-libvirtd-', capacityBytes: GiB, run: execaRunner });
   try {
-    const daemon = await PrivateLibvirtd.start({ base: path.join(workspace.dir, 'libvirtd'), hostname: 'tl-bench', uuid: '7d1e0c5a-0000-4000-8000-0000000000b1', onStart: (pid) => workspace.recordPid('libvirtd', pid) });
+    const daemon = await PrivateLibvirtd.inWorkspace(workspace, { hostname: 'tl-bench', uuid: '7d1e0c5a-0000-4000-8000-0000000000b1' });
     const domain = path.join(workspace.dir, 'web.xml');
     const node = await readFile(testNode, 'utf8');
     await writeFile(domain, node.slice(node.indexOf('<domain'), node.lastIndexOf('</domain>') + '</domain>'.length).replace("type='test'", "type='qemu'"));

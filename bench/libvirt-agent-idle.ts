@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { PrivateLibvirtd } from '../src/lab/private-libvirtd.js';
@@ -6,6 +6,7 @@ import { DIRECT_UNUSABLE_MESSAGE } from '../src/libvirt/remote/direct-libvirt.js
 import { Workspace } from '../src/lab/workspace.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
+import { treeCpuSeconds } from './process-cpu.js';
 
 /**
  * Figure 5, under libvirt: one `tideline agent --libvirt` watching `domains`
@@ -24,27 +25,12 @@ export interface LibvirtIdleOutcome {
   domains: number;
 }
 
-const CLOCK_TICKS = 100;
-
-/** CPU seconds of a process, the children it waited for, and its live descendants. */
-async function treeCpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  if (!stat) return 0;
-  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-  let seconds = (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
-  for (const task of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
-    const children = (await readFile(`/proc/${pid}/task/${task}/children`, 'utf8').catch(() => '')).split(' ').filter(Boolean);
-    for (const child of children) seconds += await treeCpuSeconds(Number(child));
-  }
-  return seconds;
-}
-
 export async function libvirtAgentIdle(options: { domains: number; settleSeconds: number; sampleSeconds: number; socket: boolean }): Promise<LibvirtIdleOutcome> {
   const workspace = await Workspace.create({ prefix: 'tideline-bench-libvirt-agent-', capacityBytes: 64 * GiB, run: execaRunner });
   let daemon: PrivateLibvirtd | undefined;
   let agent: ReturnType<typeof execa> | undefined;
   try {
-    daemon = await PrivateLibvirtd.start({ base: path.join(workspace.dir, 'libvirtd'), hostname: 'tl-bench-agent', uuid: '7d1e0c5a-0000-4000-8000-0000000000b2', onStart: (pid) => workspace.recordPid('libvirtd', pid) });
+    daemon = await PrivateLibvirtd.inWorkspace(workspace, { hostname: 'tl-bench-agent', uuid: '7d1e0c5a-0000-4000-8000-0000000000b2' });
     for (let index = 0; index < options.domains; index += 1) {
       const name = `idle${index}`;
       await workspace.plugin.create(`${name}-vda`, 64 * MiB, { vm: name });

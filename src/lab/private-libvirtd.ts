@@ -2,6 +2,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { isAlive } from '../util/process-alive.js';
+import type { Workspace } from './workspace.js';
 
 /**
  * A libvirtd of its own on this machine, beside the system's: in a private
@@ -48,6 +49,11 @@ export class PrivateLibvirtd {
 
   get uri(): string {
     return `qemu+unix:///system?socket=${path.join(this.spec.base, 'run', 'libvirt-sock')}`;
+  }
+
+  /** A daemon in `workspace` (directory `libvirtd`), its PID recorded there so that a crashed run's sweep stops it. */
+  static inWorkspace(workspace: Workspace, spec: { hostname: string; uuid: string }): Promise<PrivateLibvirtd> {
+    return PrivateLibvirtd.start({ base: path.join(workspace.dir, 'libvirtd'), ...spec, onStart: (pid) => workspace.recordPid('libvirtd', pid) });
   }
 
   static async start(spec: PrivateLibvirtdSpec): Promise<PrivateLibvirtd> {

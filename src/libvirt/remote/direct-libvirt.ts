@@ -119,14 +119,8 @@ export class DirectLibvirt {
   }
 
   /** Which socket answers for this URI and the version of the libvirt behind it (`tideline doctor`). */
-  async probe(): Promise<{ socket: string; libvirtVersion: string }> {
-    const endpoint = localEndpointFor(this.uri, this.options.exists ?? existsSync);
-    const connection = await this.connection();
-    try {
-      return { socket: endpoint?.socket ?? '?', libvirtVersion: decodeLibVersion(await connection.call(Procedure.connectGetLibVersion, Buffer.alloc(0))) };
-    } finally {
-      if (!this.options.keepOpen) await connection.close();
-    }
+  probe(): Promise<{ socket: string; libvirtVersion: string }> {
+    return this.withConnection(async (connection) => ({ socket: connection.path, libvirtVersion: decodeLibVersion(await connection.call(Procedure.connectGetLibVersion, Buffer.alloc(0))) }));
   }
 
   /** Closes a kept connection (the agent stopping). */
@@ -152,10 +146,19 @@ export class DirectLibvirt {
     return this.kept!;
   }
 
-  /** Looks the domain up and asks; libvirt's refusal is said with what was asked of which domain. */
-  private async withDomain<T>(domain: string, operation: string, ask: (connection: RemoteConnection, handle: RemoteDomain) => Promise<T>): Promise<T> {
+  /** A connection for one question: the kept one, or one of its own closed after it. */
+  private async withConnection<T>(use: (connection: RemoteConnection) => Promise<T>): Promise<T> {
     const connection = await this.connection();
     try {
+      return await use(connection);
+    } finally {
+      if (!this.options.keepOpen) await connection.close();
+    }
+  }
+
+  /** Looks the domain up and asks; libvirt's refusal is said with what was asked of which domain. */
+  private withDomain<T>(domain: string, operation: string, ask: (connection: RemoteConnection, handle: RemoteDomain) => Promise<T>): Promise<T> {
+    return this.withConnection(async (connection) => {
       let handle: RemoteDomain;
       try {
         handle = decodeDomain(await connection.call(Procedure.domainLookupByName, encodeLookupByName(domain)));
@@ -172,9 +175,7 @@ export class DirectLibvirt {
       }
       this.unusableSaid = false;
       return answer;
-    } finally {
-      if (!this.options.keepOpen) await connection.close();
-    }
+    });
   }
 }
 

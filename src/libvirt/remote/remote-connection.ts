@@ -46,7 +46,7 @@ export class RemoteConnection {
 
   private constructor(
     private readonly socket: Socket,
-    private readonly path: string,
+    readonly path: string,
     private readonly timeoutMs: number,
   ) {
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
