@@ -53,7 +53,7 @@ export async function agentScale(drives: number, writers: number, sampleSeconds:
       vms.push(vm);
       qmpArgs.push('--qmp', `vm${index}=${vm.socketPath}`);
     }
-    agent = execa('node', [path.resolve('dist/src/cli/main.js'), 'agent', ...qmpArgs, '--domain', path.join(dir, 'domain'), '--chunk', '128M', '--free-target', '96M', '--poll', String(pollSeconds), '--status-file', path.join(dir, 'status.json'), '--control-socket', path.join(dir, 'agent.sock')], {
+    agent = execa('node', [path.resolve('dist/cli/tideline.cjs'), 'agent', ...qmpArgs, '--domain', path.join(dir, 'domain'), '--chunk', '128M', '--free-target', '96M', '--poll', String(pollSeconds), '--status-file', path.join(dir, 'status.json'), '--control-socket', path.join(dir, 'agent.sock')], {
       reject: false,
       env: { TIDELINE_LOG_LEVEL: 'info' },
     });

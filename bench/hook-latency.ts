@@ -71,7 +71,7 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     await writeFile(hook, await hookScript({ spool }));
     await chmod(hook, 0o755);
     const env = { TIDELINE_CONFIG: config, PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    const cli = path.join(installationRoot(), 'dist', 'src', 'cli', 'main.js');
+    const cli = path.join(installationRoot(), 'dist', 'cli', 'tideline.cjs');
     const statusFile = path.join(dir, 'status.json');
     // What an admin sees on a host running VMs: two VMs with two thin drives each, drawn as a table.
     const drive = (name: string, volume: string) => ({ drive: name, volume, phase: 'ok' as const, highWaterBytes: 300 * MiB, volumeBytes: GiB, thresholdBytes: 768 * MiB, capBytes: 20 * GiB, extensions: 3, lastExtensionMs: 12, writeBytesPerSecond: 4 * MiB, error: null });

@@ -47,7 +47,7 @@ export async function libvirtAgentIdle(options: { domains: number; settleSeconds
     agent = execa(
       process.execPath,
       [
-        path.resolve('dist/src/cli/main.js'), 'agent', '--libvirt', '--uri', daemon.uri, '--domain', workspace.domainDir, '--poll', '5',
+        path.resolve('dist/cli/tideline.cjs'), 'agent', '--libvirt', '--uri', daemon.uri, '--domain', workspace.domainDir, '--poll', '5',
         '--chunk', '64M', '--free-target', '32M',
         '--status-file', path.join(workspace.dir, 'status.json'), '--control-socket', path.join(workspace.dir, 'agent.sock'), '--hook-spool', path.join(workspace.dir, 'hook-events'),
         ...(options.socket ? [] : ['--no-libvirt-socket']),

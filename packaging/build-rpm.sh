@@ -20,8 +20,8 @@ stage=$work/stage/tideline-$version
 mkdir -p "$stage" "$work/SOURCES" "$output"
 
 say "compiling"
-npx --no-install tsc -p tsconfig.json
-chmod +x dist/src/cli/main.js
+npm run --silent build
+chmod +x dist/cli/tideline.cjs
 
 say "staging tideline $version"
 cp -a dist hooks systemd docs README.md package.json package-lock.json "$stage/"
@@ -29,8 +29,8 @@ cp -a packaging/files "$stage/packaging-files"
 # `tideline --version` reads package.json: it says the version the package has.
 node -e 'const fs = require("fs"); const file = process.argv[1]; const pkg = JSON.parse(fs.readFileSync(file, "utf8")); pkg.version = process.argv[2]; fs.writeFileSync(file, JSON.stringify(pkg, null, 2) + "\n");' "$stage/package.json" "$version"
 say "manual page and bash completion, from the command's own help"
-node dist/src/cli/main.js man-page --package-version "$version" > "$stage/packaging-files/tideline.1"
-node dist/src/cli/main.js completion > "$stage/packaging-files/tideline.bash-completion"
+node dist/cli/tideline.cjs man-page --package-version "$version" > "$stage/packaging-files/tideline.1"
+node dist/cli/tideline.cjs completion > "$stage/packaging-files/tideline.bash-completion"
 # Production dependencies only, exactly as locked; none runs install scripts.
 (cd "$stage" && timeout 600 npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >&2)
 find "$stage/dist" -name '*.map' -delete

@@ -74,8 +74,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$lock_hash" ]]; then
 fi
 
 say "building"
-npx --no-install tsc -p tsconfig.json
-chmod +x dist/src/cli/main.js
+npm run --silent build
+chmod +x dist/cli/tideline.cjs
 
 # The lab downloads Debian's kernel package; images often ship without apt lists.
 if ((EUID == 0)) && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
@@ -84,4 +84,4 @@ if ((EUID == 0)) && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
 fi
 
 # Building the boot image once here keeps parallel test workers from racing to build it.
-node dist/src/cli/main.js lab --prepare-only
+node dist/cli/tideline.cjs lab --prepare-only

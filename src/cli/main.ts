@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { CommandModule } from 'yargs';
 import { InvalidConfigError } from '../errors.js';
 import { reportFailure } from './failure.js';
+import { ranQuickly } from './quick-commands.js';
 
 /**
  * Each command's module, loaded only when that command runs: a command pulls
@@ -30,31 +32,9 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
 
 const args = process.argv.slice(2);
 try {
-  // Scripts and monitoring ask for the version often; it needs neither yargs nor any command.
-  if (args.length === 1 && args[0] === '--version') process.stdout.write(`${await packageVersion()}\n`);
-  else if (!(await ranQuickly(args))) await (await buildCli(args)).parseAsync();
+  if (!(await ranQuickly(args, path.dirname(fileURLToPath(import.meta.url))))) await (await buildCli(args)).parseAsync();
 } catch (error) {
   reportFailure(error);
-}
-
-/**
- * The commands admins and scripts run most, in their usual form, without
- * yargs (which alone costs more than starting node): false when the arguments
- * need the full parser (help, a mistake, anything unknown).
- */
-async function ranQuickly(args: readonly string[]): Promise<boolean> {
-  if (args[0] === 'status') return (await import('./commands/status.js')).runStatusQuickly(args.slice(1));
-  if (args[0] === 'policy' && args[1] === 'show') return (await import('./commands/policy-show.js')).runPolicyShowQuickly(args.slice(2));
-  return false;
-}
-
-/** The version in this installation's package.json (two folders up from src/cli in the sources, three from dist). */
-async function packageVersion(): Promise<string> {
-  for (const candidate of ['../../package.json', '../../../package.json']) {
-    const text = await readFile(new URL(candidate, import.meta.url), 'utf8').catch(() => undefined);
-    if (text) return (JSON.parse(text) as { version: string }).version;
-  }
-  return 'unknown';
 }
 
 async function commandsFor(args: readonly string[]): Promise<CommandModule[]> {

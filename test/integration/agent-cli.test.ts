@@ -6,9 +6,10 @@ import { LabWorld } from './helpers/lab-world.js';
 import { until } from './helpers/watch.js';
 import type { StatusDocument } from '../../src/agent/status-file.js';
 import { freeLoopbackPort } from './helpers/free-port.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /** `tideline agent` as systemd runs it, watching a real QEMU; `tideline status` and /metrics read what it did. */
-const TIDELINE = ['--import', 'tsx', 'src/cli/main.ts'];
+const TIDELINE = [builtCli()];
 
 
 describe('tideline agent and status (command line)', function () {

@@ -5,9 +5,10 @@ import { XMLValidator } from 'fast-xml-parser';
 import { listLoopDevices } from '../../plugins/loop/index.js';
 import { isAlive } from '../../src/util/process-alive.js';
 import { until } from './helpers/watch.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /** `tideline lab` as an admin runs it: the real command line, the real exit codes, nothing left behind. */
-const CLI = ['--import', 'tsx', 'src/cli/main.ts', 'lab'];
+const CLI = [builtCli(), 'lab'];
 
 async function tidelineLab(args: string[], timeoutMs: number) {
   const child = execa('node', [...CLI, ...args], { reject: false, timeout: timeoutMs });

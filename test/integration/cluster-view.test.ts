@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import type { ClusterView } from '../../src/cluster/cluster-view.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
 import { until } from './helpers/watch.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * `tideline cluster` on a running cluster (two SPM candidates, one agent
@@ -21,7 +22,7 @@ describe('tideline cluster: the cluster as the shared storage shows it', functio
     await cluster?.dispose();
   });
 
-  const tideline = (...args: string[]) => execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, timeout: 60_000 });
+  const tideline = (...args: string[]) => execa('node', [builtCli(), ...args], { reject: false, timeout: 60_000 });
   const view = async () => {
     const result = await tideline('cluster', '--mailbox', cluster.mailboxPath, '--lease', cluster.leasePath, '--lease-backend', 'storage', '--observe', '6', '--json');
     assert.equal(result.exitCode, 0, result.stderr);

@@ -5,6 +5,7 @@ import { readStatus } from '../../src/agent/status-file.js';
 import { MiB } from '../../src/util/sizes.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
 import { until } from './helpers/watch.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * The storage domain runs full while a guest writes: the SPM refuses with
@@ -44,12 +45,12 @@ describe('real QEMU: a full storage domain, then space added', function () {
     await new Promise((resolve) => setTimeout(resolve, 5_000));
     assert.equal((await vmStatus())?.pausedForNoSpace, true, 'it stays paused while the domain is full');
     assert.equal(vm.progress.writtenMib, writtenWhenFull, 'the guest made no progress');
-    const shown = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'status', '--file', statusFile], { reject: false });
+    const shown = await execa('node', [builtCli(), 'status', '--file', statusFile], { reject: false });
     assert.equal(shown.exitCode, 1, 'status exits 1 while a drive is in error');
     assert.match(shown.stdout, /error: domain-full/);
     assert.match(shown.stdout, /no free space left|add space/i);
 
-    const grown = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'loop-domain', 'grow', cluster.lab.workspace.domainDir, '--capacity', '2G'], { reject: false });
+    const grown = await execa('node', [builtCli(), 'loop-domain', 'grow', cluster.lab.workspace.domainDir, '--capacity', '2G'], { reject: false });
     assert.equal(grown.exitCode, 0, grown.stderr);
     const grewAt = Date.now();
     await until(async () => (await vmStatus())?.pausedForNoSpace === false, 120_000, 'the VM to resume after space was added');
@@ -60,7 +61,7 @@ describe('real QEMU: a full storage domain, then space added', function () {
     assert.equal(progress.result?.units, WRITE_MIB / 16);
     const refusals = spm.logged('request refused').filter((event) => event.status === 'domain-full').length;
     assert.ok(refusals >= 1);
-    const shrunk = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'loop-domain', 'grow', cluster.lab.workspace.domainDir, '--capacity', '1G'], { reject: false });
+    const shrunk = await execa('node', [builtCli(), 'loop-domain', 'grow', cluster.lab.workspace.domainDir, '--capacity', '1G'], { reject: false });
     assert.equal(shrunk.exitCode, 1);
     assert.match(shrunk.stderr, /only grows/);
     process.stdout.write(`      full domain: paused at ${writtenWhenFull} MiB written, ${refusals} domain-full refusals, resumed ${(resumedAfterMs / 1000).toFixed(1)} s after space was added; data verified: true\n`);

@@ -15,6 +15,7 @@ import { silentLogger } from '../../src/log/logger.js';
 import { MiB } from '../../src/util/sizes.js';
 import { LabWorld } from './helpers/lab-world.js';
 import { until } from './helpers/watch.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * The libvirt hook as libvirtd runs it: the shell script that `tideline hook
@@ -34,7 +35,7 @@ describe('libvirt hook', function () {
     config = path.join(world.dir, 'tideline.conf');
     spool = path.join(world.dir, 'hook-events');
     await writeFile(config, `loop-domain = ${world.workspace.domainDir}\n`);
-    const installed = await execa('node', ['dist/src/cli/main.js', 'hook', 'install', '--root', world.dir, '--spool', spool], { timeout: 30_000 });
+    const installed = await execa('node', [builtCli(), 'hook', 'install', '--root', world.dir, '--spool', spool], { timeout: 30_000 });
     hookPath = installed.stdout.replace(/^hook installed: /, '').trim();
     assert.equal(hookPath, path.join(world.dir, 'etc/libvirt/hooks/qemu.d/tideline'));
   });

@@ -10,6 +10,7 @@ import { LabWorld } from './helpers/lab-world.js';
 import { DIRECT_UNUSABLE_MESSAGE } from '../../src/libvirt/remote/direct-libvirt.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * Domains started with virsh, watched by `tideline agent --libvirt`, every
@@ -29,7 +30,7 @@ describe('real libvirt: tideline under virsh', function () {
     // The hook as the package installs it, before libvirtd starts: libvirtd
     // looks for qemu hooks only when it starts (see `tideline doctor`).
     hookSpool = await mkdtemp('/var/tmp/tideline-test-hook-spool-');
-    const installed = await execa('node', ['dist/src/cli/main.js', 'hook', 'install', '--spool', hookSpool], { reject: false, timeout: 30_000 });
+    const installed = await execa('node', [builtCli(), 'hook', 'install', '--spool', hookSpool], { reject: false, timeout: 30_000 });
     assert.equal(installed.exitCode, 0, installed.stderr);
     libvirtd = await ensureLibvirtd();
     libvirtdIsOurs = libvirtd.ours;
@@ -37,7 +38,7 @@ describe('real libvirt: tideline under virsh', function () {
   });
   after(async () => {
     await libvirtd?.stop();
-    await execa('node', ['dist/src/cli/main.js', 'hook', 'uninstall'], { reject: false, timeout: 30_000 });
+    await execa('node', [builtCli(), 'hook', 'uninstall'], { reject: false, timeout: 30_000 });
     if (hookSpool) await rm(hookSpool, { recursive: true, force: true });
   });
 
@@ -176,7 +177,7 @@ describe('real libvirt: tideline under virsh', function () {
     const guest = await startGuest({ name: 'policy', writeMib: 256 });
     const agent = processes[1]!;
     await agent.waitFor('monitoring VM', 60_000);
-    const tideline = (...args: string[]) => execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, timeout: 60_000 });
+    const tideline = (...args: string[]) => execa('node', [builtCli(), ...args], { reject: false, timeout: 60_000 });
     const set = await tideline('policy', 'set', guest.domain, '--disk', 'vda', '--chunk', '128M', '--free-target', '96M');
     assert.equal(set.exitCode, 0, set.stderr);
     const shown = JSON.parse((await tideline('policy', 'show', guest.domain, '--json')).stdout) as { disks: Record<string, unknown> };
@@ -204,7 +205,7 @@ describe('real libvirt: tideline under virsh', function () {
     // The SPM unit's flags give it another host id than the file the agent reads.
     const sysconfig = path.join(world.dir, 'sysconfig-tideline');
     await writeFile(sysconfig, 'TIDELINE_AGENT_ARGS="--libvirt"\nTIDELINE_SPM_ARGS="--host-id 1"\n');
-    const doctor = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'doctor', '--json', '--config', config, '--sysconfig', sysconfig, '--hook', path.join(world.dir, 'no-hook')], { reject: false, timeout: 60_000 });
+    const doctor = await execa('node', [builtCli(), 'doctor', '--json', '--config', config, '--sysconfig', sysconfig, '--hook', path.join(world.dir, 'no-hook')], { reject: false, timeout: 60_000 });
     assert.equal(doctor.exitCode, 1, doctor.stderr);
     const findings = JSON.parse(doctor.stdout) as Array<{ check: string; status: string; detail: string }>;
     const byCheck = new Map(findings.map((finding) => [finding.check, finding]));
@@ -222,7 +223,7 @@ describe('real libvirt: tideline under virsh', function () {
     assert.match(disk!.detail, /the GUEST gets I\/O errors instead of a pause/);
 
     await writeFile(config, `loop-domain = ${world.workspace.domainDir}\nhost-id = two\n`);
-    const broken = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'doctor', '--json', '--config', config], { reject: false, timeout: 60_000 });
+    const broken = await execa('node', [builtCli(), 'doctor', '--json', '--config', config], { reject: false, timeout: 60_000 });
     assert.match(JSON.parse(broken.stdout)[0].detail, /tideline\.conf:2: host-id/);
   });
 });

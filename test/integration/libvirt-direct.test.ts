@@ -11,6 +11,7 @@ import { Virsh } from '../../src/libvirt/virsh.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB } from '../../src/util/sizes.js';
 import { LibvirtHost } from './helpers/libvirt-host.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * tideline's own libvirt client against a real libvirtd (one of its own, in a
@@ -70,7 +71,7 @@ describe('libvirt over its socket (a real libvirtd)', function () {
 
   it('serves `tideline policy show` at the default URI without virsh on the PATH, and falls back to virsh when the socket is unusable', async () => {
     // Inside the host's namespaces /run/libvirt is this libvirtd's run directory, so qemu:///system is it.
-    const policyShow = (...args: string[]) => execa(host!.prefix[0]!, [...host!.prefix.slice(1), 'PATH=/nonexistent', process.execPath, 'dist/src/cli/main.js', 'policy', 'show', ...args], { reject: false, timeout: 60_000 });
+    const policyShow = (...args: string[]) => execa(host!.prefix[0]!, [...host!.prefix.slice(1), 'PATH=/nonexistent', process.execPath, builtCli(), 'policy', 'show', ...args], { reject: false, timeout: 60_000 });
     const shown = await policyShow('web');
     assert.equal(shown.exitCode, 0, shown.stderr);
     assert.equal(shown.stdout, 'web: chunk=256.0 MiB free-target=128.0 MiB\n  vdb: enabled=no max-size=10.00 GiB');

@@ -12,6 +12,7 @@ import { labBootImage } from './helpers/lab-world.js';
 import { LibvirtHost } from './helpers/libvirt-host.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * `tideline snapshot create` on a running libvirt domain whose guest writes:
@@ -73,7 +74,7 @@ describe('real libvirt: live snapshot onto a new thin volume while the guest wri
     const written = async () => Math.max(0, ...(await consoleLines(consoleLog)).map((line) => (line.kind === 'progress' ? line.writtenMib : 0)));
     await until(async () => (await written()) >= 160, 180_000, 'the guest to write 160 MiB');
 
-    const tideline = (...args: string[]) => execa(host!.prefix[0]!, [...host!.prefix.slice(1), 'node', '--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, timeout: 120_000 });
+    const tideline = (...args: string[]) => execa(host!.prefix[0]!, [...host!.prefix.slice(1), 'node', builtCli(), ...args], { reject: false, timeout: 120_000 });
     const snapshot = await tideline('snapshot', 'create', domain, '--disk', 'vda', '--size', '96M', '--socket', socket);
     assert.equal(snapshot.exitCode, 0, snapshot.stderr);
     const top = /now writes to (\S+) /.exec(snapshot.stdout)?.[1];

@@ -6,6 +6,7 @@ import { LvmPlugin } from '../../plugins/lvm/index.js';
 import { Workspace } from '../../src/lab/workspace.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * The lvm plugin against real LVM: a VG on a loop device, metadata commands
@@ -123,7 +124,7 @@ describe('lvm plugin against real LVM (activation disabled)', function () {
     await mkdir(lvmSystemDir);
     await writeFile(path.join(lvmSystemDir, 'lvm.conf'), 'backup { backup = 0 archive = 0 }\n');
     const secondVg = `${vg}b`;
-    const cli = (args: string[]) => execa('node', ['--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, env: { LVM_SYSTEM_DIR: lvmSystemDir } });
+    const cli = (args: string[]) => execa('node', [builtCli(), ...args], { reject: false, env: { LVM_SYSTEM_DIR: lvmSystemDir } });
     const created = await cli(['lvm-domain', 'create', secondVg, device, '--extent-size', '8M', '--no-activation']);
     assert.equal(created.exitCode, 0, created.stderr);
     assert.match(created.stdout, new RegExp(`volume group ${secondVg} created on ${device}; it is never auto-activated`));

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { MiB } from '../../src/util/sizes.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
 import { until } from './helpers/watch.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * `tideline snapshot create --qmp` on a plain QEMU (no libvirt) whose guest
@@ -45,7 +46,7 @@ describe('real QEMU: live snapshot of a plain QEMU VM onto a new thin volume', f
     await agent.waitFor('watching thin drive', 60_000);
     await until(() => vm.progress.writtenMib >= 160, 180_000, () => `the guest to write 160 MiB (at ${vm.progress.writtenMib})`);
 
-    const snapshot = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'snapshot', 'create', 'plain', '--qmp', vm.adminSocket, '--disk', 'vda', '--size', '96M', '--socket', socket, '--domain', world.workspace.domainDir], { reject: false, timeout: 120_000 });
+    const snapshot = await execa('node', [builtCli(), 'snapshot', 'create', 'plain', '--qmp', vm.adminSocket, '--disk', 'vda', '--size', '96M', '--socket', socket, '--domain', world.workspace.domainDir], { reject: false, timeout: 120_000 });
     assert.equal(snapshot.exitCode, 0, snapshot.stderr);
     const top = /now writes to (\S+) /.exec(snapshot.stdout)?.[1];
     assert.ok(top, snapshot.stdout);

@@ -3,6 +3,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from
 import path from 'node:path';
 import { execa } from 'execa';
 import { parseHostConfig } from '../../src/config/host-config.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /**
  * The RPM, built by a real rpmbuild from packaging/tideline.spec and installed
@@ -42,7 +43,7 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
       '/usr/lib/systemd/system/tideline-spm.service',
       '/etc/tideline/tideline.conf',
       '/etc/sysconfig/tideline',
-      '/usr/lib/tideline/dist/src/cli/main.js',
+      '/usr/lib/tideline/dist/cli/tideline.cjs',
       '/usr/lib/tideline/dist/src/hook/main.js',
       '/usr/lib/tideline/node_modules/yargs/package.json',
       '/usr/share/doc/tideline/README.md',
@@ -77,7 +78,7 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
     assert.match(manual, /--free-target/, "the agent's options are in the manual");
     const completion = await readFile(path.join(extracted, 'usr/share/bash-completion/completions/tideline'), 'utf8');
     assert.match(completion, /complete -o bashdefault -o default -F _tideline_yargs_completions tideline/);
-    const completed = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', '--get-yargs-completions', 'tideline', 'volume', '']);
+    const completed = await run(process.execPath, [builtCli(), '--get-yargs-completions', 'tideline', 'volume', '']);
     for (const action of ['create', 'activate', 'path', 'list']) assert.match(completed.stdout, new RegExp(`^${action}$`, 'm'));
   });
 
@@ -91,10 +92,10 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
     assert.match((await run('rpm', ['--root', root, '-q', 'tideline'])).stdout, /^tideline-/);
 
     // The command, run by node from the installed tree.
-    const help = await run(process.execPath, [path.join(root, 'usr/lib/tideline/dist/src/cli/main.js'), '--help']);
+    const help = await run(process.execPath, [path.join(root, 'usr/lib/tideline/dist/cli/tideline.cjs'), '--help']);
     assert.equal(help.exitCode, 0, help.stderr);
     for (const command of ['agent', 'spm', 'status', 'volume', 'policy', 'doctor', 'hook']) assert.match(help.stdout, new RegExp(`tideline ${command}`));
-    assert.match(await readFile(path.join(root, 'usr/bin/tideline'), 'utf8'), /exec \/usr\/bin\/node \/usr\/lib\/tideline\/dist\/src\/cli\/main\.js "\$@"/);
+    assert.match(await readFile(path.join(root, 'usr/bin/tideline'), 'utf8'), /exec \/usr\/bin\/node \/usr\/lib\/tideline\/dist\/cli\/tideline\.cjs "\$@"/);
 
     // The shipped configuration is valid as installed.
     parseHostConfig(await readFile(path.join(root, 'etc/tideline/tideline.conf'), 'utf8'));
@@ -150,14 +151,14 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
     assert.doesNotMatch(upgraded.stderr, /scriptlet failed/);
     assert.equal((await run('rpm', ['--root', root, '-q', 'tideline'])).stdout.trim(), `tideline-${newer}-1.noarch`);
     assert.equal(await readFile(config, 'utf8'), 'loop-domain = /var/lib/tideline/domain\nhost-id = 7\n', 'the edited configuration is kept as it was');
-    for (const file of ['/etc/libvirt/hooks/qemu.d/tideline', '/usr/bin/tideline', '/usr/lib/tideline/dist/src/cli/main.js']) {
+    for (const file of ['/etc/libvirt/hooks/qemu.d/tideline', '/usr/bin/tideline', '/usr/lib/tideline/dist/cli/tideline.cjs']) {
       assert.equal((await run('rpm', ['--root', root, '-qf', file])).stdout.trim(), `tideline-${newer}-1.noarch`, `${file} belongs to the new package`);
     }
     assert.equal((await run('rpm', ['--root', root, '-V', '--nodeps', '--nomtime', 'tideline'])).stdout.split('\n').filter((line) => line && !line.includes('/etc/tideline/tideline.conf')).join('\n'), '', 'every file of the new package is as packaged');
     const systemctl = await readFile(path.join(root, 'systemctl.log'), 'utf8');
     assert.match(systemctl, /daemon-reload/);
     assert.match(systemctl, /try-restart tideline-agent\.service tideline-spm\.service/);
-    const help = await run(process.execPath, [path.join(root, 'usr/lib/tideline/dist/src/cli/main.js'), '--version']);
+    const help = await run(process.execPath, [path.join(root, 'usr/lib/tideline/dist/cli/tideline.cjs'), '--version']);
     assert.equal(help.stdout.trim(), newer, 'the installed command is the new one');
   });
 
@@ -167,7 +168,7 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
     const erased = await run('rpm', ['--root', root, '-e', 'tideline']);
     assert.equal(erased.exitCode, 0, erased.stderr);
     assert.equal(await readFile(`${config}.rpmsave`, 'utf8'), 'loop-domain = /var/lib/tideline/domain\n');
-    await assert.rejects(stat(path.join(root, 'usr/lib/tideline/dist/src/cli/main.js')));
+    await assert.rejects(stat(path.join(root, 'usr/lib/tideline/dist/cli/tideline.cjs')));
     await assert.rejects(stat(path.join(root, 'etc/libvirt/hooks/qemu.d/tideline')));
   });
 });

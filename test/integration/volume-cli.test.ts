@@ -8,9 +8,10 @@ import { MiB } from '../../src/util/sizes.js';
 import { LabWorld } from './helpers/lab-world.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
+import { builtCli } from './helpers/built-cli.js';
 
 /** `tideline volume` on a host: create and delete travel CLI -> agent -> mailbox -> SPM; list reads the domain. */
-const TIDELINE = ['--import', 'tsx', 'src/cli/main.ts'];
+const TIDELINE = [builtCli()];
 
 describe('tideline volume (command line, through agent and SPM)', function () {
   this.timeout(120_000);

@@ -2,7 +2,6 @@ import { parseArgs } from 'node:util';
 import { readPlainPolicy, TIDELINE_NAMESPACE, type DiskPolicy, type DomainPolicy } from '../../libvirt/policy-reader.js';
 import { DirectLibvirt } from '../../libvirt/remote/direct-libvirt.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
-import { lightRunner } from '../../util/light-runner.js';
 import type { Runner } from '../../util/command-contract.js';
 import { formatSize } from '../../util/sizes.js';
 
@@ -47,9 +46,16 @@ export async function runPolicyShowQuickly(args: readonly string[]): Promise<boo
   }
   const [vm, ...rest] = parsed.positionals;
   if (vm === undefined || rest.length > 0) return false;
-  await showPolicy({ vm, json: parsed.values.json ?? false, uri: parsed.values.uri ?? DEFAULT_URI }, lightRunner);
+  await showPolicy({ vm, json: parsed.values.json ?? false, uri: parsed.values.uri ?? DEFAULT_URI }, runVirshOnlyIfNeeded);
   return true;
 }
+
+/**
+ * The light runner, loaded only when the socket cannot be used and virsh must
+ * answer: node's child_process (with the dgram and stream modules it brings)
+ * is a measurable part of this command's start-up, and is rarely needed.
+ */
+const runVirshOnlyIfNeeded: Runner = async (command, args, options) => (await import('../../util/light-runner.js')).lightRunner(command, args, options);
 
 export function describePolicy(policy: DiskPolicy): string {
   const parts = [

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { PrivateLibvirtd } from '../../../src/lab/private-libvirtd.js';
 import type { Workspace } from '../../../src/lab/workspace.js';
+import { builtCli } from './built-cli.js';
 
 /**
  * One hypervisor of a two-host cluster on this machine: a libvirtd of its own
@@ -65,7 +66,7 @@ export class LibvirtHost {
     const tidelineDir = path.join(base, 'etc', 'tideline');
     await mkdir(tidelineDir, { recursive: true });
     await writeFile(path.join(tidelineDir, 'tideline.conf'), spec.tidelineConfig);
-    const installed = await execa('node', ['--import', 'tsx', 'src/cli/main.ts', 'hook', 'install', '--root', base, '--spool', path.join(base, 'hook-events'), '--config', path.join(tidelineDir, 'tideline.conf')], { reject: false, timeout: 30_000 });
+    const installed = await execa('node', [builtCli(), 'hook', 'install', '--root', base, '--spool', path.join(base, 'hook-events'), '--config', path.join(tidelineDir, 'tideline.conf')], { reject: false, timeout: 30_000 });
     if (installed.exitCode !== 0) throw new Error(`hook install for host ${spec.name} failed: ${installed.stderr}`);
     const daemon = await PrivateLibvirtd.start({ base, hostname: `tl-host${spec.name}`, uuid: spec.uuid, ...(spec.binds ? { binds: spec.binds } : {}), onStart: (pid) => workspace.recordPid(`libvirtd-${spec.name}`, pid) });
     return new LibvirtHost(spec.name, base, daemon, workspace);

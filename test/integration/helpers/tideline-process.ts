@@ -1,7 +1,8 @@
 import { execa, type ResultPromise } from 'execa';
+import { builtCli } from './built-cli.js';
 import { until } from './watch.js';
 
-/** A `tideline` subcommand run as its own process (from the sources), with its JSON log lines collected. */
+/** A `tideline` subcommand run as its own process (the built command, as it ships), with its JSON log lines collected. */
 export class TidelineProcess {
   readonly child: ResultPromise;
   readonly events: Array<Record<string, unknown>> = [];
@@ -10,7 +11,7 @@ export class TidelineProcess {
   /** `options.prefix`: a command that runs the rest in another host's namespaces (nsenter, which execs: the PID stays the process's own). */
   constructor(readonly name: string, args: string[], options: { prefix?: string[] } = {}) {
     const [command, ...prefixArgs] = [...(options.prefix ?? []), 'node'];
-    this.child = execa(command!, [...prefixArgs, '--import', 'tsx', 'src/cli/main.ts', ...args], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
+    this.child = execa(command!, [...prefixArgs, builtCli(), ...args], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
     this.child.stderr?.on('data', (chunk: Buffer) => {
       this.stderr += chunk.toString();
       const lines = this.stderr.split('\n');
