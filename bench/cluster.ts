@@ -102,7 +102,7 @@ export class BenchCluster {
       pollMs = 1;
     }
     const ringer = this.ringerFor(hostId);
-    const extender = await MailboxExtender.open({ mailbox, hostId, plugin: this.hostPlugin, clock: systemClock, logger: silentLogger, pollMs, resendMs: this.policy.resendMs, ...(ringer ? { doorbell: ringer } : {}) });
+    const extender = await MailboxExtender.open({ mailbox, hostId, plugin: this.hostPlugin, clock: systemClock, logger: silentLogger, pollMs, ...(this.policy.hostEagerPoll ? {} : { eagerPoll: false as const }), resendMs: this.policy.resendMs, ...(ringer ? { doorbell: ringer } : {}) });
     this.extenders.push(extender);
     return extender;
   }

@@ -23,6 +23,8 @@ export interface MailboxPolicy {
   /** Where a long-idle SPM's polling backs off to (tideline); the idle interval where there is no back-off. */
   spmPollIdleMaxMs: number;
   hostPollMs: number;
+  /** The host reads its reply slot every 2 ms for 50 ms after a request (tideline's MailboxExtender default), before falling back to hostPollMs. */
+  hostEagerPoll: boolean;
   resendMs: number;
   /** A quiet SPM reads the wake-up block this often (tideline); 0: no wake-up block, every slot at the idle interval. */
   spmWakePollMs: number;
@@ -30,10 +32,10 @@ export interface MailboxPolicy {
   doorbell: boolean;
 }
 
-export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, spmPollIdleMaxMs: 1_000, hostPollMs: 10, resendMs: 3_000, spmWakePollMs: DEFAULT_WAKE_POLL_MS, doorbell: false };
+export const TIDELINE: MailboxPolicy = { name: 'tideline', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 5, spmPollIdleMs: 50, spmPollIdleMaxMs: 1_000, hostPollMs: 10, hostEagerPoll: true, resendMs: 3_000, spmWakePollMs: DEFAULT_WAKE_POLL_MS, doorbell: false };
 /** tideline with the doorbell set up: the SPM looks at the wake-up block only as the net under a lost ring. */
 export const TIDELINE_DOORBELL: MailboxPolicy = { ...TIDELINE, name: 'tideline with doorbell', spmWakePollMs: DOORBELL_WAKE_POLL_MS, doorbell: true };
-export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 500, spmPollIdleMs: 500, spmPollIdleMaxMs: 500, hostPollMs: 500, resendMs: 2_000, spmWakePollMs: 0, doorbell: false };
-export const SEED_2011: MailboxPolicy = { name: 'seed-2011', detection: 'poll', drivePollMs: 2_000, spmPollFastMs: 2_000, spmPollIdleMs: 2_000, spmPollIdleMaxMs: 2_000, hostPollMs: 2_000, resendMs: 2_000, spmWakePollMs: 0, doorbell: false };
+export const VDSM_4_5: MailboxPolicy = { name: 'vdsm-4.5', detection: 'events', drivePollMs: 2_000, spmPollFastMs: 500, spmPollIdleMs: 500, spmPollIdleMaxMs: 500, hostPollMs: 500, hostEagerPoll: false, resendMs: 2_000, spmWakePollMs: 0, doorbell: false };
+export const SEED_2011: MailboxPolicy = { name: 'seed-2011', detection: 'poll', drivePollMs: 2_000, spmPollFastMs: 2_000, spmPollIdleMs: 2_000, spmPollIdleMaxMs: 2_000, hostPollMs: 2_000, hostEagerPoll: false, resendMs: 2_000, spmWakePollMs: 0, doorbell: false };
 
 export const POLICIES: readonly MailboxPolicy[] = [TIDELINE, TIDELINE_DOORBELL, VDSM_4_5, SEED_2011];

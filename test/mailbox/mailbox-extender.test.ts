@@ -4,6 +4,7 @@ import type { Mailbox } from '../../src/mailbox/mailbox.js';
 import { MailboxExtender, MailboxRequestRefusedError, MailboxTimeoutError } from '../../src/mailbox/mailbox-extender.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { systemClock } from '../../src/util/clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import type { StoragePlugin } from '../../plugins/types.js';
 
 /** The host side against an in-memory mailbox whose "SPM" the test plays by hand. */
@@ -18,7 +19,10 @@ class MemoryMailbox {
     return this.requests ? { kind: 'valid', value: structuredClone(this.requests) } : { kind: 'empty' };
   }
 
+  replyReads = 0;
+
   async readReplies(): Promise<Decoded<Slot<Reply>>> {
+    this.replyReads += 1;
     return { kind: 'valid', value: structuredClone(this.replies) };
   }
 
@@ -129,5 +133,43 @@ describe('mailbox extender (host side)', () => {
     await assert.rejects(extender.extend('../etc', 100), { code: 'invalid-volume-name' });
     assert.equal(mailbox.writes, 0);
     extender.close();
+  });
+
+  it('reads its reply slot every 2 ms for 50 ms after a request, then at its poll interval, and eagerly again after the next request', async () => {
+    const clock = new FakeClock();
+    const mailbox = new MemoryMailbox();
+    const extender = await MailboxExtender.open({ mailbox: mailbox as unknown as Mailbox, hostId: 3, plugin, clock, logger: silentLogger, pollMs: 10 });
+    const opened = mailbox.replyReads;
+    const first = extender.extend('a-vda', 100);
+    await clock.advance(50);
+    assert.equal(mailbox.replyReads - opened, 25, 'eager reads in the first 50 ms');
+    const afterEager = mailbox.replyReads;
+    await clock.advance(100);
+    assert.equal(mailbox.replyReads - afterEager, 10, 'reads at the poll interval afterwards');
+    const second = extender.extend('b-vda', 200);
+    const beforeSecond = mailbox.replyReads;
+    await clock.advance(20);
+    assert.ok(mailbox.replyReads - beforeSecond >= 9, `a new request makes the reads eager again (${mailbox.replyReads - beforeSecond} in 20 ms)`);
+    const [firstPending, secondPending] = mailbox.pending();
+    mailbox.answer(firstPending!.index, { sequence: firstPending!.request.sequence, status: ReplyStatus.Ok, resultBytes: 100 });
+    mailbox.answer(secondPending!.index, { sequence: secondPending!.request.sequence, status: ReplyStatus.Ok, resultBytes: 200 });
+    await clock.advance(2);
+    assert.deepEqual(await Promise.all([first, second]), [100, 200]);
+    const answered = mailbox.replyReads;
+    await clock.advance(100);
+    assert.equal(mailbox.replyReads, answered, 'nothing outstanding: no reads at all');
+    extender.close();
+  });
+
+  it('keeps its poll interval from the start when eager reads are turned off', async () => {
+    const clock = new FakeClock();
+    const mailbox = new MemoryMailbox();
+    const extender = await MailboxExtender.open({ mailbox: mailbox as unknown as Mailbox, hostId: 3, plugin, clock, logger: silentLogger, pollMs: 10, eagerPoll: false });
+    const opened = mailbox.replyReads;
+    const request = extender.extend('a-vda', 100).catch(() => undefined);
+    await clock.advance(50);
+    assert.equal(mailbox.replyReads - opened, 5);
+    extender.close();
+    await request;
   });
 });
