@@ -1,6 +1,7 @@
 /**
- * Bundles the `tideline` command into dist/cli/, after tsc has checked and
- * compiled the sources (npm run build does both):
+ * Bundles the `tideline` command into dist/cli/ and the hook's node half into
+ * dist/hook/, after tsc has checked and compiled the sources (npm run build
+ * does both):
  *
  * - dist/cli/tideline.cjs: what the package runs (its bin, /usr/bin/tideline).
  *   src/cli/launcher.ts and what the quick commands (`--version`, `status`,
@@ -13,9 +14,11 @@
  *   as ES modules split by esbuild, which the launcher imports for everything
  *   else. Each command still loads only its own modules, and a module shared
  *   by several commands sits in one chunk, so it exists once per process.
+ * * - dist/hook/main.cjs: src/hook/main.ts, what hooks/qemu starts when the
+ *   domain XML must be read and no agent follows the spool: a VM start waits
+ *   for it, so it is one CommonJS file for the same reason.
  *
- * npm packages stay outside both bundles and load from node_modules as
- * before. The hook (dist/src/hook/main.js) stays as tsc emitted it.
+ * npm packages stay outside the bundles and load from node_modules as before.
  * Usage: node --import tsx scripts/bundle-cli.ts
  */
 import { rm } from 'node:fs/promises';
@@ -24,6 +27,7 @@ import { build, type BuildOptions } from 'esbuild';
 
 const root = path.resolve(import.meta.dirname, '..');
 const outdir = path.join(root, 'dist', 'cli');
+const hookOutdir = path.join(root, 'dist', 'hook');
 
 const common: BuildOptions = {
   absWorkingDir: root,
@@ -36,7 +40,7 @@ const common: BuildOptions = {
 };
 
 // Chunk names carry a content hash: an older build's chunks would only pile up.
-await rm(outdir, { recursive: true, force: true });
+await Promise.all([outdir, hookOutdir].map((folder) => rm(folder, { recursive: true, force: true })));
 await build({
   ...common,
   entryPoints: ['src/cli/launcher.ts'],
@@ -53,4 +57,10 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   splitting: true,
   format: 'esm',
+});
+await build({
+  ...common,
+  entryPoints: ['src/hook/main.ts'],
+  outfile: path.join(hookOutdir, 'main.cjs'),
+  format: 'cjs',
 });

@@ -27,11 +27,16 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** No agent took it: load the plugin and do it in this process (the slow path). */
+/**
+ * No agent took it: load the plugin and do it in this process (the slow path,
+ * which a VM start waits for). Its LVM commands run through the light runner,
+ * the same contract as execa's without loading execa, which alone costs
+ * several times a node start.
+ */
 async function prepareHere(configText: string, domain: string, xml: string): Promise<HookOutcome> {
-  const [{ parseHostConfig }, { prepareDomain }, { execaRunner }, { openHostPlugin }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/runner.js'), import('../../plugins/open-host-plugin.js')]);
+  const [{ parseHostConfig }, { prepareDomain }, { lightRunner }, { openHostPlugin }] = await Promise.all([import('../config/host-config.js'), import('./hook.js'), import('../util/light-runner.js'), import('../../plugins/open-host-plugin.js')]);
   const config = parseHostConfig(configText, CONFIG_FILE);
-  return prepareDomain(domain, xml, config.vg, () => openHostPlugin(config, execaRunner));
+  return prepareDomain(domain, xml, config.vg, () => openHostPlugin(config, lightRunner));
 }
 
 async function main(): Promise<number> {
@@ -56,10 +61,11 @@ async function main(): Promise<number> {
   return outcome.exitCode;
 }
 
-try {
-  process.exitCode = await main();
-} catch (error) {
-  // A broken tideline setup must not keep VMs from starting or stopping; say what is wrong.
-  process.stderr.write(`tideline hook: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exitCode = 0;
-}
+main().then(
+  (exitCode) => (process.exitCode = exitCode),
+  (error: unknown) => {
+    // A broken tideline setup must not keep VMs from starting or stopping; say what is wrong.
+    process.stderr.write(`tideline hook: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 0;
+  },
+);

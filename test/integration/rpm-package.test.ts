@@ -44,7 +44,7 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
       '/etc/tideline/tideline.conf',
       '/etc/sysconfig/tideline',
       '/usr/lib/tideline/dist/cli/tideline.cjs',
-      '/usr/lib/tideline/dist/src/hook/main.js',
+      '/usr/lib/tideline/dist/hook/main.cjs',
       '/usr/lib/tideline/node_modules/yargs/package.json',
       '/usr/share/doc/tideline/README.md',
       '/usr/share/man/man1/tideline.1.gz',
@@ -104,7 +104,7 @@ describe('RPM package (rpmbuild, rpm --root)', function () {
     const hook = path.join(root, 'etc/libvirt/hooks/qemu.d/tideline');
     const script = await readFile(hook, 'utf8');
     const entry = /^TIDELINE_HOOK_MAIN=(.*)$/m.exec(script)?.[1];
-    assert.equal(entry, '/usr/lib/tideline/dist/src/hook/main.js');
+    assert.equal(entry, '/usr/lib/tideline/dist/hook/main.cjs');
     await stat(path.join(root, entry));
     const spool = path.join(dir, 'spool');
     await mkdir(spool);

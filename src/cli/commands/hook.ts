@@ -20,9 +20,9 @@ export function installationRoot(): string {
   return here.includes(`${path.sep}dist${path.sep}`) ? here.slice(0, here.lastIndexOf(`${path.sep}dist${path.sep}`)) : path.resolve(here, '../../..');
 }
 
-/** dist/src/hook/main.js of this installation. */
+/** dist/hook/main.cjs of this installation: the hook's node half, bundled into one file (scripts/bundle-cli.ts). */
 function hookEntryPoint(): string {
-  return path.join(installationRoot(), 'dist', 'src', 'hook', 'main.js');
+  return path.join(installationRoot(), 'dist', 'hook', 'main.cjs');
 }
 
 /**
