@@ -224,7 +224,7 @@ export class MailboxExtender implements Extender {
   }
 
   private pollInterval(): number {
-    return this.eagerPoll && this.options.clock.now() < this.eagerUntil ? this.eagerPoll.intervalMs : this.pollMs;
+    return this.eagerPoll && this.options.clock.now() < this.eagerUntil ? Math.min(this.eagerPoll.intervalMs, this.pollMs) : this.pollMs;
   }
 
   private async poll(): Promise<void> {
