@@ -42,7 +42,7 @@ export interface HostView {
 
 export interface ClusterView {
   observedMs: number;
-  spm: { hostId: number; sinceMs: number | null; serving: boolean } | null;
+  spm: { hostId: number; sinceMs: number | null; serving: boolean; doorbell?: SpmDoorbell } | null;
   hosts: HostView[];
 }
 
@@ -107,6 +107,20 @@ function hostView(hostId: number, first: StorageSample, second: StorageSample): 
   };
 }
 
+/**
+ * What the SPM named in the reply slots it wrote: the doorbell hosts ring, or
+ * 'none' when it listens on none. Absent when no slot carries a notice of that
+ * host (an SPM of an older tideline, or one that never wrote a reply).
+ */
+export type SpmDoorbell = { address: string; port: number } | 'none';
+
+function namedDoorbell(replies: StorageSample['replies'], spmHostId: number): SpmDoorbell | undefined {
+  for (const decoded of replies.values()) {
+    if (decoded.kind === 'valid' && decoded.value.spm?.hostId === spmHostId) return decoded.value.spm.doorbell ?? 'none';
+  }
+  return undefined;
+}
+
 /** Every host that ever wrote anything, in host id order; the SPM is the lease holder, serving if it renewed during the observation. */
 export function clusterView(first: StorageSample, second: StorageSample): ClusterView {
   const ids = new Set<number>();
@@ -130,5 +144,7 @@ export function clusterView(first: StorageSample, second: StorageSample): Cluste
       spm = { hostId, sinceMs: block.holdingSinceMs ?? null, serving: hosts.find((host) => host.hostId === hostId)?.spmCandidate === 'alive' };
     }
   }
+  const doorbell = spm && namedDoorbell(second.replies, spm.hostId);
+  if (spm && doorbell) spm.doorbell = doorbell;
   return { observedMs: second.atMs - first.atMs, spm, hosts };
 }

@@ -2,7 +2,7 @@ import { access, constants, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { StoragePlugin } from '../../plugins/types.js';
 import type { HostConfig } from '../config/host-config.js';
-import { formatAddress } from '../doorbell/doorbell.js';
+import { formatAddress } from '../util/address-text.js';
 import { errorMessage } from '../errors.js';
 import { parseDomainXml } from '../libvirt/domain-xml.js';
 import { directPathUnusable, type DirectLibvirt } from '../libvirt/remote/direct-libvirt.js';
@@ -92,20 +92,24 @@ export async function checkMailbox(config: HostConfig): Promise<Finding> {
 }
 
 /**
- * The doorbell's two settings agree: this host's SPM listens on an address
- * every host rings, and rings go only where there is a mailbox. The settings
- * are optional; without them the SPM looks at the mailbox every 30 ms.
+ * The doorbell settings make sense: this host's SPM listens on an address it
+ * can name to the hosts (they learn it from the reply slots it writes), and
+ * rings go only where there is a mailbox. The settings are optional; without
+ * a doorbell the SPM looks at the mailbox every 30 ms.
  */
 export function checkDoorbell(config: HostConfig): Finding {
   const own = config.doorbell;
   const rung = config['spm-doorbells'] ?? [];
-  if (!own && rung.length === 0) return { check: 'doorbell', status: 'ok', detail: "none set up: a quiet SPM looks at the mailbox every 30 ms; set doorbell and spm-doorbells for answers without that CPU (docs/mailbox-format.md, 'Doorbell')" };
-  if (!config.mailbox) return { check: 'doorbell', status: 'warn', detail: 'doorbell settings without a mailbox: this host extends volumes itself and neither rings nor serves' };
-  const address = own ? formatAddress(own) : undefined;
-  if (address && !rung.some((candidate) => formatAddress(candidate) === address)) {
-    return { check: 'doorbell', status: 'warn', detail: `this host's SPM listens on ${address}, but spm-doorbells does not list it (compared as written): no host with this file rings it while it serves; list every candidate's doorbell in spm-doorbells on every host` };
+  if (!own && rung.length === 0) {
+    return { check: 'doorbell', status: 'ok', detail: "none set up: a quiet SPM looks at the mailbox every 30 ms; set doorbell on each SPM candidate (an address of that host the others reach) for answers without that CPU: hosts learn it from their reply slots (docs/mailbox-format.md, 'Doorbell')" };
   }
-  return { check: 'doorbell', status: 'ok', detail: `${address ? `this host's SPM listens on ${address} while it serves; ` : ''}rings ${rung.map(formatAddress).join(', ')}` };
+  if (!config.mailbox) return { check: 'doorbell', status: 'warn', detail: 'doorbell settings without a mailbox: this host extends volumes itself and neither rings nor serves' };
+  if (own && (own.host === '0.0.0.0' || own.host === '::')) {
+    return { check: 'doorbell', status: 'warn', detail: `this host's SPM would listen on the wildcard address ${formatAddress(own)}, which it cannot name to the hosts: only hosts whose spm-doorbells lists this host would ring it; set doorbell to an address of this host the others reach` };
+  }
+  const listens = own ? `this host's SPM listens on ${formatAddress(own)} while it serves and names it in the reply slots it writes; ` : '';
+  const listed = rung.length > 0 ? `rings ${rung.map(formatAddress).join(', ')} and ` : 'rings ';
+  return { check: 'doorbell', status: 'ok', detail: `${listens}${listed}the doorbell the SPM names in this host's reply slot` };
 }
 
 /** libvirtd, and every running domain's thin disks: without error_policy='stop' a full volume is an I/O error in the guest. */

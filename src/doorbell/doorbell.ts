@@ -3,6 +3,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/listen-address.js';
+import { formatAddress } from '../util/address-text.js';
 import { errorMessage, TideError } from '../errors.js';
 import { decodeRing, encodeRing } from './ring-format.js';
 
@@ -65,14 +66,25 @@ export class DoorbellListener {
     return listener;
   }
 
+  /**
+   * The address hosts may ring, as the SPM names it in their reply slots: the
+   * bound IP address and port. Undefined for a wildcard address (0.0.0.0,
+   * ::), which says nothing about where this host is reached.
+   */
+  get reachableAddress(): { address: string; port: number } | undefined {
+    const { address, port } = this.socket.address();
+    return address === '0.0.0.0' || address === '::' ? undefined : { address, port };
+  }
+
   close(): Promise<void> {
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
 }
 
 /**
- * A host's end: after its request is in its slot, one datagram to each SPM
- * candidate's doorbell (only the acting SPM listens). Never throws and never
+ * A host's end: after its request is in its slot, one datagram to the
+ * doorbell the SPM named in the host's reply slot and to each candidate
+ * listed in spm-doorbells (only the acting SPM listens). Never throws and never
  * waits: a ring that is lost costs latency only, since the SPM still reads
  * the wake-up block and scans every slot on its own. A failing send is logged
  * once until one works again.
@@ -108,8 +120,17 @@ export class DoorbellRinger {
     this.datagram = encodeRing(ring);
   }
 
-  ring(): void {
-    for (const address of this.addresses) {
+  /**
+   * Rings every configured candidate, and `named`: the doorbell the SPM named
+   * in this host's reply slot (an IP address), unless it is configured too.
+   */
+  ring(named?: { address: string; port: number }): void {
+    const targets = named ? [...this.addresses, { host: named.address, port: named.port }] : this.addresses;
+    const seen = new Set<string>();
+    for (const address of targets) {
+      const key = formatAddress(address);
+      if (seen.has(key)) continue;
+      seen.add(key);
       const target = this.target(address);
       if (target instanceof Promise) {
         target.then((resolved) => this.send(address, resolved), (error: unknown) => this.noteFailure(address, error));
@@ -162,7 +183,7 @@ export class DoorbellRinger {
     this.failed += 1;
     if (this.failing) return;
     this.failing = true;
-    this.logger.warn({ doorbell: formatAddress(address), err: errorMessage(error) }, "cannot ring the SPM's doorbell; the SPM finds requests at its own slower looks (check spm-doorbells in tideline.conf and that UDP can pass)");
+    this.logger.warn({ doorbell: formatAddress(address), err: errorMessage(error) }, "cannot ring the SPM's doorbell; the SPM finds requests at its own slower looks (check spm-doorbells in tideline.conf, the doorbell the SPM names in the reply slots, and that UDP can pass)");
   }
 
   private socketFor(family: Family): Socket {
@@ -177,8 +198,4 @@ export class DoorbellRinger {
     }
     return socket;
   }
-}
-
-export function formatAddress(address: ListenAddress): string {
-  return isIP(address.host) === 6 ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }

@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { crc32 } from 'node:zlib';
 
 /**
@@ -113,6 +114,19 @@ export interface Slot<T> {
   generation: number;
   /** Index i holds message i, or undefined when free. */
   messages: Array<T | undefined>;
+  /** Reply slots only: the SPM that wrote the slot, and where its doorbell listens (absent in slots of older SPMs). */
+  spm?: SpmNotice;
+}
+
+/**
+ * What the SPM says about itself in every reply slot it writes, in the slot
+ * header's reserved bytes: its host id, and the UDP address of its doorbell
+ * when it listens on one, so hosts learn where to ring without a list of the
+ * SPM candidates (docs/mailbox-format.md, "Doorbell").
+ */
+export interface SpmNotice {
+  hostId: number;
+  doorbell?: { address: string; port: number };
 }
 
 export type DecodeFailure = 'bad-magic' | 'foreign-version' | 'bad-checksum' | 'wrong-host' | 'bad-message' | 'bad-size' | 'bad-count' | 'bad-heartbeat';
@@ -208,11 +222,14 @@ export function encodeRequestSlot(slot: Slot<Request>): Buffer {
 }
 
 export function encodeReplySlot(slot: Slot<Reply>): Buffer {
-  return encodeSlot(REPLY_MAGIC, slot, (message, view) => {
+  const block = encodeSlot(REPLY_MAGIC, slot, (message, view) => {
     view.writeBigUInt64LE(BigInt(message.sequence), 0);
     view.writeUInt8(message.status, 9);
     writeSize(view, 32, message.resultBytes);
   });
+  if (!slot.spm) return block;
+  writeSpmNotice(block, slot.spm);
+  return sealBlock(block, SLOT_CRC_OFFSET);
 }
 
 export function decodeRequestSlot(block: Uint8Array, expectedHostId: number): Decoded<Slot<Request>> {
@@ -232,13 +249,57 @@ export function decodeRequestSlot(block: Uint8Array, expectedHostId: number): De
 }
 
 export function decodeReplySlot(block: Uint8Array, expectedHostId: number): Decoded<Slot<Reply>> {
-  return decodeSlot(block, REPLY_MAGIC, expectedHostId, (view) => {
+  const decoded = decodeSlot<Reply>(block, REPLY_MAGIC, expectedHostId, (view) => {
     const status = view.readUInt8(9);
     if (!(status in REPLY_STATUS_CODES)) return `unknown reply status ${status}`;
     const resultBytes = readSize(view, 32);
     if (resultBytes === undefined) return 'size beyond 2^53 bytes';
     return { sequence: Number(view.readBigUInt64LE(0)), status: status as ReplyStatus, resultBytes };
   });
+  if (decoded.kind !== 'valid') return decoded;
+  const spm = readSpmNotice(asBuffer(block));
+  return spm ? { kind: 'valid', value: { ...decoded.value, spm } } : decoded;
+}
+
+/** Two notices naming the same SPM and the same doorbell. */
+export function sameNotice(left: SpmNotice | undefined, right: SpmNotice | undefined): boolean {
+  return left?.hostId === right?.hostId && left?.doorbell?.address === right?.doorbell?.address && left?.doorbell?.port === right?.doorbell?.port;
+}
+
+// ---- the SPM's notice in a reply slot's header (bytes 24..63, zero in older slots) ----
+
+const NOTICE_HOST_ID_OFFSET = 24;
+const NOTICE_FAMILY_OFFSET = 26;
+const NOTICE_PORT_OFFSET = 28;
+const NOTICE_ADDRESS_OFFSET = 30;
+
+function writeSpmNotice(block: Buffer, notice: SpmNotice): void {
+  assertHostCount(notice.hostId);
+  block.writeUInt16LE(notice.hostId, NOTICE_HOST_ID_OFFSET);
+  if (!notice.doorbell) return;
+  const { address, port } = notice.doorbell;
+  if (!ipaddr.isValid(address)) throw new RangeError(`doorbell address ${JSON.stringify(address)} is not an IP address`);
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new RangeError(`doorbell port ${port} must be 1..65535`);
+  const bytes = ipaddr.parse(address).toByteArray();
+  block.writeUInt8(bytes.length === 4 ? 4 : 6, NOTICE_FAMILY_OFFSET);
+  block.writeUInt16LE(port, NOTICE_PORT_OFFSET);
+  Buffer.from(bytes).copy(block, NOTICE_ADDRESS_OFFSET);
+}
+
+/**
+ * The notice, or undefined where none was written (host id 0: an older SPM).
+ * A doorbell it cannot read (an unknown address family, port 0) is left out
+ * rather than failing the slot: the replies in it are what matters, and the
+ * doorbell is only a hint.
+ */
+function readSpmNotice(block: Buffer): SpmNotice | undefined {
+  const hostId = block.readUInt16LE(NOTICE_HOST_ID_OFFSET);
+  if (hostId === 0 || hostId > MAX_HOSTS_LIMIT) return undefined;
+  const family = block.readUInt8(NOTICE_FAMILY_OFFSET);
+  const port = block.readUInt16LE(NOTICE_PORT_OFFSET);
+  if ((family !== 4 && family !== 6) || port === 0) return { hostId };
+  const bytes = block.subarray(NOTICE_ADDRESS_OFFSET, NOTICE_ADDRESS_OFFSET + (family === 4 ? 4 : 16));
+  return { hostId, doorbell: { address: ipaddr.fromByteArray([...bytes]).toString(), port } };
 }
 
 function encodeSlot<T extends { sequence: number }>(magic: string, slot: Slot<T>, writeMessage: (message: T, view: Buffer) => void): Buffer {

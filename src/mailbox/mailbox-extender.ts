@@ -2,9 +2,10 @@ import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { assertVolumeName } from '../../plugins/errors.js';
 import { InvalidConfigError, TideError, errorMessage } from '../errors.js';
+import { formatAddress } from '../util/address-text.js';
 import type { Extender } from '../monitor/ports.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
-import { carriesParent, MAX_CHILD_AND_PARENT_NAME_BYTES, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Request, type Slot } from './format.js';
+import { carriesParent, MAX_CHILD_AND_PARENT_NAME_BYTES, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, sameNotice, type Request, type Slot, type SpmNotice } from './format.js';
 import type { Mailbox } from './mailbox.js';
 
 /** The SPM answered a request with an error; `code` is the reply status (cap-reached, domain-full, ...). */
@@ -52,8 +53,12 @@ export interface MailboxExtenderOptions {
   resendMs?: number;
   /** Give up on a request after this long. */
   timeoutMs?: number;
-  /** Rung once the slot and the wake-up block are written, so that a quiet SPM looks at once (src/doorbell). */
-  doorbell?: { ring(): void };
+  /**
+   * Rung once the slot and the wake-up block are written, so that a quiet SPM
+   * looks at once (src/doorbell), with the doorbell the SPM named in this
+   * host's reply slot when it last read it.
+   */
+  doorbell?: { ring(named?: { address: string; port: number }): void };
 }
 
 /** Reads every 2 ms for the first 50 ms after a request: what the SPM answers in when quiet (bench, cold request). */
@@ -97,6 +102,7 @@ export class MailboxExtender implements Extender {
       for (const message of decoded.value.messages) if (message) highest = Math.max(highest, message.sequence);
     }
     if (requests.kind === 'valid') extender.generation = requests.value.generation;
+    if (replies.kind === 'valid') extender.learn(replies.value.spm);
     extender.nextSequence = highest + 1;
     return extender;
   }
@@ -196,13 +202,24 @@ export class MailboxExtender implements Extender {
         // After the slot: an SPM woken before the slot was written would scan and find nothing.
         if (wake) {
           await this.wakeSpm();
-          this.options.doorbell?.ring();
+          this.options.doorbell?.ring(this.spm?.doorbell);
         }
       })
       .catch((error: unknown) => this.options.logger.warn({ hostId: this.options.hostId, err: errorMessage(error) }, 'writing the request slot failed; will resend'));
   }
 
   private wakeUpFailing = false;
+  /** What the SPM said about itself in this host's reply slot, last time it was read. */
+  private spm: SpmNotice | undefined;
+
+  private learn(notice: SpmNotice | undefined): void {
+    if (!notice) return;
+    const known = sameNotice(this.spm, notice);
+    this.spm = notice;
+    if (known) return;
+    const doorbell = notice.doorbell ? formatAddress({ host: notice.doorbell.address, port: notice.doorbell.port }) : undefined;
+    this.options.logger.info({ hostId: this.options.hostId, spmHostId: notice.hostId, ...(doorbell ? { doorbell } : {}) }, doorbell ? "the SPM names its doorbell in this host's reply slot; ringing it after each request" : "the SPM names no doorbell in this host's reply slot");
+  }
 
   /** A failed wake-up costs latency only (the SPM's slow full scan finds the request): said once, not thrown. */
   private async wakeSpm(): Promise<void> {
@@ -236,6 +253,7 @@ export class MailboxExtender implements Extender {
       this.options.logger.warn({ hostId: this.options.hostId, err: errorMessage(error) }, 'reading the reply slot failed');
       return;
     }
+    if (replies.kind === 'valid') this.learn(replies.value.spm);
     const now = this.options.clock.now();
     let freed = false;
     let resend = false;

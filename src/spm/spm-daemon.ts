@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { ListenAddress } from '../config/listen-address.js';
-import { DoorbellListener, formatAddress } from '../doorbell/doorbell.js';
+import { DoorbellListener } from '../doorbell/doorbell.js';
+import { formatAddress } from '../util/address-text.js';
+import type { SpmNotice } from '../mailbox/format.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep } from '../util/clock.js';
 import type { SpmMetrics } from './spm-metrics.js';
@@ -23,6 +25,13 @@ async function listenForRings(address: ListenAddress, mailbox: Mailbox, logger: 
   }
 }
 
+/** What this term's SPM tells the hosts in their reply slots: who it is, and where to ring it if they can. */
+function noticeFor(hostId: number, doorbell: DoorbellListener | undefined, logger: Logger): SpmNotice {
+  const reachable = doorbell?.reachableAddress;
+  if (doorbell && !reachable) logger.warn({ doorbell: formatAddress(doorbell.address) }, "the doorbell listens on a wildcard address, which the hosts cannot ring: they ring only what spm-doorbells lists; set 'doorbell' to an address of this host the others reach");
+  return reachable ? { hostId, doorbell: reachable } : { hostId };
+}
+
 /** Logged when the SPM stops serving because its lease is gone (tests count it). */
 export const LEASE_LOST_MESSAGE = 'SPM lease lost: stopped serving requests';
 
@@ -33,6 +42,8 @@ export const LEASE_LOST_MESSAGE = 'SPM lease lost: stopped serving requests';
  */
 export interface SpmDaemonOptions extends Pick<SpmOptions, 'mailbox' | 'plugin' | 'lease' | 'clock' | 'logger' | 'run' | 'requestDelayMs'> {
   signal: AbortSignal;
+  /** This host's id: the SPM names itself with it in the reply slots it writes. */
+  hostId: number;
   metrics?: SpmMetrics;
   /** Where this host's SPM listens for the hosts' doorbell rings while it serves (tideline.conf: doorbell). */
   doorbell?: ListenAddress;
@@ -55,7 +66,7 @@ export async function runSpm(options: SpmDaemonOptions): Promise<void> {
     let service: SpmService | undefined;
     // Only the serving SPM listens: a standby's socket would take rings nobody acts on.
     const doorbell = options.doorbell ? await listenForRings(options.doorbell, options.mailbox, logger, (hostId) => service?.ring(hostId)) : undefined;
-    service = new SpmService({ ...options, ...quietLooks(doorbell !== undefined) });
+    service = new SpmService({ ...options, ...quietLooks(doorbell !== undefined), notice: noticeFor(options.hostId, doorbell, logger) });
     options.metrics?.observe(service, doorbell);
     options.metrics?.setActing(true);
     options.onService?.(service);

@@ -4,7 +4,7 @@ import { DomainFullError, InvalidVolumeNameError, VolumeExistsError, VolumeNotFo
 import type { StoragePlugin } from '../../plugins/types.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Lease } from '../lease/types.js';
-import { decodeRequestSlot, holdsEveryRegion, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, type Decoded, type Reply, type Request, type Slot } from '../mailbox/format.js';
+import { decodeRequestSlot, holdsEveryRegion, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, sameNotice, type Decoded, type Reply, type Request, type Slot, type SpmNotice } from '../mailbox/format.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
@@ -53,6 +53,12 @@ export interface SpmOptions {
    * injected clock, which tests of the state machine need.
    */
   wakeUpThread?: boolean;
+  /**
+   * What this SPM says about itself in every reply slot it writes (its host
+   * id, its doorbell): hosts learn from it where to ring. Slots that already
+   * hold replies get it when the term starts, the others with their first.
+   */
+  notice?: SpmNotice;
   /**
    * Testing: added before every request is carried out, as slow storage
    * would; forces the ENOSPC path, and holds the SPM between its lease check
@@ -155,7 +161,8 @@ export interface SpmCounters {
  * What made a quiet SPM scan every slot: a host's doorbell ring, a changed
  * wake-up block, or the slow full scan that finds what both missed. Where
  * doorbells are set up, scans for 'wake-up-block' mean some host's ring did
- * not arrive (its spm-doorbells setting, or UDP blocked on the way).
+ * not arrive (a host's first request, before any reply named the SPM; a host
+ * of an older tideline; UDP blocked on the way).
  */
 export type QuietWakeUpCause = 'doorbell' | 'wake-up-block' | 'full-scan';
 
@@ -298,12 +305,23 @@ export class SpmService extends EventEmitter<SpmEvents> {
   /** What an earlier SPM already answered is in the reply slots: continue from there, so nothing is served twice. */
   async recover(): Promise<void> {
     const slots = await this.options.mailbox.readAllReplies();
+    const { notice } = this.options;
     for (const [hostId, decoded] of slots) {
       const slot = decoded.kind === 'valid' ? decoded.value : { hostId, generation: 0, messages: new Array<Reply | undefined>(MESSAGES_PER_SLOT).fill(undefined) };
       this.replies.set(hostId, slot);
       this.replyWriter.known(slot);
       this.lastServed.set(hostId, Math.max(0, ...slot.messages.map((reply) => reply?.sequence ?? 0)));
+      if (!notice) continue;
+      // A host reads its reply slot when it opens the mailbox and after each request: one that was served by an
+      // earlier SPM learns this one's doorbell before it next asks. An empty slot gets the notice with its first reply.
+      const stale = !sameNotice(slot.spm, notice);
+      slot.spm = notice;
+      if (stale && slot.messages.some(Boolean)) {
+        slot.generation += 1;
+        this.replyWriter.queue(slot);
+      }
     }
+    await this.replyWriter.settled();
   }
 
   /** One pass over every request slot; true when something was served. */

@@ -42,6 +42,18 @@ describe('cluster view from two reads of the shared storage', () => {
     assert.equal(two.inventoryWrittenAtMs, 1_006);
   });
 
+  it("names the doorbell the SPM names in the reply slots, 'none' where it names none, and nothing for slots without its notice", () => {
+    const replies = (spm?: Slot<Reply>['spm']) => new Map([[2, valid<Slot<Reply>>({ hostId: 2, generation: 1, messages: [{ sequence: 1, status: ReplyStatus.Ok, resultBytes: MiB }], ...(spm ? { spm } : {}) })]]);
+    const view = (spm?: Slot<Reply>['spm']) => {
+      const at = sample(0, { leases: [lease(1, 10, LeaseState.Holding)], inventories: [], replies: replies(spm) });
+      return clusterView(at, { ...at, atMs: 6_000, leaseBlocks: new Map([[1, lease(1, 16, LeaseState.Holding)]]) }).spm;
+    };
+    assert.deepEqual(view({ hostId: 1, doorbell: { address: '192.0.2.10', port: 7979 } }), { hostId: 1, sinceMs: 500, serving: true, doorbell: { address: '192.0.2.10', port: 7979 } });
+    assert.deepEqual(view({ hostId: 1 }), { hostId: 1, sinceMs: 500, serving: true, doorbell: 'none' });
+    assert.deepEqual(view({ hostId: 3, doorbell: { address: '192.0.2.30', port: 7979 } }), { hostId: 1, sinceMs: 500, serving: true }, "another host's notice (an earlier SPM) says nothing about this one");
+    assert.deepEqual(view(), { hostId: 1, sinceMs: 500, serving: true });
+  });
+
   it('an SPM that holds the lease but did not renew is shown as not serving; an unreadable block is named', () => {
     const stalled = sample(0, { leases: [lease(1, 10, LeaseState.Holding), 'invalid'], inventories: [] });
     const view = clusterView(stalled, { ...stalled, atMs: 6_000 });

@@ -11,20 +11,22 @@ describe('doctor: doorbell settings', () => {
     assert.match(finding.detail, /every 30 ms/);
   });
 
-  it("passes a candidate whose doorbell every host's list names, and a host that only rings", () => {
-    assert.deepEqual(check('mailbox = /m\ndoorbell = 10.0.0.1:7797\nspm-doorbells = 10.0.0.1:7797, [2001:db8::2]:7797\n'), {
+  it('passes a candidate with its doorbell alone (the hosts learn it from their reply slots), with or without a list of candidates', () => {
+    assert.deepEqual(check('mailbox = /m\ndoorbell = 10.0.0.1:7797\n'), {
       check: 'doorbell',
       status: 'ok',
-      detail: "this host's SPM listens on 10.0.0.1:7797 while it serves; rings 10.0.0.1:7797, [2001:db8::2]:7797",
+      detail: "this host's SPM listens on 10.0.0.1:7797 while it serves and names it in the reply slots it writes; rings the doorbell the SPM names in this host's reply slot",
     });
+    assert.deepEqual(check('mailbox = /m\ndoorbell = 10.0.0.3:7797\nspm-doorbells = 10.0.0.1:7797, [2001:db8::2]:7797\n').detail, "this host's SPM listens on 10.0.0.3:7797 while it serves and names it in the reply slots it writes; rings 10.0.0.1:7797, [2001:db8::2]:7797 and the doorbell the SPM names in this host's reply slot");
     assert.equal(check('mailbox = /m\nspm-doorbells = 10.0.0.1:7797\n').status, 'ok');
   });
 
-  it("warns when this host's doorbell is missing from the list the hosts ring", () => {
-    const finding = check('mailbox = /m\ndoorbell = 10.0.0.3:7797\nspm-doorbells = 10.0.0.1:7797\n');
-    assert.equal(finding.status, 'warn');
-    assert.match(finding.detail, /listens on 10\.0\.0\.3:7797, but spm-doorbells does not list it/);
-    assert.equal(check('mailbox = /m\ndoorbell = 10.0.0.3:7797\n').status, 'warn');
+  it('warns about a doorbell on a wildcard address, which the SPM cannot name to the hosts', () => {
+    for (const wildcard of ['0.0.0.0:7797', '[::]:7797']) {
+      const finding = check(`mailbox = /m\ndoorbell = ${wildcard}\n`);
+      assert.equal(finding.status, 'warn');
+      assert.match(finding.detail, /wildcard address .*set doorbell to an address of this host the others reach/);
+    }
   });
 
   it('warns about doorbells on a host without a mailbox', () => {

@@ -112,6 +112,26 @@ describe('doorbell over UDP on loopback', function () {
     }
   });
 
+  it('rings the doorbell the SPM named with nothing configured, and a named doorbell that is also configured once', async () => {
+    const ringer = new DoorbellRinger([], { hostId: 6, mailboxId: MAILBOX_ID }, silentLogger);
+    const configured = new DoorbellRinger([listener.address], { hostId: 7, mailboxId: MAILBOX_ID }, silentLogger);
+    const heard = rung.length;
+    try {
+      ringer.ring();
+      assert.equal(ringer.sent + ringer.failed, 0, 'nothing configured, nothing named: no datagram');
+      ringer.ring({ address: '127.0.0.1', port: listener.address.port });
+      await until(() => rung.length > heard, 'the ring at the named doorbell');
+      configured.ring({ address: '127.0.0.1', port: listener.address.port });
+      await until(() => configured.sent === 1, 'the configured ring');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(rung.slice(heard), [6, 7]);
+      assert.equal(configured.sent, 1);
+    } finally {
+      ringer.close();
+      configured.close();
+    }
+  });
+
   it('looks a name up once for many rings, and again after a lookup failed', async () => {
     const own: number[] = [];
     const ownListener = await DoorbellListener.listen({ host: '127.0.0.1', port: 0 }, { mailboxId: MAILBOX_ID, maxHosts: 8, logger: silentLogger, onRing: (hostId) => own.push(hostId) });

@@ -14,9 +14,10 @@ import { freeLoopbackPort } from './helpers/free-port.js';
  * Three hosts on one machine: three agents with distinct host ids, SPM
  * candidates on hosts 1 and 3, one mailbox and one storage domain. Every
  * extension travels agent -> mailbox -> SPM -> mailbox -> agent. Each
- * candidate has a doorbell on a loopback UDP port of its own, and every agent
- * rings both after its requests, as tideline.conf's doorbell and
- * spm-doorbells set it up.
+ * candidate has a doorbell on a loopback UDP port of its own (tideline.conf's
+ * doorbell). In the first test the agents know no doorbell and ring the one
+ * the SPM names in their reply slots; in the second they also ring both
+ * candidates, as spm-doorbells sets it up.
  */
 const MAX_HOSTS = 8;
 const LEASE_EXPIRY_SECONDS = '2';
@@ -57,27 +58,26 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     return Object.fromEntries([...text.matchAll(/^tideline_spm_quiet_wake_ups_total\{cause="([a-z-]+)"\} (\d+)/gm)].map((match) => [match[1]!, Number(match[2])]));
   }
 
-  function agent(hostId: number, vm: LabVm | undefined): TidelineProcess {
+  /** `listed`: the agent also rings every candidate (spm-doorbells), not only the doorbell the SPM names. */
+  function agent(hostId: number, vm: LabVm | undefined, listed: boolean): TidelineProcess {
     const qmp = vm ? ['--qmp', `${vm.options.name}=${vm.qmpSocket}`] : [];
     return start(`agent${hostId}`, [
       'agent', ...qmp, '--domain', world.workspace.domainDir, '--mailbox', mailboxPath, '--host-id', String(hostId),
       '--chunk', '256M', '--free-target', '256M', '--poll', '0.5', '--status-file', path.join(world.dir, `status-${hostId}.json`),
       '--control-socket', path.join(world.dir, `agent-${hostId}.sock`),
-      '--spm-doorbells', [...doorbellPorts.values()].map((port) => `127.0.0.1:${port}`).join(','),
+      ...(listed ? ['--spm-doorbells', [...doorbellPorts.values()].map((port) => `127.0.0.1:${port}`).join(',')] : []),
     ]);
   }
 
   /** Two hosts run a guest writing 1 GiB each; the third host's agent has no VM. */
-  async function startHosts(): Promise<{ vms: LabVm[]; primary: TidelineProcess; standby: TidelineProcess }> {
+  async function startHosts(options: { listed: boolean }): Promise<{ vms: LabVm[]; primary: TidelineProcess; standby: TidelineProcess; agents: TidelineProcess[] }> {
     const primary = spm(1);
     await primary.waitFor('acting as SPM', 30_000);
     const standby = spm(3);
     await standby.waitFor('waiting for the SPM lease', 30_000);
     const vms = [await world.startVm({ name: 'alpha', writeMib: 1024 }), await world.startVm({ name: 'beta', writeMib: 1024 })];
-    agent(1, vms[0]);
-    agent(2, vms[1]);
-    agent(3, undefined);
-    return { vms, primary, standby };
+    const agents = [agent(1, vms[0], options.listed), agent(2, vms[1], options.listed), agent(3, undefined, options.listed)];
+    return { vms, primary, standby, agents };
   }
 
   function servedTargets(spms: TidelineProcess[]): Map<string, number[]> {
@@ -100,8 +100,8 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     }
   }
 
-  it('serves every extension through the mailbox with zero pauses, and ignores a corrupted slot', async () => {
-    const { vms, primary, standby } = await startHosts();
+  it('serves every extension through the mailbox with zero pauses, ringing the doorbell the SPM names; ignores a corrupted slot', async () => {
+    const { vms, primary, standby, agents } = await startHosts({ listed: false });
     await primary.waitFor('request served', 120_000, 2);
     // Garbage in host 5's request slot while hosts 1 and 2 are being served.
     const mailbox = await Mailbox.open(mailboxPath);
@@ -132,15 +132,20 @@ describe('real QEMU: three hosts, one SPM, extensions through the mailbox', func
     }
     const served = servedTargets([primary, standby]);
     assert.ok((served.get('alpha-vda')?.length ?? 0) >= 3 && (served.get('beta-vda')?.length ?? 0) >= 3, 'both hosts were served by the SPM');
-    // Between extensions the SPM goes quiet (seconds apart at TCG speed); the hosts' rings are what woke it.
+    // Between extensions the SPM goes quiet (seconds apart at TCG speed); the hosts' rings are what woke it. No agent
+    // was told where to ring: each learned the doorbell the SPM names in its reply slot.
     assert.ok(primary.logged('listening for doorbell rings').length >= 1, 'the SPM did not listen for rings');
+    for (const hostAgent of agents.slice(0, 2)) {
+      const learned = hostAgent.logged("the SPM names its doorbell in this host's reply slot; ringing it after each request");
+      assert.ok(learned.some((event) => event.doorbell === `127.0.0.1:${doorbellPorts.get(Number(event.spmHostId))}`), `${hostAgent.name} never learned a candidate's doorbell: ${JSON.stringify(learned)}`);
+    }
     // Summed over both candidates: a lapsed lease may have moved the role (above).
     const causes = [await quietWakeUps(1), await quietWakeUps(3)];
     assert.ok(causes.reduce((sum, counts) => sum + (counts.doorbell ?? 0), 0) >= 1, `no quiet scan was woken by a ring: ${JSON.stringify(causes)}`);
   });
 
   it('survives kill -9 of the SPM mid-run: the standby takes over, nothing is lost or over-grown', async () => {
-    const { vms, primary, standby } = await startHosts();
+    const { vms, primary, standby } = await startHosts({ listed: true });
     await primary.waitFor('request served', 120_000, 2);
     await primary.kill('SIGKILL');
 

@@ -73,10 +73,10 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     assert.match(text.stdout, /\(format 2\): 4 hosts, 1 in use/);
     assert.doesNotMatch(text.stdout, /older tideline/);
     assert.match(text.stdout, /host 2\n {2}requests: generation \d+; /);
-    assert.match(text.stdout, /replies: {2}generation \d+; \[0\] #\d+ volume-not-found/);
+    assert.match(text.stdout, /replies: {2}generation \d+; \[0\] #\d+ volume-not-found.*; written by the SPM on host 1, no doorbell\n/);
     assert.match(text.stdout, /inventory: heartbeat \d+, \d+ active volumes?/);
-    const json = JSON.parse((await tideline('mailbox', 'dump', mailboxPath, '--json')).stdout) as { hosts: Array<{ hostId: number; replies: { kind: string } }> };
-    assert.deepEqual(json.hosts.map((host) => [host.hostId, host.replies.kind]), [[2, 'valid']]);
+    const json = JSON.parse((await tideline('mailbox', 'dump', mailboxPath, '--json')).stdout) as { hosts: Array<{ hostId: number; replies: { kind: string; spm?: unknown } }> };
+    assert.deepEqual(json.hosts.map((host) => [host.hostId, host.replies.kind, host.replies.spm]), [[2, 'valid', { hostId: 1 }]]);
     // A mailbox an older tideline made still dumps, with what to do about it.
     const oldPath = path.join(world.dir, 'old-mailbox');
     await Mailbox.init(oldPath, { maxHosts: 4 });

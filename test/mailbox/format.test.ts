@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
+import ipaddr from 'ipaddr.js';
 import {
   BLOCK_BYTES,
   decodeHeader,
@@ -17,6 +18,7 @@ import {
   type Reply,
   type Request,
   type Slot,
+  type SpmNotice,
 } from '../../src/mailbox/format.js';
 
 const volumeName = fc.stringMatching(/^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,127}$/);
@@ -53,6 +55,17 @@ function slotOf<T>(message: fc.Arbitrary<T>): fc.Arbitrary<Slot<T>> {
   }, { noNullPrototype: true });
 }
 
+const spmNotice: fc.Arbitrary<SpmNotice> = fc.record(
+  {
+    hostId: fc.integer({ min: 1, max: 2000 }),
+    doorbell: fc.option(
+      fc.record({ address: fc.oneof(fc.ipV4(), fc.ipV6()), port: fc.integer({ min: 1, max: 65_535 }) }, { noNullPrototype: true }),
+      { nil: undefined },
+    ),
+  },
+  { noNullPrototype: true, requiredKeys: ['hostId'] },
+);
+
 /** Re-seals a block after a deliberate edit, as a writer of another format version would. */
 function reseal(block: Buffer): Buffer {
   block.writeUInt32LE(0, 20);
@@ -72,6 +85,34 @@ describe('mailbox format', () => {
         assert.deepEqual(decodeReplySlot(encodeReplySlot(slot), slot.hostId), { kind: 'valid', value: slot });
       }),
     );
+  });
+
+  it("property: a reply slot carries the SPM's notice (host id, doorbell address and port) beside its replies", () => {
+    fc.assert(
+      fc.property(slotOf(reply), spmNotice, (slot, spm) => {
+        const decoded = decodeReplySlot(encodeReplySlot({ ...slot, spm }), slot.hostId);
+        assert.equal(decoded.kind, 'valid');
+        if (decoded.kind !== 'valid') return;
+        assert.deepEqual(decoded.value.messages, slot.messages);
+        assert.equal(decoded.value.spm?.hostId, spm.hostId);
+        if (!spm.doorbell) return assert.equal(decoded.value.spm?.doorbell, undefined);
+        // Addresses come back in their canonical text (IPv6 compressed); the same address either way.
+        assert.equal(decoded.value.spm?.doorbell?.port, spm.doorbell.port);
+        assert.deepEqual(ipaddr.parse(decoded.value.spm!.doorbell!.address).toByteArray(), ipaddr.parse(spm.doorbell.address).toByteArray());
+      }),
+    );
+  });
+
+  it('reads no notice from a slot an older SPM wrote, and leaves out a doorbell it cannot read without failing the replies', () => {
+    const slot: Slot<Reply> = { hostId: 4, generation: 3, messages: [{ sequence: 9, status: ReplyStatus.Ok, resultBytes: 4096 }, ...new Array<undefined>(MESSAGES_PER_SLOT - 1).fill(undefined)] };
+    assert.deepEqual(decodeReplySlot(encodeReplySlot(slot), 4), { kind: 'valid', value: slot });
+    const block = encodeReplySlot({ ...slot, spm: { hostId: 7, doorbell: { address: '192.0.2.10', port: 7979 } } });
+    assert.deepEqual(block.subarray(24, 36), Buffer.from([7, 0, 4, 0, 0x2b, 0x1f, 192, 0, 2, 10, 0, 0]));
+    block.writeUInt8(9, 26); // an address family this tideline does not know
+    const decoded = decodeReplySlot(reseal(block), 4);
+    assert.deepEqual(decoded, { kind: 'valid', value: { ...slot, spm: { hostId: 7 } } });
+    assert.throws(() => encodeReplySlot({ ...slot, spm: { hostId: 7, doorbell: { address: 'spm.example', port: 7979 } } }), /not an IP address/);
+    assert.throws(() => encodeReplySlot({ ...slot, spm: { hostId: 7, doorbell: { address: '192.0.2.10', port: 0 } } }), /port 0/);
   });
 
   it('property: any changed byte of a slot is detected, never decoded as a message', () => {

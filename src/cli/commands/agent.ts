@@ -68,7 +68,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       .option('uri', { type: 'string', default: DEFAULT_URI, describe: 'libvirt connection URI' })
       .option('libvirt-socket', { type: 'boolean', default: true, describe: "With --libvirt: ask libvirtd over its socket at every poll (virsh only where the socket cannot be used); --no-libvirt-socket asks everything through virsh" })
       .option('hook-spool', { type: 'string', default: DEFAULT_HOOK_SPOOL, describe: 'Directory where the libvirt hook drops domain events for this agent (with --libvirt)' })
-      .option('spm-doorbells', { type: 'string', describe: "With --mailbox: ring these SPM candidates' doorbells (UDP HOST:PORT, comma separated) after each request, so a quiet SPM answers at once (config: spm-doorbells)" })
+      .option('spm-doorbells', { type: 'string', describe: "With --mailbox: also ring these SPM candidates' doorbells (UDP HOST:PORT, comma separated) after each request. Not needed where the SPM has a doorbell: the host rings the one the SPM names in its reply slot; a list still serves a host's very first request and SPMs of older tidelines (config: spm-doorbells)" })
       .option('control-socket', { type: 'string', describe: `Where 'tideline volume create|delete' and the hook reach this agent (default ${DEFAULT_CONTROL_SOCKET})` })
       .option('config', { type: 'string', default: process.env.TIDELINE_CONFIG ?? DEFAULT_CONFIG_FILE, describe: 'Host configuration; flags given on the command line win over it' }),
   handler: async (commandLine) => {
@@ -97,8 +97,9 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       if (argv['host-id'] === undefined) throw new InvalidConfigError('--mailbox needs --host-id: the slot this host writes its requests into');
       mailbox = await Mailbox.open(argv.mailbox);
       const doorbells = argv['spm-doorbells'] === undefined ? host?.['spm-doorbells'] : parseAddressList(argv['spm-doorbells'], '--spm-doorbells');
-      ringer = doorbells ? new DoorbellRinger(doorbells, { hostId: argv['host-id'], mailboxId: mailbox.header.mailboxId }, logger) : undefined;
-      extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }), ...(ringer ? { doorbell: ringer } : {}) });
+      // Always a ringer: with no spm-doorbells it rings only the doorbell the SPM names in this host's reply slot.
+      ringer = new DoorbellRinger(doorbells ?? [], { hostId: argv['host-id'], mailboxId: mailbox.header.mailboxId }, logger);
+      extender = await MailboxExtender.open({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger: logger.child({ hostId: argv['host-id'] }), doorbell: ringer });
     }
     // With a mailbox, the SPM learns what this host has active from its inventory.
     const inventory = mailbox && argv['host-id'] !== undefined ? new InventoryPublisher({ mailbox, hostId: argv['host-id'], plugin, clock: systemClock, logger }) : undefined;

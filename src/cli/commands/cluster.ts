@@ -1,9 +1,10 @@
 import Table from 'cli-table3';
 import type { CommandModule } from 'yargs';
 import { leaseSource, observeCluster, type LeaseSource } from '../../cluster/cluster-reader.js';
-import type { ClusterView, HostView } from '../../cluster/cluster-view.js';
+import type { ClusterView, HostView, SpmDoorbell } from '../../cluster/cluster-view.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { InvalidConfigError } from '../../errors.js';
+import { formatAddress } from '../../util/address-text.js';
 import { execaRunner } from '../../util/runner.js';
 import { formatSize } from '../../util/sizes.js';
 
@@ -73,7 +74,7 @@ function describeLiveness(host: HostView): string {
 
 export function renderCluster(view: ClusterView): string {
   const spm = view.spm
-    ? `SPM: host ${view.spm.hostId}${view.spm.sinceMs ? `, since ${new Date(view.spm.sinceMs).toISOString()} (${ago(view.spm.sinceMs)})` : ''}, ${view.spm.serving ? 'renewing its lease' : 'NOT renewing its lease: stopped or stalled; another host takes over once it expires'}`
+    ? `SPM: host ${view.spm.hostId}${view.spm.sinceMs ? `, since ${new Date(view.spm.sinceMs).toISOString()} (${ago(view.spm.sinceMs)})` : ''}, ${view.spm.serving ? 'renewing its lease' : 'NOT renewing its lease: stopped or stalled; another host takes over once it expires'}${describeDoorbell(view.spm.doorbell)}`
     : 'SPM: none holds the lease';
   const table = new Table({ head: ['host', 'alive', 'last inventory', 'active volumes', 'waiting', 'last served', 'last refused'], style: { head: [], border: [] }, wordWrap: true });
   for (const host of view.hosts) {
@@ -88,4 +89,11 @@ export function renderCluster(view: ClusterView): string {
     ]);
   }
   return `${spm}\n${view.hosts.length ? table.toString() : 'no host has written to the mailbox or the lease yet'}\nobserved for ${(view.observedMs / 1000).toFixed(1)} s\n`;
+}
+
+/** What hosts ring after a request: the doorbell the SPM names in their reply slots. */
+function describeDoorbell(doorbell: SpmDoorbell | undefined): string {
+  if (doorbell === undefined) return '';
+  if (doorbell === 'none') return '; no doorbell (hosts ring only what spm-doorbells lists)';
+  return `; doorbell ${formatAddress({ host: doorbell.address, port: doorbell.port })} (named in the reply slots)`;
 }

@@ -8,6 +8,7 @@ import { formatSize } from '../../util/sizes.js';
 import { InvalidConfigError, TideError } from '../../errors.js';
 import { INVENTORY_INTERVAL_MS } from '../../mailbox/inventory-publisher.js';
 import type { Inventory } from '../../mailbox/inventory.js';
+import { formatAddress } from '../../util/address-text.js';
 
 export class HostStillWritingError extends TideError {
   readonly code = 'host-still-writing';
@@ -129,14 +130,16 @@ export const leaseCommand: CommandModule<object, { path: string; 'max-hosts': nu
 
 function plain<T>(decoded: Decoded<Slot<T>>): unknown {
   if (decoded.kind !== 'valid') return decoded;
-  return { kind: 'valid', generation: decoded.value.generation, messages: decoded.value.messages.flatMap((message, index) => (message ? [{ index, ...message }] : [])) };
+  return { kind: 'valid', generation: decoded.value.generation, messages: decoded.value.messages.flatMap((message, index) => (message ? [{ index, ...message }] : [])), ...(decoded.value.spm ? { spm: decoded.value.spm } : {}) };
 }
 
 function describeSlot<T>(decoded: Decoded<Slot<T>>, describe: (message: T) => string): string {
   if (decoded.kind === 'empty') return 'never written';
   if (decoded.kind === 'invalid') return `UNREADABLE (${decoded.reason}: ${decoded.detail})`;
   const messages = decoded.value.messages.flatMap((message, index) => (message ? [`[${index}] ${describe(message)}`] : []));
-  return `generation ${decoded.value.generation}; ${messages.length === 0 ? 'no messages' : messages.join(', ')}`;
+  const { spm } = decoded.value;
+  const writer = spm ? `; written by the SPM on host ${spm.hostId}, ${spm.doorbell ? `doorbell ${formatAddress({ host: spm.doorbell.address, port: spm.doorbell.port })}` : 'no doorbell'}` : '';
+  return `generation ${decoded.value.generation}; ${messages.length === 0 ? 'no messages' : messages.join(', ')}${writer}`;
 }
 
 function describeInventory(decoded: Decoded<Inventory>): string {

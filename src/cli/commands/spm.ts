@@ -61,7 +61,7 @@ export const spmCommand: CommandModule<object, SpmCommandLine> = {
       .option('ids', { type: 'string', describe: 'sanlock: volume of the lockspace, host delta leases (config: ids)' })
       .option('sanlock-io-timeout', { type: 'number', describe: 'sanlock: io_timeout in seconds when joining the lockspace' })
       .option('metrics-listen', { type: 'string', describe: 'Serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9472 (with sanlock: by the process holding the lease)' })
-      .option('doorbell', { type: 'string', describe: "While serving, listen for the hosts' doorbell rings on this UDP HOST:PORT (an address of this host the others reach), so a quiet SPM answers at once (config: doorbell; the hosts list it in spm-doorbells)" })
+      .option('doorbell', { type: 'string', describe: "While serving, listen for the hosts' doorbell rings on this UDP HOST:PORT (an address of this host the others reach), so a quiet SPM answers at once; the SPM names it in every reply slot it writes, and the hosts ring it (config: doorbell)" })
       .option('under-sanlock', { type: 'boolean', default: false, hidden: true })
       .option('heartbeat-file', { type: 'string', hidden: true })
       .option('stall-timeout', { type: 'number', default: DEFAULT_STALL_TIMEOUT_SECONDS, describe: 'sanlock: seconds a serving SPM may stop beating (stopped, frozen) before its supervisor kills it so another host takes over; 0: never' })
@@ -91,7 +91,7 @@ export const spmCommand: CommandModule<object, SpmCommandLine> = {
         if (metricsListen) logger.info(metricsListen, 'serving Prometheus metrics on /metrics');
         const stopBeating = argv['under-sanlock'] && argv['heartbeat-file'] ? startHeartbeat(argv['heartbeat-file']) : undefined;
         try {
-          await runSpm({ mailbox, plugin, lease, clock: systemClock, logger, run: execaRunner, signal: signals.signal, requestDelayMs: argv['request-delay'], metrics, ...(argv.doorbellAddress ? { doorbell: argv.doorbellAddress } : {}) });
+          await runSpm({ mailbox, plugin, lease, hostId: argv['host-id'], clock: systemClock, logger, run: execaRunner, signal: signals.signal, requestDelayMs: argv['request-delay'], metrics, ...(argv.doorbellAddress ? { doorbell: argv.doorbellAddress } : {}) });
         } finally {
           stopBeating?.();
           server?.close();
