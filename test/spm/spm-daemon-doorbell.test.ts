@@ -20,6 +20,19 @@ import { MiB } from '../../src/util/sizes.js';
  * `tideline spm` and its doorbell with a real mailbox, lease and loop domain,
  * over loopback UDP.
  */
+/** A loop domain with one thin volume, a mailbox (opened by the SPM and by host 2) and the built-in lease, under `base`. */
+async function spmWorld(base: string, volume: string) {
+  await initLoopDomain(path.join(base, 'domain'), 1024 * MiB);
+  const plugin = await LoopPlugin.open(path.join(base, 'domain'), execaRunner);
+  await plugin.create(volume, 32 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
+  await Mailbox.init(path.join(base, 'mailbox'), { maxHosts: 8 });
+  await initLeaseVolume(path.join(base, 'leases'), 8);
+  const spmMailbox = await Mailbox.open(path.join(base, 'mailbox'));
+  const hostMailbox = await Mailbox.open(path.join(base, 'mailbox'));
+  const leaseFor = () => openStorageLease({ path: path.join(base, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
+  return { plugin, spmMailbox, hostMailbox, leaseFor };
+}
+
 describe('SPM daemon and its doorbell', function () {
   this.timeout(30_000);
   let dir: string;
@@ -34,14 +47,8 @@ describe('SPM daemon and its doorbell', function () {
   // An address it cannot bind (another process has the port): it says so as an error and serves anyway, looking at
   // the wake-up block as it does without a doorbell; the host does not ring.
   it('a doorbell address it cannot listen on: logs the error and serves with its 30 ms looks', async () => {
-    await initLoopDomain(path.join(dir, 'domain'), 1024 * MiB);
-    const plugin = await LoopPlugin.open(path.join(dir, 'domain'), execaRunner);
-    await plugin.create('taken-a', 32 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
-    await Mailbox.init(path.join(dir, 'mailbox'), { maxHosts: 8 });
-    await initLeaseVolume(path.join(dir, 'leases'), 8);
-    const spmMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    const hostMailbox = await Mailbox.open(path.join(dir, 'mailbox'));
-    const lease = await openStorageLease({ path: path.join(dir, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
+    const { plugin, spmMailbox, hostMailbox, leaseFor } = await spmWorld(path.join(dir, 'taken'), 'taken-a');
+    const lease = await leaseFor();
     const squatter = createSocket('udp4');
     await new Promise<void>((resolve) => squatter.bind(0, '127.0.0.1', resolve));
     const log: Array<{ level: number; msg: string; err?: string }> = [];
@@ -73,15 +80,7 @@ describe('SPM daemon and its doorbell', function () {
   });
 
   it('names its doorbell in the reply slots: a host with no spm-doorbells learns it from its first reply and rings a quiet SPM; the next term names its own', async () => {
-    const base = path.join(dir, 'learned');
-    await initLoopDomain(path.join(base, 'domain'), 1024 * MiB);
-    const plugin = await LoopPlugin.open(path.join(base, 'domain'), execaRunner);
-    await plugin.create('learn-a', 32 * MiB, { [VIRTUAL_SIZE_TAG]: String(1024 * MiB) });
-    await Mailbox.init(path.join(base, 'mailbox'), { maxHosts: 8 });
-    await initLeaseVolume(path.join(base, 'leases'), 8);
-    const spmMailbox = await Mailbox.open(path.join(base, 'mailbox'));
-    const hostMailbox = await Mailbox.open(path.join(base, 'mailbox'));
-    const leaseFor = () => openStorageLease({ path: path.join(base, 'leases'), hostId: 1, maxHosts: 8, timing: { renewMs: 50, ioTimeoutMs: 300, expiryMs: 2_000, marginMs: 500 }, clock: systemClock, logger: silentLogger });
+    const { plugin, spmMailbox, hostMailbox, leaseFor } = await spmWorld(path.join(dir, 'learned'), 'learn-a');
     const term = async () => {
       const stop = new AbortController();
       let service: SpmService | undefined;
