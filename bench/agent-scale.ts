@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { initLoopDomain, LoopPlugin } from '../plugins/loop/index.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
+import { commandEntryPoint } from '../src/cli/installation.js';
 import { processCpuSeconds } from './process-cpu.js';
 import { SimulatedQemu } from './simulated-qemu.js';
 
@@ -53,7 +54,7 @@ export async function agentScale(drives: number, writers: number, sampleSeconds:
       vms.push(vm);
       qmpArgs.push('--qmp', `vm${index}=${vm.socketPath}`);
     }
-    agent = execa('node', [path.resolve('dist/cli/tideline.cjs'), 'agent', ...qmpArgs, '--domain', path.join(dir, 'domain'), '--chunk', '128M', '--free-target', '96M', '--poll', String(pollSeconds), '--status-file', path.join(dir, 'status.json'), '--control-socket', path.join(dir, 'agent.sock')], {
+    agent = execa('node', [commandEntryPoint(), 'agent', ...qmpArgs, '--domain', path.join(dir, 'domain'), '--chunk', '128M', '--free-target', '96M', '--poll', String(pollSeconds), '--status-file', path.join(dir, 'status.json'), '--control-socket', path.join(dir, 'agent.sock')], {
       reject: false,
       env: { TIDELINE_LOG_LEVEL: 'info' },
     });

@@ -8,7 +8,8 @@ import { DirectExtender } from '../src/agent/direct-extender.js';
 import { writeStatus } from '../src/agent/status-file.js';
 import { volumeService } from '../src/agent/volume-service.js';
 import { silentLogger } from '../src/log/logger.js';
-import { hookScript, installationRoot } from '../src/cli/commands/hook.js';
+import { hookScript } from '../src/cli/commands/hook.js';
+import { commandEntryPoint } from '../src/cli/installation.js';
 import { labDomainXml } from '../src/lab/libvirt-domain.js';
 import { PrivateLibvirtd } from '../src/lab/private-libvirtd.js';
 import { Workspace } from '../src/lab/workspace.js';
@@ -71,7 +72,7 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     await writeFile(hook, await hookScript({ spool }));
     await chmod(hook, 0o755);
     const env = { TIDELINE_CONFIG: config, PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    const cli = path.join(installationRoot(), 'dist', 'cli', 'tideline.cjs');
+    const cli = commandEntryPoint();
     const statusFile = path.join(dir, 'status.json');
     // What an admin sees on a host running VMs: two VMs with two thin drives each, drawn as a table.
     const drive = (name: string, volume: string) => ({ drive: name, volume, phase: 'ok' as const, highWaterBytes: 300 * MiB, volumeBytes: GiB, thresholdBytes: 768 * MiB, capBytes: 20 * GiB, extensions: 3, lastExtensionMs: 12, writeBytesPerSecond: 4 * MiB, error: null });

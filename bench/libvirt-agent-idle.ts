@@ -6,6 +6,7 @@ import { DIRECT_UNUSABLE_MESSAGE } from '../src/libvirt/remote/direct-libvirt.js
 import { Workspace } from '../src/lab/workspace.js';
 import { execaRunner } from '../src/util/runner.js';
 import { GiB, MiB } from '../src/util/sizes.js';
+import { commandEntryPoint } from '../src/cli/installation.js';
 import { treeCpuSeconds } from './process-cpu.js';
 
 /**
@@ -47,7 +48,7 @@ export async function libvirtAgentIdle(options: { domains: number; settleSeconds
     agent = execa(
       process.execPath,
       [
-        path.resolve('dist/cli/tideline.cjs'), 'agent', '--libvirt', '--uri', daemon.uri, '--domain', workspace.domainDir, '--poll', '5',
+        commandEntryPoint(), 'agent', '--libvirt', '--uri', daemon.uri, '--domain', workspace.domainDir, '--poll', '5',
         '--chunk', '64M', '--free-target', '32M',
         '--status-file', path.join(workspace.dir, 'status.json'), '--control-socket', path.join(workspace.dir, 'agent.sock'), '--hook-spool', path.join(workspace.dir, 'hook-events'),
         ...(options.socket ? [] : ['--no-libvirt-socket']),

@@ -14,7 +14,7 @@
  *   as ES modules split by esbuild, which the launcher imports for everything
  *   else. Each command still loads only its own modules, and a module shared
  *   by several commands sits in one chunk, so it exists once per process.
- * * - dist/hook/main.cjs: src/hook/main.ts, what hooks/qemu starts when the
+ * - dist/hook/main.cjs: src/hook/main.ts, what hooks/qemu starts when the
  *   domain XML must be read and no agent follows the spool: a VM start waits
  *   for it, so it is one CommonJS file for the same reason.
  *

@@ -2,6 +2,7 @@ import type { LeaseBlock } from '../lease/lease-block.js';
 import { LeaseState } from '../lease/lease-block.js';
 import type { Inventory } from '../mailbox/inventory.js';
 import { Operation, REPLY_STATUS_CODES, ReplyStatus, type Decoded, type Reply, type Request, type Slot } from '../mailbox/format.js';
+import type { UdpEndpoint } from '../util/address-text.js';
 
 /**
  * What the shared storage says about the cluster, from two reads some
@@ -112,7 +113,7 @@ function hostView(hostId: number, first: StorageSample, second: StorageSample): 
  * 'none' when it listens on none. Absent when no slot carries a notice of that
  * host (an SPM of an older tideline, or one that never wrote a reply).
  */
-export type SpmDoorbell = { address: string; port: number } | 'none';
+export type SpmDoorbell = UdpEndpoint | 'none';
 
 function namedDoorbell(replies: StorageSample['replies'], spmHostId: number): SpmDoorbell | undefined {
   for (const decoded of replies.values()) {

@@ -2,7 +2,7 @@ import { access, constants, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { StoragePlugin } from '../../plugins/types.js';
 import type { HostConfig } from '../config/host-config.js';
-import { formatAddress } from '../util/address-text.js';
+import { formatAddress, isWildcardAddress } from '../util/address-text.js';
 import { errorMessage } from '../errors.js';
 import { parseDomainXml } from '../libvirt/domain-xml.js';
 import { directPathUnusable, type DirectLibvirt } from '../libvirt/remote/direct-libvirt.js';
@@ -104,7 +104,7 @@ export function checkDoorbell(config: HostConfig): Finding {
     return { check: 'doorbell', status: 'ok', detail: "none set up: a quiet SPM looks at the mailbox every 30 ms; set doorbell on each SPM candidate (an address of that host the others reach) for answers without that CPU: hosts learn it from their reply slots (docs/mailbox-format.md, 'Doorbell')" };
   }
   if (!config.mailbox) return { check: 'doorbell', status: 'warn', detail: 'doorbell settings without a mailbox: this host extends volumes itself and neither rings nor serves' };
-  if (own && (own.host === '0.0.0.0' || own.host === '::')) {
+  if (own && isWildcardAddress(own.host)) {
     return { check: 'doorbell', status: 'warn', detail: `this host's SPM would listen on the wildcard address ${formatAddress(own)}, which it cannot name to the hosts: only hosts whose spm-doorbells lists this host would ring it; set doorbell to an address of this host the others reach` };
   }
   const listens = own ? `this host's SPM listens on ${formatAddress(own)} while it serves and names it in the reply slots it writes; ` : '';

@@ -3,7 +3,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { ListenAddress } from '../config/listen-address.js';
-import { formatAddress } from '../util/address-text.js';
+import { formatAddress, isWildcardAddress, type UdpEndpoint } from '../util/address-text.js';
 import { errorMessage, TideError } from '../errors.js';
 import { decodeRing, encodeRing } from './ring-format.js';
 
@@ -71,9 +71,9 @@ export class DoorbellListener {
    * bound IP address and port. Undefined for a wildcard address (0.0.0.0,
    * ::), which says nothing about where this host is reached.
    */
-  get reachableAddress(): { address: string; port: number } | undefined {
+  get reachableAddress(): UdpEndpoint | undefined {
     const { address, port } = this.socket.address();
-    return address === '0.0.0.0' || address === '::' ? undefined : { address, port };
+    return isWildcardAddress(address) ? undefined : { address, port };
   }
 
   close(): Promise<void> {
@@ -124,7 +124,7 @@ export class DoorbellRinger {
    * Rings every configured candidate, and `named`: the doorbell the SPM named
    * in this host's reply slot (an IP address), unless it is configured too.
    */
-  ring(named?: { address: string; port: number }): void {
+  ring(named?: UdpEndpoint): void {
     const targets = named ? [...this.addresses, { host: named.address, port: named.port }] : this.addresses;
     const seen = new Set<string>();
     for (const address of targets) {

@@ -1,4 +1,5 @@
 import ipaddr from 'ipaddr.js';
+import type { UdpEndpoint } from '../util/address-text.js';
 import { crc32 } from 'node:zlib';
 
 /**
@@ -126,7 +127,7 @@ export interface Slot<T> {
  */
 export interface SpmNotice {
   hostId: number;
-  doorbell?: { address: string; port: number };
+  doorbell?: UdpEndpoint;
 }
 
 export type DecodeFailure = 'bad-magic' | 'foreign-version' | 'bad-checksum' | 'wrong-host' | 'bad-message' | 'bad-size' | 'bad-count' | 'bad-heartbeat';

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { assertVolumeName } from '../../plugins/errors.js';
 import { InvalidConfigError, TideError, errorMessage } from '../errors.js';
-import { formatAddress } from '../util/address-text.js';
+import { formatEndpoint, type UdpEndpoint } from '../util/address-text.js';
 import type { Extender } from '../monitor/ports.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { carriesParent, MAX_CHILD_AND_PARENT_NAME_BYTES, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, sameNotice, type Request, type Slot, type SpmNotice } from './format.js';
@@ -58,7 +58,7 @@ export interface MailboxExtenderOptions {
    * looks at once (src/doorbell), with the doorbell the SPM named in this
    * host's reply slot when it last read it.
    */
-  doorbell?: { ring(named?: { address: string; port: number }): void };
+  doorbell?: { ring(named?: UdpEndpoint): void };
 }
 
 /** Reads every 2 ms for the first 50 ms after a request: what the SPM answers in when quiet (bench, cold request). */
@@ -217,7 +217,7 @@ export class MailboxExtender implements Extender {
     const known = sameNotice(this.spm, notice);
     this.spm = notice;
     if (known) return;
-    const doorbell = notice.doorbell ? formatAddress({ host: notice.doorbell.address, port: notice.doorbell.port }) : undefined;
+    const doorbell = notice.doorbell ? formatEndpoint(notice.doorbell) : undefined;
     this.options.logger.info({ hostId: this.options.hostId, spmHostId: notice.hostId, ...(doorbell ? { doorbell } : {}) }, doorbell ? "the SPM names its doorbell in this host's reply slot; ringing it after each request" : "the SPM names no doorbell in this host's reply slot");
   }
 

@@ -4,7 +4,7 @@ import { leaseSource, observeCluster, type LeaseSource } from '../../cluster/clu
 import type { ClusterView, HostView, SpmDoorbell } from '../../cluster/cluster-view.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
 import { InvalidConfigError } from '../../errors.js';
-import { formatAddress } from '../../util/address-text.js';
+import { formatEndpoint } from '../../util/address-text.js';
 import { execaRunner } from '../../util/runner.js';
 import { formatSize } from '../../util/sizes.js';
 
@@ -95,5 +95,5 @@ export function renderCluster(view: ClusterView): string {
 function describeDoorbell(doorbell: SpmDoorbell | undefined): string {
   if (doorbell === undefined) return '';
   if (doorbell === 'none') return '; no doorbell (hosts ring only what spm-doorbells lists)';
-  return `; doorbell ${formatAddress({ host: doorbell.address, port: doorbell.port })} (named in the reply slots)`;
+  return `; doorbell ${formatEndpoint(doorbell)} (named in the reply slots)`;
 }

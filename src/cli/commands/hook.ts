@@ -1,10 +1,10 @@
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_HOOK_SPOOL } from '../../agent/spool-protocol.js';
 import { DEFAULT_CONFIG_FILE } from '../../config/host-config.js';
 import { checkHook } from '../../doctor/checks.js';
+import { hookEntryPoint, installationRoot } from '../installation.js';
 
 /**
  * `tideline hook install|uninstall`: for hosts not installed from the RPM.
@@ -13,17 +13,6 @@ import { checkHook } from '../../doctor/checks.js';
  * restarted once.
  */
 const HOOK_PATH = 'etc/libvirt/hooks/qemu.d/tideline';
-
-/** The root of this installation (the folder holding dist/ and hooks/), whether this runs from dist or from the sources. */
-export function installationRoot(): string {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  return here.includes(`${path.sep}dist${path.sep}`) ? here.slice(0, here.lastIndexOf(`${path.sep}dist${path.sep}`)) : path.resolve(here, '../../..');
-}
-
-/** dist/hook/main.cjs of this installation: the hook's node half, bundled into one file (scripts/bundle-cli.ts). */
-function hookEntryPoint(): string {
-  return path.join(installationRoot(), 'dist', 'hook', 'main.cjs');
-}
 
 /**
  * The packaged hook (hooks/qemu, the file the RPM installs) with the node and

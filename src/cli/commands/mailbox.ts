@@ -8,7 +8,7 @@ import { formatSize } from '../../util/sizes.js';
 import { InvalidConfigError, TideError } from '../../errors.js';
 import { INVENTORY_INTERVAL_MS } from '../../mailbox/inventory-publisher.js';
 import type { Inventory } from '../../mailbox/inventory.js';
-import { formatAddress } from '../../util/address-text.js';
+import { formatEndpoint } from '../../util/address-text.js';
 
 export class HostStillWritingError extends TideError {
   readonly code = 'host-still-writing';
@@ -138,7 +138,7 @@ function describeSlot<T>(decoded: Decoded<Slot<T>>, describe: (message: T) => st
   if (decoded.kind === 'invalid') return `UNREADABLE (${decoded.reason}: ${decoded.detail})`;
   const messages = decoded.value.messages.flatMap((message, index) => (message ? [`[${index}] ${describe(message)}`] : []));
   const { spm } = decoded.value;
-  const writer = spm ? `; written by the SPM on host ${spm.hostId}, ${spm.doorbell ? `doorbell ${formatAddress({ host: spm.doorbell.address, port: spm.doorbell.port })}` : 'no doorbell'}` : '';
+  const writer = spm ? `; written by the SPM on host ${spm.hostId}, ${spm.doorbell ? `doorbell ${formatEndpoint(spm.doorbell)}` : 'no doorbell'}` : '';
   return `generation ${decoded.value.generation}; ${messages.length === 0 ? 'no messages' : messages.join(', ')}${writer}`;
 }
 

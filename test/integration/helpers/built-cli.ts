@@ -1,8 +1,9 @@
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { commandEntryPoint } from '../../../src/cli/installation.js';
 
 /** The `tideline` command as it ships: the bundle `npm run build` makes (which `npm test` runs first). */
-export const BUILT_CLI = path.resolve('dist/cli/tideline.cjs');
+const BUILT_CLI = commandEntryPoint();
 
 let checked = false;
 
