@@ -5,7 +5,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { HookOutcome } from '../hook/hook.js';
-import { AGENT_MARK, encodePrepareReply, parseHookEvent, parsePrepareRequest, PREPARE_SUFFIX } from './spool-protocol.js';
+import { AGENT_MARK, encodePrepareReply, parseHookEvent, parsePrepareRequest, PREPARE_SUFFIX, type HookEvent } from './spool-protocol.js';
 
 /** Events arrive in bursts (prepare, start, started...): one rescan covers them all. */
 const RESCAN_DELAY_MS = 100;
@@ -15,10 +15,12 @@ export type PrepareHandler = (request: { domain: string; xml: string; vg?: strin
 export class HookSpool {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Events taken since the last hand-over, in the order the hook reported them. */
+  private pending: HookEvent[] = [];
 
   private constructor(
     private readonly directory: string,
-    private readonly rescan: () => Promise<void>,
+    private readonly rescan: (events: HookEvent[]) => Promise<void>,
     private readonly logger: Logger,
     private readonly prepare: PrepareHandler | undefined,
   ) {}
@@ -27,7 +29,7 @@ export class HookSpool {
    * Creates the directory (0700: only root's hook writes there) and follows it.
    * With `prepare`, the hook hands this agent its `prepare begin` too.
    */
-  static async watch(directory: string, rescan: () => Promise<void>, logger: Logger, prepare?: PrepareHandler): Promise<HookSpool> {
+  static async watch(directory: string, rescan: (events: HookEvent[]) => Promise<void>, logger: Logger, prepare?: PrepareHandler): Promise<HookSpool> {
     await mkdir(directory, { recursive: true, mode: 0o700 });
     // Through realpath once: the hook may name the spool by another path (/var/run for /run), and replies are checked against it.
     const resolved = await realpath(directory);
@@ -61,10 +63,13 @@ export class HookSpool {
       return;
     }
     this.logger.info({ vm: event.domain, operation: event.operation, subOperation: event.subOperation }, 'libvirt hook reported a domain event; rescanning');
+    this.pending.push(event);
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.rescan().catch((error: unknown) => this.logger.warn({ err: String(error) }, 'rescan after a hook event failed'));
+      const events = this.pending;
+      this.pending = [];
+      this.rescan(events).catch((error: unknown) => this.logger.warn({ err: String(error) }, 'rescan after a hook event failed'));
     }, RESCAN_DELAY_MS);
   }
 

@@ -1,41 +1,70 @@
 import { EventEmitter } from 'node:events';
 import { errorMessage } from '../errors.js';
+import type { HookEvent } from '../agent/spool-protocol.js';
 import type { DriveConfig } from '../monitor/drive-state.js';
-import type { PolicySettings } from '../monitor/policy.js';
-import { driveCapBytes, headerBitmapBytes } from '../monitor/qcow2-capacity.js';
 import { MIGRATED_AWAY_MESSAGE } from '../monitor/migration.js';
 import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
-import { parseDomainXml, policyFor } from './domain-xml.js';
+import { parseDomainXml } from './domain-xml.js';
 import type { LibvirtEvent } from './events.js';
 import { LibvirtEventStream } from './event-stream.js';
 import { LibvirtVm } from './libvirt-vm.js';
 import type { Virsh } from './virsh.js';
 import type { WatchOptions } from '../agent/watch-options.js';
 import { refreshAtAttach } from '../agent/refresh-at-attach.js';
-import { readQcow2Header } from '../qcow2/header.js';
+import { deriveThinDrives, imageCapBytes, sameDriveSettings, type ThinDrive } from './thin-drives.js';
+import type { TimerHandle } from '../util/clock.js';
 
 /**
  * The agent's libvirt side: finds running domains and their thin drives,
  * runs a VmMonitor for each domain, feeds it libvirt's events, and follows
- * domains as they start and stop. After the event stream comes back (libvirtd
- * restart) it rescans everything: thresholds are re-armed and a domain paused
- * for ENOSPC meanwhile is found by the monitor's first poll and resumed.
+ * domains as they start and stop. It reconciles rather than remembers: on
+ * anything libvirt says about a domain's devices or chain (a device added or
+ * removed, a block job, new metadata, a restore, an arrival) it reads the
+ * domain's live XML and its images again and changes only what differs, so
+ * an extension under way on an unchanged drive is never disturbed. Events
+ * say when to look; a slow periodic reconcile catches one that was missed.
+ * After the event stream comes back (libvirtd restart) it rescans
+ * everything: thresholds are re-armed and a domain paused for ENOSPC
+ * meanwhile is found by the monitor's first poll and resumed.
  */
-/** Per-VM and per-disk metadata override the host-wide policy. */
 export interface LibvirtAgentOptions extends WatchOptions {
   virsh: Virsh;
+  /** How often every watched domain is reconciled without an event (the net under a missed one). */
+  reconcileIntervalMs?: number;
 }
+
+/** A missed device event costs at most this much latency; through libvirtd's socket a reconcile costs about a millisecond. */
+export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
+/** libvirt events after which a domain's devices or chain may differ from what is watched. */
+const RECONCILE_EVENTS = new Set(['device-added', 'device-removed', 'block-job', 'block-job-2', 'metadata-change', 'job-completed', 'disk-change', 'tray-change']);
+export const LAYER_REPLACED_MESSAGE = "the drive's active layer is another volume now (snapshot, block commit or copy); watching that one instead";
+export const DRIVE_UNPLUGGED_MESSAGE = 'thin drive left the domain (unplugged); no longer watched';
+export const SETTINGS_FOLLOWED_MESSAGE = 'thin drive settings changed (policy or image size); following them';
+
+/** An announced migration that never arrived is forgotten after this (libvirt gives up on an incoming migration long before). */
+const INCOMING_ANNOUNCEMENT_MS = 10 * 60_000;
 
 interface Watched {
   vm: LibvirtVm;
   monitor: VmMonitor;
-  pathToTarget: Map<string, string>;
+  /** The drives as last reconciled, by target. */
+  drives: Map<string, ThinDrive>;
+}
+
+interface Reconciling {
+  promise: Promise<void>;
+  again: boolean;
+  why: string;
 }
 
 export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   private readonly watched = new Map<string, Watched>();
-  private readonly attaching = new Map<string, Promise<void>>();
+  private readonly reconciling = new Map<string, Reconciling>();
+  /** Domains libvirt said are migrating in to this host (its hook's `migrate begin`, "Started Migrated"), with when. */
+  private readonly incoming = new Map<string, number>();
   private readonly stream: LibvirtEventStream;
+  private reconcileTimer: TimerHandle | undefined;
+  private stopped = false;
 
   constructor(private readonly options: LibvirtAgentOptions) {
     super();
@@ -43,13 +72,17 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   }
 
   async start(): Promise<void> {
+    this.stopped = false;
     this.stream.on('event', (event) => this.onEvent(event));
     this.stream.on('restarted', () => void this.rescan(true));
     this.stream.start();
     await this.rescan(false);
+    this.scheduleReconcile();
   }
 
   stop(): void {
+    this.stopped = true;
+    this.reconcileTimer?.cancel();
     this.stream.stop();
     for (const watched of this.watched.values()) watched.monitor.stop();
     this.watched.clear();
@@ -59,7 +92,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     return [...this.watched.values()].map((watched) => watched.monitor.status());
   }
 
-  /** Attaches to every active domain not watched yet; with `reconnected`, re-arms the ones already watched. */
+  /** Reconciles every active domain; with `reconnected`, re-arms the ones already watched. */
   async rescan(reconnected: boolean): Promise<void> {
     let domains: string[];
     try {
@@ -72,114 +105,193 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       if (!domains.includes(name)) this.detach(name);
       else if (reconnected) watched.monitor.handle({ type: 'reconnected' });
     }
-    await Promise.all(domains.filter((name) => !this.watched.has(name)).map((name) => this.attach(name)));
+    await Promise.all(domains.map((name) => this.reconcile(name, this.watched.has(name) ? 'rescan' : 'found running')));
+  }
+
+  /**
+   * What the libvirt hook reported (through the spool). `migrate begin` runs
+   * on the destination before QEMU is even started: from then on this host
+   * knows the domain migrates in, and announces its views from the moment it
+   * can see the domain, not from a state it might miss in a poll.
+   */
+  async hookEvents(events: readonly HookEvent[]): Promise<void> {
+    for (const event of events) {
+      if (event.operation === 'migrate' && event.subOperation === 'begin') this.expectIncoming(event.domain, 'the libvirt hook announced an incoming live migration');
+      if (event.operation === 'release' || event.operation === 'stopped') this.incoming.delete(event.domain);
+    }
+    await this.rescan(false);
+  }
+
+  private expectIncoming(domain: string, why: string): void {
+    const now = this.options.clock.now();
+    for (const [name, since] of this.incoming) if (now - since > INCOMING_ANNOUNCEMENT_MS) this.incoming.delete(name);
+    if (!this.incoming.has(domain)) this.options.logger.info({ vm: domain }, `${why}: its volumes are refreshed and announced until it runs here`);
+    this.incoming.set(domain, now);
+    this.watched.get(domain)?.monitor.handle({ type: 'migrating-in' });
   }
 
   private onEvent(event: LibvirtEvent): void {
     if (event.kind === 'lifecycle') {
-      if (event.event === 'Started' || (event.event === 'Resumed' && !this.watched.has(event.domain))) void this.attach(event.domain);
+      if (event.event === 'Started' && event.detail === 'Migrated') this.expectIncoming(event.domain, 'libvirt started a domain for an incoming live migration');
+      if (event.event === 'Started') void this.reconcile(event.domain, `started (${event.detail})`);
+      if (event.event === 'Resumed' && !this.watched.has(event.domain)) void this.reconcile(event.domain, 'resumed');
+      if (event.event === 'Resumed') this.incoming.delete(event.domain);
       if (event.event === 'Stopped' && event.detail === 'Migrated') {
         this.detach(event.domain, MIGRATED_AWAY_MESSAGE);
       } else if (event.event === 'Stopped' || event.event === 'Shutdown' || event.event === 'Crashed') {
+        this.incoming.delete(event.domain);
         this.detach(event.domain);
       }
     }
-    if (event.kind === 'other' && event.name === 'metadata-change' && this.watched.has(event.domain)) {
-      // The policy may have changed: watch the domain again with what its XML says now.
-      this.options.logger.info({ vm: event.domain }, 'domain metadata changed; applying its policy');
-      this.detach(event.domain, 'watching the domain again with its new policy');
-      void this.attach(event.domain);
-      return;
+    if (event.kind === 'other' && RECONCILE_EVENTS.has(event.name)) {
+      void this.reconcile(event.domain, `libvirt event ${event.name}${event.detail ? ` (${event.detail})` : ''}`);
+      if (event.name === 'metadata-change' || event.name === 'device-added' || event.name === 'device-removed') return;
     }
     const watched = this.watched.get(event.domain);
     if (!watched) return;
-    const input = watched.vm.translate(event, (path) => watched.pathToTarget.get(path));
+    const input = watched.vm.translate(event, (path) => [...watched.drives.values()].find((drive) => drive.source === path)?.target);
     if (input) watched.monitor.handle(input);
   }
 
-  /** The disk's chain changed under a watched domain (a new layer on top, or a commit's pivot): watch it again from its XML. */
-  private followNewTop(domain: string, target: string): void {
+  /** The disk's active layer is no longer the one watched (a snapshot, a commit's pivot, a block copy's): look again. */
+  private chainChanged(domain: string, target: string): void {
     if (!this.watched.has(domain)) return;
-    this.options.logger.info({ vm: domain, drive: target }, 'the disk\'s active layer changed (snapshot or block commit); watching the new top');
-    this.detach(domain, 'watching the domain again with its new disk chain');
-    void this.attach(domain);
+    void this.reconcile(domain, `the active layer of ${target} changed (snapshot, block commit or copy)`);
   }
 
-  private attach(domain: string): Promise<void> {
-    const pending = this.attaching.get(domain);
-    if (pending) return pending;
-    const attempt = this.doAttach(domain)
-      .catch((error: unknown) => this.options.logger.warn({ vm: domain, err: errorMessage(error) }, 'could not attach to domain'))
-      .finally(() => this.attaching.delete(domain));
-    this.attaching.set(domain, attempt);
-    return attempt;
-  }
-
-  private async doAttach(domain: string): Promise<void> {
-    if (this.watched.has(domain)) return;
-    const { virsh, plugin, logger } = this.options;
-    const info = parseDomainXml(await virsh.dumpXml(domain));
-    const drives: Array<{ config: DriveConfig; volumeBytes: number; grewUnseen: boolean }> = [];
-    const indexes: Array<{ target: string; index: number | undefined }> = [];
-    const pathToTarget = new Map<string, string>();
-    for (const disk of info.disks) {
-      if (disk.device !== 'disk' || !disk.source) continue;
-      const volume = await plugin.volumeForPath(disk.source);
-      if (!volume) continue;
-      const policy = policyFor(info, disk.target);
-      if (policy.enabled === false) {
-        logger.info({ vm: domain, drive: disk.target, volume }, 'thin provisioning disabled for this disk by domain metadata');
-        continue;
-      }
-      if (disk.format !== 'qcow2') {
-        logger.info({ vm: domain, drive: disk.target, volume, format: disk.format }, 'disk on a tideline volume is not qcow2: nothing to thin-provision');
-        continue;
-      }
-      if (disk.errorPolicy !== 'stop') {
-        logger.error({ vm: domain, drive: disk.target, volume, errorPolicy: disk.errorPolicy ?? 'report' }, "thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'");
-      }
-      const { virtualBytes, clusterBytes, bitmapBytes } = await this.imageSize(domain, disk.target, disk.source);
-      const capBytes = driveCapBytes(virtualBytes, clusterBytes, this.options.policy.extentBytes, policy.maxSize ?? this.options.maxSizeBytes, bitmapBytes);
-      const { volumeBytes, grewUnseen } = await refreshAtAttach(plugin, volume);
-      const drivePolicy: PolicySettings = { ...this.options.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
-      drives.push({ config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, volumeBytes, grewUnseen });
-      indexes.push({ target: disk.target, index: disk.index });
-      pathToTarget.set(disk.source, disk.target);
-      logger.info({ vm: domain, drive: disk.target, volume, volumeBytes, capBytes, virtualBytes }, 'watching thin drive');
+  /** One reconcile at a time per domain; asks arriving meanwhile are served by one more pass. */
+  reconcile(domain: string, why: string): Promise<void> {
+    const running = this.reconciling.get(domain);
+    if (running) {
+      running.again = true;
+      running.why = why;
+      return running.promise;
     }
-    if (drives.length === 0) return;
-    const vm = new LibvirtVm(domain, virsh, indexes, (target) => this.followNewTop(domain, target));
+    const entry: Reconciling = { promise: Promise.resolve(), again: false, why };
+    entry.promise = (async () => {
+      try {
+        do {
+          entry.again = false;
+          await this.reconcileOnce(domain, entry.why);
+        } while (entry.again && !this.stopped);
+      } catch (error) {
+        this.options.logger.warn({ vm: domain, err: errorMessage(error) }, 'could not read the domain to watch its thin drives; the next event or rescan tries again');
+      } finally {
+        this.reconciling.delete(domain);
+      }
+    })();
+    this.reconciling.set(domain, entry);
+    return entry.promise;
+  }
+
+  private async reconcileOnce(domain: string, why: string): Promise<void> {
+    if (this.stopped) return;
+    const { virsh, logger } = this.options;
+    const watched = this.watched.get(domain);
+    const info = parseDomainXml(await virsh.dumpXml(domain));
+    const wanted = await deriveThinDrives(domain, info, {
+      plugin: this.options.plugin,
+      policy: this.options.policy,
+      ...(this.options.maxSizeBytes ? { maxSizeBytes: this.options.maxSizeBytes } : {}),
+      logger,
+      capacityFromLibvirt: async (target) => (await virsh.blockStats(domain)).find((entry) => entry.target === target)?.capacity ?? 0,
+    }, new Set(watched?.drives.keys() ?? []));
+    if (this.stopped) return;
+    if (!watched) {
+      if (wanted.size > 0) await this.watch(domain, wanted);
+      return;
+    }
+    if (wanted.size === 0) {
+      this.detach(domain, 'no thin drive left in the domain; no longer watched');
+      return;
+    }
+    const { monitor, vm, drives } = watched;
+    for (const [target, had] of drives) {
+      const now = wanted.get(target);
+      if (now && now.config.volume === had.config.volume) continue;
+      monitor.removeDrive(target);
+      vm.forgetDrive(target);
+      drives.delete(target);
+      logger.info({ vm: domain, drive: target, volume: had.config.volume, why }, now ? LAYER_REPLACED_MESSAGE : DRIVE_UNPLUGGED_MESSAGE);
+    }
+    for (const [target, drive] of wanted) {
+      const had = drives.get(target);
+      vm.watchDrive(target, drive.index);
+      if (had) {
+        drives.set(target, drive);
+        const current = monitor.driveConfigs().find((config) => config.drive === target);
+        if (!current) continue;
+        // The cap never goes down here: an image read while it is being resized may still show the old size.
+        const config: DriveConfig = { ...drive.config, capBytes: Math.max(drive.config.capBytes, current.capBytes) };
+        if (!sameDriveSettings(config, current)) {
+          logger.info({ vm: domain, drive: target, volume: drive.config.volume, capBytes: config.capBytes, why }, SETTINGS_FOLLOWED_MESSAGE);
+          monitor.reconfigureDrive(config);
+        }
+        continue;
+      }
+      const { volumeBytes, grewUnseen } = await this.prepareVolume(domain, drive, why);
+      drives.set(target, drive);
+      monitor.addDrive(drive.config, volumeBytes, grewUnseen);
+      logger.info({ vm: domain, drive: target, volume: drive.config.volume, volumeBytes, capBytes: drive.config.capBytes, why }, 'watching thin drive');
+    }
+  }
+
+  /**
+   * The volume as this host sees it now. A drive the hook prepared (start,
+   * restore, incoming migration) is active and refreshed; a hot-plugged one
+   * had no hook call, so it is activated if need be and refreshed here.
+   */
+  private async prepareVolume(domain: string, drive: ThinDrive, why: string): Promise<{ volumeBytes: number; grewUnseen: boolean }> {
+    const { plugin, logger } = this.options;
+    const { volume } = drive.config;
+    if (!(await plugin.isActive(volume))) {
+      await plugin.activate(volume);
+      logger.warn({ vm: domain, drive: drive.target, volume, why }, 'a thin disk attached to a running domain was not active on this host (libvirt calls no hook for hot-plug): activated it here');
+    }
+    return refreshAtAttach(plugin, volume);
+  }
+
+  private async watch(domain: string, wanted: Map<string, ThinDrive>): Promise<void> {
+    const { logger } = this.options;
+    const drives: Array<{ config: DriveConfig; volumeBytes: number; grewUnseen: boolean }> = [];
+    for (const drive of wanted.values()) {
+      const { volumeBytes, grewUnseen } = await this.prepareVolume(domain, drive, 'domain found');
+      drives.push({ config: drive.config, volumeBytes, grewUnseen });
+      logger.info({ vm: domain, drive: drive.target, volume: drive.config.volume, volumeBytes, capBytes: drive.config.capBytes }, 'watching thin drive');
+    }
+    if (this.stopped || this.watched.has(domain)) return;
+    const vm = new LibvirtVm(domain, this.options.virsh, [...wanted.values()].map((drive) => ({ target: drive.target, index: drive.index })), (target) => this.chainChanged(domain, target));
     const monitor = new VmMonitor({
       vm: domain,
       drives,
       clock: this.options.clock,
       extender: this.options.extender,
       control: vm,
-      logger: this.options.logger.child({ vm: domain }),
+      logger: this.options.logger,
+      capacity: { capBytes: (config) => this.imageCap(domain, config) },
       ...(this.options.pollIntervalMs ? { pollIntervalMs: this.options.pollIntervalMs } : {}),
       ...(this.options.peers ? { peers: this.options.peers } : {}),
     });
     forwardMonitorEvents(monitor, this);
-    this.watched.set(domain, { vm, monitor, pathToTarget });
+    this.watched.set(domain, { vm, monitor, drives: new Map(wanted) });
+    if (this.incoming.has(domain)) monitor.handle({ type: 'migrating-in' });
     await monitor.start();
-    logger.info({ vm: domain, drives: drives.map((drive) => drive.config.drive) }, 'monitoring VM');
+    logger.info({ vm: domain, drives: [...wanted.keys()] }, 'monitoring VM');
   }
 
-  /**
-   * Virtual and cluster size from the image's own header: libvirt answers no
-   * block query on a live migration's destination until the migration ends.
-   * Only an unreadable header falls back to libvirt (and to the largest
-   * metadata among common cluster sizes, QEMU's default 64 KiB).
-   */
-  private async imageSize(domain: string, target: string, source: string): Promise<{ virtualBytes: number; clusterBytes: number | undefined; bitmapBytes: number }> {
-    try {
-      const header = await readQcow2Header(source);
-      return { virtualBytes: header.virtualBytes, clusterBytes: header.clusterBytes, bitmapBytes: headerBitmapBytes(header) };
-    } catch (error) {
-      this.options.logger.warn({ vm: domain, drive: target, err: errorMessage(error) }, "cannot read the disk's qcow2 header; asking libvirt for its size");
-      const stats = await this.options.virsh.blockStats(domain);
-      return { virtualBytes: stats.find((entry) => entry.target === target)?.capacity ?? 0, clusterBytes: undefined, bitmapBytes: 0 };
-    }
+  /** The cap the drive's active layer gives now, read from its image on the shared storage. */
+  private async imageCap(domain: string, config: DriveConfig): Promise<number> {
+    const drive = this.watched.get(domain)?.drives.get(config.drive);
+    if (!drive || drive.config.volume !== config.volume) return config.capBytes;
+    return imageCapBytes(drive.source, this.options.plugin.extentBytes, drive.maxSizeBytes);
+  }
+
+  /** Every watched domain, now and then, without an event: a missed one costs latency, not a drive left unwatched. */
+  private scheduleReconcile(): void {
+    if (this.stopped) return;
+    this.reconcileTimer = this.options.clock.setTimeout(() => {
+      void Promise.all([...this.watched.keys()].map((domain) => this.reconcile(domain, 'periodic reconcile'))).finally(() => this.scheduleReconcile());
+    }, this.options.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS);
   }
 
   private detach(domain: string, why = 'domain stopped; no longer watched'): void {

@@ -25,6 +25,15 @@ export class LibvirtVm implements VmControl {
     for (const drive of drives) this.indexes.set(drive.target, drive.index);
   }
 
+  /** A drive the monitor watches now, or its active layer's new index (reconcile). */
+  watchDrive(target: string, index: number | undefined): void {
+    this.indexes.set(target, index);
+  }
+
+  forgetDrive(target: string): void {
+    this.indexes.delete(target);
+  }
+
   async setWriteThreshold(drive: string, offsetBytes: number): Promise<void> {
     const index = this.indexes.get(drive);
     await this.virsh.setThreshold(this.domain, index === undefined ? drive : `${drive}[${index}]`, offsetBytes);

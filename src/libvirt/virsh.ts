@@ -55,7 +55,10 @@ export class Virsh {
   }
 
   dumpXml(domain: string): Promise<string> {
-    return this.virsh(['dumpxml', '--', domain]);
+    return this.directFirst(
+      (direct) => direct.xml(domain),
+      () => this.virsh(['dumpxml', '--', domain]),
+    );
   }
 
   async state(domain: string): Promise<DomainState> {

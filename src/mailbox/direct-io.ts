@@ -1,25 +1,19 @@
 import { constants, type FileHandle, open } from 'node:fs/promises';
 import { TideError } from '../errors.js';
 import { BLOCK_BYTES } from './format.js';
+import { alignedBuffer } from '../util/aligned-buffer.js';
 
 /**
  * Reads and writes mailbox blocks around the page cache. Other hosts write
  * these blocks on the shared LUN; a cached read would show this host an old
- * slot forever. O_DIRECT needs a memory buffer aligned to the device's block
- * size, which Buffer.alloc does not promise; WebAssembly memory is mapped in
- * whole pages and so is page-aligned. O_DSYNC makes a write durable on the
+ * slot forever. O_DIRECT needs a page-aligned memory buffer
+ * (util/aligned-buffer.ts). O_DSYNC makes a write durable on the
  * storage before it is reported done.
  */
 export class MailboxIoError extends TideError {
   readonly code = 'mailbox-io';
 }
 
-const WASM_PAGE_BYTES = 65536;
-
-function alignedBuffer(bytes: number): Buffer {
-  const memory = new WebAssembly.Memory({ initial: Math.max(1, Math.ceil(bytes / WASM_PAGE_BYTES)) });
-  return Buffer.from(memory.buffer, 0, bytes);
-}
 
 export class DirectBlockFile {
   private queue: Promise<unknown> = Promise.resolve();

@@ -39,7 +39,7 @@ export type Decision =
   | { kind: 'wait' };
 
 export class DriveState {
-  readonly policy: ExtensionPolicy;
+  policy: ExtensionPolicy;
   volumeBytes: number;
   highWater = 0;
   armedThreshold: number | undefined;
@@ -60,13 +60,29 @@ export class DriveState {
   private extensionStartedAt = 0;
   private failure: { code: string; message: string; retryAt: number } | undefined;
 
-  constructor(readonly config: DriveConfig, volumeBytes: number) {
+  constructor(public config: DriveConfig, volumeBytes: number) {
     this.policy = new ExtensionPolicy(config.policy);
     this.volumeBytes = volumeBytes;
   }
 
   get name(): string {
     return this.config.drive;
+  }
+
+  /**
+   * The drive's cap or policy changed under it (the image grew, the domain's
+   * metadata changed): decisions from now on follow the new configuration,
+   * while what the drive has seen (high water, size, an extension under way)
+   * stays. A refusal at the old cap is retried at once when the cap grew.
+   */
+  reconfigure(config: DriveConfig): void {
+    const capGrew = config.capBytes > this.config.capBytes;
+    const policyChanged = JSON.stringify(config.policy) !== JSON.stringify(this.config.policy);
+    this.config = config;
+    if (policyChanged) this.policy = new ExtensionPolicy(config.policy);
+    if (capGrew && this.failure) this.failure = { ...this.failure, retryAt: 0 };
+    // The threshold follows the policy: armed again at the next decision.
+    if (policyChanged) this.armedThreshold = undefined;
   }
 
   observeHighWater(highWater: number, now: number): void {

@@ -1,3 +1,5 @@
+import type { DriveConfig } from './drive-state.js';
+
 /**
  * What the monitor needs from the outside world. Adapters implement these over
  * QMP or libvirt (the VM) and over the storage plugin or the mailbox (space);
@@ -38,6 +40,16 @@ export interface VmControl {
 }
 
 /**
+ * What a drive's image allows it to grow to now. The cap follows the image
+ * (an administrator's `virsh blockresize` or `qemu-img resize` grows it on a
+ * running VM, and no event says so), never a number taken once at attach.
+ */
+export interface DriveCapacity {
+  /** The cap the drive's image gives now (its virtual size fully allocated, within the policy's max size). */
+  capBytes(drive: DriveConfig): Promise<number>;
+}
+
+/**
  * The other host of a live migration, reached through the shared storage
  * (src/monitor/migration.ts). Absent where no mailbox is shared: a single
  * host has nobody to migrate to.
@@ -60,5 +72,7 @@ export type MonitorInput =
   | { type: 'io-error'; drive: string; noSpace: boolean; action: string; reason?: string }
   | { type: 'stopped' }
   | { type: 'resumed' }
+  /** libvirt (its hook's `migrate begin`, or "Started Migrated") says the VM is migrating in to this host. */
+  | { type: 'migrating-in' }
   /** The channel to the VM was re-established: thresholds may be gone, events may have been missed. */
   | { type: 'reconnected' };

@@ -5,7 +5,7 @@ import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
 import { ARRIVED_PAUSED_MESSAGE, DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, MIGRATION_CANCELLED_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
-import type { Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
+import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
 
 /**
  * Watches every thin drive of one VM: arms write thresholds, extends volumes
@@ -54,6 +54,8 @@ export interface VmMonitorOptions {
   incomingRefreshMs?: number;
   /** The other host of a live migration; without it (no shared mailbox) nothing migrates between hosts. */
   peers?: MigrationPeers;
+  /** Where a drive near its cap learns whether its image grew; without it the cap is the one configured. */
+  capacity?: DriveCapacity;
 }
 
 /** How often the source looks whether a migration it cancelled has ended. */
@@ -94,6 +96,8 @@ interface DriveRuntime {
   state: DriveState;
   stepping: boolean;
   again: boolean;
+  /** No longer part of the VM (unplugged, or its layer replaced): work under way ends without touching it again. */
+  removed?: boolean;
   /** Setting the write threshold, when under way. */
   arming?: Promise<void>;
 }
@@ -190,6 +194,13 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
           this.endPause();
         }
         return;
+      case 'migrating-in':
+        if (this.migration === 'incoming') return;
+        this.enterIncoming();
+        // Announce now: the source's first extension during the migration waits for it.
+        this.pollTimer?.cancel();
+        void this.poll();
+        return;
       case 'stopped':
         return;
       case 'reconnected':
@@ -212,6 +223,52 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     };
   }
 
+  /** The drives watched now, by name in the VM. */
+  driveConfigs(): DriveConfig[] {
+    return [...this.drives.values()].map((runtime) => runtime.state.config);
+  }
+
+  /**
+   * A drive that became part of the VM while it runs (hot-plug, a new top
+   * layer): armed at once, while the other drives go on undisturbed.
+   */
+  addDrive(config: DriveConfig, volumeBytes: number, grewUnseen = false): void {
+    if (this.drives.has(config.drive)) throw new Error(`drive ${config.drive} of ${this.vm} is watched already`);
+    const state = new DriveState(config, volumeBytes);
+    if (grewUnseen) state.grewUnseen = true;
+    const runtime: DriveRuntime = { state, stepping: false, again: false };
+    this.drives.set(config.drive, runtime);
+    this.emit('changed');
+    if (this.stopped) return;
+    if (this.migration === 'incoming') {
+      void this.refreshVolumes(false).catch((error: unknown) => this.logger.warn({ drive: config.drive, err: errorMessage(error) }, 'could not refresh a drive added while the VM migrates in'));
+      return;
+    }
+    void this.refreshHighWater(state)
+      .catch(() => undefined)
+      .then(() => this.step(runtime));
+  }
+
+  /** A drive no longer part of the VM (unplugged): never extended or waited for again; an extension under way completes harmlessly (sizes are absolute). */
+  removeDrive(drive: string): void {
+    const runtime = this.drives.get(drive);
+    if (!runtime) return;
+    runtime.removed = true;
+    this.drives.delete(drive);
+    this.emit('changed');
+    // A pause that waited only for this drive is no longer waiting for anything.
+    void this.maybeResume();
+  }
+
+  /** A watched drive's cap or policy changed: its next decisions follow it; what it has seen and does stays. */
+  reconfigureDrive(config: DriveConfig): void {
+    const runtime = this.drives.get(config.drive);
+    if (!runtime) return;
+    runtime.state.reconfigure(config);
+    this.emit('changed');
+    if (!this.stopped && this.migration !== 'incoming') void this.step(runtime);
+  }
+
   /** A failed extension is retried when it is due, not at the first poll after (a poll in progress schedules its successor by the same rule). */
   private pollWhenDue(delayMs: number): void {
     this.clock.setTimeout(() => {
@@ -229,6 +286,11 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     let nextPollMs = this.pollIntervalMs;
     try {
       const { control } = this.options;
+      if (this.migration === 'incoming') {
+        // Told that the VM migrates in (the hook, an event): the views are refreshed and announced whatever
+        // libvirt answers now. It answers least in this window, and the source's extensions wait for them.
+        await this.refreshVolumes(false);
+      }
       // Both questions at once (one wake-up for two replies) when the VM runs here; a VM migrating in answers no block query.
       const asked = this.migration === undefined ? control.highWaterMarks() : undefined;
       asked?.catch(() => undefined);
@@ -238,29 +300,28 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         this.leave();
         return;
       }
-      if (runState === 'starting') {
-        // Nothing can be asked yet, and it may be a live migration arriving that libvirt does not call one yet
+      if (this.migration === 'incoming') {
+        // Still arriving: refreshed and announced above. Once it runs here (its RESUME event missed, or it came
+        // before we attached), the thresholds are armed.
+        if (!ranHere(runState)) return;
+        await this.arrive(this.clock.now());
+        this.arrivedPaused = runState === 'io-error';
+      } else if (phase === 'incoming') {
+        this.enterIncoming();
+        await this.refreshVolumes(false);
+        return;
+      } else if (runState === 'starting') {
+        // Nothing can be asked yet, and it may be a live migration arriving that nobody announced to this host
         // (measured: 0.6 s from libvirt's `start` hook to "paused (migrating)"). Announce the views now: the
         // source's extensions wait for them, and QEMU opens the devices at the size this host sees.
-        nextPollMs = this.incomingRefreshMs;
         this.announcedWhileStarting = true;
         await this.refreshVolumes(false);
         return;
-      }
-      if (phase === 'incoming') {
-        this.enterIncoming();
-        nextPollMs = this.incomingRefreshMs;
-        await this.refreshVolumes(false);
-        return;
-      }
-      // The VM runs here and its RESUME event was missed (or came before we attached).
-      if (this.migration === 'incoming') {
-        await this.arrive(this.clock.now());
-        this.arrivedPaused = runState === 'io-error';
       } else if (this.announcedWhileStarting) await this.withdrawIncomingViews();
       const now = this.clock.now();
       const marks = await (asked ?? control.highWaterMarks());
       for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
+      await this.followImageCaps();
       if (runState === 'io-error') {
         const noSpace = [...(await control.noSpaceDrives())].filter((drive) => this.drives.has(drive));
         for (const drive of noSpace) this.drives.get(drive)!.state.markNoSpace();
@@ -273,6 +334,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       this.logger.warn({ err: errorMessage(error), code: errorCode(error) }, 'drive poll failed; retrying at the next poll');
     } finally {
       this.polling = false;
+      // A migration in keeps its cadence whatever this poll met: a failed question must not leave the source waiting for a view.
+      if (this.migration === 'incoming' || this.announcedWhileStarting) nextPollMs = Math.min(nextPollMs, this.incomingRefreshMs);
       if ([...this.drives.values()].some((runtime) => runtime.state.armingPending)) nextPollMs = Math.min(nextPollMs, HELD_BACK_POLL_MS);
       const now = this.clock.now();
       for (const { state } of this.drives.values()) {
@@ -280,6 +343,37 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       }
       if (!this.stopped) this.pollTimer = this.clock.setTimeout(() => void this.poll(), nextPollMs);
     }
+  }
+
+  /**
+   * A drive within a chunk of its cap asks its image whether it grew (an
+   * administrator's blockresize sends no event): the cap follows within one
+   * safety poll, before a write reaches the old one.
+   */
+  private async followImageCaps(): Promise<void> {
+    await Promise.all(
+      [...this.drives.values()].map(async ({ state }) => {
+        if (state.volumeBytes + state.policy.chunk() >= state.config.capBytes) await this.imageCapGrew(state);
+      }),
+    );
+  }
+
+  /** Asks the drive's image for its cap now; true when it grew (and the drive follows it). */
+  private async imageCapGrew(state: DriveState): Promise<boolean> {
+    const { capacity } = this.options;
+    if (!capacity) return false;
+    let capBytes: number;
+    try {
+      capBytes = await capacity.capBytes(state.config);
+    } catch (error) {
+      this.logger.warn({ drive: state.name, volume: state.config.volume, err: errorMessage(error) }, "cannot read the drive's image to see whether it grew; keeping its cap");
+      return false;
+    }
+    if (capBytes <= state.config.capBytes) return false;
+    this.logger.info({ drive: state.name, volume: state.config.volume, fromCapBytes: state.config.capBytes, capBytes }, "the drive's image grew (virtual size): its cap follows");
+    state.reconfigure({ ...state.config, capBytes });
+    this.emit('changed');
+    return true;
   }
 
   /**
@@ -371,6 +465,17 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.emit('changed');
   }
 
+  /** The drive's runtime while it is still part of the VM (a removed drive's work ends quietly). */
+  private runtimeOf(drive: DriveState): DriveRuntime | undefined {
+    const runtime = this.drives.get(drive.name);
+    return runtime?.state === drive ? runtime : undefined;
+  }
+
+  private markAgain(drive: DriveState): void {
+    const runtime = this.runtimeOf(drive);
+    if (runtime) runtime.again = true;
+  }
+
   /** Runs decisions for one drive until it has nothing more to do; concurrent callers coalesce. */
   private async step(runtime: DriveRuntime): Promise<void> {
     if (runtime.stepping) {
@@ -381,8 +486,9 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     try {
       do {
         runtime.again = false;
+        if (runtime.removed) break;
         await this.stepOnce(runtime.state);
-      } while (runtime.again && !this.stopped);
+      } while (runtime.again && !this.stopped && !runtime.removed);
     } finally {
       runtime.stepping = false;
     }
@@ -397,6 +503,11 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       case 'wait':
         return;
       case 'at-cap': {
+        // A write found no space at the cap: the image may have grown since the last look.
+        if (await this.imageCapGrew(drive)) {
+          this.markAgain(drive);
+          return;
+        }
         const error = new CapReachedError(this.vm, drive.name, volume, drive.config.capBytes);
         if (!drive.failed) this.logger.error({ drive: drive.name, volume, cap: drive.config.capBytes }, error.message);
         drive.extensionFailed(error, this.clock.now(), this.retryDelayMs);
@@ -406,7 +517,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       }
       case 'arm':
         drive.armingStarted(decision.thresholdBytes);
-        this.drives.get(drive.name)!.arming = this.arm(drive, decision.thresholdBytes);
+        this.runtimeOf(drive)!.arming = this.arm(drive, decision.thresholdBytes);
         return;
       case 'extend':
         await this.extend(drive, decision.targetBytes);
@@ -441,7 +552,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     }
     this.emit('changed');
     // A write may have crossed the new threshold before it was armed, and the volume may have grown meanwhile.
-    if (!this.stopped) void this.refreshHighWater(drive).catch(() => undefined).then(() => this.step(this.drives.get(drive.name)!));
+    const runtime = this.runtimeOf(drive);
+    if (!this.stopped && runtime) void this.refreshHighWater(drive).catch(() => undefined).then(() => this.step(runtime));
   }
 
   private async extend(drive: DriveState, targetBytes: number): Promise<void> {
@@ -460,7 +572,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       const latencyMs = drive.extensionSucceeded(visible, this.clock.now());
       this.logger.info({ drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs }, 'volume extended');
       this.emit('extended', { vm: this.vm, drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs });
-      this.drives.get(drive.name)!.again = true;
+      this.markAgain(drive);
     } catch (error) {
       const retryInMs = drive.noSpace ? Math.min(NO_SPACE_RETRY_DELAY_MS, this.retryDelayMs) : this.retryDelayMs;
       drive.extensionFailed(error, this.clock.now(), retryInMs);
@@ -531,7 +643,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.emit('changed');
     // Resume before anything else: the policy may still want an extension (the guest is near the end), which can run while the guest writes.
     await this.maybeResume();
-    this.drives.get(drive.name)!.again = true;
+    this.markAgain(drive);
     return true;
   }
 
@@ -540,7 +652,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     const highWater = marks.get(drive.name);
     if (highWater === undefined) return;
     drive.observeHighWater(highWater, this.clock.now());
-    if (drive.policy.needsExtension(drive.volumeBytes, drive.highWater)) this.drives.get(drive.name)!.again = true;
+    if (drive.policy.needsExtension(drive.volumeBytes, drive.highWater)) this.markAgain(drive);
   }
 
   private notePausedForNoSpace(drives: string[]): void {
@@ -602,6 +714,11 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       );
     });
   }
+}
+
+/** A VM migrating in has run here once it runs, or paused for an I/O error (a write met this host's view). */
+function ranHere(runState: string): boolean {
+  return runState === 'running' || runState === 'io-error';
 }
 
 /** Re-emits a monitor's events from another emitter (an attachment, the libvirt agent), so metrics and status see one source. */

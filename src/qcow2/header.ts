@@ -1,4 +1,6 @@
-import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { alignedBuffer } from '../util/aligned-buffer.js';
 import { TideError } from '../errors.js';
 
 /**
@@ -85,23 +87,47 @@ export function parseBitmapDirectory(bytes: Uint8Array, count: number, where: st
   return granularities;
 }
 
-/** Reads the header of the image at `path` (a block device or file). */
+/** Direct reads are whole blocks at block offsets. */
+const DIRECT_BLOCK_BYTES = 4096;
+
+/**
+ * Reads the header of the image at `path` (a block device or file), around
+ * the page cache: another host, or QEMU here with cache=none, rewrites it (a
+ * `blockresize` changes the virtual size), and a cached copy would show the
+ * size it had when first read. A file system that refuses O_DIRECT (tmpfs)
+ * is read through the cache, where the writer shares it.
+ */
 export async function readQcow2Header(path: string): Promise<Qcow2Header> {
-  let handle;
+  let handle: FileHandle;
+  let direct = true;
   try {
-    handle = await open(path, 'r');
+    handle = await open(path, constants.O_RDONLY | constants.O_DIRECT).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EINVAL') throw error;
+      direct = false;
+      return open(path, 'r');
+    });
   } catch (error) {
     throw new Qcow2HeaderError(`cannot open ${path} to read its qcow2 header: ${(error as Error).message}`, { cause: error });
   }
+  const readAt = async (offset: number, bytes: number): Promise<Buffer> => {
+    if (!direct) {
+      const buffer = Buffer.alloc(bytes);
+      const { bytesRead } = await handle.read(buffer, 0, bytes, offset);
+      return buffer.subarray(0, bytesRead);
+    }
+    const start = Math.floor(offset / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
+    const end = Math.ceil((offset + bytes) / DIRECT_BLOCK_BYTES) * DIRECT_BLOCK_BYTES;
+    const window = alignedBuffer(end - start);
+    const { bytesRead } = await handle.read(window, 0, end - start, start);
+    return Buffer.from(window.subarray(offset - start, Math.min(bytesRead, offset - start + bytes)));
+  };
   try {
-    const buffer = Buffer.alloc(QCOW2_HEADER_READ_BYTES);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    const header = parseQcow2Header(buffer.subarray(0, bytesRead), path);
+    const header = parseQcow2Header(await readAt(0, QCOW2_HEADER_READ_BYTES), path);
     if (!header.bitmapDirectory) return header;
     const { offset, bytes, count } = header.bitmapDirectory;
     if (bytes > MAX_BITMAP_DIRECTORY_BYTES) throw new Qcow2HeaderError(`${path}: a bitmap directory of ${bytes} bytes is more than qcow2 allows`);
     const directory = Buffer.alloc(bytes);
-    await handle.read(directory, 0, bytes, offset);
+    (await readAt(offset, bytes)).copy(directory);
     return { ...header, bitmapGranularities: parseBitmapDirectory(directory, count, path) };
   } finally {
     await handle.close();

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { DomainFullError, InvalidVolumeNameError, VolumeExistsError, VolumeNotFoundError } from '../../plugins/errors.js';
-import type { StoragePlugin } from '../../plugins/types.js';
+import type { StoragePlugin, VolumeInfo } from '../../plugins/types.js';
 import { errorCode, errorMessage } from '../errors.js';
 import type { Lease } from '../lease/types.js';
 import { decodeRequestSlot, holdsEveryRegion, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, sameNotice, type Decoded, type Reply, type Request, type Slot, type SpmNotice } from '../mailbox/format.js';
@@ -13,7 +13,7 @@ import { ReplyWriter } from './reply-writer.js';
 import { InProcessWakeUpWatcher, ThreadWakeUpWatcher, type WakeUpWatcher } from './wake-up-watcher.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
 import { inventoryHolds } from '../mailbox/inventory.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, imageVirtualBytes, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -427,6 +427,25 @@ export class SpmService extends EventEmitter<SpmEvents> {
     if (unreadable.length > 0) throw new VolumeInUseError(`the inventory of host ${unreadable.join(', ')} is unreadable, so it may have volume ${volume} open; it is not ${action}. The next write of that host's agent repairs it`);
   }
 
+  /**
+   * The volume with its recorded virtual size brought up to what its image
+   * says now, when the image grew (an administrator's blockresize); never
+   * lowered, since shrinking an image's virtual size is refused everywhere.
+   */
+  private async followImageSize(volume: VolumeInfo, logger: Logger): Promise<VolumeInfo> {
+    const recorded = Number(volume.tags[VIRTUAL_SIZE_TAG]);
+    let virtualBytes: number;
+    try {
+      virtualBytes = await imageVirtualBytes(this.plugin, volume.name);
+    } catch (error) {
+      logger.warn({ volume: volume.name, err: errorMessage(error) }, "cannot read the volume's qcow2 header to see whether the image grew; its recorded virtual size stands");
+      return volume;
+    }
+    if (Number.isSafeInteger(recorded) && virtualBytes <= recorded) return volume;
+    logger.info({ volume: volume.name, fromVirtualBytes: Number.isSafeInteger(recorded) ? recorded : null, virtualBytes }, "the volume's image grew (its header's virtual size): recording it, the cap follows");
+    return this.plugin.setTag(volume.name, VIRTUAL_SIZE_TAG, String(virtualBytes));
+  }
+
   private async carryOut(hostId: number, request: Request): Promise<Reply> {
     const { logger, clock } = this.options;
     const plugin = this.plugin;
@@ -474,8 +493,13 @@ export class SpmService extends EventEmitter<SpmEvents> {
         await deleteThinVolume(plugin, this.run, request.volume, (volume) => this.refuseIfOpenOnAnyHost(volume, 'deleted'));
         return finish(ReplyStatus.Ok, 0);
       }
-      const volume = await plugin.describe(request.volume);
-      const refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
+      let volume = await plugin.describe(request.volume);
+      let refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
+      if (refusal === ReplyStatus.BeyondCap) {
+        // Beyond the recorded cap: the image may have grown since (blockresize). Its header decides.
+        volume = await this.followImageSize(volume, logger);
+        refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
+      }
       if (refusal !== undefined) return finish(refusal, volume.sizeBytes);
       const extended = await plugin.extend(request.volume, request.targetBytes);
       return finish(ReplyStatus.Ok, extended.sizeBytes);

@@ -1,3 +1,4 @@
+import { readQcow2Header } from '../qcow2/header.js';
 import type { StoragePlugin, VolumeInfo } from '../../plugins/types.js';
 import { StorageDomainError } from '../../plugins/errors.js';
 import { TideError } from '../errors.js';
@@ -66,6 +67,23 @@ async function createImageVolume(plugin: StoragePlugin, run: Runner, volume: str
     throw error;
   }
   return created;
+}
+
+/**
+ * The virtual size the volume's qcow2 header gives now. The image is the
+ * truth, the `virtual-bytes` tag only its record: an administrator's
+ * `virsh blockresize` or `qemu-img resize` grows the image and no tag. Read
+ * through this host's device of the volume, activated for the read when it
+ * was not active here (and deactivated again).
+ */
+export async function imageVirtualBytes(plugin: StoragePlugin, volume: string): Promise<number> {
+  const activePath = await plugin.activePath(volume);
+  const device = activePath ?? (await plugin.activate(volume));
+  try {
+    return (await readQcow2Header(device)).virtualBytes;
+  } finally {
+    if (activePath === undefined) await plugin.deactivate(volume).catch(() => undefined);
+  }
 }
 
 /** Volumes whose image is backed by `volume`, by their tags. */

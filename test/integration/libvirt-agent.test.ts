@@ -8,6 +8,7 @@ import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { ensureLibvirtd, LibvirtGuest, restartLibvirtd, sweepTestDomains, virsh } from './helpers/libvirt-world.js';
 import { LabWorld } from './helpers/lab-world.js';
 import { DIRECT_UNUSABLE_MESSAGE } from '../../src/libvirt/remote/direct-libvirt.js';
+import { SETTINGS_FOLLOWED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
 import { builtCli } from './helpers/built-cli.js';
@@ -182,8 +183,9 @@ describe('real libvirt: tideline under virsh', function () {
     assert.equal(set.exitCode, 0, set.stderr);
     const shown = JSON.parse((await tideline('policy', 'show', guest.domain, '--json')).stdout) as { disks: Record<string, unknown> };
     assert.deepEqual(shown.disks, { vda: { chunk: 128 * 1024 * 1024, freeTarget: 96 * 1024 * 1024 } });
-    await agent.waitFor('domain metadata changed; applying its policy', 30_000);
-    await agent.waitFor('monitoring VM', 30_000, 2);
+    // Followed in place: the drive is reconfigured, not watched again from scratch.
+    await agent.waitFor(SETTINGS_FOLLOWED_MESSAGE, 30_000);
+    assert.equal(agent.logged('monitoring VM').filter((event) => event.vm === guest.domain).length, 1, 'the domain was attached again for a policy change');
 
     const inverted = await tideline('policy', 'set', guest.domain, '--chunk', '64M', '--free-target', '128M');
     assert.equal(inverted.exitCode, 2, inverted.stderr);

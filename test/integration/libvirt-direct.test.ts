@@ -98,6 +98,9 @@ describe('libvirt over its socket (a real libvirtd)', function () {
     const throughVirsh = new Virsh(execaRunner, host!.uri);
     try {
       assert.deepEqual(await direct.state('disk'), await throughVirsh.state('disk'));
+      // The live XML the agent reconciles from: what `virsh dumpxml` prints (virsh adds its own trailing newline).
+      assert.equal((await direct.xml('disk')).trim(), (await host!.virsh('dumpxml', 'disk')).stdout.trim());
+      assert.match(await direct.xml('disk'), /<target dev='vda' bus='virtio'\/>/);
       assert.deepEqual(await direct.state('disk'), { state: 'paused', reason: 'user' });
       assert.deepEqual(await direct.state('web'), await throughVirsh.state('web'), 'a defined domain that does not run');
       await direct.setThreshold('disk', 'vda', 48 * 1024 * 1024);

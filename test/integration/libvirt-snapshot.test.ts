@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { LAYER_REPLACED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -24,7 +25,7 @@ import { builtCli } from './helpers/built-cli.js';
 const WRITE_MIB = 1280;
 const THROTTLE_BYTES_PER_SECOND = 24 * MiB;
 const PAUSED = 'VM paused: a write found no space; extending, then resuming';
-const FOLLOWED = "the disk's active layer changed (snapshot or block commit); watching the new top";
+const FOLLOWED = LAYER_REPLACED_MESSAGE;
 
 describe('real libvirt: live snapshot onto a new thin volume while the guest writes', function () {
   this.timeout(8 * 60_000);

@@ -66,6 +66,34 @@ function setup(options: { runState: string; seenBytes?: number; storageBytes?: n
 }
 
 describe('VmMonitor during live migration', () => {
+  it('told by libvirt that the VM migrates in, announces its views at once and on cadence, whatever libvirt answers meanwhile', async () => {
+    // The failure this replaces: the destination missed "paused (migrating)" in a poll (here libvirt's state question fails and
+    // then shows a plain pause), announced nothing, and the source cancelled the administrator's migration.
+    const world = setup({ runState: 'paused' });
+    let stateQuestions = 0;
+    world.vm.runState = async () => {
+      stateQuestions += 1;
+      if (stateQuestions <= 3) throw new Error('libvirt did not answer');
+      return 'paused';
+    };
+    world.monitor.handle({ type: 'migrating-in' });
+    await world.monitor.start();
+    assert.equal(world.monitor.status().migration, 'incoming');
+    assert.deepEqual(world.peers.announced, [['vm1-vda', 512 * MiB]], 'announced before libvirt answered anything');
+    world.storage.sizes.set('vm1-vda', 768 * MiB);
+    for (let look = 0; look < 4; look += 1) await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.ok(world.peers.announced.some(([, view]) => view === 768 * MiB), 'the source\'s extension was announced although state questions failed');
+    assert.equal(world.vm.thresholds.size, 0, 'nothing armed while it migrates in');
+    assert.equal(world.monitor.status().migration, 'incoming', 'a pause is not an arrival');
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(0);
+    assert.equal(world.monitor.status().migration, null);
+    assert.equal(world.vm.thresholds.get('vda'), 640 * MiB, 'armed on arrival');
+    assert.deepEqual(world.peers.announced.at(-1), ['vm1-vda', undefined], 'the announcement withdrawn');
+    world.monitor.stop();
+  });
+
+
   it('on the destination, keeps refreshing while the VM migrates in, and arms nothing and asks nothing', async () => {
     const world = setup({ runState: 'inmigrate' });
     await world.monitor.start();

@@ -75,6 +75,25 @@ describe('SPM: requests through the mailbox', function () {
     assert.deepEqual(await sizes(), before, 'a refused request changed a volume');
   });
 
+  it("follows the image's virtual size past the recorded cap (an admin's blockresize or qemu-img resize), and refuses beyond what the image allows", async () => {
+    await plugin.create('vm7-vda', 64 * MiB, { [VIRTUAL_SIZE_TAG]: String(256 * MiB) });
+    const device = await plugin.activate('vm7-vda');
+    try {
+      await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', device, String(256 * MiB)], { timeoutMs: 30_000 });
+      // Within the recorded cap: served as always.
+      assert.equal(await host.extend('vm7-vda', 192 * MiB), 192 * MiB);
+      assert.equal((await refusal(host.extend('vm7-vda', 600 * MiB))).code, 'cap-reached', 'a 256 MiB image cannot use 600 MiB');
+      await execaRunner('qemu-img', ['resize', '-q', '-f', 'qcow2', device, String(1024 * MiB)], { timeoutMs: 30_000 });
+      assert.equal(await host.extend('vm7-vda', 600 * MiB), 600 * MiB);
+      assert.equal((await plugin.describe('vm7-vda')).tags[VIRTUAL_SIZE_TAG], String(1024 * MiB), 'the SPM records the size the image has now');
+      assert.ok(spmLog.some((line) => line.msg === "the volume's image grew (its header's virtual size): recording it, the cap follows"));
+      assert.equal((await refusal(host.extend('vm7-vda', 1100 * MiB))).code, 'cap-reached', 'the cap is the grown image, not unbounded');
+      assert.equal((await plugin.describe('vm7-vda')).sizeBytes, 600 * MiB);
+    } finally {
+      await plugin.deactivate('vm7-vda');
+    }
+  });
+
   it('answers a request that reuses an already served sequence number with stale-sequence, and serves nothing', async () => {
     const before = await sizes();
     // A host that lost its state writes sequence 1 again into a free message.

@@ -122,9 +122,9 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     const hookSpool = libvirt
       ? await HookSpool.watch(
           argv['hook-spool'],
-          () => {
+          (events) => {
             void inventory?.publishNow();
-            return libvirt.rescan(false);
+            return libvirt.hookEvents(events);
           },
           logger,
           (request) => volumes.prepareDomain(request),

@@ -12,12 +12,14 @@ import {
   decodeGetJobStats,
   decodeGetMetadata,
   decodeGetState,
+  decodeGetXmlDesc,
   decodeLibVersion,
   encodeDomainOnly,
   encodeGetBlockStats,
   encodeGetDiskErrors,
   encodeGetJobStats,
   encodeGetMetadata,
+  encodeGetXmlDesc,
   encodeGetState,
   encodeLookupByName,
   encodeSetBlockThreshold,
@@ -85,6 +87,11 @@ export class DirectLibvirt {
   /** Whether the domain's current job is the source side of a migration. */
   migratingOut(domain: string): Promise<boolean> {
     return this.withDomain(domain, 'read its job', async (connection, handle) => isOutgoingMigration(decodeGetJobStats(await connection.call(Procedure.domainGetJobStats, encodeGetJobStats(handle)))));
+  }
+
+  /** The live domain XML: the agent re-reads it on every change libvirt reports (reconcile), so it must cost no process. */
+  xml(domain: string): Promise<string> {
+    return this.withDomain(domain, 'read its XML', async (connection, handle) => decodeGetXmlDesc(await connection.call(Procedure.domainGetXmlDesc, encodeGetXmlDesc(handle))));
   }
 
   state(domain: string): Promise<DomainState> {

@@ -9,6 +9,7 @@ import { XdrDecodeError, XdrReader, XdrWriter } from './xdr.js';
 export const Procedure = {
   connectOpen: 1,
   connectClose: 2,
+  domainGetXmlDesc: 14,
   domainLookupByName: 23,
   domainResume: 28,
   authList: 66,
@@ -80,6 +81,13 @@ export function encodeGetMetadata(domain: RemoteDomain, namespace: string): Buff
 }
 
 export function decodeGetMetadata(body: Buffer): string {
+  return new XdrReader(body).string();
+}
+
+/** `virDomainGetXMLDesc(dom, 0)`: the live definition of a running domain, as `virsh dumpxml` prints it. */
+export const encodeGetXmlDesc = encodeDomainAndFlags;
+
+export function decodeGetXmlDesc(body: Buffer): string {
   return new XdrReader(body).string();
 }
 

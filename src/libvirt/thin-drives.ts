@@ -1,0 +1,82 @@
+import type { Logger } from 'pino';
+import type { StoragePlugin } from '../../plugins/types.js';
+import { errorMessage } from '../errors.js';
+import type { DriveConfig } from '../monitor/drive-state.js';
+import type { PolicySettings } from '../monitor/policy.js';
+import { driveCapBytes, headerBitmapBytes } from '../monitor/qcow2-capacity.js';
+import { readQcow2Header } from '../qcow2/header.js';
+import { policyFor, type DomainInfo } from './domain-xml.js';
+
+/**
+ * A domain's thin drives as its live XML and their images say they are now:
+ * what the agent reconciles its watch against (libvirt-agent.ts). The XML
+ * names the disks, their active layers and policy; each image's header names
+ * its virtual size, hence the cap. Nothing is remembered from earlier reads.
+ */
+export interface ThinDrive {
+  target: string;
+  /** libvirt's index of the active layer ("vda[1]"), when its XML gives one. */
+  index: number | undefined;
+  /** The active layer's path on this host. */
+  source: string;
+  config: DriveConfig;
+  /** The per-disk limit from the domain's metadata, below the image's own cap. */
+  maxSizeBytes: number | undefined;
+}
+
+export interface ThinDriveContext {
+  plugin: StoragePlugin;
+  policy: PolicySettings;
+  maxSizeBytes?: number;
+  logger: Logger;
+  /** Asked when the header cannot be read (a destination of a migration answers no block query, so the header comes first). */
+  capacityFromLibvirt(target: string): Promise<number>;
+}
+
+/** Every disk of the domain on this host's storage domain that tideline thin-provisions, by target. */
+export async function deriveThinDrives(domain: string, info: DomainInfo, context: ThinDriveContext, quiet: ReadonlySet<string> = new Set()): Promise<Map<string, ThinDrive>> {
+  const { plugin, logger } = context;
+  const drives = new Map<string, ThinDrive>();
+  for (const disk of info.disks) {
+    if (disk.device !== 'disk' || !disk.source) continue;
+    const volume = await plugin.volumeForPath(disk.source);
+    if (!volume) continue;
+    // Said once per drive, when the agent first meets it, not at every reconcile.
+    const say = !quiet.has(disk.target);
+    const policy = policyFor(info, disk.target);
+    if (policy.enabled === false) {
+      if (say) logger.info({ vm: domain, drive: disk.target, volume }, 'thin provisioning disabled for this disk by domain metadata');
+      continue;
+    }
+    if (disk.format !== 'qcow2') {
+      if (say) logger.info({ vm: domain, drive: disk.target, volume, format: disk.format }, 'disk on a tideline volume is not qcow2: nothing to thin-provision');
+      continue;
+    }
+    if (disk.errorPolicy !== 'stop' && say) {
+      logger.error({ vm: domain, drive: disk.target, volume, errorPolicy: disk.errorPolicy ?? 'report' }, "thin disk without error_policy='stop': a write that finds no space fails in the guest instead of pausing the VM; set error_policy='stop'");
+    }
+    const maxSizeBytes = policy.maxSize ?? context.maxSizeBytes;
+    const capBytes = await imageCapBytes(disk.source, plugin.extentBytes, maxSizeBytes).catch(async (error: unknown) => {
+      logger.warn({ vm: domain, drive: disk.target, err: errorMessage(error) }, "cannot read the disk's qcow2 header; asking libvirt for its size");
+      return driveCapBytes(await context.capacityFromLibvirt(disk.target), undefined, plugin.extentBytes, maxSizeBytes, 0);
+    });
+    const drivePolicy: PolicySettings = { ...context.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
+    drives.set(disk.target, { target: disk.target, index: disk.index, source: disk.source, config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, maxSizeBytes });
+  }
+  return drives;
+}
+
+/**
+ * The cap an image gives its volume: its virtual size fully allocated (with
+ * its bitmaps), within the limit. Read from the image's own header, which
+ * every host and the SPM can read, so it follows a `blockresize` at once.
+ */
+export async function imageCapBytes(source: string, extentBytes: number, limitBytes: number | undefined): Promise<number> {
+  const header = await readQcow2Header(source);
+  return driveCapBytes(header.virtualBytes, header.clusterBytes, extentBytes, limitBytes, headerBitmapBytes(header));
+}
+
+/** Whether two drive configurations would decide alike (the volume is compared by the caller). */
+export function sameDriveSettings(a: DriveConfig, b: DriveConfig): boolean {
+  return a.capBytes === b.capBytes && JSON.stringify(a.policy) === JSON.stringify(b.policy);
+}
