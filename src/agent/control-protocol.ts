@@ -13,6 +13,7 @@ export const controlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('extend'), volume: z.string().min(1), sizeBytes: z.number().int().positive() }),
   z.object({ op: z.literal('reparent'), volume: z.string().min(1), parent: z.string().min(1) }),
   z.object({ op: z.literal('reduce'), volume: z.string().min(1), freeTargetBytes: z.number().int().nonnegative() }),
+  z.object({ op: z.literal('resize'), volume: z.string().min(1), virtualBytes: z.number().int().positive() }),
   z.object({ op: z.literal('delete'), volume: z.string().min(1) }),
   z.object({ op: z.literal('activate'), volume: z.string().min(1) }),
   z.object({ op: z.literal('deactivate'), volume: z.string().min(1) }),
@@ -23,7 +24,7 @@ export const controlRequestSchema = z.discriminatedUnion('op', [
 export type ControlRequest = z.infer<typeof controlRequestSchema>;
 
 /** `path`: the block device of an activated volume on this host; `exitCode` and `message`: the hook's outcome of a prepare-domain. */
-export type ControlReply = { ok: true; sizeBytes?: number; path?: string; exitCode?: number; message?: string } | { ok: false; code: string; message: string };
+export type ControlReply = { ok: true; sizeBytes?: number; path?: string; exitCode?: number; message?: string; vm?: string } | { ok: false; code: string; message: string };
 
 export function encodeControlMessage(message: ControlRequest | ControlReply): string {
   return `${JSON.stringify(message)}\n`;

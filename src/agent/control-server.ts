@@ -14,6 +14,8 @@ export interface VolumeService {
   extend(volume: string, sizeBytes: number): Promise<number>;
   reduce(volume: string, freeTargetBytes: number): Promise<number>;
   reparent(volume: string, parent: string): Promise<void>;
+  /** Grows the volume's image to a virtual size: live when a VM here has it open, otherwise offline through the SPM; resolves with how. */
+  resize(volume: string, virtualBytes: number): Promise<{ live: string | undefined }>;
   remove(volume: string): Promise<void>;
   /** Makes the volume usable on this host at its current size; its block device path and the size this host sees. */
   activate(volume: string): Promise<{ path: string; sizeBytes: number }>;
@@ -45,6 +47,10 @@ export async function serveControl(socketPath: string, volumes: VolumeService, l
       if (request.op === 'reparent') {
         await volumes.reparent(request.volume, request.parent);
         return { ok: true };
+      }
+      if (request.op === 'resize') {
+        const { live } = await volumes.resize(request.volume, request.virtualBytes);
+        return { ok: true, ...(live ? { vm: live } : {}) };
       }
       if (request.op === 'reduce') return { ok: true, sizeBytes: await volumes.reduce(request.volume, request.freeTargetBytes) };
       if (request.op === 'extend') return { ok: true, sizeBytes: await volumes.extend(request.volume, request.sizeBytes) };

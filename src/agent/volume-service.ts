@@ -3,7 +3,7 @@ import type { StoragePlugin } from '../../plugins/types.js';
 import { prepareDomain } from '../hook/hook.js';
 import { MailboxExtender } from '../mailbox/mailbox-extender.js';
 import type { Extender } from '../monitor/ports.js';
-import { assertReducible, createChildVolume, createThinVolume, deleteThinVolume, PARENT_TAG, reduceThinVolume } from '../spm/volume-lifecycle.js';
+import { assertReducible, createChildVolume, createThinVolume, deleteThinVolume, imageVirtualBytes, PARENT_TAG, reduceThinVolume, resizeThinImage } from '../spm/volume-lifecycle.js';
 import type { Runner } from '../util/runner.js';
 import { TideError } from '../errors.js';
 import type { VolumeService } from './control-server.js';
@@ -34,6 +34,17 @@ export interface VolumeServiceOptions {
   publishInventory?: () => Promise<void>;
   /** The VM on this host whose disk the volume is, if any (what the agent watches). */
   usedBy?: (volume: string) => string | undefined;
+  /** Grows the image live through the VM here that has it open (libvirt's blockresize); the VM's name, or undefined when none here has it. */
+  resizeLive?: (volume: string, virtualBytes: number) => Promise<string | undefined>;
+}
+
+/** A VM here has the volume open and this agent cannot resize it live (plain QEMU). */
+export class LiveResizeUnavailableError extends TideError {
+  readonly code = 'live-resize-unavailable';
+
+  constructor(readonly volume: string, readonly vm: string) {
+    super(`volume ${volume} is the disk of VM ${vm} on this host, which tideline follows over QMP: grow it there with QMP block_resize, then run 'tideline volume resize' again to record the new size`);
+  }
 }
 
 /**
@@ -70,6 +81,20 @@ export function volumeService(options: VolumeServiceOptions): VolumeService {
       return outcome;
     },
   };
+  /**
+   * Live when a VM here has the volume open (QEMU rewrites the header, and
+   * the SPM then records what the header says); offline otherwise, where
+   * the image is grown by the domain's one writer.
+   */
+  const resize = async (volume: string, virtualBytes: number, offline: (volume: string, virtualBytes: number) => Promise<unknown>): Promise<{ live: string | undefined }> => {
+    const live = await options.resizeLive?.(volume, virtualBytes);
+    if (live === undefined) {
+      const vm = options.usedBy?.(volume);
+      if (vm !== undefined && (await imageVirtualBytes(plugin, volume)) < virtualBytes) throw new LiveResizeUnavailableError(volume, vm);
+    }
+    await offline(volume, virtualBytes);
+    return { live };
+  };
   // Extensions asked for by hand (a block commit's base) go the monitor's way: through the SPM, then refreshed here.
   const extend = async (volume: string, sizeBytes: number): Promise<number> => {
     await extender.extend(volume, sizeBytes);
@@ -82,6 +107,7 @@ export function volumeService(options: VolumeServiceOptions): VolumeService {
       remove: (volume) => deleteThinVolume(plugin, run, volume),
       reduce: (volume, freeTargetBytes) => reduceThinVolume(plugin, run, volume, freeTargetBytes),
       reparent: async (volume, parent) => void (await plugin.setTag(volume, PARENT_TAG, parent)),
+      resize: (volume, virtualBytes) => resize(volume, virtualBytes, (name, bytes) => resizeThinImage(plugin, run, name, bytes)),
       extend,
       ...activation,
     };
@@ -104,6 +130,12 @@ export function volumeService(options: VolumeServiceOptions): VolumeService {
       return sizeBytes;
     },
     reparent: (volume, parent) => spm.reparent(volume, parent),
+    // The SPM checks every host's inventory before it grows an image offline: this host's is made current first.
+    resize: (volume, virtualBytes) =>
+      resize(volume, virtualBytes, async (name, bytes) => {
+        await publishInventory();
+        return spm.resize(name, bytes);
+      }),
     extend,
     ...activation,
   };

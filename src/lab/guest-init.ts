@@ -38,44 +38,60 @@ uptime_cs() { sed 's/\\.//; s/ .*//' /proc/uptime; }
 for module in ${VIRTIO_MODULES.join(' ')}; do
   insmod /lib/modules/$module.ko || say "error insmod-$module"
 done
-DISK=/dev/vda
 UNIT=$((${UNIT_MIB} * 1048576))
 HEADER=4096
 BODY=$((UNIT - HEADER))
-UNITS=$(( $(param write_mib) / ${UNIT_MIB} ))
-for attempt in $(seq 1 50); do [ -b $DISK ] && break; sleep 0.2; done
-if [ ! -b $DISK ]; then say "error no-disk"; poweroff -f; fi
 dd if=/dev/urandom of=/tmp/body bs=$BODY count=1 2>/dev/null
 BODY_SUM=$(md5sum /tmp/body | cut -c1-32)
-header() { printf 'tideline unit %012d of %012d\\n' $1 $UNITS | dd of=/tmp/header bs=$HEADER count=1 conv=sync 2>/dev/null; }
-say "ready units=$UNITS unit_mib=${UNIT_MIB}"
-started=$(uptime_cs)
-unit=0
-while [ $unit -lt $UNITS ]; do
-  header $unit
-  offset=$((unit * UNIT))
-  dd if=/tmp/header of=$DISK bs=$HEADER oflag=direct,seek_bytes seek=$offset 2>/tmp/dd.log || say "error write-failed unit=$unit"
-  dd if=/tmp/body of=$DISK bs=1M oflag=direct,seek_bytes seek=$((offset + HEADER)) 2>/tmp/dd.log || say "error write-failed unit=$unit"
-  unit=$((unit + 1))
-  # Every 64 MiB: tests wait for the guest to reach a point before they act.
-  [ $((unit % 4)) -eq 0 ] && say "progress written_mib=$((unit * ${UNIT_MIB}))"
-done
-written=$(uptime_cs)
-say "written centiseconds=$((written - started))"
-bad=0
-unit=0
-while [ $unit -lt $UNITS ]; do
-  header $unit
-  offset=$((unit * UNIT))
-  dd if=$DISK of=/tmp/read-header bs=$HEADER count=1 iflag=direct,skip_bytes skip=$offset 2>/dev/null
-  dd if=$DISK of=/tmp/read-body bs=1M iflag=direct,skip_bytes,count_bytes skip=$((offset + HEADER)) count=$BODY 2>/dev/null
-  if ! cmp -s /tmp/read-header /tmp/header; then bad=$((bad + 1)); say "mismatch unit=$unit part=header"
-  elif [ "$(md5sum /tmp/read-body | cut -c1-32)" != "$BODY_SUM" ]; then bad=$((bad + 1)); say "mismatch unit=$unit part=body"
-  fi
-  unit=$((unit + 1))
-done
-say "read centiseconds=$(($(uptime_cs) - written))"
-say "result units=$UNITS bad=$bad body_md5=$BODY_SUM"
+header() { printf 'tideline unit %012d of %012d\n' $1 $UNITS | dd of=/tmp/header bs=$HEADER count=1 conv=sync 2>/dev/null; }
+disk_bytes() { echo $(( $(cat /sys/block/$1/size) * 512 )); }
+# Writes UNITS units onto DISK, then reads every one back and reports. With
+# tideline.grow_wait=1 a unit past the disk's current end waits for the disk to
+# grow (an administrator's blockresize) instead of failing.
+write_and_verify() {
+  DISK=/dev/$1
+  UNITS=$2
+  for attempt in $(seq 1 \${3:-50}); do [ -b $DISK ] && break; sleep 0.2; done
+  if [ ! -b $DISK ]; then say "error no-disk disk=$1"; return; fi
+  say "ready units=$UNITS unit_mib=${UNIT_MIB} disk=$1"
+  started=$(uptime_cs)
+  unit=0
+  while [ $unit -lt $UNITS ]; do
+    header $unit
+    offset=$((unit * UNIT))
+    if [ "$(param grow_wait)" = 1 ] && [ $((offset + UNIT)) -gt $(disk_bytes $1) ]; then
+      say "waiting-for-growth disk=$1 bytes=$(disk_bytes $1)"
+      while [ $((offset + UNIT)) -gt $(disk_bytes $1) ]; do sleep 0.2; done
+    fi
+    dd if=/tmp/header of=$DISK bs=$HEADER oflag=direct,seek_bytes seek=$offset 2>/tmp/dd.log || say "error write-failed unit=$unit disk=$1"
+    dd if=/tmp/body of=$DISK bs=1M oflag=direct,seek_bytes seek=$((offset + HEADER)) 2>/tmp/dd.log || say "error write-failed unit=$unit disk=$1"
+    unit=$((unit + 1))
+    # Every 64 MiB: tests wait for the guest to reach a point before they act.
+    [ $((unit % 4)) -eq 0 ] && say "progress written_mib=$((unit * ${UNIT_MIB})) disk=$1"
+  done
+  written=$(uptime_cs)
+  say "written centiseconds=$((written - started)) disk=$1"
+  bad=0
+  unit=0
+  while [ $unit -lt $UNITS ]; do
+    header $unit
+    offset=$((unit * UNIT))
+    dd if=$DISK of=/tmp/read-header bs=$HEADER count=1 iflag=direct,skip_bytes skip=$offset 2>/dev/null
+    dd if=$DISK of=/tmp/read-body bs=1M iflag=direct,skip_bytes,count_bytes skip=$((offset + HEADER)) count=$BODY 2>/dev/null
+    if ! cmp -s /tmp/read-header /tmp/header; then bad=$((bad + 1)); say "mismatch unit=$unit part=header disk=$1"
+    elif [ "$(md5sum /tmp/read-body | cut -c1-32)" != "$BODY_SUM" ]; then bad=$((bad + 1)); say "mismatch unit=$unit part=body disk=$1"
+    fi
+    unit=$((unit + 1))
+  done
+  say "read centiseconds=$(($(uptime_cs) - written)) disk=$1"
+  say "result units=$UNITS bad=$bad body_md5=$BODY_SUM disk=$1"
+}
+write_and_verify vda $(( $(param write_mib) / ${UNIT_MIB} ))
+# tideline.second_mib=N: then a disk hot-plugged as vdb (waited for up to 10 minutes) is written and verified too.
+second=$(param second_mib)
+[ -n "$second" ] && write_and_verify vdb $((second / ${UNIT_MIB})) 3000
+# tideline.linger=1: stay up, so that the host can go on acting on the domain (unplug, save, restore).
+if [ "$(param linger)" = 1 ]; then say "done"; while true; do sleep 3600; done; fi
 poweroff -f
 `;
 }

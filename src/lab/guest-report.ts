@@ -3,11 +3,15 @@ import { GUEST_MARKER } from './guest-init.js';
 /** What the lab guest says on its console, as values (pure). */
 export type GuestLine =
   | { kind: 'ready'; units: number }
-  | { kind: 'progress'; writtenMib: number }
+  | { kind: 'progress'; writtenMib: number; disk: string }
   | { kind: 'written'; seconds: number }
   | { kind: 'read'; seconds: number }
   | { kind: 'mismatch'; unit: number; part: string }
-  | { kind: 'result'; units: number; bad: number; bodyMd5: string }
+  | { kind: 'result'; units: number; bad: number; bodyMd5: string; disk: string }
+  /** The guest waits for its disk to grow before writing past its end (tideline.grow_wait=1). */
+  | { kind: 'waiting-for-growth'; disk: string; bytes: number }
+  /** Everything written and verified; the guest stays up (tideline.linger=1). */
+  | { kind: 'done' }
   | { kind: 'error'; detail: string };
 
 export function parseGuestLine(line: string): GuestLine | undefined {
@@ -20,7 +24,7 @@ export function parseGuestLine(line: string): GuestLine | undefined {
     case 'ready':
       return { kind: 'ready', units: number('units') };
     case 'progress':
-      return { kind: 'progress', writtenMib: number('written_mib') };
+      return { kind: 'progress', writtenMib: number('written_mib'), disk: fields.disk ?? 'vda' };
     case 'written':
       return { kind: 'written', seconds: number('centiseconds') / 100 };
     case 'read':
@@ -28,7 +32,11 @@ export function parseGuestLine(line: string): GuestLine | undefined {
     case 'mismatch':
       return { kind: 'mismatch', unit: number('unit'), part: fields.part ?? '' };
     case 'result':
-      return { kind: 'result', units: number('units'), bad: number('bad'), bodyMd5: fields.body_md5 ?? '' };
+      return { kind: 'result', units: number('units'), bad: number('bad'), bodyMd5: fields.body_md5 ?? '', disk: fields.disk ?? 'vda' };
+    case 'waiting-for-growth':
+      return { kind: 'waiting-for-growth', disk: fields.disk ?? 'vda', bytes: number('bytes') };
+    case 'done':
+      return { kind: 'done' };
     case 'error':
       return { kind: 'error', detail: rest.join(' ') };
     default:

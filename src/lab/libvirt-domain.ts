@@ -17,6 +17,14 @@ export interface LabDomainSpec {
   metadata?: string;
   /** libvirt's error_policy; 'stop' unless a test wants to show what happens without it. */
   errorPolicy?: 'stop' | 'report';
+  /** More guest parameters (`tideline.grow_wait=1 tideline.second_mib=256 tideline.linger=1`: src/lab/guest-init.ts). */
+  guestParameters?: string;
+  /**
+   * 'pc' (i440fx) for a guest that gets disks attached while it runs: its
+   * ACPI PCI hotplug works with the lab kernel, where a q35 root port's
+   * hotplug re-enumerated the guest's bridges and never showed the disk.
+   */
+  machine?: 'q35' | 'pc';
 }
 
 export function labDomainXml(spec: LabDomainSpec): string {
@@ -26,12 +34,12 @@ export function labDomainXml(spec: LabDomainSpec): string {
   <vcpu>1</vcpu>
   <metadata>${spec.metadata ?? ''}</metadata>
   <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
+    <type arch='x86_64' machine='${spec.machine ?? 'q35'}'>hvm</type>
     <kernel>${escapeXml(spec.boot.kernel)}</kernel>
     <initrd>${escapeXml(spec.boot.initrd)}</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 tideline.write_mib=${spec.writeMib}</cmdline>
+    <cmdline>console=ttyS0 quiet panic=-1 tideline.write_mib=${spec.writeMib}${spec.guestParameters ? ` ${escapeXml(spec.guestParameters)}` : ''}</cmdline>
   </os>
-  <on_poweroff>destroy</on_poweroff>
+${spec.machine === 'pc' ? '  <features><acpi/></features>\n' : ''}  <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>

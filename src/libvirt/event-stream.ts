@@ -15,10 +15,17 @@ export interface EventStreamEvents {
   restarted: [];
 }
 
+export const EVENT_STREAM_ENDED_MESSAGE = 'libvirt event stream ended; reconnecting';
+
+/** Where the agent's libvirt events come from: libvirtd's socket (remote/remote-event-stream.ts) or `virsh event`. */
+export interface LibvirtEventSource extends EventEmitter<EventStreamEvents> {
+  stop(): void;
+}
+
 const BACKOFF_INITIAL_MS = 250;
 const BACKOFF_MAX_MS = 5_000;
 
-export class LibvirtEventStream extends EventEmitter<EventStreamEvents> {
+export class LibvirtEventStream extends EventEmitter<EventStreamEvents> implements LibvirtEventSource {
   private child: ResultPromise | undefined;
   private stopped = false;
   private backoffMs = BACKOFF_INITIAL_MS;
@@ -60,7 +67,7 @@ export class LibvirtEventStream extends EventEmitter<EventStreamEvents> {
       if (this.stopped) return;
       // A stream that lived a while ended for a reason (libvirtd restart): retry at once; one that failed at start backs off.
       if (this.clock.now() - spawnedAt > BACKOFF_MAX_MS) this.backoffMs = BACKOFF_INITIAL_MS;
-      this.logger.warn({ exitCode: result.exitCode, retryMs: this.backoffMs }, 'libvirt event stream ended; reconnecting');
+      this.logger.warn({ exitCode: result.exitCode, retryMs: this.backoffMs }, EVENT_STREAM_ENDED_MESSAGE);
       this.timer = this.clock.setTimeout(() => this.spawn(), this.backoffMs);
       this.backoffMs = Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
     });

@@ -6,13 +6,16 @@ import { MIGRATED_AWAY_MESSAGE } from '../monitor/migration.js';
 import { forwardMonitorEvents, VmMonitor, type MonitorEvents, type VmStatus } from '../monitor/vm-monitor.js';
 import { parseDomainXml } from './domain-xml.js';
 import type { LibvirtEvent } from './events.js';
-import { LibvirtEventStream } from './event-stream.js';
+import { LibvirtEventStream, type LibvirtEventSource } from './event-stream.js';
+import { RemoteEventStream } from './remote/remote-event-stream.js';
 import { LibvirtVm } from './libvirt-vm.js';
 import type { Virsh } from './virsh.js';
 import type { WatchOptions } from '../agent/watch-options.js';
 import { refreshAtAttach } from '../agent/refresh-at-attach.js';
 import { deriveThinDrives, imageCapBytes, sameDriveSettings, type ThinDrive } from './thin-drives.js';
 import type { TimerHandle } from '../util/clock.js';
+import { readQcow2Header } from '../qcow2/header.js';
+import { VirtualShrinkRefusedError } from '../spm/volume-lifecycle.js';
 
 /**
  * The agent's libvirt side: finds running domains and their thin drives,
@@ -62,28 +65,54 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   private readonly reconciling = new Map<string, Reconciling>();
   /** Domains libvirt said are migrating in to this host (its hook's `migrate begin`, "Started Migrated"), with when. */
   private readonly incoming = new Map<string, number>();
-  private readonly stream: LibvirtEventStream;
+  private stream: LibvirtEventSource | undefined;
   private reconcileTimer: TimerHandle | undefined;
   private stopped = false;
 
   constructor(private readonly options: LibvirtAgentOptions) {
     super();
-    this.stream = new LibvirtEventStream(options.virsh.uri, options.clock, options.logger);
   }
 
   async start(): Promise<void> {
     this.stopped = false;
-    this.stream.on('event', (event) => this.onEvent(event));
-    this.stream.on('restarted', () => void this.rescan(true));
-    this.stream.start();
+    this.stream = await this.followEvents();
     await this.rescan(false);
     this.scheduleReconcile();
+  }
+
+  /**
+   * libvirt's events over the socket the agent already asks its questions
+   * on; `virsh event` only when that socket cannot be used (another URI,
+   * another authentication, --no-libvirt-socket).
+   */
+  private async followEvents(): Promise<LibvirtEventSource> {
+    const { virsh, clock, logger } = this.options;
+    const listen = (source: LibvirtEventSource) => {
+      source.on('event', (event) => this.onEvent(event));
+      source.on('restarted', () => void this.rescan(true));
+    };
+    if (virsh.usesSocket) {
+      const remote = new RemoteEventStream(virsh.uri, clock, logger);
+      listen(remote);
+      try {
+        await remote.start();
+        logger.info({ uri: virsh.uri }, 'following libvirt events over its socket');
+        return remote;
+      } catch (error) {
+        remote.removeAllListeners();
+        logger.warn({ uri: virsh.uri, err: errorMessage(error) }, 'cannot follow libvirt events over its socket; following `virsh event` instead');
+      }
+    }
+    const stream = new LibvirtEventStream(virsh.uri, clock, logger);
+    listen(stream);
+    stream.start();
+    return stream;
   }
 
   stop(): void {
     this.stopped = true;
     this.reconcileTimer?.cancel();
-    this.stream.stop();
+    this.stream?.stop();
     for (const watched of this.watched.values()) watched.monitor.stop();
     this.watched.clear();
   }
@@ -277,6 +306,28 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     if (this.incoming.has(domain)) monitor.handle({ type: 'migrating-in' });
     await monitor.start();
     logger.info({ vm: domain, drives: [...wanted.keys()] }, 'monitoring VM');
+  }
+
+  /**
+   * `tideline volume resize` of a volume a domain here writes: grown live
+   * through libvirt (QEMU rewrites the header), and the drive's cap follows at
+   * once. The domain's name, or undefined when no domain here has the volume
+   * as a disk's active layer. A smaller size is refused before libvirt is asked.
+   */
+  async resizeLive(volume: string, virtualBytes: number): Promise<string | undefined> {
+    for (const [domain, watched] of this.watched) {
+      const drive = [...watched.drives.values()].find((candidate) => candidate.config.volume === volume);
+      if (!drive) continue;
+      const current = (await readQcow2Header(drive.source)).virtualBytes;
+      if (virtualBytes < current) throw new VirtualShrinkRefusedError(volume, current, virtualBytes);
+      if (virtualBytes > current) {
+        await this.options.virsh.blockResize(domain, drive.target, virtualBytes);
+        this.options.logger.info({ vm: domain, drive: drive.target, volume, fromVirtualBytes: current, virtualBytes }, 'disk grown live (blockresize)');
+      }
+      await this.reconcile(domain, 'volume resize');
+      return domain;
+    }
+    return undefined;
   }
 
   /** The cap the drive's active layer gives now, read from its image on the shared storage. */

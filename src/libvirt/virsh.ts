@@ -28,6 +28,11 @@ export class Virsh {
     private readonly direct?: DirectLibvirt,
   ) {}
 
+  /** Whether questions go to libvirtd's socket first (not with --no-libvirt-socket). */
+  get usesSocket(): boolean {
+    return this.direct !== undefined;
+  }
+
   /** The direct answer, or virsh's when the socket cannot be used. */
   private async directFirst<T>(ask: (direct: DirectLibvirt) => Promise<T>, viaVirsh: () => Promise<T>): Promise<T> {
     if (this.direct) {
@@ -124,6 +129,11 @@ export class Virsh {
       (direct) => direct.migratingOut(domain),
       async () => isOutgoingMigrationJob(await this.virsh(['domjobinfo', '--', domain])),
     );
+  }
+
+  /** Grows a disk's virtual size on the running domain (QEMU rewrites the image header); `B` makes the size bytes, not KiB. */
+  async blockResize(domain: string, target: string, bytes: number): Promise<void> {
+    await this.virsh(['blockresize', '--', domain, target, `${bytes}B`]);
   }
 
   async abortJob(domain: string): Promise<void> {

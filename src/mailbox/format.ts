@@ -48,6 +48,8 @@ export enum Operation {
   Reduce = 5,
   /** Record that `volume`'s image is now backed by `parent` (after an inner commit merged its old parent away). */
   Reparent = 6,
+  /** Grow the image's virtual size to `virtualBytes` (offline), or record the size a live blockresize gave it. */
+  Resize = 7,
 }
 
 /** A create-child message holds both names in the 152 bytes from offset 40 to the end of the message. */

@@ -131,6 +131,11 @@ export class MailboxExtender implements Extender {
     await this.submit({ operation: Operation.Reparent, volume, parent, targetBytes: 0, virtualBytes: 0 });
   }
 
+  /** Asks the SPM to grow a volume's image to `virtualBytes` (or record that it was grown live); resolves with the volume's size. */
+  resize(volume: string, virtualBytes: number): Promise<number> {
+    return this.submit({ operation: Operation.Resize, volume, targetBytes: 0, virtualBytes });
+  }
+
   /** Asks the SPM to zero and remove a volume. */
   async remove(volume: string): Promise<void> {
     await this.submit({ operation: Operation.Delete, volume, targetBytes: 0, virtualBytes: 0 });
@@ -290,11 +295,15 @@ function refusal(request: Request, status: ReplyStatus, resultBytes: number): Ma
     request.operation === Operation.Delete ? `delete of ${request.volume}`
     : request.operation === Operation.Reduce ? `reduce of ${request.volume}`
     : request.operation === Operation.Reparent ? `re-parenting of ${request.volume} onto ${request.parent}`
+    : request.operation === Operation.Resize ? `resize of ${request.volume}'s image to ${request.virtualBytes} bytes`
     : request.operation === Operation.CreateChild ? `create of ${request.volume} on ${request.parent}`
     : `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
   const reasons: Partial<Record<ReplyStatus, string>> = {
     [ReplyStatus.UnknownVolume]: 'the volume does not exist in the storage domain',
-    [ReplyStatus.ShrinkRefused]: `the volume is already ${resultBytes} bytes and volumes never shrink`,
+    [ReplyStatus.ShrinkRefused]:
+      request.operation === Operation.Resize
+        ? `the image is already ${resultBytes} bytes (virtual size), and a virtual size only grows: the guest's data past the new end would be cut off`
+        : `the volume is already ${resultBytes} bytes and volumes never shrink`,
     [ReplyStatus.BeyondCap]: `the target is beyond what the volume's qcow2 image can use (volume stays at ${resultBytes} bytes)`,
     [ReplyStatus.DomainFull]: 'the storage domain has no free space left; add space to the VG',
     [ReplyStatus.StaleSequence]: 'the request carries a sequence number the SPM already served (an old or replayed request)',

@@ -30,17 +30,19 @@ export class MailboxMigrationPeers implements MigrationPeers {
     const { mailbox, hostId, clock, logger } = this.options;
     const waitMs = this.options.waitMs ?? DEFAULT_DESTINATION_WAIT_MS;
     const started = clock.now();
+    let lastView: { hostId: number; viewBytes: number } | undefined;
     for (;;) {
       if (signal.aborted) return 'abandoned';
       for (const [otherHost, inventory] of await mailbox.readInventories()) {
         if (otherHost === hostId || inventory.kind !== 'valid') continue;
         const view = incomingView(inventory.value, volume);
+        if (view !== undefined) lastView = { hostId: otherHost, viewBytes: view };
         if (view !== undefined && view >= bytes) {
           logger.debug({ volume, bytes, destinationHostId: otherHost, viewBytes: view, waitedMs: clock.now() - started }, 'migration destination sees the volume at its new size');
           return 'announced';
         }
       }
-      if (clock.now() - started >= waitMs) throw new DestinationViewStaleError(volume, bytes, waitMs);
+      if (clock.now() - started >= waitMs) throw new DestinationViewStaleError(volume, bytes, waitMs, lastView);
       await sleep(clock, INVENTORY_POLL_MS);
     }
   }

@@ -25,10 +25,18 @@ export class ExtensionTimeoutError extends TideError {
 export class DestinationViewStaleError extends TideError {
   readonly code = 'destination-view-stale';
 
-  constructor(readonly volume: string, readonly bytes: number, readonly waitedMs: number) {
+  /**
+   * `lastView`: the destination that was up (it announced the volume
+   * incoming) and the size it last saw; undefined when no host ever
+   * announced it, so no agent on the destination follows this mailbox.
+   */
+  constructor(readonly volume: string, readonly bytes: number, readonly waitedMs: number, readonly lastView?: { hostId: number; viewBytes: number }) {
     super(
-      `no migration destination confirmed within ${waitedMs} ms that it sees volume ${volume} at ${bytes} bytes; ` +
-        'is tideline\'s agent running on the destination host, with the same mailbox?',
+      lastView
+        ? `migration destination host ${lastView.hostId} announced volume ${volume} incoming but still sees it at ${lastView.viewBytes} bytes, not ${bytes}, after ${waitedMs} ms; ` +
+            'its agent cannot refresh the volume: check its storage path and its log'
+        : `no host announced volume ${volume} incoming within ${waitedMs} ms, so no tideline agent on the destination host follows this mailbox; ` +
+            'start tideline-agent there with the same mailbox (the hook on a destination with tideline installed refuses such a migration at its start)',
     );
   }
 }

@@ -13,7 +13,7 @@ import { ReplyWriter } from './reply-writer.js';
 import { InProcessWakeUpWatcher, ThreadWakeUpWatcher, type WakeUpWatcher } from './wake-up-watcher.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
 import { inventoryHolds } from '../mailbox/inventory.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, imageVirtualBytes, PARENT_TAG, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, imageVirtualBytes, PARENT_TAG, resizeThinImage, VirtualShrinkRefusedError, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -485,6 +485,11 @@ export class SpmService extends EventEmitter<SpmEvents> {
         await plugin.describe(request.parent);
         return finish(ReplyStatus.Ok, (await plugin.setTag(request.volume, PARENT_TAG, request.parent)).sizeBytes);
       }
+      if (request.operation === Operation.Resize) {
+        if (request.virtualBytes <= 0) return finish(ReplyStatus.InvalidRequest, 0, 'resize needs a positive virtual size');
+        const resized = await resizeThinImage(plugin, this.run, request.volume, request.virtualBytes, (volume) => this.refuseIfOpenOnAnyHost(volume, 'resized offline'));
+        return finish(ReplyStatus.Ok, resized.sizeBytes);
+      }
       if (request.operation === Operation.Reduce) {
         // An inner layer may be reduced while open (volume-lifecycle.ts); the top of a chain never.
         return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.run, request.volume, request.targetBytes, (volume) => this.refuseIfOpenOnAnyHost(volume, 'reduced')));
@@ -511,6 +516,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
       // The reply names the holding host in its result (0: the SPM's own host, or no host could be named).
       if (error instanceof VolumeInUseError) return finish(ReplyStatus.VolumeInUse, error.holderHostId ?? 0, error.message);
       if (error instanceof VolumeHasChildrenError) return finish(ReplyStatus.HasChildren, 0, error.message);
+      if (error instanceof VirtualShrinkRefusedError) return finish(ReplyStatus.ShrinkRefused, error.currentBytes, error.message);
       if (error instanceof InvalidVolumeNameError) return finish(ReplyStatus.InvalidRequest, 0, error.message);
       if (error instanceof DomainFullError) return finish(ReplyStatus.DomainFull, await plugin.describe(request.volume).then((info) => info.sizeBytes, () => 0), error.message);
       return finish(ReplyStatus.Failed, 0, `${errorCode(error)}: ${errorMessage(error)}`);

@@ -86,6 +86,40 @@ export async function imageVirtualBytes(plugin: StoragePlugin, volume: string): 
   }
 }
 
+/** The virtual size of an image never shrinks: a guest's data past the new end would be cut off. */
+export class VirtualShrinkRefusedError extends TideError {
+  readonly code = 'virtual-shrink-refused';
+
+  constructor(readonly volume: string, readonly currentBytes: number, readonly askedBytes: number) {
+    super(`the image on volume ${volume} is ${currentBytes} bytes (virtual size) and ${askedBytes} would cut off what the guest wrote past it; a virtual size only grows`);
+  }
+}
+
+/**
+ * Grows the volume's image to `virtualBytes` and records it. An image that is
+ * already that large (grown live with `virsh blockresize` on the host running
+ * the VM) is only recorded. One that must still be grown is grown here with
+ * `qemu-img resize`, which only a volume no host has open allows
+ * (`assertUnusedElsewhere`, and not active here either): QEMU on another host
+ * would keep its own idea of the header.
+ */
+export async function resizeThinImage(plugin: StoragePlugin, run: Runner, volume: string, virtualBytes: number, assertUnusedElsewhere: (volume: string) => Promise<void> = async () => undefined): Promise<VolumeInfo> {
+  await plugin.describe(volume);
+  const current = await imageVirtualBytes(plugin, volume);
+  if (virtualBytes < current) throw new VirtualShrinkRefusedError(volume, current, virtualBytes);
+  if (virtualBytes > current) {
+    await assertUnusedElsewhere(volume);
+    if (await plugin.isActive(volume)) throw new VolumeInUseError(`volume ${volume} is active on this host, where a VM may have it open; resize it live there ('virsh blockresize' or 'tideline volume resize' on the host running the VM)`);
+    const device = await plugin.activate(volume);
+    try {
+      await run('qemu-img', ['resize', '-q', '-f', 'qcow2', device, String(virtualBytes)], { timeoutMs: QEMU_IMG_TIMEOUT_MS });
+    } finally {
+      await plugin.deactivate(volume);
+    }
+  }
+  return plugin.setTag(volume, VIRTUAL_SIZE_TAG, String(virtualBytes));
+}
+
 /** Volumes whose image is backed by `volume`, by their tags. */
 export async function childrenOf(plugin: StoragePlugin, volume: string): Promise<string[]> {
   return (await plugin.list()).filter((candidate) => candidate.tags[PARENT_TAG] === volume).map((candidate) => candidate.name);

@@ -16,6 +16,7 @@ import { parseEventLine } from '../../src/libvirt/events.js';
 import { readPlainPolicy } from '../../src/libvirt/policy-reader.js';
 import { decodeDomain, decodeGetAllDomainStats, decodeGetDiskErrors, decodeGetJobStats, decodeGetState } from '../../src/libvirt/remote/procedures.js';
 import { decodeRemoteError, takeMessages } from '../../src/libvirt/remote/rpc-message.js';
+import { decodeDomainEvent, EventProcedure } from '../../src/libvirt/remote/domain-events.js';
 import { XdrWriter } from '../../src/libvirt/remote/xdr.js';
 import { domainBody, errorBody, replyFrame } from '../libvirt/remote/fake-libvirtd.js';
 import { parseBlockErrors, parseBlockStats, parseDomState } from '../../src/libvirt/virsh.js';
@@ -174,6 +175,22 @@ describe(`fuzzing every parser of outside input (${RUNS} cases each)`, function 
     const decodeAll = (bytes: Uint8Array) =>
       takeMessages(Buffer.from(bytes)).messages.map(({ header, body }) => (header.status !== 0 ? decodeRemoteError(body) : (decoders[header.procedure] ?? decodeGetJobStats)(body)))[0];
     fuzz('libvirt RPC reply', fc.oneof(fc.uint8Array({ maxLength: 200 }), blockInput(samples)), decodeAll);
+  });
+
+  it("libvirt's domain events (unsolicited messages on the agent's event connection)", () => {
+    const callback = (rest: XdrWriter) => Buffer.concat([new XdrWriter().int(1).bytes(), domainBody('web', 4), rest.bytes()]);
+    const events: Array<[number, Buffer]> = [
+      [EventProcedure.lifecycle, callback(new XdrWriter().int(3).int(2))],
+      [EventProcedure.blockThreshold, callback(new XdrWriter().string('vda[1]').uint(1).string('/dev/loop0').uint(0).uint(4096).uint(0).uint(512))],
+      [EventProcedure.ioErrorReason, callback(new XdrWriter().string('/dev/loop0').string('virtio-disk0').int(1).string('enospc'))],
+      [EventProcedure.deviceAdded, callback(new XdrWriter().string('virtio-disk1'))],
+    ];
+    const samples = events.map(([procedure, body]) => Buffer.concat([new XdrWriter().int(procedure).bytes(), body]));
+    fuzz('libvirt domain event', fc.oneof(fc.uint8Array({ maxLength: 200 }), blockInput(samples)), (bytes) => {
+      const buffer = Buffer.from(bytes);
+      if (buffer.length < 4) return undefined;
+      return decodeDomainEvent(buffer.readInt32BE(0), buffer.subarray(4));
+    });
   });
 
   it('lease blocks', () => {

@@ -251,6 +251,28 @@ describe('libvirt hook', function () {
     }
   });
 
+  it("migrate begin on a destination: refused, naming the fix, when no agent runs for a domain with thin disks; handed to the agent when one runs; the domain XML left as it is", async () => {
+    const thin = xmlFor('/dev/loop99');
+    const refused = await hook(['web', 'migrate', 'begin', '-'], thin);
+    assert.equal(refused.exitCode, 1);
+    assert.match(refused.stderr, /no tideline agent follows .* on this host, and domain web has thin disks .* Start tideline-agent here/);
+    assert.equal(refused.stdout, '', 'nothing on stdout: libvirt would take it as a new domain XML');
+    const elsewhere = await hook(['other', 'migrate', 'begin', '-'], xmlFor('/var/lib/libvirt/images/other.qcow2'));
+    assert.deepEqual([elsewhere.exitCode, elsewhere.stdout, elsewhere.stderr], [0, '', ''], 'a domain without thin disks migrates as libvirt decides');
+
+    const seen: string[] = [];
+    const agentSpool = await HookSpool.watch(spool, async (events) => {
+      seen.push(...events.map((event) => `${event.domain} ${event.operation} ${event.subOperation}`));
+    }, silentLogger, async () => ({ exitCode: 0 }));
+    try {
+      const handed = await hook(['web', 'migrate', 'begin', '-'], thin);
+      assert.deepEqual([handed.exitCode, handed.stdout, handed.stderr], [0, '', '']);
+      await until(async () => seen.includes('web migrate begin'), 10_000, 'the agent to hear of the incoming migration');
+    } finally {
+      await agentSpool.close();
+    }
+  });
+
   it('does nothing on a host without tideline configuration, and says what is wrong with a broken one', async () => {
     const unconfigured = await hook(['web', 'prepare', 'begin', '-'], xmlFor('/dev/loop99'), { TIDELINE_CONFIG: path.join(world.dir, 'absent.conf') });
     assert.deepEqual([unconfigured.exitCode, unconfigured.stderr], [0, '']);

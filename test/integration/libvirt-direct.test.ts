@@ -8,6 +8,11 @@ import { LibvirtError } from '../../src/libvirt/libvirt-error.js';
 import { DirectLibvirt } from '../../src/libvirt/remote/direct-libvirt.js';
 import { LibvirtTransportError } from '../../src/libvirt/remote/remote-connection.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
+import { parseEventLine, type LibvirtEvent } from '../../src/libvirt/events.js';
+import { RemoteEventStream } from '../../src/libvirt/remote/remote-event-stream.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { systemClock } from '../../src/util/clock.js';
+import { until } from './helpers/watch.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB } from '../../src/util/sizes.js';
 import { LibvirtHost } from './helpers/libvirt-host.js';
@@ -122,6 +127,60 @@ describe('libvirt over its socket (a real libvirtd)', function () {
     } finally {
       await direct.close();
       await host!.virsh('destroy', 'disk');
+    }
+  });
+
+  it('delivers over the socket the domain events `virsh event` prints, as the same values, and survives a restart of libvirtd', async () => {
+    const image = path.join(workspace!.dir, 'events.qcow2');
+    await execa('qemu-img', ['create', '-q', '-f', 'qcow2', image, '64M'], { timeout: 30_000 });
+    const file = path.join(workspace!.dir, 'events.xml');
+    await writeFile(file, `<domain type='qemu'><name>events</name><memory>65536</memory><os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${image}'/><target dev='vda' bus='virtio'/></disk></devices></domain>`);
+    const fromSocket: LibvirtEvent[] = [];
+    const stream = new RemoteEventStream(host!.uri, systemClock, silentLogger);
+    stream.on('event', (event) => fromSocket.push(event));
+    let restarts = 0;
+    stream.on('restarted', () => (restarts += 1));
+    await stream.start();
+    const printer = execa('virsh', ['-c', host!.uri, 'event', '--all', '--loop'], { reject: false, buffer: false });
+    const fromVirsh = () => virshLines.join('\n');
+    const virshLines: string[] = [];
+    printer.stdout?.on('data', (chunk: Buffer) => virshLines.push(...chunk.toString().split('\n').filter(Boolean)));
+    const stopped = (events: LibvirtEvent[]) => events.some((event) => event.kind === 'lifecycle' && event.domain === 'events' && event.event === 'Stopped');
+    try {
+      // virsh's own registrations are in place once it prints an event: a probe domain defined and undefined until it does.
+      const probe = path.join(workspace!.dir, 'probe.xml');
+      await writeFile(probe, `<domain type='qemu'><name>probe</name><memory>65536</memory><os><type arch='x86_64'>hvm</type></os></domain>`);
+      await until(async () => {
+        await host!.virsh('define', probe);
+        await host!.virsh('undefine', 'probe');
+        return virshLines.some((line) => line.includes("'probe'"));
+      }, 30_000, 'virsh event to follow events');
+      assert.equal((await host!.virsh('create', file, '--paused')).exitCode, 0);
+      await host!.recordQemu('events');
+      await until(async () => virshLines.some((line) => line.includes("'events'")), 30_000, 'virsh event to print the start');
+      for (const command of [['resume', 'events'], ['suspend', 'events'], ['metadata', '--domain', 'events', '--uri', NAMESPACE, '--key', 'tl', '--set', `<thin chunk='1G'/>`, '--live'], ['resume', 'events'], ['destroy', 'events']]) {
+        const done = await host!.virsh(...command);
+        assert.equal(done.exitCode, 0, `${command.join(' ')}: ${done.stderr}`);
+      }
+      await until(async () => stopped(fromSocket) && stopped(virshLines.map(parseEventLine).filter((event): event is LibvirtEvent => event !== undefined)), 30_000, 'both to see the domain stop');
+      const comparable = (event: LibvirtEvent) => (event.domain !== 'events' ? undefined : event.kind === 'lifecycle' ? `${event.event} ${event.detail}` : event.kind === 'other' ? event.name : event.kind);
+      const viaVirsh = virshLines.map(parseEventLine).filter((event): event is LibvirtEvent => event !== undefined).map(comparable).filter(Boolean);
+      const viaSocket = fromSocket.map(comparable).filter(Boolean);
+      assert.deepEqual(viaSocket, viaVirsh, `virsh printed:\n${fromVirsh()}`);
+      assert.ok(viaSocket.includes('Started Booted') && viaSocket.includes('metadata-change') && viaSocket.includes('Stopped Destroyed'), viaSocket.join(', '));
+
+      // libvirtd goes and comes back: the stream connects again, says so, and delivers again.
+      await host!.killDaemon();
+      await host!.startDaemon();
+      await until(async () => restarts >= 1, 30_000, 'the event stream to reconnect');
+      const before = fromSocket.length;
+      assert.equal((await host!.virsh('create', file, '--paused')).exitCode, 0);
+      await host!.recordQemu('events');
+      await until(async () => fromSocket.slice(before).some((event) => event.kind === 'lifecycle' && event.domain === 'events' && event.event === 'Started'), 30_000, 'an event after the restart');
+    } finally {
+      stream.stop();
+      printer.kill();
+      await host!.virsh('destroy', 'events');
     }
   });
 });

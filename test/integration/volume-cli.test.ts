@@ -132,6 +132,32 @@ describe('tideline volume (command line, through agent and SPM)', function () {
     assert.equal((await tideline('volume', 'delete', 'plain-vda', '--socket', socket)).exitCode, 0);
   });
 
+  it('resizes an image no VM has open through the SPM, records it, and refuses a smaller size or a volume open on a host', async () => {
+    assert.equal((await tideline('volume', 'create', 'grow-vda', '--size', '64M', '--virtual-size', '256M', '--socket', socket)).exitCode, 0);
+    const grown = await tideline('volume', 'resize', 'grow-vda', '--virtual-size', '1G', '--socket', socket);
+    assert.equal(grown.exitCode, 0, grown.stderr);
+    assert.match(grown.stdout, /volume grow-vda's image grown to 1\.00 GiB \(no VM had it open\)/);
+    const listed = await tideline('volume', 'list', '--domain', world.workspace.domainDir);
+    assert.match(listed.stdout, /grow-vda +│ 64\.0 MiB +│ 1\.00 GiB/, 'the recorded virtual size is the new one');
+    const device = await world.plugin.activate('grow-vda');
+    try {
+      const info = JSON.parse((await execa('qemu-img', ['info', '--output=json', '-U', device])).stdout) as { 'virtual-size': number };
+      assert.equal(info['virtual-size'], 1024 * MiB, 'the image itself grew');
+      // Open on a host (its inventory says so): growing it offline would change a header a running QEMU holds.
+      const open = await tideline('volume', 'resize', 'grow-vda', '--virtual-size', '2G', '--socket', socket);
+      assert.equal(open.exitCode, 1);
+      assert.match(open.stderr, /active on host 2 .*\[volume-in-use\]/);
+    } finally {
+      await world.plugin.deactivate('grow-vda');
+    }
+    const smaller = await tideline('volume', 'resize', 'grow-vda', '--virtual-size', '512M', '--socket', socket);
+    assert.equal(smaller.exitCode, 1);
+    assert.match(smaller.stderr, /a virtual size only grows.*\[shrink-refused\]/);
+    const bad = await tideline('volume', 'resize', 'grow-vda', '--virtual-size', 'lots', '--socket', socket);
+    assert.equal(bad.exitCode, 2);
+    assert.match(bad.stderr, /--virtual-size/);
+  });
+
   it('says so when no agent listens on the control socket', async () => {
     const result = await tideline('volume', 'delete', 'db-vda', '--socket', path.join(world.dir, 'nobody.sock'));
     assert.equal(result.exitCode, 1);

@@ -68,7 +68,18 @@ describe('migration peers through the mailbox', () => {
     await destination.announceIncomingView('vm1-vda', undefined);
     await assert.rejects(source.awaitDestinationView('vm1-vda', 768 * MiB, new AbortController().signal), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'destination-view-stale');
-      assert.match(error.message, /vm1-vda.*agent running on the destination/);
+      assert.match(error.message, /no host announced volume vm1-vda incoming .* start tideline-agent there/);
+      return true;
+    });
+  });
+
+  it('names the destination that announced the volume but still sees it smaller: its agent is up, its refresh is not', async () => {
+    const source = await host(1);
+    const destination = await host(2);
+    await destination.announceIncomingView('vm1-vda', 512 * MiB);
+    await assert.rejects(source.awaitDestinationView('vm1-vda', 768 * MiB, new AbortController().signal), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'destination-view-stale');
+      assert.match(error.message, /destination host 2 announced volume vm1-vda incoming but still sees it at 536870912 bytes, not 805306368/);
       return true;
     });
   });

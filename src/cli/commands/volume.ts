@@ -48,6 +48,24 @@ export const volumeCommand: CommandModule = {
           process.stdout.write(`volume ${argv.name} zeroed and deleted\n`);
         },
       )
+      .command<{ name: string; 'virtual-size': string; socket: string }>(
+        'resize <name>',
+        "Grow the disk size the guest sees: live through libvirt when a domain on this host has the volume open, offline through the SPM when no host does (never smaller)",
+        (command) =>
+          command
+            .positional('name', { type: 'string', demandOption: true })
+            .option('virtual-size', { type: 'string', demandOption: true, describe: 'The new disk size the guest sees' })
+            .option('socket', { type: 'string', default: DEFAULT_CONTROL_SOCKET }),
+        async (argv) => {
+          const virtualBytes = parseSize(argv['virtual-size'], '--virtual-size');
+          const reply = await request(argv.socket, { op: 'resize', volume: argv.name, virtualBytes });
+          process.stdout.write(
+            reply.vm
+              ? `volume ${argv.name} grown live to ${formatSize(virtualBytes)} in domain ${reply.vm}; the guest sees the new size now\n`
+              : `volume ${argv.name}'s image grown to ${formatSize(virtualBytes)} (no VM had it open)\n`,
+          );
+        },
+      )
       .command<{ name: string; 'free-target': string; socket: string }>(
         'reduce <name>',
         'Give space back: shrink a volume no VM has open to where its image ends plus the free target (through the SPM)',
@@ -112,7 +130,7 @@ export const volumeCommand: CommandModule = {
           process.stdout.write(`${table.toString()}\n${formatSize(await plugin.freeBytes())} free in ${plugin.domain}\n`);
         },
       )
-      .demandCommand(1, 'name an action: create, delete, reduce, activate, deactivate, path or list'),
+      .demandCommand(1, 'name an action: create, delete, resize, reduce, activate, deactivate, path or list'),
   handler: () => undefined,
 };
 

@@ -1,7 +1,7 @@
 import { createConnection, type Socket } from 'node:net';
 import { TideError } from '../../errors.js';
 import { LibvirtError } from '../libvirt-error.js';
-import { decodeRemoteError, encodeCall, MessageStatus, MessageType, takeMessages, type RemoteError } from './rpc-message.js';
+import { decodeRemoteError, encodeCall, MessageStatus, MessageType, REMOTE_PROGRAM, takeMessages, type RemoteError } from './rpc-message.js';
 import { AuthType, decodeAuthList, encodeConnectOpen, Procedure } from './procedures.js';
 
 /**
@@ -9,7 +9,7 @@ import { AuthType, decodeAuthList, encodeConnectOpen, Procedure } from './proced
  * RPC that virsh itself speaks. It answers in about a millisecond where
  * starting virsh takes 15-30 ms, which matters on paths an admin or a guest
  * waits on. Calls are answered by serial; the daemon's unsolicited messages
- * (events, keepalives) are not asked for and are ignored.
+ * (the events a connection registered for) go to `onMessage`, when given.
  */
 
 /** libvirt answered the call with an error of its own (no such domain, no metadata, ...). */
@@ -43,11 +43,14 @@ export class RemoteConnection {
   private nextSerial = 1;
   private readonly pending = new Map<number, Pending>();
   private failure: Error | undefined;
+  /** Told once when the connection ends, by either side. */
+  onClose: ((error: Error) => void) | undefined;
 
   private constructor(
     private readonly socket: Socket,
     readonly path: string,
     private readonly timeoutMs: number,
+    private readonly onMessage: ((procedure: number, body: Buffer) => void) | undefined,
   ) {
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('error', (error) => this.fail(new LibvirtTransportError(`libvirt socket ${path}: ${error.message}`, { cause: error })));
@@ -60,7 +63,7 @@ export class RemoteConnection {
    * questions: it must not hold a stopping agent (a call in flight still does,
    * by its timer).
    */
-  static async open(path: string, name: string, timeoutMs: number, options: { keepProcessAlive?: boolean } = {}): Promise<RemoteConnection> {
+  static async open(path: string, name: string, timeoutMs: number, options: { keepProcessAlive?: boolean; onMessage?: (procedure: number, body: Buffer) => void } = {}): Promise<RemoteConnection> {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const connecting = createConnection(path);
       const timer = setTimeout(() => {
@@ -77,7 +80,7 @@ export class RemoteConnection {
       });
     });
     if (options.keepProcessAlive === false) socket.unref();
-    const connection = new RemoteConnection(socket, path, timeoutMs);
+    const connection = new RemoteConnection(socket, path, timeoutMs, options.onMessage);
     try {
       const methods = decodeAuthList(await connection.call(Procedure.authList, Buffer.alloc(0)));
       if (methods.length > 0 && !methods.includes(AuthType.none)) {
@@ -137,6 +140,10 @@ export class RemoteConnection {
       return;
     }
     for (const { header, body } of messages) {
+      if (header.type === MessageType.message) {
+        if (header.program === REMOTE_PROGRAM) this.onMessage?.(header.procedure, body);
+        continue;
+      }
       if (header.type !== MessageType.reply) continue;
       const waiting = this.pending.get(header.serial);
       if (!waiting) continue;
@@ -151,6 +158,7 @@ export class RemoteConnection {
   }
 
   private fail(error: Error): void {
+    if (!this.failure) this.onClose?.(error);
     this.failure ??= error;
     for (const waiting of this.pending.values()) waiting.reject(this.failure);
     this.pending.clear();

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import Table from 'cli-table3';
+import { execa } from 'execa';
+import { readStatus } from '../../src/agent/status-file.js';
+import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
+import { DRIVE_UNPLUGGED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
+import { Mailbox } from '../../src/mailbox/mailbox.js';
+import { execaRunner } from '../../src/util/runner.js';
+import { GiB, MiB } from '../../src/util/sizes.js';
+import { builtCli } from './helpers/built-cli.js';
+import { LabWorld } from './helpers/lab-world.js';
+import { ensureLibvirtd, LibvirtGuest, sweepTestDomains, virsh } from './helpers/libvirt-world.js';
+import { TidelineProcess } from './helpers/tideline-process.js';
+import { until } from './helpers/watch.js';
+
+/**
+ * An administrator's everyday virsh vocabulary on one running thin domain
+ * whose guest writes and verifies throughout: `blockresize` and then writes
+ * past the old size, `attach-device` of a second thin disk that the guest
+ * then fills, `detach-device`, and `save` + `restore`. Printed as a table,
+ * one row per operation: pauses, extensions, how soon the agent followed,
+ * whether the data verified. Every wait is for the state that proves the
+ * step (a log line, the status, the guest's own report), never a fixed time.
+ */
+describe('real libvirt: the virsh vocabulary on a running thin domain', function () {
+  this.timeout(10 * 60_000);
+  let libvirtd: { stop(): Promise<void> } | undefined;
+  let hookSpool: string;
+  let world: LabWorld | undefined;
+  let guest: LibvirtGuest | undefined;
+  const processes: TidelineProcess[] = [];
+
+  before(async () => {
+    hookSpool = await mkdtemp('/var/tmp/tideline-test-hook-spool-');
+    const installed = await execa('node', [builtCli(), 'hook', 'install', '--spool', hookSpool], { reject: false, timeout: 30_000 });
+    assert.equal(installed.exitCode, 0, installed.stderr);
+    libvirtd = await ensureLibvirtd();
+    await sweepTestDomains();
+  });
+
+  after(async () => {
+    await guest?.destroy();
+    for (const process of processes) await process.kill().catch(() => undefined);
+    await world?.dispose();
+    await libvirtd?.stop();
+    await execa('node', [builtCli(), 'hook', 'uninstall'], { reject: false, timeout: 30_000 });
+    if (hookSpool) await rm(hookSpool, { recursive: true, force: true });
+  });
+
+  it('blockresize, attach-device, detach-device, save and restore: zero pauses, every byte verified', async () => {
+    world = await LabWorld.create();
+    const mailbox = path.join(world.dir, 'mailbox');
+    const leases = path.join(world.dir, 'leases');
+    const statusFile = path.join(world.dir, 'status.json');
+    await Mailbox.init(mailbox, { maxHosts: 4 });
+    await initLeaseVolume(leases, 4);
+    const spm = new TidelineProcess('spm', ['spm', '--lease-backend', 'storage', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1']);
+    processes.push(spm);
+    await spm.waitFor('acting as SPM', 30_000);
+    const agent = new TidelineProcess('agent', [
+      'agent', '--libvirt', '--domain', world.workspace.domainDir, '--mailbox', mailbox, '--host-id', '2', '--chunk', '128M', '--free-target', '96M',
+      '--hook-spool', hookSpool, '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock'),
+    ]);
+    processes.push(agent);
+    await agent.waitFor('following libvirt hook events', 60_000);
+
+    // A 256 MiB image the guest writes 384 MiB into: past its end only once the admin grew it (the guest waits for
+    // that, so the step does not depend on how fast this machine lets it write); then a hot-plugged vdb.
+    guest = await LibvirtGuest.start(world, { name: 'vocab', writeMib: 384, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=256 tideline.linger=1', machine: 'pc' });
+    const vm = async () => (await readStatus(statusFile).catch(() => undefined))?.vms.find((entry) => entry.vm === guest!.domain);
+    // Counted from the agent's log: the status starts again at zero for a restored domain.
+    const extensions = async () => agent.logged('volume extended').filter((event) => event.vm === guest!.domain).length;
+    const progress = async (disk: string) => Math.max(0, ...(await guest!.lines()).map((line) => (line.kind === 'progress' && line.disk === disk ? line.writtenMib : 0)));
+    let consoleTail = '';
+    const context = () => `guest console: ${consoleTail}\nagent: ${agent.events.slice(-15).map((event) => JSON.stringify(event)).join('\n')}`;
+    const followConsole = setInterval(() => void readFile(guest!.consoleLog, 'utf8').then((text) => (consoleTail = text.split('\n').slice(-25).join('\n')), () => undefined), 1_000);
+    after(() => clearInterval(followConsole));
+    const rows: Array<[string, number, number, string, string]> = [];
+    const row = async (operation: string, followed: string, verified: string, extensionsBefore: number) => rows.push([operation, (await vm())?.pauses ?? -1, (await extensions()) - extensionsBefore, followed, verified]);
+
+    // blockresize while the guest writes, then writes past the old virtual size.
+    await until(async () => (await progress('vda')) >= 64, 180_000, () => `the guest to write 64 MiB; ${context()}`);
+    let before = await extensions();
+    const resized = await virsh('blockresize', guest.domain, 'vda', String(1 * GiB) + 'B');
+    assert.equal(resized.exitCode, 0, resized.stderr);
+    await until(async () => (await guest!.lines()).some((line) => line.kind === 'result' && line.disk === 'vda'), 300_000, () => `the guest to verify vda; ${context()}`);
+    const vdaResult = (await guest.lines()).find((line) => line.kind === 'result' && line.disk === 'vda');
+    assert.ok(vdaResult?.kind === 'result' && vdaResult.bad === 0 && vdaResult.units === 24, `vda: ${JSON.stringify(vdaResult)}`);
+    const vdaDrive = (await vm())!.drives.find((drive) => drive.drive === 'vda')!;
+    assert.ok(vdaDrive.capBytes > GiB, `the agent's cap followed the image: ${vdaDrive.capBytes}`);
+    assert.ok(vdaDrive.volumeBytes > 300 * MiB, 'the volume grew past the old image');
+    assert.ok(spm.logged("the volume's image grew (its header's virtual size): recording it, the cap follows").length >= 1 || agent.logged("the drive's image grew (virtual size): its cap follows").length >= 1);
+    await row('blockresize 256M -> 1G, then write past 256M', `cap ${Math.round(vdaDrive.capBytes / MiB)} MiB`, 'vda 384 MiB intact', before);
+
+    // attach-device of a second thin disk, prepared as an admin would (`tideline volume activate`), then filled.
+    before = await extensions();
+    await world.plugin.create('vocab-vdb', 128 * MiB);
+    const vdbDevice = await world.plugin.activate('vocab-vdb');
+    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', vdbDevice, String(1 * GiB)]);
+    const diskXml = path.join(world.dir, 'vdb.xml');
+    await writeFile(diskXml, `<disk type='block' device='disk'><driver name='qemu' type='qcow2' cache='none' io='native' error_policy='stop' rerror_policy='stop'/><source dev='${vdbDevice}'/><target dev='vdb' bus='virtio'/></disk>\n`);
+    const attached = await virsh('attach-device', guest.domain, diskXml, '--live');
+    const attachedAt = Date.now();
+    assert.equal(attached.exitCode, 0, attached.stderr);
+    await until(async () => ((await vm())?.drives.find((drive) => drive.drive === 'vdb')?.thresholdBytes ?? null) !== null, 30_000, () => `vdb to be watched and armed; ${context()}`);
+    const armedMs = Date.now() - attachedAt;
+    await until(async () => (await guest!.lines()).some((line) => line.kind === 'done'), 300_000, () => `the guest to verify vdb; ${context()}`);
+    const vdbResult = (await guest.lines()).find((line) => line.kind === 'result' && line.disk === 'vdb');
+    assert.ok(vdbResult?.kind === 'result' && vdbResult.bad === 0 && vdbResult.units === 16, `vdb: ${JSON.stringify(vdbResult)}`);
+    assert.deepEqual((await guest.lines()).filter((line) => line.kind === 'error'), []);
+    assert.ok((await world.plugin.describe('vocab-vdb')).sizeBytes >= 256 * MiB, 'vdb was extended');
+    await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 256 MiB intact', before);
+
+    // detach-device: no longer watched, and the volume can go.
+    before = await extensions();
+    const detached = await virsh('detach-device', guest.domain, diskXml, '--live');
+    assert.equal(detached.exitCode, 0, detached.stderr);
+    await until(async () => agent.logged(DRIVE_UNPLUGGED_MESSAGE).some((event) => event.drive === 'vdb'), 60_000, () => `the agent to drop vdb; ${context()}`);
+    await until(async () => (await vm())?.drives.map((drive) => drive.drive).join() === 'vda', 10_000, 'the status to list vda only');
+    await world.plugin.deactivate('vocab-vdb');
+    await row('detach-device vdb --live', 'dropped; volume deactivated', '-', before);
+
+    // save + restore: the same QEMU state from a file; the agent watches the restored domain at once.
+    before = await extensions();
+    const saveFile = path.join(world.dir, 'vocab.save');
+    assert.equal((await virsh('save', guest.domain, saveFile)).exitCode, 0);
+    await until(async () => (await vm()) === undefined, 30_000, 'the saved domain to leave the status');
+    const monitoringBefore = agent.logged('monitoring VM').length;
+    const restored = await virsh('restore', saveFile);
+    assert.equal(restored.exitCode, 0, restored.stderr);
+    await until(async () => agent.logged('monitoring VM').length > monitoringBefore, 60_000, () => `the agent to watch the restored domain; ${context()}`);
+    await until(async () => ((await vm())?.drives[0]?.thresholdBytes ?? null) !== null, 30_000, 'the restored drive to be armed');
+    assert.match(await guest.state(), /^running/);
+    await row('save + restore', 'watched and armed again', 'guest state carried over', before);
+
+    const table = new Table({ head: ['operation', 'pauses', 'extensions', 'tideline', 'data'], style: { head: [], border: [] } });
+    for (const entry of rows) table.push(entry);
+    console.log(`\n${table.toString()}`);
+    for (const [operation, pauses] of rows) assert.equal(pauses, 0, `${operation}: the domain paused`);
+    assert.ok(armedMs < 5_000, `the hot-plugged disk was armed ${armedMs} ms after attach-device`);
+  });
+});
