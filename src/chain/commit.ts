@@ -5,15 +5,17 @@ import type { Virsh } from '../libvirt/virsh.js';
 import { volumeCap } from '../spm/validate.js';
 import { PARENT_TAG } from '../spm/volume-lifecycle.js';
 import { SnapshotError } from './snapshot.js';
+import { layerMergeBytes } from './measure.js';
+import type { Runner } from '../util/runner.js';
 
 /**
  * Block commit of a running libvirt domain's disk, the guest writing
  * throughout: the layers above `base` are merged into it and the domain
  * pivots onto it (active commit), or an inner layer is merged away under the
  * active one. Before the job starts the base is extended through the SPM by
- * what the merged layers hold (their volume sizes bound it; oVirt extends by
- * the top's allocation), capped by the base's own cap, so the job cannot run
- * the base out of space. The agent follows the pivot like any new top. The
+ * what the merged layers hold (`qemu-img measure` of each layer's own data,
+ * measure.ts; its volume size only where that cannot be measured), capped
+ * by the base's own cap, so the job cannot run the base out of space. The agent follows the pivot like any new top. The
  * merged volumes are then deactivated here and zeroed and deleted by the SPM,
  * the top first (a parent is never deleted before its child).
  *
@@ -34,6 +36,8 @@ export interface CommitDependencies {
   remove(volume: string): Promise<void>;
   /** Through the agent: the SPM shrinks to the image's end plus the free target; this host refreshes. */
   reduce(volume: string): Promise<number>;
+  /** Runs qemu-img measure on the merged layers. */
+  run: Runner;
 }
 
 export interface CommitOutcome {
@@ -44,6 +48,13 @@ export interface CommitOutcome {
   baseBytesAfter: number;
   /** After giving space back; undefined after an active commit (the base is the written top now). */
   baseBytesReduced: number | undefined;
+}
+
+/** What a layer brings into the merge, measured; its volume's size (an upper bound) when it cannot be. */
+async function mergeBytesOf(dependencies: CommitDependencies, volume: string, volumeBytes: number): Promise<number> {
+  const path = await dependencies.plugin.activePath(volume);
+  if (path === undefined) return volumeBytes;
+  return Math.min(volumeBytes, await layerMergeBytes(dependencies.run, path).catch(() => volumeBytes));
 }
 
 /** From the top down to (not including) `base`, by the volumes' parent tags (pure). */
@@ -84,7 +95,8 @@ export async function commitDisk(dependencies: CommitDependencies, domain: strin
   const { merged, base } = layersAbove(volumes, top, options.base);
 
   const baseInfo = volumes.find((volume) => volume.name === base)!;
-  const mergedBytes = merged.reduce((sum, name) => sum + volumes.find((volume) => volume.name === name)!.sizeBytes, 0);
+  let mergedBytes = 0;
+  for (const name of merged) mergedBytes += await mergeBytesOf(dependencies, name, volumes.find((volume) => volume.name === name)!.sizeBytes);
   const cap = volumeCap(baseInfo, plugin.extentBytes) ?? Number.MAX_SAFE_INTEGER;
   const wanted = Math.min(cap, baseInfo.sizeBytes + mergedBytes);
   const baseBytesAfter = wanted > baseInfo.sizeBytes ? await dependencies.extend(base, wanted) : baseInfo.sizeBytes;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { qcow2BitmapBytes, qcow2FullyAllocatedBytes } from '../../src/monitor/qcow2-capacity.js';
 import { readQcow2Header } from '../../src/qcow2/header.js';
 import { execaRunner } from '../../src/util/runner.js';
+import { layerMergeBytes } from '../../src/chain/measure.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
 
 describe('qcow2 cap against real qemu-img measure', function () {
@@ -48,6 +49,24 @@ describe('qcow2 cap against real qemu-img measure', function () {
       // Measured as a layer that keeps its backing file, the way it is used.
       const { stdout } = await execaRunner('qemu-img', ['measure', '--output=json', '-O', 'qcow2', '-o', `backing_file=${base},backing_fmt=qcow2`, top]);
       assert.equal(qcow2FullyAllocatedBytes(4 * GiB, 65536), (JSON.parse(stdout) as { 'fully-allocated': number })['fully-allocated']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("measures what a layer brings into a block commit: its own data and tables, not its backing file's, not its volume's size", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tideline-measure-'));
+    try {
+      const base = path.join(dir, 'base.qcow2');
+      const top = path.join(dir, 'top.qcow2');
+      await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', base, String(4 * GiB)]);
+      await execaRunner('qemu-io', ['-c', `write -P 1 0 ${100 * MiB}`, base]);
+      await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+      await execaRunner('qemu-io', ['-c', `write -P 2 ${512 * MiB} ${30 * MiB}`, top]);
+      const bytes = await layerMergeBytes(execaRunner, top);
+      assert.ok(bytes >= 30 * MiB, `at least the 30 MiB the layer wrote: ${bytes}`);
+      assert.ok(bytes < 32 * MiB, `not the backing file's 100 MiB, nor the image's full size: ${bytes}`);
+      await assert.rejects(layerMergeBytes(execaRunner, path.join(dir, 'absent.qcow2')));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -98,6 +98,7 @@ export const snapshotCommand: CommandModule = {
               reparent: agent.reparent,
               remove: agent.remove,
               reduce: (volume) => agent.reduce(volume, freeTargetBytes),
+              run: execaRunner,
             },
             argv.vm,
             argv.disk[0]!,
