@@ -4,7 +4,8 @@ import { errorCode, errorMessage } from '../errors.js';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
-import { ARRIVED_PAUSED_MESSAGE, DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, MIGRATION_CANCELLED_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
+import { ARRIVED_PAUSED_MESSAGE, DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
+import { OutgoingMigrationGate } from './outgoing-migration.js';
 import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
 
 /**
@@ -58,11 +59,6 @@ export interface VmMonitorOptions {
   capacity?: DriveCapacity;
 }
 
-/** How often the source looks whether a migration it cancelled has ended. */
-const CANCEL_POLL_MS = 100;
-/** While the source awaits its destination, it asks this often whether the migration still runs (under libvirt, one job-statistics question to libvirtd). */
-const MIGRATION_END_CHECK_MS = 250;
-const CANCEL_WAIT_MS = 30_000;
 
 export interface VmStatus {
   vm: string;
@@ -126,6 +122,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private arrivedPaused = false;
   /** Views announced while QEMU was still starting here; withdrawn once it runs, unless it turned out to migrate in. */
   private announcedWhileStarting = false;
+  /** The source side of a live migration: new space waits for the destination. */
+  private readonly outgoing: OutgoingMigrationGate;
 
   constructor(private readonly options: VmMonitorOptions) {
     super();
@@ -136,6 +134,15 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
     this.extensionTimeoutMs = options.extensionTimeoutMs ?? DEFAULT_EXTENSION_TIMEOUT_MS;
     this.incomingRefreshMs = options.incomingRefreshMs ?? DEFAULT_INCOMING_REFRESH_MS;
+    this.outgoing = new OutgoingMigrationGate({
+      vm: options.vm,
+      control: options.control,
+      ...(options.peers ? { peers: options.peers } : {}),
+      clock: options.clock,
+      logger: this.logger,
+      stopped: () => this.stopped,
+      cancelled: (drive, volume) => this.emit('migration-cancelled', { vm: this.vm, drive, volume }),
+    });
     for (const { config, volumeBytes, grewUnseen } of options.drives) {
       const state = new DriveState(config, volumeBytes);
       if (grewUnseen) state.grewUnseen = true;
@@ -567,7 +574,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       if (drive.noSpace && (await this.refreshFoundSpace(drive))) return;
       this.logger.info({ drive: drive.name, volume, fromBytes, targetBytes, highWater: drive.highWater }, 'extending volume');
       const storageBytes = await this.withTimeout(this.options.extender.extend(volume, targetBytes), volume);
-      await this.awaitDestination(drive, storageBytes);
+      await this.outgoing.beforeUsingNewSpace(drive.name, drive.config.volume, storageBytes);
       const visible = await this.withTimeout(this.options.extender.refresh(volume), volume);
       const latencyMs = drive.extensionSucceeded(visible, this.clock.now());
       this.logger.info({ drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs }, 'volume extended');
@@ -585,56 +592,9 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.emit('changed');
   }
 
-  /**
-   * On the source of a live migration, new space is used here only once the
-   * destination sees it (src/monitor/migration.ts); when no destination says
-   * so in time, the migration is cancelled and the VM stays here.
-   */
-  private async awaitDestination(drive: DriveState, storageBytes: number): Promise<void> {
-    const { peers, control } = this.options;
-    if (!peers || !(await control.migratingOut())) return;
-    const { volume } = drive.config;
-    const waitStarted = this.clock.now();
-    // A migration that ends while the source waits (cancelled by the administrator, failed, or completed)
-    // has no destination left to announce anything: waiting on would only let the guest run out of space here.
-    const migrationEnded = new AbortController();
-    void this.watchMigrationEnd(migrationEnded);
-    try {
-      const outcome = await peers.awaitDestinationView(volume, storageBytes, migrationEnded.signal);
-      const waitedMs = this.clock.now() - waitStarted;
-      if (outcome === 'announced') this.logger.info({ drive: drive.name, volume, volumeBytes: storageBytes, waitedMs }, 'migration destination sees the new space; using it here');
-      else this.logger.info({ drive: drive.name, volume, volumeBytes: storageBytes, waitedMs }, 'the migration ended while its destination was awaited; using the new space here');
-      return;
-    } catch (error) {
-      if (errorCode(error) !== 'destination-view-stale') throw error;
-      // Ended meanwhile: completed (the VM left before it used the space) or failed (nothing to wait for).
-      if (!(await control.migratingOut())) return;
-      this.logger.error({ drive: drive.name, volume, volumeBytes: storageBytes, err: errorMessage(error) }, MIGRATION_CANCELLED_MESSAGE);
-      await control.cancelMigration();
-    } finally {
-      migrationEnded.abort();
-    }
-    const deadline = this.clock.now() + CANCEL_WAIT_MS;
-    while (await control.migratingOut()) {
-      if (this.clock.now() >= deadline) throw new Error(`the migration of ${this.vm} did not end within ${CANCEL_WAIT_MS} ms of its cancel; the new space stays unused here until it does`);
-      await sleep(this.clock, CANCEL_POLL_MS);
-    }
-    this.emit('migration-cancelled', { vm: this.vm, drive: drive.name, volume });
-  }
-
-  /** Aborts `ended` once the outgoing migration is over; returns at its next look once the caller aborted it, having finished waiting. */
-  private async watchMigrationEnd(ended: AbortController): Promise<void> {
-    while (!ended.signal.aborted && !this.stopped) {
-      await sleep(this.clock, MIGRATION_END_CHECK_MS);
-      if (ended.signal.aborted) return;
-      const migrating = await this.options.control.migratingOut().catch(() => true);
-      if (!migrating) ended.abort();
-    }
-  }
-
   private async refreshFoundSpace(drive: DriveState): Promise<boolean> {
     // On the source of a migration a refresh must wait for the destination: the extension path does that.
-    if (this.options.peers && (await this.options.control.migratingOut())) return false;
+    if (await this.outgoing.holdsNewSpace()) return false;
     const fromBytes = drive.volumeBytes;
     const visible = await this.withTimeout(this.options.extender.refresh(drive.config.volume), drive.config.volume);
     if (visible <= fromBytes && !drive.takeGrewUnseen()) return false;
