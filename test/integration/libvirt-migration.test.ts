@@ -141,7 +141,8 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     assert.equal((await vmStatus(1, domain))?.migration ?? null, null, 'the source still watches the VM as its own');
 
     const startedAt = Date.now();
-    const migrated = await one.host.virsh('migrate', '--live', domain, two.host.uri, '--migrateuri', 'tcp://127.0.0.1', '--bandwidth', '12');
+    // As an administrator moves a VM for good: defined on host 2, gone from host 1.
+    const migrated = await one.host.virsh('migrate', '--live', '--persistent', '--undefinesource', domain, two.host.uri, '--migrateuri', 'tcp://127.0.0.1', '--bandwidth', '12');
     const completedAt = Date.now();
     assert.equal(migrated.exitCode, 0, migrated.stderr);
     await two.host.recordQemu(domain);
@@ -161,6 +162,7 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     for (const agent of [one.agent, two.agent]) assert.deepEqual(agent.logged(DIRECT_UNUSABLE_MESSAGE), [], `${agent.name} asked virsh instead of libvirtd's socket`);
     assert.ok(two.agent.logged("libvirt hook asks to prepare a domain's volumes").length > 0, "host 2's hook handed the incoming domain's prepare to its agent");
     const destination = (await vmStatus(2, domain))!;
+    assert.match((await two.host.virsh('dominfo', domain)).stdout, /Persistent:\s+yes/, '--persistent defined the domain on host 2');
     assert.equal(destination.pauses, 0, 'no pause on host 2');
     assert.equal(destination.migration, null);
     assert.equal(await vmStatus(1, domain), undefined, 'host 1 no longer lists the VM');
