@@ -22,8 +22,9 @@ export interface LibvirtEventSource extends EventEmitter<EventStreamEvents> {
   stop(): void;
 }
 
-const BACKOFF_INITIAL_MS = 250;
-const BACKOFF_MAX_MS = 5_000;
+/** Reconnecting after libvirtd went away: at once-ish, then doubling up to 5 s while it stays away (both event sources). */
+export const BACKOFF_INITIAL_MS = 250;
+export const BACKOFF_MAX_MS = 5_000;
 
 export class LibvirtEventStream extends EventEmitter<EventStreamEvents> implements LibvirtEventSource {
   private child: ResultPromise | undefined;

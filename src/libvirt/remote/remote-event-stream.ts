@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../errors.js';
 import type { Clock, TimerHandle } from '../../util/clock.js';
-import { EVENT_STREAM_ENDED_MESSAGE, type EventStreamEvents, type LibvirtEventSource } from '../event-stream.js';
+import { BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, EVENT_STREAM_ENDED_MESSAGE, type EventStreamEvents, type LibvirtEventSource } from '../event-stream.js';
 import { decodeCallbackId, decodeDomainEvent, encodeEventRegister, EventProcedure, FOLLOWED_EVENT_IDS } from './domain-events.js';
 import { LibvirtTransportError, RemoteConnection } from './remote-connection.js';
 import { localEndpointFor } from './socket-path.js';
@@ -19,8 +19,6 @@ import { localEndpointFor } from './socket-path.js';
  * be used at all; the agent then follows `virsh event` instead.
  */
 const OPEN_TIMEOUT_MS = 10_000;
-const BACKOFF_INITIAL_MS = 250;
-const BACKOFF_MAX_MS = 5_000;
 
 export class RemoteEventStream extends EventEmitter<EventStreamEvents> implements LibvirtEventSource {
   private connection: RemoteConnection | undefined;
