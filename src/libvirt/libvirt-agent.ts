@@ -134,7 +134,8 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       if (!domains.includes(name)) this.detach(name);
       else if (reconnected) watched.monitor.handle({ type: 'reconnected' });
     }
-    await Promise.all(domains.map((name) => this.reconcile(name, this.watched.has(name) ? 'rescan' : 'found running')));
+    // After a reconnect events may have been missed: every domain is looked at again. Otherwise only the new ones.
+    await Promise.all(domains.filter((name) => reconnected || !this.watched.has(name)).map((name) => this.reconcile(name, this.watched.has(name) ? 'rescan after reconnecting' : 'found running')));
   }
 
   /**
@@ -149,6 +150,9 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       if (event.operation === 'release' || event.operation === 'stopped') this.incoming.delete(event.domain);
     }
     await this.rescan(false);
+    // A watched domain the hook spoke of (a restore, a reconnect of its QEMU) is looked at again; the others are not disturbed.
+    const named = new Set(events.map((event) => event.domain));
+    await Promise.all([...named].filter((domain) => this.watched.has(domain)).map((domain) => this.reconcile(domain, 'libvirt hook event')));
   }
 
   private expectIncoming(domain: string, why: string): void {
