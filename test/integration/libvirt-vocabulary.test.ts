@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Table from 'cli-table3';
-import { execa } from 'execa';
 import { readStatus } from '../../src/agent/status-file.js';
-import { initLeaseVolume } from '../../src/lease/open-storage-lease.js';
 import { DRIVE_UNPLUGGED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
-import { Mailbox } from '../../src/mailbox/mailbox.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
-import { builtCli } from './helpers/built-cli.js';
-import { LabWorld } from './helpers/lab-world.js';
-import { ensureLibvirtd, LibvirtGuest, sweepTestDomains, virsh } from './helpers/libvirt-world.js';
+import { LoopPlugin } from '../../plugins/loop/index.js';
+import { ClusterWorld } from './helpers/cluster-world.js';
+import { LibvirtGuest } from './helpers/libvirt-guest.js';
+import { LibvirtHost } from './helpers/libvirt-host.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
 
@@ -26,56 +24,43 @@ import { until } from './helpers/watch.js';
  */
 describe('real libvirt: the virsh vocabulary on a running thin domain', function () {
   this.timeout(10 * 60_000);
-  let libvirtd: { stop(): Promise<void> } | undefined;
-  let hookSpool: string;
-  let world: LabWorld | undefined;
-  let guest: LibvirtGuest | undefined;
-  const processes: TidelineProcess[] = [];
-
-  before(async () => {
-    hookSpool = await mkdtemp('/var/tmp/tideline-test-hook-spool-');
-    const installed = await execa('node', [builtCli(), 'hook', 'install', '--spool', hookSpool], { reject: false, timeout: 30_000 });
-    assert.equal(installed.exitCode, 0, installed.stderr);
-    libvirtd = await ensureLibvirtd();
-    await sweepTestDomains();
-  });
+  let cluster: ClusterWorld | undefined;
+  let host: LibvirtHost | undefined;
 
   after(async () => {
-    await guest?.destroy();
-    for (const process of processes) await process.kill().catch(() => undefined);
-    await world?.dispose();
-    await libvirtd?.stop();
-    await execa('node', [builtCli(), 'hook', 'uninstall'], { reject: false, timeout: 30_000 });
-    if (hookSpool) await rm(hookSpool, { recursive: true, force: true });
+    for (const process of cluster?.processes ?? []) await process.kill().catch(() => undefined);
+    await host?.stop().catch(() => undefined);
+    await cluster?.dispose();
   });
 
   it('blockresize, attach-device, detach-device, save and restore: zero pauses, every byte verified', async () => {
-    world = await LabWorld.create();
-    const mailbox = path.join(world.dir, 'mailbox');
-    const leases = path.join(world.dir, 'leases');
-    const statusFile = path.join(world.dir, 'status.json');
-    await Mailbox.init(mailbox, { maxHosts: 4 });
-    await initLeaseVolume(leases, 4);
-    const spm = new TidelineProcess('spm', ['spm', '--lease-backend', 'storage', '--mailbox', mailbox, '--lease', leases, '--host-id', '1', '--domain', world.workspace.domainDir, '--lease-expiry', '1']);
-    processes.push(spm);
+    // A libvirtd of its own (private namespaces, its own hook and tideline.conf): nothing shared with the other libvirt suites.
+    cluster = await ClusterWorld.create(4);
+    const domainDir = cluster.lab.workspace.domainDir;
+    await mkdir(path.join(domainDir, 'hosts', '1'), { recursive: true });
+    const spm = cluster.spm(1, '1');
     await spm.waitFor('acting as SPM', 30_000);
+    host = await LibvirtHost.start(cluster.lab.workspace, { name: '1', uuid: '7d1e0c5a-0000-4000-8000-0000000000b1', tidelineConfig: `loop-domain = ${domainDir}\nloop-view = 1\n` });
+    const statusFile = path.join(cluster.dir, 'status.json');
     const agent = new TidelineProcess('agent', [
-      'agent', '--libvirt', '--domain', world.workspace.domainDir, '--mailbox', mailbox, '--host-id', '2', '--chunk', '128M', '--free-target', '96M',
-      '--hook-spool', hookSpool, '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(world.dir, 'agent.sock'),
-    ]);
-    processes.push(agent);
+      'agent', '--libvirt', '--mailbox', cluster.mailboxPath, '--host-id', '1', '--chunk', '128M', '--free-target', '96M',
+      '--hook-spool', host.hookSpool, '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(cluster.dir, 'agent.sock'),
+    ], { prefix: host.prefix });
+    cluster.processes.push(agent);
     await agent.waitFor('following libvirt hook events', 60_000);
+    const hostView = await LoopPlugin.open(domainDir, execaRunner, { hostView: '1' });
+    const virsh = (...args: string[]) => host!.virsh(...args);
 
     // A 256 MiB image the guest writes 384 MiB into: past its end only once the admin grew it (the guest waits for
     // that, so the step does not depend on how fast this machine lets it write); then a hot-plugged vdb.
-    guest = await LibvirtGuest.start(world, { name: 'vocab', writeMib: 384, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=256 tideline.linger=1', machine: 'pc' });
-    const vm = async () => (await readStatus(statusFile).catch(() => undefined))?.vms.find((entry) => entry.vm === guest!.domain);
+    const guest = await LibvirtGuest.create(cluster, host, { domain: `tlvocab${process.pid}`, volume: 'vocab-vda', writeMib: 384, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=256 tideline.linger=1', machine: 'pc' });
+    const vm = async () => (await readStatus(statusFile).catch(() => undefined))?.vms.find((entry) => entry.vm === guest.domain);
     // Counted from the agent's log: the status starts again at zero for a restored domain.
-    const extensions = async () => agent.logged('volume extended').filter((event) => event.vm === guest!.domain).length;
-    const progress = async (disk: string) => Math.max(0, ...(await guest!.lines()).map((line) => (line.kind === 'progress' && line.disk === disk ? line.writtenMib : 0)));
+    const extensions = async () => agent.logged('volume extended').filter((event) => event.vm === guest.domain).length;
+    const progress = async (disk: string) => Math.max(0, ...(await guest.lines()).map((line) => (line.kind === 'progress' && line.disk === disk ? line.writtenMib : 0)));
     let consoleTail = '';
     const context = () => `guest console: ${consoleTail}\nagent: ${agent.events.slice(-15).map((event) => JSON.stringify(event)).join('\n')}`;
-    const followConsole = setInterval(() => void readFile(guest!.consoleLog, 'utf8').then((text) => (consoleTail = text.split('\n').slice(-25).join('\n')), () => undefined), 1_000);
+    const followConsole = setInterval(() => void readFile(guest.consoleLog, 'utf8').then((text) => (consoleTail = text.split('\n').slice(-25).join('\n')), () => undefined), 1_000);
     after(() => clearInterval(followConsole));
     const rows: Array<[string, number, number, string, string]> = [];
     const row = async (operation: string, followed: string, verified: string, extensionsBefore: number) => rows.push([operation, (await vm())?.pauses ?? -1, (await extensions()) - extensionsBefore, followed, verified]);
@@ -85,7 +70,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     let before = await extensions();
     const resized = await virsh('blockresize', guest.domain, 'vda', String(1 * GiB) + 'B');
     assert.equal(resized.exitCode, 0, resized.stderr);
-    await until(async () => (await guest!.lines()).some((line) => line.kind === 'result' && line.disk === 'vda'), 300_000, () => `the guest to verify vda; ${context()}`);
+    await until(async () => (await guest.lines()).some((line) => line.kind === 'result' && line.disk === 'vda'), 300_000, () => `the guest to verify vda; ${context()}`);
     const vdaResult = (await guest.lines()).find((line) => line.kind === 'result' && line.disk === 'vda');
     assert.ok(vdaResult?.kind === 'result' && vdaResult.bad === 0 && vdaResult.units === 24, `vda: ${JSON.stringify(vdaResult)}`);
     const vdaDrive = (await vm())!.drives.find((drive) => drive.drive === 'vda')!;
@@ -96,21 +81,21 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
 
     // attach-device of a second thin disk, prepared as an admin would (`tideline volume activate`), then filled.
     before = await extensions();
-    await world.plugin.create('vocab-vdb', 128 * MiB);
-    const vdbDevice = await world.plugin.activate('vocab-vdb');
+    await cluster.lab.plugin.create('vocab-vdb', 128 * MiB);
+    const vdbDevice = await hostView.activate('vocab-vdb');
     await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', vdbDevice, String(1 * GiB)]);
-    const diskXml = path.join(world.dir, 'vdb.xml');
+    const diskXml = path.join(cluster.dir, 'vdb.xml');
     await writeFile(diskXml, `<disk type='block' device='disk'><driver name='qemu' type='qcow2' cache='none' io='native' error_policy='stop' rerror_policy='stop'/><source dev='${vdbDevice}'/><target dev='vdb' bus='virtio'/></disk>\n`);
     const attached = await virsh('attach-device', guest.domain, diskXml, '--live');
     const attachedAt = Date.now();
     assert.equal(attached.exitCode, 0, attached.stderr);
     await until(async () => ((await vm())?.drives.find((drive) => drive.drive === 'vdb')?.thresholdBytes ?? null) !== null, 30_000, () => `vdb to be watched and armed; ${context()}`);
     const armedMs = Date.now() - attachedAt;
-    await until(async () => (await guest!.lines()).some((line) => line.kind === 'done'), 300_000, () => `the guest to verify vdb; ${context()}`);
+    await until(async () => (await guest.lines()).some((line) => line.kind === 'done'), 300_000, () => `the guest to verify vdb; ${context()}`);
     const vdbResult = (await guest.lines()).find((line) => line.kind === 'result' && line.disk === 'vdb');
     assert.ok(vdbResult?.kind === 'result' && vdbResult.bad === 0 && vdbResult.units === 16, `vdb: ${JSON.stringify(vdbResult)}`);
     assert.deepEqual((await guest.lines()).filter((line) => line.kind === 'error'), []);
-    assert.ok((await world.plugin.describe('vocab-vdb')).sizeBytes >= 256 * MiB, 'vdb was extended');
+    assert.ok((await cluster.lab.plugin.describe('vocab-vdb')).sizeBytes >= 256 * MiB, 'vdb was extended');
     await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 256 MiB intact', before);
 
     // detach-device: no longer watched, and the volume can go.
@@ -119,20 +104,21 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.equal(detached.exitCode, 0, detached.stderr);
     await until(async () => agent.logged(DRIVE_UNPLUGGED_MESSAGE).some((event) => event.drive === 'vdb'), 60_000, () => `the agent to drop vdb; ${context()}`);
     await until(async () => (await vm())?.drives.map((drive) => drive.drive).join() === 'vda', 10_000, 'the status to list vda only');
-    await world.plugin.deactivate('vocab-vdb');
+    await hostView.deactivate('vocab-vdb');
     await row('detach-device vdb --live', 'dropped; volume deactivated', '-', before);
 
     // save + restore: the same QEMU state from a file; the agent watches the restored domain at once.
     before = await extensions();
-    const saveFile = path.join(world.dir, 'vocab.save');
+    const saveFile = path.join(cluster.dir, 'vocab.save');
     assert.equal((await virsh('save', guest.domain, saveFile)).exitCode, 0);
     await until(async () => (await vm()) === undefined, 30_000, 'the saved domain to leave the status');
     const monitoringBefore = agent.logged('monitoring VM').length;
     const restored = await virsh('restore', saveFile);
     assert.equal(restored.exitCode, 0, restored.stderr);
+    await host.recordQemu(guest.domain);
     await until(async () => agent.logged('monitoring VM').length > monitoringBefore, 60_000, () => `the agent to watch the restored domain; ${context()}`);
     await until(async () => ((await vm())?.drives[0]?.thresholdBytes ?? null) !== null, 30_000, 'the restored drive to be armed');
-    assert.match(await guest.state(), /^running/);
+    assert.match((await virsh('domstate', '--reason', guest.domain)).stdout, /^running/);
     await row('save + restore', 'watched and armed again', 'guest state carried over', before);
 
     const table = new Table({ head: ['operation', 'pauses', 'extensions', 'tideline', 'data'], style: { head: [], border: [] } });

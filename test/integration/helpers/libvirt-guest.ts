@@ -26,20 +26,26 @@ export class LibvirtGuest {
     private readonly writeMib: number,
   ) {}
 
-  static async create(cluster: ClusterWorld, host: LibvirtHost, options: { domain: string; volume: string; writeMib: number; writeBytesPerSecond: number }): Promise<LibvirtGuest> {
+  /**
+   * `writeBytesPerSecond`: the guest's disk throttled to it; `virtualBytes`, `guestParameters` and `machine` as in
+   * src/lab/libvirt-domain.ts (an image smaller than 4 GiB to grow live, a second disk to wait for, a guest that stays up).
+   */
+  static async create(cluster: ClusterWorld, host: LibvirtHost, options: { domain: string; volume: string; writeMib: number; writeBytesPerSecond?: number; virtualBytes?: number; guestParameters?: string; machine?: 'q35' | 'pc' }): Promise<LibvirtGuest> {
     const { domain, volume, writeMib } = options;
     await cluster.lab.plugin.create(volume, 128 * MiB, { vm: domain });
     const hostView = await LoopPlugin.open(cluster.lab.workspace.domainDir, execaRunner, { hostView: host.name });
     const devicePath = await hostView.activate(volume);
-    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(4 * GiB)]);
+    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(options.virtualBytes ?? 4 * GiB)]);
     const consoleLog = path.join(cluster.dir, `${domain}.console.log`);
     const xmlFile = path.join(cluster.dir, `${domain}.xml`);
-    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath, consoleLog, writeMib }));
+    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath, consoleLog, writeMib, ...(options.guestParameters ? { guestParameters: options.guestParameters } : {}), ...(options.machine ? { machine: options.machine } : {}) }));
     const created = await host.virsh('create', xmlFile);
     assert.equal(created.exitCode, 0, created.stderr);
     await host.recordQemu(domain);
-    const throttled = await host.virsh('blkdeviotune', domain, 'vda', '--write-bytes-sec', String(options.writeBytesPerSecond), '--live');
-    assert.equal(throttled.exitCode, 0, throttled.stderr);
+    if (options.writeBytesPerSecond !== undefined) {
+      const throttled = await host.virsh('blkdeviotune', domain, 'vda', '--write-bytes-sec', String(options.writeBytesPerSecond), '--live');
+      assert.equal(throttled.exitCode, 0, throttled.stderr);
+    }
     return new LibvirtGuest(domain, consoleLog, writeMib);
   }
 

@@ -75,16 +75,16 @@ export class LibvirtGuest {
     readonly consoleLog: string,
   ) {}
 
-  static async start(world: LabWorld, options: { name: string; writeMib: number; metadata?: string; errorPolicy?: 'stop' | 'report'; virtualBytes?: number; guestParameters?: string; machine?: 'q35' | 'pc' }): Promise<LibvirtGuest> {
+  static async start(world: LabWorld, options: { name: string; writeMib: number; metadata?: string; errorPolicy?: 'stop' | 'report' }): Promise<LibvirtGuest> {
     const domain = `${DOMAIN_PREFIX}${process.pid}-${options.name}`;
     const volume = `${options.name}-vda`;
     await world.plugin.create(volume, 128 * MiB, { vm: domain });
     const device = await world.plugin.activate(volume);
-    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', device, String(options.virtualBytes ?? 4 * GiB)]);
+    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', device, String(4 * GiB)]);
     const consoleLog = path.join(world.dir, `${options.name}.console.log`);
     const xmlFile = path.join(world.dir, `${options.name}.xml`);
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath: device, consoleLog, writeMib: options.writeMib, ...(options.metadata ? { metadata: options.metadata } : {}), ...(options.errorPolicy ? { errorPolicy: options.errorPolicy } : {}), ...(options.guestParameters ? { guestParameters: options.guestParameters } : {}), ...(options.machine ? { machine: options.machine } : {}) }));
+    await writeFile(xmlFile, labDomainXml({ name: domain, boot: await labBootImage(), devicePath: device, consoleLog, writeMib: options.writeMib, ...(options.metadata ? { metadata: options.metadata } : {}), ...(options.errorPolicy ? { errorPolicy: options.errorPolicy } : {}) }));
     const created = await virsh('create', xmlFile);
     if (created.exitCode !== 0) throw new Error(`virsh create failed: ${created.stderr}`);
     return new LibvirtGuest(domain, volume, consoleLog);
