@@ -4,7 +4,8 @@ import { errorCode, errorMessage } from '../errors.js';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
-import { ARRIVED_PAUSED_MESSAGE, DEFAULT_INCOMING_REFRESH_MS, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
+import { ARRIVED_PAUSED_MESSAGE, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
+import { IncomingMigration } from './incoming-migration.js';
 import { OutgoingMigrationGate } from './outgoing-migration.js';
 import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
 
@@ -115,13 +116,11 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private pausedMsTotal = 0;
   private lastResumeMs: number | undefined;
   private resuming = false;
-  private migration: MigrationPhase | undefined;
   private lastArrivalMs: number | undefined;
-  private readonly incomingRefreshMs: number;
+  /** The destination side of a live migration. */
+  private readonly incoming: IncomingMigration;
   /** Arrived by migration and not yet seen running here: an I/O error pause then may be the source's (takeOverArrivedPause). */
   private arrivedPaused = false;
-  /** Views announced while QEMU was still starting here; withdrawn once it runs, unless it turned out to migrate in. */
-  private announcedWhileStarting = false;
   /** The source side of a live migration: new space waits for the destination. */
   private readonly outgoing: OutgoingMigrationGate;
 
@@ -133,7 +132,14 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
     this.extensionTimeoutMs = options.extensionTimeoutMs ?? DEFAULT_EXTENSION_TIMEOUT_MS;
-    this.incomingRefreshMs = options.incomingRefreshMs ?? DEFAULT_INCOMING_REFRESH_MS;
+    this.incoming = new IncomingMigration({
+      drives: () => [...this.drives.values()].map((runtime) => runtime.state),
+      extender: options.extender,
+      ...(options.peers ? { peers: options.peers } : {}),
+      logger: this.logger,
+      changed: () => this.emit('changed'),
+      ...(options.incomingRefreshMs ? { refreshMs: options.incomingRefreshMs } : {}),
+    });
     this.outgoing = new OutgoingMigrationGate({
       vm: options.vm,
       control: options.control,
@@ -161,7 +167,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.pollTimer?.cancel();
     this.pollTimer = undefined;
     // A migration in that ends here without the VM running (failed, or QEMU gone): the source waits for nothing from us.
-    if (this.migration === 'incoming' || this.announcedWhileStarting) void this.withdrawIncomingViews();
+    if (this.incoming.announcing) void this.incoming.withdraw();
   }
 
   handle(input: MonitorInput): void {
@@ -192,7 +198,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         return;
       }
       case 'resumed':
-        if (this.migration === 'incoming') {
+        if (this.incoming.incoming) {
           void this.arrive(now);
           return;
         }
@@ -202,8 +208,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         }
         return;
       case 'migrating-in':
-        if (this.migration === 'incoming') return;
-        this.enterIncoming();
+        if (!this.incoming.enter()) return;
         // Announce now: the source's first extension during the migration waits for it.
         this.pollTimer?.cancel();
         void this.poll();
@@ -224,7 +229,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       pauses: this.pauses,
       pausedMsTotal: this.pausedMsTotal + (this.pausedForNoSpace ? this.clock.now() - this.pausedAt : 0),
       lastResumeMs: this.lastResumeMs ?? null,
-      migration: this.migration ?? null,
+      migration: this.incoming.phase ?? null,
       lastArrivalMs: this.lastArrivalMs ?? null,
       drives: [...this.drives.values()].map((runtime) => runtime.state.status()),
     };
@@ -247,8 +252,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.drives.set(config.drive, runtime);
     this.emit('changed');
     if (this.stopped) return;
-    if (this.migration === 'incoming') {
-      void this.refreshVolumes(false).catch((error: unknown) => this.logger.warn({ drive: config.drive, err: errorMessage(error) }, 'could not refresh a drive added while the VM migrates in'));
+    if (this.incoming.incoming) {
+      void this.incoming.refreshViews(false).catch((error: unknown) => this.logger.warn({ drive: config.drive, err: errorMessage(error) }, 'could not refresh a drive added while the VM migrates in'));
       return;
     }
     void this.refreshHighWater(state)
@@ -273,7 +278,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     if (!runtime) return;
     runtime.state.reconfigure(config);
     this.emit('changed');
-    if (!this.stopped && this.migration !== 'incoming') void this.step(runtime);
+    if (!this.stopped && !this.incoming.incoming) void this.step(runtime);
   }
 
   /** A failed extension is retried when it is due, not at the first poll after (a poll in progress schedules its successor by the same rule). */
@@ -293,13 +298,13 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     let nextPollMs = this.pollIntervalMs;
     try {
       const { control } = this.options;
-      if (this.migration === 'incoming') {
+      if (this.incoming.incoming) {
         // Told that the VM migrates in (the hook, an event): the views are refreshed and announced whatever
         // libvirt answers now. It answers least in this window, and the source's extensions wait for them.
-        await this.refreshVolumes(false);
+        await this.incoming.refreshViews(false);
       }
       // Both questions at once (one wake-up for two replies) when the VM runs here; a VM migrating in answers no block query.
-      const asked = this.migration === undefined ? control.highWaterMarks() : undefined;
+      const asked = this.incoming.phase === undefined ? control.highWaterMarks() : undefined;
       asked?.catch(() => undefined);
       const runState = await control.runState();
       const phase = migrationPhase(runState);
@@ -307,24 +312,23 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         this.leave();
         return;
       }
-      if (this.migration === 'incoming') {
+      if (this.incoming.incoming) {
         // Still arriving: refreshed and announced above. Once it runs here (its RESUME event missed, or it came
         // before we attached), the thresholds are armed.
         if (!ranHere(runState)) return;
         await this.arrive(this.clock.now());
         this.arrivedPaused = runState === 'io-error';
       } else if (phase === 'incoming') {
-        this.enterIncoming();
-        await this.refreshVolumes(false);
+        this.incoming.enter();
+        await this.incoming.refreshViews(false);
         return;
       } else if (runState === 'starting') {
         // Nothing can be asked yet, and it may be a live migration arriving that nobody announced to this host
         // (measured: 0.6 s from libvirt's `start` hook to "paused (migrating)"). Announce the views now: the
         // source's extensions wait for them, and QEMU opens the devices at the size this host sees.
-        this.announcedWhileStarting = true;
-        await this.refreshVolumes(false);
+        await this.incoming.announceWhileStarting();
         return;
-      } else if (this.announcedWhileStarting) await this.withdrawIncomingViews();
+      } else if (this.incoming.announcing) await this.incoming.withdraw();
       const now = this.clock.now();
       const marks = await (asked ?? control.highWaterMarks());
       for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
@@ -342,7 +346,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     } finally {
       this.polling = false;
       // A migration in keeps its cadence whatever this poll met: a failed question must not leave the source waiting for a view.
-      if (this.migration === 'incoming' || this.announcedWhileStarting) nextPollMs = Math.min(nextPollMs, this.incomingRefreshMs);
+      if (this.incoming.announcing) nextPollMs = Math.min(nextPollMs, this.incoming.refreshMs);
       if ([...this.drives.values()].some((runtime) => runtime.state.armingPending)) nextPollMs = Math.min(nextPollMs, HELD_BACK_POLL_MS);
       const now = this.clock.now();
       for (const { state } of this.drives.values()) {
@@ -401,55 +405,20 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.notePausedForNoSpace(nearEnd.map((state) => state.name));
   }
 
-  private enterIncoming(): void {
-    if (this.migration === 'incoming') return;
-    this.migration = 'incoming';
-    this.logger.info({ drives: [...this.drives.keys()] }, 'VM is migrating in: keeping its volumes refreshed until it runs here');
-    this.emit('changed');
-  }
-
-  /**
-   * Makes this host see what the source's extensions gave every volume; arms
-   * nothing (the source watches the writes). While the VM has not run here,
-   * growth seen now cannot explain a write that found no space here.
-   */
-  private async refreshVolumes(guestRanHere: boolean): Promise<void> {
-    await Promise.all(
-      [...this.drives.values()].map(async ({ state }) => {
-        const visible = await this.options.extender.refresh(state.config.volume);
-        if (state.sawVolumeBytes(visible)) this.logger.info({ drive: state.name, volume: state.config.volume, volumeBytes: visible }, 'volume grew on another host; refreshed');
-        if (!guestRanHere) {
-          state.grewUnseen = false;
-          // The source uses new space only once this is published (src/monitor/migration.ts).
-          await this.options.peers?.announceIncomingView(state.config.volume, visible);
-        }
-      }),
-    );
-  }
-
-  private async withdrawIncomingViews(): Promise<void> {
-    this.announcedWhileStarting = false;
-    const { peers } = this.options;
-    if (!peers) return;
-    await Promise.all([...this.drives.values()].map(({ state }) => peers.announceIncomingView(state.config.volume, undefined))).catch((error: unknown) =>
-      this.logger.warn({ err: errorMessage(error) }, 'could not withdraw the incoming views of this VM from the inventory; the next inventory write does'),
-    );
-  }
-
   /** The VM runs here after a live migration: refresh once more, arm every threshold at once. */
   private async arrive(resumedAt: number): Promise<void> {
-    if (this.migration !== 'incoming') return;
-    this.migration = undefined;
+    if (!this.incoming.incoming) return;
+    this.incoming.arrived();
     // Armed first, against the view the incoming refreshes kept (at most one
     // refresh interval old): a threshold a little low fires early, never late.
     await this.armAll();
     const armedMs = this.clock.now() - resumedAt;
     try {
-      await this.refreshVolumes(true);
+      await this.incoming.refreshViews(true);
     } catch (error) {
       this.logger.warn({ err: errorMessage(error) }, 'refresh after migration failed; the thresholds below the old size still guard the drives');
     }
-    await this.withdrawIncomingViews();
+    await this.incoming.withdraw();
     // A view that grew in the meantime raises the thresholds.
     await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
     this.lastArrivalMs = armedMs;
@@ -465,7 +434,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   }
 
   private leave(): void {
-    this.migration = 'left';
+    this.incoming.left();
     this.logger.info(MIGRATED_AWAY_MESSAGE);
     this.stop();
     this.emit('left', { vm: this.vm });
