@@ -116,7 +116,8 @@ export function decodeDomainEvent(procedure: number, body: Buffer): LibvirtEvent
       const thresholdBytes = reader.unsignedHyper();
       const excessBytes = reader.unsignedHyper();
       // "vda[1]": the target and the index of the layer in its chain.
-      const match = /^(.*?)(?:\[(\d+)\])?$/.exec(device)!;
+      // [\s\S]: a device name is whatever libvirt sends, line breaks included (found by the fuzzer).
+      const match = /^([\s\S]*?)(?:\[(\d+)\])?$/.exec(device)!;
       return { kind: 'block-threshold', domain, target: match[1]!, index: match[2] === undefined ? 0 : Number(match[2]), path, thresholdBytes, excessBytes };
     }
     case EventProcedure.deviceAdded: {
