@@ -21,13 +21,17 @@
  * npm packages stay outside the bundles and load from node_modules as before.
  * Usage: node --import tsx scripts/bundle-cli.ts
  */
-import { rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { build, type BuildOptions } from 'esbuild';
 
 const root = path.resolve(import.meta.dirname, '..');
-const outdir = path.join(root, 'dist', 'cli');
-const hookOutdir = path.join(root, 'dist', 'hook');
+// Built beside the live bundles, then moved in file by file (below): a build
+// while the command runs (the RPM test builds the package while other tests
+// start tideline) must never leave a moment with no dist/cli/main.js.
+const staging = path.join(root, 'dist', `.bundle-${process.pid}`);
+const outdir = path.join(staging, 'cli');
+const hookOutdir = path.join(staging, 'hook');
 
 const common: BuildOptions = {
   absWorkingDir: root,
@@ -39,8 +43,7 @@ const common: BuildOptions = {
   logLevel: 'warning',
 };
 
-// Chunk names carry a content hash: an older build's chunks would only pile up.
-await Promise.all([outdir, hookOutdir].map((folder) => rm(folder, { recursive: true, force: true })));
+await rm(staging, { recursive: true, force: true });
 await build({
   ...common,
   entryPoints: ['src/cli/launcher.ts'],
@@ -64,3 +67,28 @@ await build({
   outfile: path.join(hookOutdir, 'main.cjs'),
   format: 'cjs',
 });
+
+/** Every file below `directory`, as paths relative to it. */
+async function filesBelow(directory: string): Promise<string[]> {
+  const entries = await readdir(directory, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((entry) => entry.isFile()).map((entry) => path.relative(directory, path.join(entry.parentPath, entry.name)));
+}
+
+/**
+ * Each new file renamed over the old one (atomic: a reader sees one or the
+ * other), chunks before the entry files that import them; then the files of
+ * the older build that the new one no longer has (chunk names carry a
+ * content hash, so old ones would only pile up).
+ */
+for (const folder of ['cli', 'hook']) {
+  const from = path.join(staging, folder);
+  const to = path.join(root, 'dist', folder);
+  const fresh = await filesBelow(from);
+  const ordered = [...fresh.filter((file) => file.startsWith('chunks')), ...fresh.filter((file) => !file.startsWith('chunks'))];
+  for (const file of ordered) {
+    await mkdir(path.dirname(path.join(to, file)), { recursive: true });
+    await rename(path.join(from, file), path.join(to, file));
+  }
+  for (const file of await filesBelow(to)) if (!fresh.includes(file)) await rm(path.join(to, file), { force: true });
+}
+await rm(staging, { recursive: true, force: true });

@@ -14,8 +14,10 @@ import type { Runner } from '../util/runner.js';
  * pivots onto it (active commit), or an inner layer is merged away under the
  * active one. Before the job starts the base is extended through the SPM by
  * what the merged layers hold (`qemu-img measure` of each layer's own data,
- * measure.ts; its volume size only where that cannot be measured), capped
- * by the base's own cap, so the job cannot run the base out of space. The agent follows the pivot like any new top. The
+ * measure.ts; its volume size only where that cannot be measured), plus a
+ * chunk of headroom for what the guest writes during an active commit (but
+ * never more than the merged volumes' sizes), capped by the base's own cap,
+ * so the job cannot run the base out of space. The agent follows the pivot like any new top. The
  * merged volumes are then deactivated here and zeroed and deleted by the SPM,
  * the top first (a parent is never deleted before its child).
  *
@@ -38,6 +40,8 @@ export interface CommitDependencies {
   reduce(volume: string): Promise<number>;
   /** Runs qemu-img measure on the merged layers. */
   run: Runner;
+  /** What the guest may write during an active commit, on top of what the layers hold: the drive's chunk. */
+  activeCommitHeadroomBytes: number;
 }
 
 export interface CommitOutcome {
@@ -95,8 +99,17 @@ export async function commitDisk(dependencies: CommitDependencies, domain: strin
   const { merged, base } = layersAbove(volumes, top, options.base);
 
   const baseInfo = volumes.find((volume) => volume.name === base)!;
-  let mergedBytes = 0;
-  for (const name of merged) mergedBytes += await mergeBytesOf(dependencies, name, volumes.find((volume) => volume.name === name)!.sizeBytes);
+  // An inner commit merges layers nobody writes: what they hold is exact. An active commit also copies what the
+  // guest writes during the job, and nobody extends the base meanwhile: one chunk of headroom more (as VDSM adds),
+  // never more than the merged volumes' sizes, which bound everything the layers could hold.
+  let measuredBytes = 0;
+  let volumeBytes = 0;
+  for (const name of merged) {
+    const size = volumes.find((volume) => volume.name === name)!.sizeBytes;
+    volumeBytes += size;
+    measuredBytes += await mergeBytesOf(dependencies, name, size);
+  }
+  const mergedBytes = above === undefined ? Math.min(volumeBytes, measuredBytes + dependencies.activeCommitHeadroomBytes) : measuredBytes;
   const cap = volumeCap(baseInfo, plugin.extentBytes) ?? Number.MAX_SAFE_INTEGER;
   const wanted = Math.min(cap, baseInfo.sizeBytes + mergedBytes);
   const baseBytesAfter = wanted > baseInfo.sizeBytes ? await dependencies.extend(base, wanted) : baseInfo.sizeBytes;

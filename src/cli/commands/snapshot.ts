@@ -6,6 +6,7 @@ import { commitDisk } from '../../chain/commit.js';
 import { libvirtSnapshotVm, qmpSnapshotVm, snapshotDomain, type SnapshotVm } from '../../chain/snapshot.js';
 import { withQmpSession } from '../../qmp/client.js';
 import { DEFAULT_CONFIG_FILE, loadHostConfig } from '../../config/host-config.js';
+import { DEFAULT_POLICY } from '../../monitor/policy.js';
 import { InvalidConfigError } from '../../errors.js';
 import { DEFAULT_URI, Virsh } from '../../libvirt/virsh.js';
 import { execaRunner } from '../../util/runner.js';
@@ -76,7 +77,7 @@ export const snapshotCommand: CommandModule = {
           for (const layer of layers) process.stdout.write(`${argv.vm} ${layer.target}: now writes to ${layer.volume} (${formatSize(sizeBytes)}, over ${layer.parent}, which is read-only from now on)\n`);
         },
       )
-      .command<SnapshotArguments & { base?: string; top?: string; 'free-target': string }>(
+      .command<SnapshotArguments & { base?: string; top?: string; 'free-target': string; headroom?: string }>(
         'commit <vm>',
         'Merge the top layers of a running domain\'s disk into a base below them (by default its parent) and pivot onto it; the merged volumes are zeroed and deleted',
         (command) =>
@@ -85,7 +86,8 @@ export const snapshotCommand: CommandModule = {
             .option('disk', { type: 'string', array: true, demandOption: true, describe: 'Disk target (vda)' })
             .option('base', { type: 'string', describe: 'Volume to merge into (default: the parent of the merged top)' })
             .option('top', { type: 'string', describe: 'An inner layer to merge away (default: the active top, which then pivots onto the base)' })
-            .option('free-target', { type: 'string', default: '128M', describe: 'After an inner commit, room left above the end of the base image when it is reduced' }),
+            .option('free-target', { type: 'string', default: '128M', describe: 'After an inner commit, room left above the end of the base image when it is reduced' })
+            .option('headroom', { type: 'string', describe: "Active commit: room added to the base beyond what the layers hold, for the guest's writes during the job (default: chunk in tideline.conf, else oVirt's 2.5 GiB)" }),
         async (argv) => {
           if (argv.disk.length !== 1) throw new InvalidConfigError('name exactly one --disk to commit');
           const freeTargetBytes = parseSize(argv['free-target'], '--free-target');
@@ -99,6 +101,7 @@ export const snapshotCommand: CommandModule = {
               remove: agent.remove,
               reduce: (volume) => agent.reduce(volume, freeTargetBytes),
               run: execaRunner,
+              activeCommitHeadroomBytes: argv.headroom === undefined ? ((await loadHostConfig(argv.config))?.chunk ?? DEFAULT_POLICY.chunkBytes) : parseSize(argv.headroom, '--headroom'),
             },
             argv.vm,
             argv.disk[0]!,
