@@ -6,6 +6,7 @@ import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
 import { ARRIVED_PAUSED_MESSAGE, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
 import { IncomingMigration } from './incoming-migration.js';
+import { CapFollower } from './cap-follower.js';
 import { OutgoingMigrationGate } from './outgoing-migration.js';
 import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
 
@@ -121,6 +122,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private readonly incoming: IncomingMigration;
   /** Arrived by migration and not yet seen running here: an I/O error pause then may be the source's (takeOverArrivedPause). */
   private arrivedPaused = false;
+  private readonly caps: CapFollower;
   /** The source side of a live migration: new space waits for the destination. */
   private readonly outgoing: OutgoingMigrationGate;
 
@@ -132,6 +134,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
     this.extensionTimeoutMs = options.extensionTimeoutMs ?? DEFAULT_EXTENSION_TIMEOUT_MS;
+    this.caps = new CapFollower(options.capacity, this.logger, () => this.emit('changed'));
     this.incoming = new IncomingMigration({
       drives: () => [...this.drives.values()].map((runtime) => runtime.state),
       extender: options.extender,
@@ -332,7 +335,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       const now = this.clock.now();
       const marks = await (asked ?? control.highWaterMarks());
       for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
-      await this.followImageCaps();
+      await this.caps.followNearCap([...this.drives.values()].map((runtime) => runtime.state));
       if (runState === 'io-error') {
         const noSpace = [...(await control.noSpaceDrives())].filter((drive) => this.drives.has(drive));
         for (const drive of noSpace) this.drives.get(drive)!.state.markNoSpace();
@@ -354,37 +357,6 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       }
       if (!this.stopped) this.pollTimer = this.clock.setTimeout(() => void this.poll(), nextPollMs);
     }
-  }
-
-  /**
-   * A drive within a chunk of its cap asks its image whether it grew (an
-   * administrator's blockresize sends no event): the cap follows within one
-   * safety poll, before a write reaches the old one.
-   */
-  private async followImageCaps(): Promise<void> {
-    await Promise.all(
-      [...this.drives.values()].map(async ({ state }) => {
-        if (state.volumeBytes + state.policy.chunk() >= state.config.capBytes) await this.imageCapGrew(state);
-      }),
-    );
-  }
-
-  /** Asks the drive's image for its cap now; true when it grew (and the drive follows it). */
-  private async imageCapGrew(state: DriveState): Promise<boolean> {
-    const { capacity } = this.options;
-    if (!capacity) return false;
-    let capBytes: number;
-    try {
-      capBytes = await capacity.capBytes(state.config);
-    } catch (error) {
-      this.logger.warn({ drive: state.name, volume: state.config.volume, err: errorMessage(error) }, "cannot read the drive's image to see whether it grew; keeping its cap");
-      return false;
-    }
-    if (capBytes <= state.config.capBytes) return false;
-    this.logger.info({ drive: state.name, volume: state.config.volume, fromCapBytes: state.config.capBytes, capBytes }, "the drive's image grew (virtual size): its cap follows");
-    state.reconfigure({ ...state.config, capBytes });
-    this.emit('changed');
-    return true;
   }
 
   /**
@@ -480,7 +452,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         return;
       case 'at-cap': {
         // A write found no space at the cap: the image may have grown since the last look.
-        if (await this.imageCapGrew(drive)) {
+        if (await this.caps.grew(drive)) {
           this.markAgain(drive);
           return;
         }

@@ -13,7 +13,7 @@ import { ReplyWriter } from './reply-writer.js';
 import { InProcessWakeUpWatcher, ThreadWakeUpWatcher, type WakeUpWatcher } from './wake-up-watcher.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
 import { inventoryHolds } from '../mailbox/inventory.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, imageVirtualBytes, PARENT_TAG, resizeThinImage, VirtualShrinkRefusedError, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, followImageSize, PARENT_TAG, resizeThinImage, VirtualShrinkRefusedError, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -427,25 +427,6 @@ export class SpmService extends EventEmitter<SpmEvents> {
     if (unreadable.length > 0) throw new VolumeInUseError(`the inventory of host ${unreadable.join(', ')} is unreadable, so it may have volume ${volume} open; it is not ${action}. The next write of that host's agent repairs it`);
   }
 
-  /**
-   * The volume with its recorded virtual size brought up to what its image
-   * says now, when the image grew (an administrator's blockresize); never
-   * lowered, since shrinking an image's virtual size is refused everywhere.
-   */
-  private async followImageSize(volume: VolumeInfo, logger: Logger): Promise<VolumeInfo> {
-    const recorded = Number(volume.tags[VIRTUAL_SIZE_TAG]);
-    let virtualBytes: number;
-    try {
-      virtualBytes = await imageVirtualBytes(this.plugin, volume.name);
-    } catch (error) {
-      logger.warn({ volume: volume.name, err: errorMessage(error) }, "cannot read the volume's qcow2 header to see whether the image grew; its recorded virtual size stands");
-      return volume;
-    }
-    if (Number.isSafeInteger(recorded) && virtualBytes <= recorded) return volume;
-    logger.info({ volume: volume.name, fromVirtualBytes: Number.isSafeInteger(recorded) ? recorded : null, virtualBytes }, "the volume's image grew (its header's virtual size): recording it, the cap follows");
-    return this.plugin.setTag(volume.name, VIRTUAL_SIZE_TAG, String(virtualBytes));
-  }
-
   private async carryOut(hostId: number, request: Request): Promise<Reply> {
     const { logger, clock } = this.options;
     const plugin = this.plugin;
@@ -502,7 +483,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
       let refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
       if (refusal === ReplyStatus.BeyondCap) {
         // Beyond the recorded cap: the image may have grown since (blockresize). Its header decides.
-        volume = await this.followImageSize(volume, logger);
+        volume = await followImageSize(plugin, volume, logger);
         refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
       }
       if (refusal !== undefined) return finish(refusal, volume.sizeBytes);

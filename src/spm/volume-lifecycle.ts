@@ -2,6 +2,7 @@ import { readQcow2Header } from '../qcow2/header.js';
 import type { StoragePlugin, VolumeInfo } from '../../plugins/types.js';
 import { StorageDomainError } from '../../plugins/errors.js';
 import { TideError } from '../errors.js';
+import type { Logger } from 'pino';
 import type { Runner } from '../util/runner.js';
 import { alignUp } from '../util/sizes.js';
 import { VIRTUAL_SIZE_TAG } from './validate.js';
@@ -84,6 +85,26 @@ export async function imageVirtualBytes(plugin: StoragePlugin, volume: string): 
   } finally {
     if (activePath === undefined) await plugin.deactivate(volume).catch(() => undefined);
   }
+}
+
+/**
+ * The volume with its recorded virtual size brought up to what its image
+ * says now, when the image grew (an administrator's blockresize); never
+ * lowered, since shrinking an image's virtual size is refused everywhere.
+ * An unreadable header leaves the record as it is.
+ */
+export async function followImageSize(plugin: StoragePlugin, volume: VolumeInfo, logger: Logger): Promise<VolumeInfo> {
+  const recorded = Number(volume.tags[VIRTUAL_SIZE_TAG]);
+  let virtualBytes: number;
+  try {
+    virtualBytes = await imageVirtualBytes(plugin, volume.name);
+  } catch (error) {
+    logger.warn({ volume: volume.name, err: (error as Error).message }, "cannot read the volume's qcow2 header to see whether the image grew; its recorded virtual size stands");
+    return volume;
+  }
+  if (Number.isSafeInteger(recorded) && virtualBytes <= recorded) return volume;
+  logger.info({ volume: volume.name, fromVirtualBytes: Number.isSafeInteger(recorded) ? recorded : null, virtualBytes }, "the volume's image grew (its header's virtual size): recording it, the cap follows");
+  return plugin.setTag(volume.name, VIRTUAL_SIZE_TAG, String(virtualBytes));
 }
 
 /** The virtual size of an image never shrinks: a guest's data past the new end would be cut off. */
