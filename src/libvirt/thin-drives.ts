@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { errorMessage } from '../errors.js';
-import type { DriveConfig } from '../monitor/drive-state.js';
+import { samePolicy, type DriveConfig } from '../monitor/drive-state.js';
 import type { PolicySettings } from '../monitor/policy.js';
 import { driveCapBytes, headerBitmapBytes } from '../monitor/qcow2-capacity.js';
 import { readQcow2Header } from '../qcow2/header.js';
@@ -78,5 +78,5 @@ export async function imageCapBytes(source: string, extentBytes: number, limitBy
 
 /** Whether two drive configurations would decide alike (the volume is compared by the caller). */
 export function sameDriveSettings(a: DriveConfig, b: DriveConfig): boolean {
-  return a.capBytes === b.capBytes && JSON.stringify(a.policy) === JSON.stringify(b.policy);
+  return a.capBytes === b.capBytes && samePolicy(a.policy, b.policy);
 }

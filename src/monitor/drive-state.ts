@@ -15,6 +15,12 @@ export interface DriveConfig {
   policy: PolicySettings;
 }
 
+/** Two policies that decide alike (every setting equal; they are flat records of numbers and flags). */
+export function samePolicy(a: PolicySettings, b: PolicySettings): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof PolicySettings>);
+  return [...keys].every((key) => a[key] === b[key]);
+}
+
 export type DrivePhase = 'ok' | 'extending' | 'paused-enospc' | 'error';
 
 export interface DriveStatus {
@@ -77,7 +83,7 @@ export class DriveState {
    */
   reconfigure(config: DriveConfig): void {
     const capGrew = config.capBytes > this.config.capBytes;
-    const policyChanged = JSON.stringify(config.policy) !== JSON.stringify(this.config.policy);
+    const policyChanged = !samePolicy(config.policy, this.config.policy);
     this.config = config;
     if (policyChanged) this.policy = new ExtensionPolicy(config.policy);
     if (capGrew && this.failure) this.failure = { ...this.failure, retryAt: 0 };
