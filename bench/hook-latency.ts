@@ -87,7 +87,7 @@ export async function hookLatency(runs: number): Promise<HookLatency> {
     // The exact command `policy show` runs, as Virsh builds it.
     let virshMetadata: readonly string[] = [];
     await new Virsh(async (_command, args) => ((virshMetadata = args), { stdout: '', stderr: '', exitCode: 0 }), `test://${libvirtNode}`).metadata('web', TIDELINE_NAMESPACE);
-    const volumes = volumeService({ plugin, extender: new DirectExtender(plugin), run: execaRunner });
+    const volumes = volumeService({ plugin, logger: silentLogger, extender: new DirectExtender(plugin), run: execaRunner });
     const agent = await serveControl(socket, volumes, silentLogger);
     const libvirtd = await libvirtdWithPolicyDomain(libvirtNode);
     try {

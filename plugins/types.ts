@@ -19,8 +19,11 @@ export interface StoragePlugin {
 
   create(volume: string, sizeBytes: number, tags?: Record<string, string>): Promise<VolumeInfo>;
   remove(volume: string): Promise<void>;
-  /** Sets one tag (replacing its old value): the SPM's record of a layer's parent after an inner commit. */
-  setTag(volume: string, key: string, value: string): Promise<VolumeInfo>;
+  /**
+   * Sets one tag, replacing its old value, or removes it (`undefined`): the
+   * SPM's record of a layer's parent after an inner commit or a block pull.
+   */
+  setTag(volume: string, key: string, value: string | undefined): Promise<VolumeInfo>;
   list(): Promise<VolumeInfo[]>;
   describe(volume: string): Promise<VolumeInfo>;
   /** Grows to an absolute size (rounded up to the extent size); the current size changes nothing; a smaller one is refused with ShrinkRefusedError. */

@@ -151,10 +151,12 @@ export class LoopPlugin implements StoragePlugin {
     });
   }
 
-  async setTag(volume: string, key: string, value: string): Promise<VolumeInfo> {
+  async setTag(volume: string, key: string, value: string | undefined): Promise<VolumeInfo> {
     return this.exclusive(async () => {
       const info = await this.describe(volume);
-      const tags = { ...info.tags, [key]: value };
+      const tags = { ...info.tags };
+      if (value === undefined) delete tags[key];
+      else tags[key] = value;
       await writeFile(`${this.tagsFileOf(volume)}.new`, JSON.stringify(tags));
       // Renamed over the old file: a reader sees the old tags or the new ones, never half of them.
       await rename(`${this.tagsFileOf(volume)}.new`, this.tagsFileOf(volume));

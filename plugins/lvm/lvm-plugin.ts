@@ -183,11 +183,12 @@ export class LvmPlugin implements StoragePlugin {
     throw this.failure('lvextend', result.stderr);
   }
 
-  async setTag(volume: string, key: string, value: string): Promise<VolumeInfo> {
+  async setTag(volume: string, key: string, value: string | undefined): Promise<VolumeInfo> {
     const current = await this.describe(volume);
     const old = current.tags[key];
+    if (old === value) return current;
     // One lvchange: both tag changes land in one metadata commit.
-    const args = [...(old === undefined ? [] : ['--deltag', encodeTag(key, old)]), '--addtag', encodeTag(key, value), `${this.options.vg}/${volume}`];
+    const args = [...(old === undefined ? [] : ['--deltag', encodeTag(key, old)]), ...(value === undefined ? [] : ['--addtag', encodeTag(key, value)]), `${this.options.vg}/${volume}`];
     const result = await this.lvm('lvchange', args, [LVM_FAILED]);
     if (result.exitCode === 0) return this.describe(volume);
     this.refusedReadOnly('lvchange', volume, result.stderr);

@@ -14,6 +14,8 @@ export interface VolumeService {
   extend(volume: string, sizeBytes: number): Promise<number>;
   reduce(volume: string, freeTargetBytes: number): Promise<number>;
   reparent(volume: string, parent: string): Promise<void>;
+  /** Has the volume's record brought up to its image (backing volume, virtual size): after a block job changed the chain. */
+  followImage(volume: string): Promise<void>;
   /** Grows the volume's image to a virtual size: live when a VM here has it open, otherwise offline through the SPM; resolves with how. */
   resize(volume: string, virtualBytes: number): Promise<{ live: string | undefined }>;
   remove(volume: string): Promise<void>;

@@ -1,9 +1,11 @@
 import path from 'node:path';
+import type { Logger } from 'pino';
 import type { StoragePlugin } from '../../plugins/types.js';
 import { prepareDomain } from '../hook/hook.js';
 import { MailboxExtender } from '../mailbox/mailbox-extender.js';
 import type { Extender } from '../monitor/ports.js';
-import { assertReducible, createChildVolume, createThinVolume, deleteThinVolume, imageVirtualBytes, PARENT_TAG, reduceThinVolume, resizeThinImage } from '../spm/volume-lifecycle.js';
+import { followImageRecord, imageVirtualBytes, PARENT_TAG } from '../spm/image-record.js';
+import { assertReducible, createChildVolume, createThinVolume, deleteThinVolume, reduceThinVolume, resizeThinImage } from '../spm/volume-lifecycle.js';
 import type { Runner } from '../util/runner.js';
 import { TideError } from '../errors.js';
 import type { VolumeService } from './control-server.js';
@@ -28,6 +30,7 @@ export class VolumeInUseHereError extends TideError {
 
 export interface VolumeServiceOptions {
   plugin: StoragePlugin;
+  logger: Logger;
   extender: Extender;
   run: Runner;
   /** Makes this host's inventory current on the mailbox (src/mailbox/inventory-publisher.ts). */
@@ -104,9 +107,10 @@ export function volumeService(options: VolumeServiceOptions): VolumeService {
     return {
       create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, run, volume, sizeBytes, virtualBytes)).sizeBytes,
       createChild: async (volume, parent, sizeBytes) => (await createChildVolume(plugin, run, volume, parent, sizeBytes)).sizeBytes,
-      remove: (volume) => deleteThinVolume(plugin, run, volume),
+      remove: (volume) => deleteThinVolume(plugin, run, volume, { logger: options.logger }),
       reduce: (volume, freeTargetBytes) => reduceThinVolume(plugin, run, volume, freeTargetBytes),
       reparent: async (volume, parent) => void (await plugin.setTag(volume, PARENT_TAG, parent)),
+      followImage: async (volume) => void (await followImageRecord(plugin, volume, options.logger)),
       resize: (volume, virtualBytes) => resize(volume, virtualBytes, (name, bytes) => resizeThinImage(plugin, run, name, bytes)),
       extend,
       ...activation,
@@ -130,6 +134,7 @@ export function volumeService(options: VolumeServiceOptions): VolumeService {
       return sizeBytes;
     },
     reparent: (volume, parent) => spm.reparent(volume, parent),
+    followImage: (volume) => spm.followImage(volume),
     // The SPM checks every host's inventory before it grows an image offline: this host's is made current first.
     resize: (volume, virtualBytes) =>
       resize(volume, virtualBytes, async (name, bytes) => {

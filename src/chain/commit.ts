@@ -3,7 +3,7 @@ import { errorMessage } from '../errors.js';
 import { parseDomainXml } from '../libvirt/domain-xml.js';
 import type { Virsh } from '../libvirt/virsh.js';
 import { volumeCap } from '../spm/validate.js';
-import { PARENT_TAG } from '../spm/volume-lifecycle.js';
+import { PARENT_TAG } from '../spm/image-record.js';
 import { SnapshotError } from './snapshot.js';
 import { layerMergeBytes } from './measure.js';
 import type { Runner } from '../util/runner.js';

@@ -1,5 +1,5 @@
 import type { VolumeInfo } from '../../plugins/types.js';
-import { PARENT_TAG } from '../spm/volume-lifecycle.js';
+import { PARENT_TAG } from '../spm/image-record.js';
 
 /**
  * The volumes of a domain as a forest of backing chains (pure): every volume

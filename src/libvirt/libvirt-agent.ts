@@ -12,6 +12,7 @@ import { LibvirtVm } from './libvirt-vm.js';
 import type { Virsh } from './virsh.js';
 import type { WatchOptions } from '../agent/watch-options.js';
 import { refreshAtAttach } from '../agent/refresh-at-attach.js';
+import { chainVolumes, completedBlockJob } from './block-jobs.js';
 import { deriveThinDrives, imageCapBytes, sameDriveSettings, type ThinDrive } from './thin-drives.js';
 import type { TimerHandle } from '../util/clock.js';
 import { readQcow2Header } from '../qcow2/header.js';
@@ -32,6 +33,11 @@ import { VirtualShrinkRefusedError } from '../spm/volume-lifecycle.js';
  */
 export interface LibvirtAgentOptions extends WatchOptions {
   virsh: Virsh;
+  /**
+   * Has the SPM bring a volume's record up to its image (its backing volume,
+   * its virtual size): after a block job changed a disk's chain.
+   */
+  followImage?: (volume: string) => Promise<void>;
   /** How often every watched domain is reconciled without an event (the net under a missed one). */
   reconcileIntervalMs?: number;
 }
@@ -42,6 +48,7 @@ export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 const RECONCILE_EVENTS = new Set(['device-added', 'device-removed', 'block-job', 'block-job-2', 'metadata-change', 'job-completed', 'disk-change', 'tray-change']);
 export const LAYER_REPLACED_MESSAGE = "the drive's active layer is another volume now (snapshot, block commit or copy); watching that one instead";
 export const DRIVE_UNPLUGGED_MESSAGE = 'thin drive left the domain (unplugged); no longer watched';
+export const CHAIN_RECORDED_MESSAGE = "block job completed: the SPM's records of the disk's chain follow its images (parents, virtual sizes)";
 export const SETTINGS_FOLLOWED_MESSAGE = 'thin drive settings changed (policy or image size); following them';
 
 /** An announced migration that never arrived is forgotten after this (libvirt gives up on an incoming migration long before). */
@@ -178,12 +185,34 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     }
     if (event.kind === 'other' && RECONCILE_EVENTS.has(event.name)) {
       void this.reconcile(event.domain, `libvirt event ${event.name}${event.detail ? ` (${event.detail})` : ''}`);
+      const job = event.name === 'block-job-2' ? completedBlockJob(event.detail) : undefined;
+      if (job) void this.recordChain(event.domain, job.target, job.job);
       if (event.name === 'metadata-change' || event.name === 'device-added' || event.name === 'device-removed') return;
     }
     const watched = this.watched.get(event.domain);
     if (!watched) return;
     const input = watched.vm.translate(event, (path) => [...watched.drives.values()].find((drive) => drive.source === path)?.target);
     if (input) watched.monitor.handle(input);
+  }
+
+  /**
+   * A block job on the disk completed: its chain is what the images say now
+   * (a pulled layer has no parent, a committed one another), and the SPM's
+   * records follow them, so the old parent can be deleted and tideline's own
+   * chain commands see the chain as it is.
+   */
+  private async recordChain(domain: string, target: string, job: string): Promise<void> {
+    const { virsh, plugin, logger, followImage } = this.options;
+    if (!followImage) return;
+    try {
+      const disk = parseDomainXml(await virsh.dumpXml(domain)).disks.find((candidate) => candidate.target === target);
+      if (!disk) return;
+      const volumes = await chainVolumes(disk, plugin);
+      for (const volume of volumes) await followImage(volume);
+      if (volumes.length > 0) logger.info({ vm: domain, drive: target, job, volumes }, CHAIN_RECORDED_MESSAGE);
+    } catch (error) {
+      logger.warn({ vm: domain, drive: target, job, err: errorMessage(error) }, "could not have the SPM record the disk's chain after a block job; deleting a layer it no longer needs checks the images again");
+    }
   }
 
   /** The disk's active layer is no longer the one watched (a snapshot, a commit's pivot, a block copy's): look again. */

@@ -50,6 +50,13 @@ export enum Operation {
   Reparent = 6,
   /** Grow the image's virtual size to `virtualBytes` (offline), or record the size a live blockresize gave it. */
   Resize = 7,
+  /**
+   * Bring the volume's record up to its image: the backing volume its header
+   * names becomes its parent (none after a full block pull), and a grown
+   * virtual size is recorded. Asked by a host after a block job changed the
+   * chain behind tideline's back.
+   */
+  FollowImage = 8,
 }
 
 /** A create-child message holds both names in the 152 bytes from offset 40 to the end of the message. */

@@ -136,6 +136,11 @@ export class MailboxExtender implements Extender {
     return this.submit({ operation: Operation.Resize, volume, targetBytes: 0, virtualBytes });
   }
 
+  /** Asks the SPM to record what the volume's image says now: its backing volume (the parent) and a grown virtual size. */
+  async followImage(volume: string): Promise<void> {
+    await this.submit({ operation: Operation.FollowImage, volume, targetBytes: 0, virtualBytes: 0 });
+  }
+
   /** Asks the SPM to zero and remove a volume. */
   async remove(volume: string): Promise<void> {
     await this.submit({ operation: Operation.Delete, volume, targetBytes: 0, virtualBytes: 0 });
@@ -296,6 +301,7 @@ function refusal(request: Request, status: ReplyStatus, resultBytes: number): Ma
     : request.operation === Operation.Reduce ? `reduce of ${request.volume}`
     : request.operation === Operation.Reparent ? `re-parenting of ${request.volume} onto ${request.parent}`
     : request.operation === Operation.Resize ? `resize of ${request.volume}'s image to ${request.virtualBytes} bytes`
+    : request.operation === Operation.FollowImage ? `recording what ${request.volume}'s image says (backing volume, virtual size)`
     : request.operation === Operation.CreateChild ? `create of ${request.volume} on ${request.parent}`
     : `${Operation[request.operation].toLowerCase()} of ${request.volume} to ${request.targetBytes} bytes`;
   const reasons: Partial<Record<ReplyStatus, string>> = {

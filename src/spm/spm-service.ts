@@ -13,7 +13,8 @@ import { ReplyWriter } from './reply-writer.js';
 import { InProcessWakeUpWatcher, ThreadWakeUpWatcher, type WakeUpWatcher } from './wake-up-watcher.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
 import { inventoryHolds } from '../mailbox/inventory.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, followImageSize, PARENT_TAG, resizeThinImage, VirtualShrinkRefusedError, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
+import { followImageRecord, followImageSize, PARENT_TAG } from './image-record.js';
+import { createChildVolume, createThinVolume, deleteThinVolume, resizeThinImage, VirtualShrinkRefusedError, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -466,6 +467,9 @@ export class SpmService extends EventEmitter<SpmEvents> {
         await plugin.describe(request.parent);
         return finish(ReplyStatus.Ok, (await plugin.setTag(request.volume, PARENT_TAG, request.parent)).sizeBytes);
       }
+      if (request.operation === Operation.FollowImage) {
+        return finish(ReplyStatus.Ok, (await followImageRecord(plugin, request.volume, logger)).sizeBytes);
+      }
       if (request.operation === Operation.Resize) {
         if (request.virtualBytes <= 0) return finish(ReplyStatus.InvalidRequest, 0, 'resize needs a positive virtual size');
         const resized = await resizeThinImage(plugin, this.run, request.volume, request.virtualBytes, (volume) => this.refuseIfOpenOnAnyHost(volume, 'resized offline'));
@@ -476,7 +480,7 @@ export class SpmService extends EventEmitter<SpmEvents> {
         return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.run, request.volume, request.targetBytes, (volume) => this.refuseIfOpenOnAnyHost(volume, 'reduced')));
       }
       if (request.operation === Operation.Delete) {
-        await deleteThinVolume(plugin, this.run, request.volume, (volume) => this.refuseIfOpenOnAnyHost(volume, 'deleted'));
+        await deleteThinVolume(plugin, this.run, request.volume, { logger, assertUnusedElsewhere: (volume) => this.refuseIfOpenOnAnyHost(volume, 'deleted') });
         return finish(ReplyStatus.Ok, 0);
       }
       let volume = await plugin.describe(request.volume);

@@ -5,6 +5,7 @@ import { TideError } from '../errors.js';
 import type { Logger } from 'pino';
 import type { Runner } from '../util/runner.js';
 import { alignUp } from '../util/sizes.js';
+import { confirmedChildrenOf, imageVirtualBytes, PARENT_TAG, taggedChildrenOf } from './image-record.js';
 import { VIRTUAL_SIZE_TAG } from './validate.js';
 
 /**
@@ -28,9 +29,6 @@ export class VolumeInUseError extends TideError {
 export class VolumeHasChildrenError extends TideError {
   readonly code = 'volume-has-children';
 }
-
-/** The tag naming a volume's backing volume; the qcow2 header names it too, by its backing path. */
-export const PARENT_TAG = 'parent';
 
 const QEMU_IMG_TIMEOUT_MS = 60_000;
 /** Zeroing is proportional to the volume's size; big LVs take minutes. */
@@ -70,43 +68,6 @@ async function createImageVolume(plugin: StoragePlugin, run: Runner, volume: str
   return created;
 }
 
-/**
- * The virtual size the volume's qcow2 header gives now. The image is the
- * truth, the `virtual-bytes` tag only its record: an administrator's
- * `virsh blockresize` or `qemu-img resize` grows the image and no tag. Read
- * through this host's device of the volume, activated for the read when it
- * was not active here (and deactivated again).
- */
-export async function imageVirtualBytes(plugin: StoragePlugin, volume: string): Promise<number> {
-  const activePath = await plugin.activePath(volume);
-  const device = activePath ?? (await plugin.activate(volume));
-  try {
-    return (await readQcow2Header(device)).virtualBytes;
-  } finally {
-    if (activePath === undefined) await plugin.deactivate(volume).catch(() => undefined);
-  }
-}
-
-/**
- * The volume with its recorded virtual size brought up to what its image
- * says now, when the image grew (an administrator's blockresize); never
- * lowered, since shrinking an image's virtual size is refused everywhere.
- * An unreadable header leaves the record as it is.
- */
-export async function followImageSize(plugin: StoragePlugin, volume: VolumeInfo, logger: Logger): Promise<VolumeInfo> {
-  const recorded = Number(volume.tags[VIRTUAL_SIZE_TAG]);
-  let virtualBytes: number;
-  try {
-    virtualBytes = await imageVirtualBytes(plugin, volume.name);
-  } catch (error) {
-    logger.warn({ volume: volume.name, err: (error as Error).message }, "cannot read the volume's qcow2 header to see whether the image grew; its recorded virtual size stands");
-    return volume;
-  }
-  if (Number.isSafeInteger(recorded) && virtualBytes <= recorded) return volume;
-  logger.info({ volume: volume.name, fromVirtualBytes: Number.isSafeInteger(recorded) ? recorded : null, virtualBytes }, "the volume's image grew (its header's virtual size): recording it, the cap follows");
-  return plugin.setTag(volume.name, VIRTUAL_SIZE_TAG, String(virtualBytes));
-}
-
 /** The virtual size of an image never shrinks: a guest's data past the new end would be cut off. */
 export class VirtualShrinkRefusedError extends TideError {
   readonly code = 'virtual-shrink-refused';
@@ -141,21 +102,17 @@ export async function resizeThinImage(plugin: StoragePlugin, run: Runner, volume
   return plugin.setTag(volume, VIRTUAL_SIZE_TAG, String(virtualBytes));
 }
 
-/** Volumes whose image is backed by `volume`, by their tags. */
-export async function childrenOf(plugin: StoragePlugin, volume: string): Promise<string[]> {
-  return (await plugin.list()).filter((candidate) => candidate.tags[PARENT_TAG] === volume).map((candidate) => candidate.name);
-}
-
 /**
  * `assertUnusedElsewhere`: the SPM's check of other hosts' inventories, run
  * after the refusals that hold whoever uses the volume (children), so an
- * admin hears the lasting reason first.
+ * admin hears the lasting reason first. A child counts only while its image
+ * still names the volume as its backing file (a block pull frees it).
  */
-export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volume: string, assertUnusedElsewhere: (volume: string) => Promise<void> = async () => undefined): Promise<void> {
+export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volume: string, options: { logger: Logger; assertUnusedElsewhere?: (volume: string) => Promise<void> }): Promise<void> {
   await plugin.describe(volume);
-  const children = await childrenOf(plugin, volume);
+  const children = await confirmedChildrenOf(plugin, volume, options.logger);
   if (children.length > 0) throw new VolumeHasChildrenError(`volume ${volume} backs ${children.join(', ')}; delete or commit those first`);
-  await assertUnusedElsewhere(volume);
+  await options.assertUnusedElsewhere?.(volume);
   // Active here means a VM (or an admin) may be using it: zeroing it would destroy live data.
   if (await plugin.isActive(volume)) throw new VolumeInUseError(`volume ${volume} is active on this host; stop the VM using it and deactivate it before deleting`);
   const device = await plugin.activate(volume);
@@ -178,7 +135,7 @@ export async function deleteThinVolume(plugin: StoragePlugin, run: Runner, volum
 export async function assertReducible(plugin: StoragePlugin, volume: string, assertUnusedElsewhere?: (volume: string) => Promise<void>): Promise<boolean> {
   const activeHere = await plugin.isActive(volume);
   if (!activeHere && !assertUnusedElsewhere) return false;
-  if ((await childrenOf(plugin, volume)).length > 0) return activeHere;
+  if ((await taggedChildrenOf(plugin, volume)).length > 0) return activeHere;
   if (activeHere) {
     throw new VolumeInUseError(`volume ${volume} is active on this host and is the top of its chain, which a VM may be writing; stop the VM (or snapshot it, making ${volume} read-only) before reducing it`);
   }

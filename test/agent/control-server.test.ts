@@ -30,6 +30,7 @@ describe('control socket and hook spool: root only', function () {
     extend: async (volume) => { calls.push(`extend ${volume}`); return 1; },
     reduce: async (volume) => { calls.push(`reduce ${volume}`); return 1; },
     reparent: async (volume) => void calls.push(`reparent ${volume}`),
+    followImage: async (volume) => void calls.push(`follow image ${volume}`),
     resize: async (volume) => { calls.push(`resize ${volume}`); return { live: undefined }; },
     remove: async (volume) => void calls.push(`delete ${volume}`),
     activate: async (volume) => { calls.push(`activate ${volume}`); return { path: '/dev/null', sizeBytes: 1 }; },

@@ -4,6 +4,7 @@ import { volumeService } from '../../src/agent/volume-service.js';
 import { FakeStorage } from '../helpers/fake-vm.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { execaRunner } from '../../src/util/runner.js';
+import { silentLogger } from '../../src/log/logger.js';
 
 /** Activation on this host through the agent: the inventory follows at once, and a VM's disk is never pulled from under it. */
 describe('volume service: activation on this host', () => {
@@ -17,6 +18,7 @@ describe('volume service: activation on this host', () => {
     } as unknown as StoragePlugin;
     const service = volumeService({
       plugin,
+      logger: silentLogger,
       extender: new FakeStorage(new FakeClock()),
       run: execaRunner,
       publishInventory: async () => void calls.push('publish inventory'),

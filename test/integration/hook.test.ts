@@ -83,7 +83,7 @@ describe('libvirt hook', function () {
     const withAgent = path.join(world.dir, 'with-agent.conf');
     await writeFile(withAgent, `loop-domain = ${world.workspace.domainDir}\ncontrol-socket = ${socket}\n`);
     let published = 0;
-    const service = (plugin: StoragePlugin) => volumeService({ plugin, extender: new FakeStorage(new FakeClock()), run: execaRunner, publishInventory: async () => void (published += 1) });
+    const service = (plugin: StoragePlugin) => volumeService({ plugin, logger: silentLogger, extender: new FakeStorage(new FakeClock()), run: execaRunner, publishInventory: async () => void (published += 1) });
     await world.plugin.create('agentprep-vda', 64 * MiB);
     const device = await world.plugin.activate('agentprep-vda');
     await world.plugin.extend('agentprep-vda', 192 * MiB);
@@ -128,7 +128,7 @@ describe('libvirt hook', function () {
     await writeFile(noNode, await hookScript({ nodePath: path.join(world.dir, 'no-such-node'), spool }), { mode: 0o755 });
     const runWithoutNode = (name: string, device: string, env: Record<string, string> = {}) => execa(noNode, [name, 'prepare', 'begin', '-'], { input: xmlFor(device), reject: false, timeout: 20_000, env: { TIDELINE_CONFIG: config, ...env } });
     let published = 0;
-    const service = (plugin: StoragePlugin) => volumeService({ plugin, extender: new FakeStorage(new FakeClock()), run: execaRunner, publishInventory: async () => void (published += 1) });
+    const service = (plugin: StoragePlugin) => volumeService({ plugin, logger: silentLogger, extender: new FakeStorage(new FakeClock()), run: execaRunner, publishInventory: async () => void (published += 1) });
     await world.plugin.create('spoolprep-vda', 64 * MiB);
     const device = await world.plugin.activate('spoolprep-vda');
     await world.plugin.extend('spoolprep-vda', 192 * MiB);

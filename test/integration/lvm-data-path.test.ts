@@ -73,12 +73,12 @@ describe('real LVM with device-mapper: two hosts on one LUN (storage host guests
   });
 
   it('refuses to delete a volume that is active on the SPM host, then zeroes its extents on a real mapping before lvremove', async () => {
-    await assert.rejects(deleteThinVolume(spm, world.host('a').run, VOLUME), { code: 'volume-in-use' });
+    await assert.rejects(deleteThinVolume(spm, world.host('a').run, VOLUME, { logger: silentLogger }), { code: 'volume-in-use' });
     await spm.deactivate(VOLUME);
     const extents = await volumeExtents(world.host('a'), VOLUME);
     assert.equal(extents.length, 128 * MiB);
     assert.ok(!(await isZero(world.lunPath, extents)), 'the volume holds data before the delete');
-    await deleteThinVolume(spm, world.host('a').run, VOLUME);
+    await deleteThinVolume(spm, world.host('a').run, VOLUME, { logger: silentLogger });
     assert.ok(await isZero(world.lunPath, extents), 'every byte of the removed volume is zero on the LUN');
     assert.deepEqual((await hostB.list()).map((volume) => volume.name), []);
   });
@@ -114,8 +114,8 @@ describe('real LVM with device-mapper: two hosts on one LUN (storage host guests
     assertQemuIo(await qemuIo(b, onB, ['read -P 0xc3 0 40M'], { readOnly: true }), 'ok');
     await hostB.deactivate('shrinkme');
     await spm.deactivate('shrinkme');
-    await deleteThinVolume(spm, a.run, 'shrinkme-top');
-    await deleteThinVolume(spm, a.run, 'shrinkme');
+    await deleteThinVolume(spm, a.run, 'shrinkme-top', { logger: silentLogger });
+    await deleteThinVolume(spm, a.run, 'shrinkme', { logger: silentLogger });
   });
 
   it("host B's LVM itself refuses every metadata change (read-only mode); the SPM's does not", async () => {

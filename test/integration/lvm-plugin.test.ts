@@ -90,13 +90,15 @@ describe('lvm plugin against real LVM (activation disabled)', function () {
     await assert.rejects(LvmPlugin.open({ vg: `${vg}-missing`, run: execaRunner, role: 'host', activation: false, extraSettings: NO_TRACES }), /no device of this host carries volume group/);
   });
 
-  it('replaces one tag in place (a layer\'s parent after an inner commit), and only on the SPM', async () => {
+  it('replaces or removes one tag in place (a layer\'s parent after an inner commit or a block pull), and only on the SPM', async () => {
     assert.deepEqual((await plugin.setTag('vm1-vda', 'parent', 'tpl-a')).tags, { 'virtual-bytes': String(4 * GiB), owner: 'host-3', parent: 'tpl-a' });
     assert.deepEqual((await plugin.setTag('vm1-vda', 'parent', 'tpl-b')).tags, { 'virtual-bytes': String(4 * GiB), owner: 'host-3', parent: 'tpl-b' }, 'the old value is gone');
     const host = await LvmPlugin.open({ vg, run: execaRunner, role: 'host', activation: false, devices: [loopDevice], extraSettings: NO_TRACES });
     await assert.rejects(host.setTag('vm1-vda', 'parent', 'tpl-c'), { code: 'metadata-read-only' });
     await assert.rejects(plugin.setTag('vm1-vda', 'parent', 'a b'), /cannot be stored as an LVM tag/);
     assert.equal((await plugin.describe('vm1-vda')).tags.parent, 'tpl-b');
+    assert.deepEqual((await plugin.setTag('vm1-vda', 'parent', undefined)).tags, { 'virtual-bytes': String(4 * GiB), owner: 'host-3' }, 'removed');
+    assert.deepEqual((await plugin.setTag('vm1-vda', 'parent', undefined)).tags, { 'virtual-bytes': String(4 * GiB), owner: 'host-3' }, 'removing an absent tag changes nothing');
   });
 
   it('as a host that is not the SPM, LVM itself refuses every metadata change', async () => {

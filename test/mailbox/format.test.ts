@@ -25,7 +25,7 @@ const volumeName = fc.stringMatching(/^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,127}$/);
 const size = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 const plainRequest: fc.Arbitrary<Request> = fc.record({
   sequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-  operation: fc.constantFrom(Operation.Extend, Operation.Create, Operation.Delete, Operation.Reduce),
+  operation: fc.constantFrom(Operation.Extend, Operation.Create, Operation.Delete, Operation.Reduce, Operation.Resize, Operation.FollowImage),
   volume: volumeName,
   targetBytes: size,
   virtualBytes: size,

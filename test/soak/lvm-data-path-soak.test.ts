@@ -82,7 +82,7 @@ describe('soak: real LVM data path, many extensions and moves between two hosts'
     const check = await world.host('a').run('qemu-img', ['check', '-f', 'qcow2', await spm.activate(VOLUME)], { acceptExitCodes: [3] });
     assert.ok(check.exitCode === 0 || check.exitCode === 3, check.stdout);
     await spm.deactivate(VOLUME);
-    await deleteThinVolume(spm, world.host('a').run, VOLUME);
+    await deleteThinVolume(spm, world.host('a').run, VOLUME, { logger: silentLogger });
     const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)] ?? 0;
     process.stdout.write(`      ${ROUNDS} units, ${enospc} ENOSPC, ${extensions} extensions, ${Math.floor((ROUNDS - 1) / MOVE_EVERY)} moves; median lvextend ${Math.round(median(extendMs))} ms, median refresh ${Math.round(median(refreshMs))} ms (TCG)\n`);
   });

@@ -214,6 +214,28 @@ describe('SPM: requests through the mailbox', function () {
     await host.remove('vm1-vda-snap1');
   });
 
+  it("records what a child's image says after a block job (rebased onto another layer, then pulled in full), and a parent whose children no longer use it can be deleted", async () => {
+    await host.create('pull-base', 32 * MiB, 256 * MiB);
+    await host.create('pull-mid', 32 * MiB, 256 * MiB);
+    await host.createChild('pull-top', 'pull-base', 32 * MiB);
+    const top = path.join(dir, 'domain', 'pull-top.img');
+    // `virsh blockpull --base` leaves the top backed by a lower layer; here another volume, as qemu-img rebase would.
+    await execaRunner('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-F', 'qcow2', '-b', plugin.backingPath('pull-mid'), top], { timeoutMs: 30_000 });
+    await host.followImage('pull-top');
+    assert.equal((await plugin.describe('pull-top')).tags.parent, 'pull-mid', 'the parent is what the image names');
+    // A full `virsh blockpull`: no backing file any more. Nobody told the SPM; deleting the old parent asks the images.
+    await execaRunner('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', '', top], { timeoutMs: 30_000 });
+    await host.remove('pull-mid');
+    assert.equal((await plugin.describe('pull-top')).tags.parent, undefined, 'the stale parent tag is gone');
+    assert.ok(spmLog.some((line) => line.msg === "the volume's image has no backing volume any more (block pull): its parent record is removed"));
+    await assert.rejects(plugin.describe('pull-mid'), { code: 'volume-not-found' });
+    // A child whose image still names its parent keeps holding it.
+    await host.createChild('pull-child', 'pull-base', 32 * MiB);
+    assert.equal((await refusal(host.remove('pull-base'))).code, 'volume-has-children');
+    assert.equal((await refusal(host.followImage('nosuch'))).code, 'volume-not-found');
+    for (const volume of ['pull-child', 'pull-top', 'pull-base']) await host.remove(volume);
+  });
+
   it('reduces a volume nobody uses to its image end plus the free target, keeps its data, refuses an active top, and reduces an active inner layer', async () => {
     await host.create('vm5-vda', 64 * MiB, 1024 * MiB);
     const device = await plugin.activate('vm5-vda');

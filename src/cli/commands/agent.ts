@@ -108,6 +108,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
     let agent: Agent | undefined;
     const volumes = volumeService({
       plugin,
+      logger,
       extender,
       run: execaRunner,
       publishInventory: () => inventory?.publishNow() ?? Promise.resolve(),
@@ -115,7 +116,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       resizeLive: (volume, virtualBytes) => libvirt?.resizeLive(volume, virtualBytes) ?? Promise.resolve(undefined),
     });
     const libvirt = argv.libvirt
-      ? new LibvirtAgent({ virsh: agentVirsh(argv, logger), plugin, extender, policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
+      ? new LibvirtAgent({ virsh: agentVirsh(argv, logger), plugin, extender, followImage: (volume) => volumes.followImage(volume), policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
       : undefined;
     if (argv['qmp-dir'] !== undefined && !argv['qmp-dir'].startsWith('/')) throw new InvalidConfigError(`--qmp-dir '${argv['qmp-dir']}' must be an absolute path`);
     agent = new Agent({ settings, plugin, extender, clock: systemClock, logger, ...(peers ? { peers } : {}), ...(libvirt ? { libvirt } : {}), ...(argv['qmp-dir'] ? { qmpDirectory: argv['qmp-dir'] } : {}) });
