@@ -59,13 +59,18 @@ export class LibvirtVm implements VmControl {
    * for the incoming state (QEMU's 'inmigrate') and the source at switch-over.
    * A domain that never ran here is the destination's; one that ran here is
    * the source. (libvirt gives the destination no job to ask about: its
-   * queries wait for the migration to end or are refused.)
+   * queries wait for the migration to end or are refused.) "running
+   * (post-copy)" is the destination running the VM before the migration
+   * ended; "paused (post-copy)" and "paused (post-copy failed)" are plain
+   * pauses, never tideline's to undo.
    */
   async runState(): Promise<RunState> {
     const { state, reason } = await this.virsh.state(this.domain);
     if (state === 'running') {
       this.seenRunning = true;
       this.migratingIn = false;
+      // The destination of a post-copy migration: libvirt holds every block query until the migration ends.
+      if (reason === 'post-copy') return 'postcopy';
     }
     if (state !== 'paused') return state;
     if (reason === 'I/O error') return 'io-error';

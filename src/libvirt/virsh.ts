@@ -1,6 +1,7 @@
 import type { Runner } from '../util/runner.js';
 import { blockStatsFromFields, type BlockStats, type DomainState } from './domain-facts.js';
 import { LibvirtError } from './libvirt-error.js';
+import { errorMessage } from '../errors.js';
 import { directPathUnusable, type DirectLibvirt } from './remote/direct-libvirt.js';
 
 export { LibvirtError };
@@ -127,7 +128,8 @@ export class Virsh {
   async migratingOut(domain: string): Promise<boolean> {
     return this.directFirst(
       (direct) => direct.migratingOut(domain),
-      async () => isOutgoingMigrationJob(await this.virsh(['domjobinfo', '--', domain])),
+      // virsh has only the words of libvirt's refusal on a migration's destination (DirectLibvirt.migratingOut).
+      async () => isOutgoingMigrationJob(await this.virsh(['domjobinfo', '--', domain]).catch((error: unknown) => (/only on the source host/.test(errorMessage(error)) ? '' : Promise.reject(error)))),
     );
   }
 

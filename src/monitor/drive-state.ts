@@ -103,6 +103,16 @@ export class DriveState {
     this.observeHighWater(highWaterAtLeast, now);
   }
 
+  /**
+   * Nothing can be asked about the drive's writes for a while (the
+   * destination of a post-copy migration): it counts as written up to the
+   * end of its volume, so the next decision gives it its free target back.
+   * Not a measured write: the write-rate estimate does not see it.
+   */
+  assumeWrittenToEnd(): void {
+    this.highWater = Math.max(this.highWater, this.volumeBytes);
+  }
+
   markNoSpace(): void {
     this.noSpace = true;
   }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
 import type { DriveState } from './drive-state.js';
-import { DEFAULT_INCOMING_REFRESH_MS, type MigrationPhase } from './migration.js';
+import { DEFAULT_INCOMING_REFRESH_MS, POST_COPY_MESSAGE, type MigrationPhase } from './migration.js';
 import type { Extender, MigrationPeers } from './ports.js';
 
 export interface IncomingMigrationOptions {
@@ -27,6 +27,8 @@ export interface IncomingMigrationOptions {
  */
 export class IncomingMigration {
   phase: MigrationPhase | undefined;
+  /** The VM runs here while its memory still comes from the source (post-copy); still incoming until the migration ends. */
+  postCopy = false;
   /** Views announced while QEMU was still starting here; withdrawn once it runs, unless it turned out to migrate in. */
   private announcedWhileStarting = false;
   readonly refreshMs: number;
@@ -56,6 +58,16 @@ export class IncomingMigration {
   /** The VM runs here now: no longer incoming (the caller arms, refreshes and withdraws). */
   arrived(): void {
     this.phase = undefined;
+    this.postCopy = false;
+  }
+
+  /** The VM started running here before the migration ended (post-copy); true when this is news. */
+  enterPostCopy(): boolean {
+    if (this.postCopy) return false;
+    this.postCopy = true;
+    this.options.logger.info({ drives: this.options.drives().map((drive) => drive.name) }, POST_COPY_MESSAGE);
+    this.options.changed();
+    return true;
   }
 
   /** The VM migrated away from this host. */

@@ -21,6 +21,12 @@ import type { RunState } from './ports.js';
  *   mailbox), the source cancels the migration, and the VM goes on here;
  * - the moment the VM runs here, every volume is refreshed once more and every
  *   threshold armed; from then on the VM is watched as if it had started here;
+ * - in post-copy the VM runs here before the migration ends, and libvirt
+ *   answers no block query and takes no threshold meanwhile: each drive gets
+ *   its free target at once (as if written to its end), a pause for lack of
+ *   space is extended at once and resumed as soon as libvirt allows (when
+ *   the migration ends), and the thresholds are armed then. A post-copy that
+ *   fails leaves the VM "paused (post-copy failed)", never resumed here;
  * - on the source, once QEMU reports `postmigrate` the VM has left: its
  *   monitor stops. A failed or cancelled migration never reaches that state,
  *   so the source goes on watching as before.
@@ -45,6 +51,12 @@ export const DEFAULT_DESTINATION_WAIT_MS = 5_000;
 
 export const ARRIVED_PAUSED_MESSAGE =
   'VM arrived by live migration paused for an I/O error no drive reports (the source paused it for lack of space; QEMU does not carry the drive\'s error across): treating the drives near their end as out of space, then resuming';
+
+export const POST_COPY_MESSAGE =
+  'VM runs here in post-copy (its memory still comes from the source): libvirt answers no block query until the migration ends, so each drive is given its free target now as if written to its end, a write that finds no space is extended at once, and thresholds are armed when the migration ends';
+
+export const POST_COPY_PAUSE_MESSAGE =
+  'VM paused in post-copy for an I/O error no drive reports (libvirt answers no disk-error query until the migration ends): treating the drives near their end as out of space, then resuming once libvirt allows';
 
 export const MIGRATION_CANCELLED_MESSAGE =
   'no destination of this live migration sees the new space of the volume: migration cancelled, the VM goes on here (on the destination it would read what the guest wrote there as zeros)';

@@ -19,9 +19,12 @@ export interface Extender {
  * I/O error causes. One is tideline's own: 'starting', a VM its hypervisor is
  * still setting up (libvirt's "paused (starting up)"), which answers no block
  * query yet. QEMU's 'prelaunch' (started with -S) is not that: its block layer
- * works and can be written.
+ * works and can be written. Another is 'postcopy': the destination of a
+ * post-copy migration runs the VM while its memory still comes from the
+ * source (libvirt's "running (post-copy)"), and its hypervisor answers no
+ * block query and takes no threshold until the migration ends.
  */
-export type RunState = 'running' | 'paused' | 'io-error' | 'shutdown' | 'inmigrate' | 'postmigrate' | 'starting' | 'suspended' | string;
+export type RunState = 'running' | 'paused' | 'io-error' | 'shutdown' | 'inmigrate' | 'postmigrate' | 'starting' | 'suspended' | 'postcopy' | string;
 
 /** The running VM as the monitor sees it. Drives are named as in the VM (vda). */
 export interface VmControl {

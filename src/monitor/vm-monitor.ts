@@ -4,11 +4,11 @@ import { errorCode, errorMessage } from '../errors.js';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
-import { ARRIVED_PAUSED_MESSAGE, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
+import { ARRIVED_PAUSED_MESSAGE, MIGRATED_AWAY_MESSAGE, migrationPhase, POST_COPY_PAUSE_MESSAGE, type MigrationPhase } from './migration.js';
 import { IncomingMigration } from './incoming-migration.js';
 import { CapFollower } from './cap-follower.js';
 import { OutgoingMigrationGate } from './outgoing-migration.js';
-import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
+import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, RunState, VmControl } from './ports.js';
 
 /**
  * Watches every thin drive of one VM: arms write thresholds, extends volumes
@@ -202,7 +202,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       }
       case 'resumed':
         if (this.incoming.incoming) {
-          void this.arrive(now);
+          void this.resumedWhileIncoming(now);
           return;
         }
         if (this.pausedForNoSpace && !this.resuming) {
@@ -317,7 +317,11 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       }
       if (this.incoming.incoming) {
         // Still arriving: refreshed and announced above. Once it runs here (its RESUME event missed, or it came
-        // before we attached), the thresholds are armed.
+        // before we attached), the thresholds are armed; in post-copy, once the migration has ended.
+        if (runState === 'postcopy' || (runState === 'io-error' && this.incoming.postCopy)) {
+          await this.runInPostCopy(runState);
+          return;
+        }
         if (!ranHere(runState)) return;
         await this.arrive(this.clock.now());
         this.arrivedPaused = runState === 'io-error';
@@ -340,7 +344,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         const noSpace = [...(await control.noSpaceDrives())].filter((drive) => this.drives.has(drive));
         for (const drive of noSpace) this.drives.get(drive)!.state.markNoSpace();
         if (noSpace.length > 0) this.notePausedForNoSpace(noSpace);
-        else if (this.arrivedPaused && !this.pausedForNoSpace) this.takeOverArrivedPause();
+        else if (this.arrivedPaused && !this.pausedForNoSpace) this.takeOverUnexplainedPause(ARRIVED_PAUSED_MESSAGE);
       }
       await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
       await this.maybeResume();
@@ -369,12 +373,42 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
    * fails for another reason pauses it again, with its status shown, and is
    * not ours.
    */
-  private takeOverArrivedPause(): void {
+  private takeOverUnexplainedPause(message: string): void {
     this.arrivedPaused = false;
     const nearEnd = [...this.drives.values()].map(({ state }) => state).filter((state) => state.policy.needsExtension(state.volumeBytes, state.highWater));
     for (const state of nearEnd) state.markNoSpace();
-    this.logger.warn({ drives: nearEnd.map((state) => state.name) }, ARRIVED_PAUSED_MESSAGE);
+    this.logger.warn({ drives: nearEnd.map((state) => state.name) }, message);
     this.notePausedForNoSpace(nearEnd.map((state) => state.name));
+  }
+
+  /** Running here: arrived, or in post-copy (the migration still under way), which only libvirt's state tells apart. */
+  private async resumedWhileIncoming(resumedAt: number): Promise<void> {
+    const runState = await this.options.control.runState().catch(() => undefined);
+    if (runState === 'postcopy') await this.runInPostCopy(runState);
+    else await this.arrive(resumedAt);
+  }
+
+  /**
+   * The VM runs here while the post-copy migration still pulls its memory
+   * from the source (src/monitor/migration.ts): every drive counts as
+   * written to its end, so each gets its free target at once; a pause for
+   * lack of space is extended and its resume tried at every poll, which
+   * libvirt allows once the migration ended.
+   */
+  private async runInPostCopy(runState: RunState): Promise<void> {
+    if (this.incoming.enterPostCopy()) {
+      for (const runtime of this.drives.values()) {
+        runtime.state.assumeWrittenToEnd();
+        void this.step(runtime);
+      }
+    }
+    if (runState !== 'io-error') return;
+    if (!this.pausedForNoSpace) {
+      // Its io-error event was missed: what the guest wrote since the post-copy began is unknown.
+      for (const runtime of this.drives.values()) runtime.state.assumeWrittenToEnd();
+      this.takeOverUnexplainedPause(POST_COPY_PAUSE_MESSAGE);
+    }
+    await this.maybeResume();
   }
 
   /** The VM runs here after a live migration: refresh once more, arm every threshold at once. */
@@ -464,6 +498,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         return;
       }
       case 'arm':
+        // A VM still migrating in gets its thresholds when it arrives (arrive()); libvirt would hold them back meanwhile.
+        if (this.incoming.incoming) return;
         drive.armingStarted(decision.thresholdBytes);
         this.runtimeOf(drive)!.arming = this.arm(drive, decision.thresholdBytes);
         return;

@@ -12,15 +12,20 @@ export class FakeVm implements VmControl {
 
   /** While set, threshold changes wait for it (libvirt holds them back during a migration job). */
   thresholdsHeld: Promise<void> | undefined;
+  /** While set, only the run state is answered (libvirt on a post-copy destination holds everything else until the migration ends); what was asked is counted. */
+  heldByMigration = false;
+  askedWhileHeld: string[] = [];
 
   async setWriteThreshold(drive: string, offsetBytes: number): Promise<void> {
     this.maybeFail();
+    this.refuseWhileHeld('threshold');
     if (this.thresholdsHeld) await this.thresholdsHeld;
     this.thresholds.set(drive, offsetBytes);
   }
 
   async highWaterMarks(): Promise<Map<string, number>> {
     this.maybeFail();
+    this.refuseWhileHeld('high water');
     return new Map(this.highWater);
   }
 
@@ -29,10 +34,12 @@ export class FakeVm implements VmControl {
   }
 
   async noSpaceDrives(): Promise<Set<string>> {
+    this.refuseWhileHeld('disk errors');
     return new Set(this.noSpace);
   }
 
   async resume(): Promise<void> {
+    this.refuseWhileHeld('resume');
     this.resumes += 1;
     this.runStateValue = 'running';
     this.noSpace.clear();
@@ -49,6 +56,12 @@ export class FakeVm implements VmControl {
   async cancelMigration(): Promise<void> {
     this.migrationCancels += 1;
     this.migrating = false;
+  }
+
+  private refuseWhileHeld(question: string): void {
+    if (!this.heldByMigration) return;
+    this.askedWhileHeld.push(question);
+    throw new Error(`libvirt did not answer (${question}) within the timeout: the incoming migration holds the domain`);
   }
 
   private maybeFail(): void {

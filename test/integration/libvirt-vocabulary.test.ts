@@ -3,22 +3,29 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Table from 'cli-table3';
 import { readStatus } from '../../src/agent/status-file.js';
-import { DRIVE_UNPLUGGED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
+import { execa } from 'execa';
+import { CHAIN_RECORDED_MESSAGE, DRIVE_UNPLUGGED_MESSAGE, LAYER_REPLACED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
 import { LoopPlugin } from '../../plugins/loop/index.js';
+import { builtCli } from './helpers/built-cli.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
 import { LibvirtGuest } from './helpers/libvirt-guest.js';
 import { LibvirtHost } from './helpers/libvirt-host.js';
 import { TidelineProcess } from './helpers/tideline-process.js';
 import { until } from './helpers/watch.js';
 
+/** Within the policy below: a 96 MiB free target is three seconds of writing at this rate. */
+const WRITE_BYTES_PER_SECOND = 32 * MiB;
+
 /**
  * An administrator's everyday virsh vocabulary on one running thin domain
  * whose guest writes and verifies throughout: `blockresize` and then writes
  * past the old size, `attach-device` of a second thin disk that the guest
- * then fills, `detach-device`, and `save` + `restore`. Printed as a table,
- * one row per operation: pauses, extensions, how soon the agent followed,
+ * then fills, while it fills an admin's own `snapshot-create-as` onto
+ * another tideline volume and a `blockpull` into it, `detach-device` (and
+ * the pulled base deleted), and `save` + `restore`. Printed as a table, one
+ * row per operation: pauses, extensions, how soon the agent followed,
  * whether the data verified. Every wait is for the state that proves the
  * step (a log line, the status, the guest's own report), never a fixed time.
  */
@@ -33,7 +40,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await cluster?.dispose();
   });
 
-  it('blockresize, attach-device, detach-device, save and restore: zero pauses, every byte verified', async () => {
+  it('blockresize, attach-device, snapshot-create-as, blockpull, detach-device, save and restore: zero pauses, every byte verified', async () => {
     // A libvirtd of its own (private namespaces, its own hook and tideline.conf): nothing shared with the other libvirt suites.
     cluster = await ClusterWorld.create(4);
     const domainDir = cluster.lab.workspace.domainDir;
@@ -42,9 +49,10 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await spm.waitFor('acting as SPM', 30_000);
     host = await LibvirtHost.start(cluster.lab.workspace, { name: '1', uuid: '7d1e0c5a-0000-4000-8000-0000000000b1', tidelineConfig: `loop-domain = ${domainDir}\nloop-view = 1\n` });
     const statusFile = path.join(cluster.dir, 'status.json');
+    const controlSocket = path.join(cluster.dir, 'agent.sock');
     const agent = new TidelineProcess('agent', [
       'agent', '--libvirt', '--mailbox', cluster.mailboxPath, '--host-id', '1', '--chunk', '128M', '--free-target', '96M',
-      '--hook-spool', host.hookSpool, '--poll', '0.5', '--status-file', statusFile, '--control-socket', path.join(cluster.dir, 'agent.sock'),
+      '--hook-spool', host.hookSpool, '--poll', '0.5', '--status-file', statusFile, '--control-socket', controlSocket,
     ], { prefix: host.prefix });
     cluster.processes.push(agent);
     await agent.waitFor('following libvirt hook events', 60_000);
@@ -53,7 +61,8 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
 
     // A 256 MiB image the guest writes 384 MiB into: past its end only once the admin grew it (the guest waits for
     // that, so the step does not depend on how fast this machine lets it write); then a hot-plugged vdb.
-    const guest = await LibvirtGuest.create(cluster, host, { domain: `tlvocab${process.pid}`, volume: 'vocab-vda', writeMib: 384, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=256 tideline.linger=1', machine: 'pc' });
+    // Both disks throttled within the policy's rate (a chunk ahead of the guest), so "no pause" holds on a loaded machine too.
+    const guest = await LibvirtGuest.create(cluster, host, { domain: `tlvocab${process.pid}`, volume: 'vocab-vda', writeMib: 384, writeBytesPerSecond: WRITE_BYTES_PER_SECOND, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=256 tideline.linger=1', machine: 'pc' });
     const vm = async () => (await readStatus(statusFile).catch(() => undefined))?.vms.find((entry) => entry.vm === guest.domain);
     // Counted from the agent's log: the status starts again at zero for a restored domain.
     const extensions = async () => agent.logged('volume extended').filter((event) => event.vm === guest.domain).length;
@@ -79,24 +88,49 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.ok(spm.logged("the volume's image grew (its header's virtual size): recording it, the cap follows").length >= 1 || agent.logged("the drive's image grew (virtual size): its cap follows").length >= 1);
     await row('blockresize 256M -> 1G, then write past 256M', `cap ${Math.round(vdaDrive.capBytes / MiB)} MiB`, 'vda 384 MiB intact', before);
 
-    // attach-device of a second thin disk, prepared as an admin would (`tideline volume activate`), then filled.
+    // attach-device of a second thin disk made through the SPM (`tideline volume create`), then filled; while the guest
+    // fills it, an admin's own snapshot onto another tideline volume, then a blockpull of the base into that new top.
     before = await extensions();
-    await cluster.lab.plugin.create('vocab-vdb', 128 * MiB);
+    const tideline = async (...args: string[]) => {
+      const result = await execa(host!.prefix[0]!, [...host!.prefix.slice(1), 'node', builtCli(), ...args, '--socket', controlSocket], { reject: false, timeout: 120_000 });
+      assert.equal(result.exitCode, 0, `tideline ${args.join(' ')}: ${result.stderr}`);
+      return result.stdout;
+    };
+    await tideline('volume', 'create', 'vocab-vdb', '--size', '128M', '--virtual-size', '1G');
     const vdbDevice = await hostView.activate('vocab-vdb');
-    await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', vdbDevice, String(1 * GiB)]);
     const diskXml = path.join(cluster.dir, 'vdb.xml');
     await writeFile(diskXml, `<disk type='block' device='disk'><driver name='qemu' type='qcow2' cache='none' io='native' error_policy='stop' rerror_policy='stop'/><source dev='${vdbDevice}'/><target dev='vdb' bus='virtio'/></disk>\n`);
     const attached = await virsh('attach-device', guest.domain, diskXml, '--live');
     const attachedAt = Date.now();
     assert.equal(attached.exitCode, 0, attached.stderr);
+    assert.equal((await virsh('blkdeviotune', guest.domain, 'vdb', '--write-bytes-sec', String(WRITE_BYTES_PER_SECOND), '--live')).exitCode, 0);
     await until(async () => ((await vm())?.drives.find((drive) => drive.drive === 'vdb')?.thresholdBytes ?? null) !== null, 30_000, () => `vdb to be watched and armed; ${context()}`);
     const armedMs = Date.now() - attachedAt;
+    await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 256 MiB intact (below)', before);
+
+    before = await extensions();
+    await until(async () => (await progress('vdb')) >= 64, 180_000, () => `the guest to write 64 MiB into vdb; ${context()}`);
+    await tideline('volume', 'create', 'vocab-vdb-top', '--backing', 'vocab-vdb', '--size', '64M');
+    const topDevice = await hostView.activate('vocab-vdb-top');
+    const layersBefore = agent.logged(LAYER_REPLACED_MESSAGE).length;
+    const snapshot = await virsh('snapshot-create-as', guest.domain, '--disk-only', '--reuse-external', '--no-metadata', '--atomic', '--diskspec', 'vda,snapshot=no', '--diskspec', `vdb,snapshot=external,stype=block,file=${topDevice}`);
+    assert.equal(snapshot.exitCode, 0, snapshot.stderr);
+    await until(async () => agent.logged(LAYER_REPLACED_MESSAGE).length > layersBefore, 30_000, () => `the agent to watch vdb's new top; ${context()}`);
+    await row('snapshot-create-as vdb onto a tideline volume', 'watching the new top', 'vdb intact (below)', before);
+
+    before = await extensions();
+    const baseData = (await cluster.lab.plugin.describe('vocab-vdb')).sizeBytes;
+    const pulled = await virsh('blockpull', guest.domain, 'vdb', '--wait');
+    assert.equal(pulled.exitCode, 0, `${pulled.stderr}\nQEMU's log: ${(await readFile(path.join(host.base, 'log', 'qemu', `${guest.domain}.log`), 'utf8').catch(() => '')).slice(-3000)}\n${context()}`);
+    await until(async () => agent.logged(CHAIN_RECORDED_MESSAGE).some((event) => event.drive === 'vdb'), 30_000, () => `the agent to have the chain recorded after the pull; ${context()}`);
+    assert.equal((await cluster.lab.plugin.describe('vocab-vdb-top')).tags.parent, undefined, 'the pulled top stands on nothing: no parent recorded');
     await until(async () => (await guest.lines()).some((line) => line.kind === 'done'), 300_000, () => `the guest to verify vdb; ${context()}`);
     const vdbResult = (await guest.lines()).find((line) => line.kind === 'result' && line.disk === 'vdb');
     assert.ok(vdbResult?.kind === 'result' && vdbResult.bad === 0 && vdbResult.units === 16, `vdb: ${JSON.stringify(vdbResult)}`);
     assert.deepEqual((await guest.lines()).filter((line) => line.kind === 'error'), []);
-    assert.ok((await cluster.lab.plugin.describe('vocab-vdb')).sizeBytes >= 256 * MiB, 'vdb was extended');
-    await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 256 MiB intact', before);
+    const topBytes = (await cluster.lab.plugin.describe('vocab-vdb-top')).sizeBytes;
+    assert.ok(topBytes >= 256 * MiB, `the top was extended to hold the pulled data and the guest's: ${topBytes / MiB} MiB (base held ${baseData / MiB} MiB)`);
+    await row('blockpull vdb (base into the top) while the guest writes', 'parent record removed', 'vdb 256 MiB intact', before);
 
     // detach-device: no longer watched, and the volume can go.
     before = await extensions();
@@ -104,8 +138,11 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.equal(detached.exitCode, 0, detached.stderr);
     await until(async () => agent.logged(DRIVE_UNPLUGGED_MESSAGE).some((event) => event.drive === 'vdb'), 60_000, () => `the agent to drop vdb; ${context()}`);
     await until(async () => (await vm())?.drives.map((drive) => drive.drive).join() === 'vda', 10_000, 'the status to list vda only');
-    await hostView.deactivate('vocab-vdb');
-    await row('detach-device vdb --live', 'dropped; volume deactivated', '-', before);
+    for (const volume of ['vocab-vdb-top', 'vocab-vdb']) await hostView.deactivate(volume);
+    // The pulled base backs nothing now: it goes, through the SPM, although its former child still exists.
+    await tideline('volume', 'delete', 'vocab-vdb');
+    await assert.rejects(cluster.lab.plugin.describe('vocab-vdb'), { code: 'volume-not-found' });
+    await row('detach-device vdb --live', 'dropped; the pulled base deleted', '-', before);
 
     // save + restore: the same QEMU state from a file; the agent watches the restored domain at once.
     before = await extensions();

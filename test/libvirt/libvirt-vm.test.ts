@@ -33,6 +33,15 @@ describe('LibvirtVm run state across a live migration', () => {
     assert.deepEqual(await states(vm, 4), ['starting', 'inmigrate', 'inmigrate', 'running']);
   });
 
+  it('post-copy: the destination runs before the migration ended; the source\'s post-copy pauses, and a failed post-copy, are plain pauses', async () => {
+    const destination = scriptedVm(['paused (migrating)', 'running (post-copy)', 'paused (I/O error)', 'running (unpaused)']);
+    assert.deepEqual(await states(destination.vm, 4), ['inmigrate', 'postcopy', 'io-error', 'running']);
+    const source = scriptedVm(['running (booted)', 'paused (post-copy)', 'paused (post-copy failed)']);
+    assert.deepEqual(await states(source.vm, 3), ['running', 'paused', 'paused']);
+    const failed = scriptedVm(['paused (migrating)', 'running (post-copy)', 'paused (post-copy failed)']);
+    assert.deepEqual(await states(failed.vm, 3), ['inmigrate', 'postcopy', 'paused']);
+  });
+
   it("source: the switch-over pause is not ours, and not an incoming migration", async () => {
     const { vm } = scriptedVm(['running (booted)', 'paused (migrating)']);
     assert.deepEqual(await states(vm, 2), ['running', 'paused']);

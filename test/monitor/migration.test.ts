@@ -273,6 +273,56 @@ describe('VmMonitor during live migration', () => {
     world.monitor.stop();
   });
 
+  it('in post-copy (running here before the migration ended) asks libvirt nothing it would hold, gives the drive its free target at once, extends a pause at once, and resumes and arms once the migration ended', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.vm.heldByMigration = true;
+    world.vm.runStateValue = 'postcopy';
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(0);
+    // 512 MiB counted as written to its end: a chunk (256 MiB, more than the free target) on top.
+    assert.deepEqual(world.events, ['extended 768']);
+    await world.clock.advance(INCOMING_REFRESH_MS * 3);
+    assert.deepEqual(world.vm.askedWhileHeld, [], 'nothing libvirt holds was asked while the VM ran in post-copy');
+    assert.equal(world.vm.thresholds.size, 0);
+    assert.equal(world.monitor.status().migration, 'incoming', 'still migrating in until the migration ends');
+
+    // The guest outruns that: its write finds no space, and the VM pauses before the migration ended.
+    world.vm.runStateValue = 'io-error';
+    world.monitor.handle({ type: 'io-error', drive: 'vda', noSpace: true, action: 'stop' });
+    await world.clock.advance(0);
+    assert.deepEqual(world.events, ['extended 768', 'extended 1024'], 'extended at once, not when the migration ends');
+    await world.clock.advance(INCOMING_REFRESH_MS * 3);
+    assert.equal(world.vm.resumes, 0, 'libvirt refuses the resume until the migration ends');
+    assert.ok(world.vm.askedWhileHeld.every((question) => question === 'resume'), `only the resume was tried: ${world.vm.askedWhileHeld.join(', ')}`);
+    assert.equal(world.monitor.status().pausedForNoSpace, true);
+
+    // The migration ends: the resume goes through, and the VM is watched as if it had started here.
+    world.vm.heldByMigration = false;
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    await world.clock.advance(INCOMING_REFRESH_MS);
+    assert.equal(world.vm.resumes, 1);
+    assert.deepEqual(world.events.slice(2, 3), ['resumed']);
+    assert.ok(world.events.some((event) => event.startsWith('arrived')), world.events.join(', '));
+    assert.equal(world.vm.thresholds.get('vda'), 1024 * MiB - POLICY.freeTargetBytes);
+    assert.equal(world.monitor.status().migration, null);
+    assert.equal(world.monitor.status().pauses, 1);
+    world.monitor.stop();
+  });
+
+  it('a post-copy that failed ("paused (post-copy failed)") is never resumed here', async () => {
+    const world = setup({ runState: 'inmigrate' });
+    await world.monitor.start();
+    world.vm.runStateValue = 'postcopy';
+    world.monitor.handle({ type: 'resumed' });
+    await world.clock.advance(0);
+    world.vm.runStateValue = 'paused';
+    await world.clock.advance(INCOMING_REFRESH_MS * 5);
+    assert.equal(world.vm.resumes, 0);
+    assert.equal(world.monitor.status().pausedForNoSpace, false);
+    world.monitor.stop();
+  });
+
   it('never resumes a VM whose pause became a migration while its extension ran', async () => {
     const world = setup({ runState: 'running' });
     world.storage.delayMs = 500;

@@ -84,9 +84,21 @@ export class DirectLibvirt {
     });
   }
 
-  /** Whether the domain's current job is the source side of a migration. */
+  /**
+   * Whether the domain's current job is the source side of a migration. On
+   * a migration's destination libvirt refuses the question ("migration
+   * statistics are available only on the source host"): that domain is
+   * migrating in, not out (in post-copy it runs there meanwhile).
+   */
   migratingOut(domain: string): Promise<boolean> {
-    return this.withDomain(domain, 'read its job', async (connection, handle) => isOutgoingMigration(decodeGetJobStats(await connection.call(Procedure.domainGetJobStats, encodeGetJobStats(handle)))));
+    return this.withDomain(domain, 'read its job', async (connection, handle) => {
+      try {
+        return isOutgoingMigration(decodeGetJobStats(await connection.call(Procedure.domainGetJobStats, encodeGetJobStats(handle))));
+      } catch (error) {
+        if (error instanceof LibvirtCallError && error.remote.code === LibvirtErrorNumber.operationUnsupported) return false;
+        throw error;
+      }
+    });
   }
 
   /** The live domain XML: the agent re-reads it on every change libvirt reports (reconcile), so it must cost no process. */

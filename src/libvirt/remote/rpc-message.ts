@@ -80,6 +80,7 @@ export const LibvirtErrorNumber = {
   noDomain: 42,
   noDomainMetadata: 80,
   operationInvalid: 55,
+  operationUnsupported: 84,
 } as const;
 
 /** The fields of `remote_error` a caller needs; the rest (domain, network, extra strings) only describe it further. */

@@ -11,7 +11,7 @@ export class TidelineProcess {
   /** `options.prefix`: a command that runs the rest in another host's namespaces (nsenter, which execs: the PID stays the process's own). */
   constructor(readonly name: string, args: string[], options: { prefix?: string[] } = {}) {
     const [command, ...prefixArgs] = [...(options.prefix ?? []), 'node'];
-    this.child = execa(command!, [...prefixArgs, builtCli(), ...args], { reject: false, env: { TIDELINE_LOG_LEVEL: 'info' } });
+    this.child = execa(command!, [...prefixArgs, builtCli(), ...args], { reject: false, env: { TIDELINE_LOG_LEVEL: process.env.TIDELINE_TEST_LOG_LEVEL ?? 'info' } });
     this.child.stderr?.on('data', (chunk: Buffer) => {
       this.stderr += chunk.toString();
       const lines = this.stderr.split('\n');
