@@ -37,6 +37,8 @@ export interface VolumeServiceOptions {
   publishInventory?: () => Promise<void>;
   /** The VM on this host whose disk the volume is, if any (what the agent watches). */
   usedBy?: (volume: string) => string | undefined;
+  /** A volume was reduced: whatever here watches it as a backing layer follows its new size. */
+  reduced?: (volume: string, volumeBytes: number) => void;
   /** Grows the image live through the VM here that has it open (libvirt's blockresize); the VM's name, or undefined when none here has it. */
   resizeLive?: (volume: string, virtualBytes: number) => Promise<string | undefined>;
 }
@@ -108,7 +110,11 @@ export function volumeService(options: VolumeServiceOptions): VolumeService {
       create: async (volume, sizeBytes, virtualBytes) => (await createThinVolume(plugin, run, volume, sizeBytes, virtualBytes)).sizeBytes,
       createChild: async (volume, parent, sizeBytes) => (await createChildVolume(plugin, run, volume, parent, sizeBytes)).sizeBytes,
       remove: (volume) => deleteThinVolume(plugin, run, volume, { logger: options.logger }),
-      reduce: (volume, freeTargetBytes) => reduceThinVolume(plugin, run, volume, freeTargetBytes),
+      reduce: async (volume, freeTargetBytes) => {
+        const sizeBytes = await reduceThinVolume(plugin, run, volume, freeTargetBytes);
+        options.reduced?.(volume, sizeBytes);
+        return sizeBytes;
+      },
       reparent: async (volume, parent) => void (await plugin.setTag(volume, PARENT_TAG, parent)),
       followImage: async (volume) => void (await followImageRecord(plugin, volume, options.logger)),
       resize: (volume, virtualBytes) => resize(volume, virtualBytes, (name, bytes) => resizeThinImage(plugin, run, name, bytes)),
@@ -131,6 +137,7 @@ export function volumeService(options: VolumeServiceOptions): VolumeService {
       const sizeBytes = await spm.reduce(volume, freeTargetBytes);
       // The VM here keeps reading the layer; its device must not outlast the extents the SPM gave back.
       if (activeHere) await plugin.refresh(volume);
+      options.reduced?.(volume, sizeBytes);
       return sizeBytes;
     },
     reparent: (volume, parent) => spm.reparent(volume, parent),

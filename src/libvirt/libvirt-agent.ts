@@ -48,6 +48,7 @@ export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 const RECONCILE_EVENTS = new Set(['device-added', 'device-removed', 'block-job', 'block-job-2', 'metadata-change', 'job-completed', 'disk-change', 'tray-change']);
 export const LAYER_REPLACED_MESSAGE = "the drive's active layer is another volume now (snapshot, block commit or copy); watching that one instead";
 export const DRIVE_UNPLUGGED_MESSAGE = 'thin drive left the domain (unplugged); no longer watched';
+export const LAYER_LEFT_MESSAGE = 'backing layer left the chain (block commit, pull or a new top); no longer watched as a layer';
 export const CHAIN_RECORDED_MESSAGE = "block job completed: the SPM's records of the disk's chain follow its images (parents, virtual sizes)";
 export const SETTINGS_FOLLOWED_MESSAGE = 'thin drive settings changed (policy or image size); following them';
 
@@ -274,7 +275,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       monitor.removeDrive(target);
       vm.forgetDrive(target);
       drives.delete(target);
-      logger.info({ vm: domain, drive: target, volume: had.config.volume, why }, now ? LAYER_REPLACED_MESSAGE : DRIVE_UNPLUGGED_MESSAGE);
+      logger.info({ vm: domain, drive: target, volume: had.config.volume, why }, now ? LAYER_REPLACED_MESSAGE : had.config.backingLayer ? LAYER_LEFT_MESSAGE : DRIVE_UNPLUGGED_MESSAGE);
     }
     for (const [target, drive] of wanted) {
       const had = drives.get(target);
@@ -349,7 +350,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
    */
   async resizeLive(volume: string, virtualBytes: number): Promise<string | undefined> {
     for (const [domain, watched] of this.watched) {
-      const drive = [...watched.drives.values()].find((candidate) => candidate.config.volume === volume);
+      const drive = [...watched.drives.values()].find((candidate) => candidate.config.volume === volume && !candidate.config.backingLayer);
       if (!drive) continue;
       const current = (await readQcow2Header(drive.source)).virtualBytes;
       if (virtualBytes < current) throw new VirtualShrinkRefusedError(volume, current, virtualBytes);
@@ -361,6 +362,11 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       return domain;
     }
     return undefined;
+  }
+
+  /** A volume was reduced through this host: the domains here that have it as a backing layer arm it again below its new end. */
+  volumeReduced(volume: string, volumeBytes: number): void {
+    for (const watched of this.watched.values()) watched.monitor.volumeReduced(volume, volumeBytes);
   }
 
   /** The cap the drive's active layer gives now, read from its image on the shared storage. */

@@ -108,9 +108,13 @@ export class LibvirtVm implements VmControl {
   /** A libvirt event for this domain as a monitor input, or undefined. */
   translate(event: LibvirtEvent, pathToTarget: (path: string) => string | undefined): MonitorInput | undefined {
     switch (event.kind) {
-      case 'block-threshold':
-        if (!this.indexes.has(event.target)) return undefined;
-        return { type: 'threshold', drive: event.target, highWaterAtLeast: event.thresholdBytes + event.excessBytes };
+      case 'block-threshold': {
+        // A watched layer under the active one is a drive of its own, named as libvirt names it (vda[2]).
+        const layer = `${event.target}[${event.index}]`;
+        const drive = this.indexes.has(layer) ? layer : this.indexes.has(event.target) ? event.target : undefined;
+        if (drive === undefined) return undefined;
+        return { type: 'threshold', drive, highWaterAtLeast: event.thresholdBytes + event.excessBytes };
+      }
       case 'io-error-reason': {
         const drive = pathToTarget(event.path);
         if (!drive) return undefined;

@@ -5,7 +5,7 @@ import { samePolicy, type DriveConfig } from '../monitor/drive-state.js';
 import type { PolicySettings } from '../monitor/policy.js';
 import { driveCapBytes, headerBitmapBytes } from '../monitor/qcow2-capacity.js';
 import { readQcow2Header } from '../qcow2/header.js';
-import { policyFor, type DomainInfo } from './domain-xml.js';
+import { policyFor, type DomainDisk, type DomainInfo } from './domain-xml.js';
 
 /**
  * A domain's thin drives as its live XML and their images say they are now:
@@ -62,8 +62,37 @@ export async function deriveThinDrives(domain: string, info: DomainInfo, context
     });
     const drivePolicy: PolicySettings = { ...context.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
     drives.set(disk.target, { target: disk.target, index: disk.index, source: disk.source, config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, maxSizeBytes });
+    for (const layer of await backingLayers(disk, context, drivePolicy, maxSizeBytes)) drives.set(layer.target, layer);
   }
   return drives;
+}
+
+/**
+ * The layers under a disk's active one that are volumes of this storage
+ * domain, each a drive of its own named as libvirt names it (`vda[2]`).
+ * Nothing writes them but a block job an administrator starts (`virsh
+ * blockcommit` merges into one), and libvirt says nothing when such a job
+ * starts; a threshold armed on every layer in advance is what sees the job's
+ * first writes, so the layer is extended ahead of it as the active one is
+ * ahead of the guest.
+ */
+async function backingLayers(disk: DomainDisk, context: ThinDriveContext, policy: PolicySettings, maxSizeBytes: number | undefined): Promise<ThinDrive[]> {
+  const layers: ThinDrive[] = [];
+  for (const layer of disk.backingChain) {
+    if (layer.source === undefined || layer.index === undefined) continue;
+    const volume = await context.plugin.volumeForPath(layer.source);
+    if (!volume) continue;
+    const target = `${disk.target}[${layer.index}]`;
+    let capBytes: number;
+    try {
+      capBytes = await imageCapBytes(layer.source, context.plugin.extentBytes, maxSizeBytes);
+    } catch (error) {
+      context.logger.warn({ drive: target, volume, err: errorMessage(error) }, "cannot read a backing layer's qcow2 header: the layer is not watched");
+      continue;
+    }
+    layers.push({ target, index: undefined, source: layer.source, config: { drive: target, volume, capBytes, policy, backingLayer: true }, maxSizeBytes });
+  }
+  return layers;
 }
 
 /**
@@ -78,5 +107,5 @@ export async function imageCapBytes(source: string, extentBytes: number, limitBy
 
 /** Whether two drive configurations would decide alike (the volume is compared by the caller). */
 export function sameDriveSettings(a: DriveConfig, b: DriveConfig): boolean {
-  return a.capBytes === b.capBytes && samePolicy(a.policy, b.policy);
+  return a.capBytes === b.capBytes && a.backingLayer === b.backingLayer && samePolicy(a.policy, b.policy);
 }

@@ -13,6 +13,13 @@ export interface DriveConfig {
   /** Never extend past this (qcow2 fully allocated, or the admin's maxSize). */
   capBytes: number;
   policy: PolicySettings;
+  /**
+   * A layer under a disk's active one (libvirt's `vda[2]`). Only a block job
+   * writes it (an administrator's `virsh blockcommit` merging into it), so
+   * it is armed but never extended before a write was seen: what its image
+   * holds already is not a guest writing.
+   */
+  backingLayer?: boolean;
 }
 
 /** Two policies that decide alike (every setting equal; they are flat records of numbers and flags). */
@@ -48,6 +55,8 @@ export class DriveState {
   policy: ExtensionPolicy;
   volumeBytes: number;
   highWater = 0;
+  /** Something wrote the drive since it is watched (a threshold fired, a write found no space): what a backing layer waits for. */
+  private written = false;
   armedThreshold: number | undefined;
   /** A threshold being set right now (the VM may take long to answer: libvirt holds it back during a migration). */
   private arming: number | undefined;
@@ -99,6 +108,7 @@ export class DriveState {
   /** QEMU disarms a threshold when it fires. */
   thresholdFired(highWaterAtLeast: number, now: number): void {
     this.armedThreshold = undefined;
+    this.written = true;
     this.grewUnseen = false;
     this.observeHighWater(highWaterAtLeast, now);
   }
@@ -115,6 +125,7 @@ export class DriveState {
 
   markNoSpace(): void {
     this.noSpace = true;
+    this.written = true;
   }
 
   /** After a reconnect nothing QEMU held for us can be trusted. */
@@ -125,6 +136,11 @@ export class DriveState {
   decide(now: number): Decision {
     if (this.extending) return { kind: 'wait' };
     if (this.failure && now < this.failure.retryAt) return { kind: 'wait' };
+    if (this.config.backingLayer && !this.written) {
+      // A threshold of 0 is none to QEMU: a layer smaller than the free target is armed at its first byte.
+      const thresholdBytes = Math.max(1, this.policy.threshold(this.volumeBytes));
+      return this.armedThreshold !== thresholdBytes && this.arming === undefined ? { kind: 'arm', thresholdBytes } : { kind: 'wait' };
+    }
     const wantsSpace = this.noSpace || this.policy.needsExtension(this.volumeBytes, this.highWater);
     if (wantsSpace) {
       const targetBytes = this.policy.nextSize(this.volumeBytes, this.highWater, this.config.capBytes);
@@ -176,6 +192,19 @@ export class DriveState {
   }
 
   /** A write failed for lack of space, but a refresh showed the space was already there. */
+  /**
+   * The volume was made smaller under a layer that is not written (an inner
+   * layer reduced to its image's end, once the job that wrote it ended):
+   * its size is what the storage says now, it waits for the next job's
+   * first write again, and its threshold is armed again below the new end.
+   */
+  shrunkTo(volumeBytes: number): void {
+    this.volumeBytes = volumeBytes;
+    this.highWater = 0;
+    this.written = false;
+    this.armedThreshold = undefined;
+  }
+
   spaceFoundByRefresh(visibleBytes: number): void {
     this.extending = false;
     this.failure = undefined;

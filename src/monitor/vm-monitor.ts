@@ -275,6 +275,20 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     void this.maybeResume();
   }
 
+  /**
+   * A watched backing layer's volume was reduced (`tideline volume reduce`,
+   * a commit giving space back): armed again below its new end, so a later
+   * block job into it is still seen before it runs out.
+   */
+  volumeReduced(volume: string, volumeBytes: number): void {
+    for (const runtime of this.drives.values()) {
+      if (runtime.state.config.volume !== volume || !runtime.state.config.backingLayer) continue;
+      runtime.state.shrunkTo(volumeBytes);
+      this.emit('changed');
+      if (!this.stopped && !this.incoming.incoming) void this.step(runtime);
+    }
+  }
+
   /** A watched drive's cap or policy changed: its next decisions follow it; what it has seen and does stays. */
   reconfigureDrive(config: DriveConfig): void {
     const runtime = this.drives.get(config.drive);
@@ -398,6 +412,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private async runInPostCopy(runState: RunState): Promise<void> {
     if (this.incoming.enterPostCopy()) {
       for (const runtime of this.drives.values()) {
+        if (runtime.state.config.backingLayer) continue;
         runtime.state.assumeWrittenToEnd();
         void this.step(runtime);
       }
@@ -405,7 +420,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     if (runState !== 'io-error') return;
     if (!this.pausedForNoSpace) {
       // Its io-error event was missed: what the guest wrote since the post-copy began is unknown.
-      for (const runtime of this.drives.values()) runtime.state.assumeWrittenToEnd();
+      for (const runtime of this.drives.values()) if (!runtime.state.config.backingLayer) runtime.state.assumeWrittenToEnd();
       this.takeOverUnexplainedPause(POST_COPY_PAUSE_MESSAGE);
     }
     await this.maybeResume();
@@ -549,6 +564,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       // A write that found no space may have met only this host's stale view: another host (the source of a
       // live migration) may have extended the volume already. Then a refresh is all it takes, and the SPM is not asked.
       if (drive.noSpace && (await this.refreshFoundSpace(drive))) return;
+      if (drive.config.backingLayer && (await this.layerGrewMeanwhile(drive))) return;
       this.logger.info({ drive: drive.name, volume, fromBytes, targetBytes, highWater: drive.highWater }, 'extending volume');
       const storageBytes = await this.withTimeout(this.options.extender.extend(volume, targetBytes), volume);
       await this.outgoing.beforeUsingNewSpace(drive.name, drive.config.volume, storageBytes);
@@ -580,6 +596,22 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.emit('changed');
     // Resume before anything else: the policy may still want an extension (the guest is near the end), which can run while the guest writes.
     await this.maybeResume();
+    this.markAgain(drive);
+    return true;
+  }
+
+  /**
+   * A backing layer's size is not followed between block jobs, and whoever
+   * runs the job may have given it room first (`tideline snapshot commit`
+   * extends the base by what the merge needs): this host's view is
+   * refreshed, and the SPM asked only if that is still not enough.
+   */
+  private async layerGrewMeanwhile(drive: DriveState): Promise<boolean> {
+    const visible = await this.withTimeout(this.options.extender.refresh(drive.config.volume), drive.config.volume);
+    if (visible <= drive.volumeBytes) return false;
+    drive.spaceFoundByRefresh(visible);
+    this.logger.info({ drive: drive.name, volume: drive.config.volume, volumeBytes: visible }, 'backing layer was given room before its block job; deciding again on its size now');
+    this.emit('changed');
     this.markAgain(drive);
     return true;
   }

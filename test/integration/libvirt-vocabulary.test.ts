@@ -23,8 +23,10 @@ const WRITE_BYTES_PER_SECOND = 32 * MiB;
  * whose guest writes and verifies throughout: `blockresize` and then writes
  * past the old size, `attach-device` of a second thin disk that the guest
  * then fills, while it fills an admin's own `snapshot-create-as` onto
- * another tideline volume and a `blockpull` into it, `detach-device` (and
- * the pulled base deleted), and `save` + `restore`. Printed as a table, one
+ * another tideline volume and a `blockpull` into it, a second snapshot and
+ * the admin's own `blockcommit --active --pivot` back into the first (whose
+ * volume must grow while the job writes into it), `detach-device` (and the
+ * pulled base deleted), and `save` + `restore`. Printed as a table, one
  * row per operation: pauses, extensions, how soon the agent followed,
  * whether the data verified. Every wait is for the state that proves the
  * step (a log line, the status, the guest's own report), never a fixed time.
@@ -40,7 +42,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await cluster?.dispose();
   });
 
-  it('blockresize, attach-device, snapshot-create-as, blockpull, detach-device, save and restore: zero pauses, every byte verified', async () => {
+  it('blockresize, attach-device, snapshot-create-as, blockpull, blockcommit, detach-device, save and restore: zero pauses, every byte verified', async () => {
     // A libvirtd of its own (private namespaces, its own hook and tideline.conf): nothing shared with the other libvirt suites.
     cluster = await ClusterWorld.create(4);
     const domainDir = cluster.lab.workspace.domainDir;
@@ -62,7 +64,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     // A 256 MiB image the guest writes 384 MiB into: past its end only once the admin grew it (the guest waits for
     // that, so the step does not depend on how fast this machine lets it write); then a hot-plugged vdb.
     // Both disks throttled within the policy's rate (a chunk ahead of the guest), so "no pause" holds on a loaded machine too.
-    const guest = await LibvirtGuest.create(cluster, host, { domain: `tlvocab${process.pid}`, volume: 'vocab-vda', writeMib: 384, writeBytesPerSecond: WRITE_BYTES_PER_SECOND, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=256 tideline.linger=1', machine: 'pc' });
+    const guest = await LibvirtGuest.create(cluster, host, { domain: `tlvocab${process.pid}`, volume: 'vocab-vda', writeMib: 384, writeBytesPerSecond: WRITE_BYTES_PER_SECOND, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=512 tideline.linger=1', machine: 'pc' });
     const vm = async () => (await readStatus(statusFile).catch(() => undefined))?.vms.find((entry) => entry.vm === guest.domain);
     // Counted from the agent's log: the status starts again at zero for a restored domain.
     const extensions = async () => agent.logged('volume extended').filter((event) => event.vm === guest.domain).length;
@@ -106,7 +108,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.equal((await virsh('blkdeviotune', guest.domain, 'vdb', '--write-bytes-sec', String(WRITE_BYTES_PER_SECOND), '--live')).exitCode, 0);
     await until(async () => ((await vm())?.drives.find((drive) => drive.drive === 'vdb')?.thresholdBytes ?? null) !== null, 30_000, () => `vdb to be watched and armed; ${context()}`);
     const armedMs = Date.now() - attachedAt;
-    await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 256 MiB intact (below)', before);
+    await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 512 MiB intact (below)', before);
 
     before = await extensions();
     await until(async () => (await progress('vdb')) >= 64, 180_000, () => `the guest to write 64 MiB into vdb; ${context()}`);
@@ -124,13 +126,36 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.equal(pulled.exitCode, 0, `${pulled.stderr}\nQEMU's log: ${(await readFile(path.join(host.base, 'log', 'qemu', `${guest.domain}.log`), 'utf8').catch(() => '')).slice(-3000)}\n${context()}`);
     await until(async () => agent.logged(CHAIN_RECORDED_MESSAGE).some((event) => event.drive === 'vdb'), 30_000, () => `the agent to have the chain recorded after the pull; ${context()}`);
     assert.equal((await cluster.lab.plugin.describe('vocab-vdb-top')).tags.parent, undefined, 'the pulled top stands on nothing: no parent recorded');
+    const topBytes = (await cluster.lab.plugin.describe('vocab-vdb-top')).sizeBytes;
+    assert.ok(topBytes > baseData, `the top was extended to hold the pulled data and the guest's: ${topBytes / MiB} MiB (base held ${baseData / MiB} MiB)`);
+    await row('blockpull vdb (base into the top) while the guest writes', 'parent record removed', 'vdb intact (below)', before);
+
+    // Another snapshot of the admin's own over the pulled top, then `virsh blockcommit --active --pivot` back into it while the
+    // guest writes. The new layer holds more by then than the old top has room for (a free target and at most a chunk): only
+    // extending the base while the job writes into it lets the job finish. libvirt says nothing when the job starts; the
+    // threshold armed on the layer in advance sees its first writes.
+    before = await extensions();
+    await until(async () => (await progress('vdb')) >= 160, 180_000, () => `the guest to write 160 MiB into vdb; ${context()}`);
+    await tideline('volume', 'create', 'vocab-vdb-top2', '--backing', 'vocab-vdb-top', '--size', '64M');
+    const top2Device = await hostView.activate('vocab-vdb-top2');
+    const layersBeforeSecond = agent.logged(LAYER_REPLACED_MESSAGE).length;
+    const second = await virsh('snapshot-create-as', guest.domain, '--disk-only', '--reuse-external', '--no-metadata', '--atomic', '--diskspec', 'vda,snapshot=no', '--diskspec', `vdb,snapshot=external,stype=block,file=${top2Device}`);
+    assert.equal(second.exitCode, 0, second.stderr);
+    await until(async () => agent.logged(LAYER_REPLACED_MESSAGE).length > layersBeforeSecond, 30_000, () => `the agent to watch vdb's second top; ${context()}`);
+    await until(async () => (await progress('vdb')) >= 416, 180_000, () => `the guest to write 416 MiB into vdb; ${context()}`);
+    const baseBeforeCommit = (await cluster.lab.plugin.describe('vocab-vdb-top')).sizeBytes;
+    const chainsRecorded = agent.logged(CHAIN_RECORDED_MESSAGE).length;
+    const committed = await virsh('blockcommit', guest.domain, 'vdb', '--active', '--pivot', '--wait');
+    assert.equal(committed.exitCode, 0, `${committed.stderr}\n${context()}`);
+    await until(async () => agent.logged(CHAIN_RECORDED_MESSAGE).length > chainsRecorded, 30_000, () => `the agent to follow the commit; ${context()}`);
+    const baseExtensions = agent.logged('volume extended').filter((event) => /^vdb\[\d+\]$/.test(String(event.drive)) && event.volume === 'vocab-vdb-top');
+    assert.ok(baseExtensions.length > 0, `the base (vocab-vdb-top, ${baseBeforeCommit / MiB} MiB before the job) was extended while the job wrote into it; ${context()}`);
+    assert.match((await virsh('domblklist', guest.domain)).stdout, new RegExp(`vdb\\s+${topDevice}`), 'the domain writes to the base again');
     await until(async () => (await guest.lines()).some((line) => line.kind === 'done'), 300_000, () => `the guest to verify vdb; ${context()}`);
     const vdbResult = (await guest.lines()).find((line) => line.kind === 'result' && line.disk === 'vdb');
-    assert.ok(vdbResult?.kind === 'result' && vdbResult.bad === 0 && vdbResult.units === 16, `vdb: ${JSON.stringify(vdbResult)}`);
+    assert.ok(vdbResult?.kind === 'result' && vdbResult.bad === 0 && vdbResult.units === 32, `vdb: ${JSON.stringify(vdbResult)}`);
     assert.deepEqual((await guest.lines()).filter((line) => line.kind === 'error'), []);
-    const topBytes = (await cluster.lab.plugin.describe('vocab-vdb-top')).sizeBytes;
-    assert.ok(topBytes >= 256 * MiB, `the top was extended to hold the pulled data and the guest's: ${topBytes / MiB} MiB (base held ${baseData / MiB} MiB)`);
-    await row('blockpull vdb (base into the top) while the guest writes', 'parent record removed', 'vdb 256 MiB intact', before);
+    await row("blockcommit vdb --active --pivot (the admin's own) while the guest writes", `base extended ${baseExtensions.length}x during the job`, 'vdb 512 MiB intact', before);
 
     // detach-device: no longer watched, and the volume can go.
     before = await extensions();
@@ -138,7 +163,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.equal(detached.exitCode, 0, detached.stderr);
     await until(async () => agent.logged(DRIVE_UNPLUGGED_MESSAGE).some((event) => event.drive === 'vdb'), 60_000, () => `the agent to drop vdb; ${context()}`);
     await until(async () => (await vm())?.drives.map((drive) => drive.drive).join() === 'vda', 10_000, 'the status to list vda only');
-    for (const volume of ['vocab-vdb-top', 'vocab-vdb']) await hostView.deactivate(volume);
+    for (const volume of ['vocab-vdb-top2', 'vocab-vdb-top', 'vocab-vdb']) await hostView.deactivate(volume);
     // The pulled base backs nothing now: it goes, through the SPM, although its former child still exists.
     await tideline('volume', 'delete', 'vocab-vdb');
     await assert.rejects(cluster.lab.plugin.describe('vocab-vdb'), { code: 'volume-not-found' });

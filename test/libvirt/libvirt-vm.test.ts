@@ -60,6 +60,15 @@ describe('LibvirtVm run state across a live migration', () => {
     assert.deepEqual(await states(notMigrated.vm, 2), ['running', 'paused']);
   });
 
+  it('a block-threshold event on a watched backing layer (vda[2]) is that layer\'s; on the active layer (vda[1]) the disk\'s; on an unwatched layer nobody\'s', () => {
+    const vm = new LibvirtVm('web', new Virsh(async () => ({ stdout: '', stderr: '', exitCode: 0 })), [{ target: 'vda', index: 1 }, { target: 'vda[2]', index: undefined }]);
+    const event = (index: number) => ({ kind: 'block-threshold' as const, domain: 'web', target: 'vda', index, path: '/dev/tl/x', thresholdBytes: 100, excessBytes: 5 });
+    assert.deepEqual(vm.translate(event(2), () => undefined), { type: 'threshold', drive: 'vda[2]', highWaterAtLeast: 105 });
+    assert.deepEqual(vm.translate(event(1), () => undefined), { type: 'threshold', drive: 'vda', highWaterAtLeast: 105 });
+    const alone = new LibvirtVm('web', new Virsh(async () => ({ stdout: '', stderr: '', exitCode: 0 })), [{ target: 'vdb', index: 1 }]);
+    assert.equal(alone.translate(event(3), () => undefined), undefined);
+  });
+
   it('reads the lifecycle events of both hosts as recorded', () => {
     const source = [
       "2026-11-25 17:50:26.284+0000: event 'lifecycle' for domain 'tlmig': Suspended Migrated",

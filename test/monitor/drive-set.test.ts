@@ -50,6 +50,40 @@ function setup(options: { capBytes?: number; imageCapBytes?: () => number } = {}
 }
 
 describe('VmMonitor: drives that change while the VM runs', () => {
+  it("arms a backing layer (vda[2]) but never extends it before a block job writes it; then extends it ahead of the job, asking the SPM only when a refresh shows too little", async () => {
+    const world = setup();
+    await world.monitor.start();
+    // A small layer, its image near its end, as a reduced inner layer or a template is: not a guest writing.
+    world.storage.sizes.set('vm1-base', 96 * MiB);
+    world.monitor.addDrive({ drive: 'vda[2]', volume: 'vm1-base', capBytes: 4096 * MiB, policy: POLICY, backingLayer: true }, 96 * MiB);
+    await world.clock.advance(POLL_MS * 3);
+    assert.deepEqual(world.storage.requests, [], 'nothing extended before a write');
+    assert.equal(world.vm.thresholds.get('vda[2]'), 1, 'armed at its first byte: a threshold of 0 is none to QEMU');
+
+    // An administrator's `virsh blockcommit` merges into it: its threshold fires.
+    world.monitor.handle({ type: 'threshold', drive: 'vda[2]', highWaterAtLeast: 90 * MiB });
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-base', targetBytes: 352 * MiB }]);
+    assert.equal(world.vm.thresholds.get('vda[2]'), 352 * MiB - POLICY.freeTargetBytes, 'armed again above the new size');
+
+    // Given room by whoever ran the job (tideline's own commit extends the base first): a refresh finds it, the SPM is not asked.
+    world.storage.sizes.set('vm1-base', 1024 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda[2]', highWaterAtLeast: 300 * MiB });
+    await world.clock.advance(0);
+    assert.equal(world.storage.requests.length, 1, 'no second request');
+    assert.equal(world.vm.thresholds.get('vda[2]'), 1024 * MiB - POLICY.freeTargetBytes);
+    assert.deepEqual(world.events, ['extended vda[2] 352']);
+
+    // Reduced to its image's end plus a little (a commit giving space back): armed again below the new end.
+    world.storage.sizes.set('vm1-base', 320 * MiB);
+    world.monitor.volumeReduced('vm1-base', 320 * MiB);
+    world.monitor.volumeReduced('vm1-vda', 64 * MiB);
+    await world.clock.advance(0);
+    assert.equal(world.vm.thresholds.get('vda[2]'), 320 * MiB - POLICY.freeTargetBytes);
+    assert.equal(world.monitor.status().drives.find((drive) => drive.drive === 'vda')!.volumeBytes, 512 * MiB, 'the active layer is never taken for a reduced one');
+    world.monitor.stop();
+  });
+
   it('arms a hot-plugged drive at once and extends it, leaving the other drive alone', async () => {
     const world = setup();
     await world.monitor.start();

@@ -114,6 +114,7 @@ export const agentCommand: CommandModule<object, AgentArguments> = {
       publishInventory: () => inventory?.publishNow() ?? Promise.resolve(),
       usedBy: (volume) => agent?.status().find((vm) => vm.drives.some((drive) => drive.volume === volume))?.vm,
       resizeLive: (volume, virtualBytes) => libvirt?.resizeLive(volume, virtualBytes) ?? Promise.resolve(undefined),
+      reduced: (volume, volumeBytes) => libvirt?.volumeReduced(volume, volumeBytes),
     });
     const libvirt = argv.libvirt
       ? new LibvirtAgent({ virsh: agentVirsh(argv, logger), plugin, extender, followImage: (volume) => volumes.followImage(volume), policy: agentPolicy(settings, plugin.extentBytes), ...(settings.maxSize ? { maxSizeBytes: settings.maxSize } : {}), clock: systemClock, logger, pollIntervalMs: settings.pollSeconds * 1000, ...(peers ? { peers } : {}) })
