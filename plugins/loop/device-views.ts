@@ -48,6 +48,18 @@ export function isHostViewName(name: string): boolean {
   return HOST_NAME.test(name) && name !== '.' && name !== '..';
 }
 
+/**
+ * The volume a path in any host's view names (DOMAIN/hosts/NAME/VOLUME), as
+ * /dev/VG/LV names one on every host: a migrated domain keeps its disk path,
+ * the lab's per-host mount namespaces put each host's own view under that
+ * one name, and QEMU writes that path into an image's backing file (a block
+ * commit or pull), which the SPM, with no view of its own, reads back.
+ */
+export function volumeInHostView(domainDirectory: string, devicePath: string): string | undefined {
+  const parent = path.dirname(path.resolve(devicePath));
+  return path.dirname(parent) === path.resolve(domainDirectory, HOSTS_DIR) && isHostViewName(path.basename(parent)) ? path.basename(devicePath) : undefined;
+}
+
 /** One host of several: only the loop devices this host attached, found through its own symlinks. */
 export function hostView(run: Runner, domainDirectory: string, host: string): DeviceView {
   const directory = path.resolve(domainDirectory, HOSTS_DIR, host);
@@ -80,12 +92,6 @@ export function hostView(run: Runner, domainDirectory: string, host: string): De
       await rm(linkOf(volume), { force: true });
     },
     activePath: async (file, volume) => ((await ownDevice(file, volume)) ? linkOf(volume) : undefined),
-    volumeForViewPath: (devicePath) => {
-      // Any host's directory names the volume, as /dev/VG/LV does on every
-      // host: a migrated domain keeps its disk path, and the lab's per-host
-      // mount namespaces put each host's own view under that one name.
-      const parent = path.dirname(path.resolve(devicePath));
-      return path.dirname(parent) === path.dirname(directory) && isHostViewName(path.basename(parent)) ? path.basename(devicePath) : undefined;
-    },
+    volumeForViewPath: (devicePath) => volumeInHostView(domainDirectory, devicePath),
   };
 }

@@ -7,7 +7,7 @@ import { MiB, alignUp } from '../../src/util/sizes.js';
 import { assertVolumeName, DomainFullError, ShrinkRefusedError, StorageDomainError, VolumeExistsError, VolumeNotFoundError } from '../errors.js';
 import type { StoragePlugin, VolumeInfo } from '../types.js';
 import { detachLoop, loopDevicesFor, loopDeviceSize, refreshLoop, listLoopDevices } from './loop-devices.js';
-import { HOSTS_DIR, hostView, isHostViewName, sharedView, type DeviceView } from './device-views.js';
+import { HOSTS_DIR, hostView, isHostViewName, sharedView, volumeInHostView, type DeviceView } from './device-views.js';
 
 /**
  * The lab's stand-in for a shared VG: a directory whose sparse files are the
@@ -339,7 +339,7 @@ export class LoopPlugin implements StoragePlugin {
   }
 
   async volumeForPath(devicePath: string): Promise<string | undefined> {
-    const viewed = this.view.volumeForViewPath(devicePath);
+    const viewed = this.view.volumeForViewPath(devicePath) ?? volumeInHostView(this.directory, devicePath);
     if (viewed) return viewed;
     const prefix = `${path.resolve(this.directory)}/`;
     const loop = (await listLoopDevices()).find((candidate) => candidate.device === devicePath);

@@ -62,14 +62,15 @@ async function recordVirtualSize(plugin: StoragePlugin, volume: VolumeInfo, virt
 
 /**
  * The volume whose image backs `volume`'s, by the backing file its header
- * names: undefined when it has none (pulled in full), or names a file
- * outside this storage domain (said in the log).
+ * names: null when it has none (pulled in full); undefined when the name is
+ * not one this storage domain can read as a volume (said in the log), and
+ * then the record is left as it is: a parent is never let go on a guess.
  */
-async function backingVolume(plugin: StoragePlugin, volume: string, header: Qcow2Header, logger: Logger): Promise<string | undefined> {
-  if (header.backingFile === undefined) return undefined;
+async function backingVolume(plugin: StoragePlugin, volume: string, header: Qcow2Header, logger: Logger): Promise<string | null | undefined> {
+  if (header.backingFile === undefined) return null;
   const parent = await plugin.volumeForPath(header.backingFile);
   if (parent === undefined) {
-    logger.warn({ volume, backingFile: header.backingFile, storageDomain: plugin.domain }, "the volume's image is backed by a file outside this storage domain: no parent is recorded for it, and nothing here keeps that file");
+    logger.warn({ volume, backingFile: header.backingFile, storageDomain: plugin.domain }, "the volume's image names a backing file that is no volume of this storage domain: its parent record is left as it is");
   }
   return parent;
 }
@@ -86,9 +87,10 @@ export async function followImageRecord(plugin: StoragePlugin, name: string, log
   const sized = await recordVirtualSize(plugin, volume, header.virtualBytes, logger);
   const parent = await backingVolume(plugin, name, header, logger);
   const recorded = sized.tags[PARENT_TAG];
-  if (parent === recorded) return sized;
-  logger.info({ volume: name, fromParent: recorded ?? null, parent: parent ?? null }, parent === undefined ? "the volume's image has no backing volume any more (block pull): its parent record is removed" : "the volume's image is backed by another volume now: recording it as its parent");
-  return plugin.setTag(name, PARENT_TAG, parent);
+  if (parent === undefined || parent === (recorded ?? null)) return sized;
+  if (parent !== null) await plugin.describe(parent);
+  logger.info({ volume: name, fromParent: recorded ?? null, parent }, parent === null ? "the volume's image has no backing volume any more (block pull): its parent record is removed" : "the volume's image is backed by another volume now: recording it as its parent");
+  return plugin.setTag(name, PARENT_TAG, parent ?? undefined);
 }
 
 /** Volumes whose parent tag names `volume` (the record alone: what a host that may not change tags can read). */

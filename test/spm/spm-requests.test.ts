@@ -223,6 +223,17 @@ describe('SPM: requests through the mailbox', function () {
     await execaRunner('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-F', 'qcow2', '-b', plugin.backingPath('pull-mid'), top], { timeoutMs: 30_000 });
     await host.followImage('pull-top');
     assert.equal((await plugin.describe('pull-top')).tags.parent, 'pull-mid', 'the parent is what the image names');
+    // QEMU writes the path the host's libvirt knows (a host's own view of the volume): the SPM reads it as that volume.
+    const rebase = (backing: string) => execaRunner('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-F', 'qcow2', '-b', backing, top], { timeoutMs: 30_000 });
+    await rebase(path.join(dir, 'domain', 'hosts', '3', 'pull-base'));
+    await host.followImage('pull-top');
+    assert.equal((await plugin.describe('pull-top')).tags.parent, 'pull-base');
+    // A backing file that is no volume of the domain: the record is left as it is, never dropped on a guess.
+    await rebase('/var/tmp/not-a-tideline-volume.qcow2');
+    await host.followImage('pull-top');
+    assert.equal((await plugin.describe('pull-top')).tags.parent, 'pull-base');
+    await rebase(plugin.backingPath('pull-mid'));
+    await host.followImage('pull-top');
     // A full `virsh blockpull`: no backing file any more. Nobody told the SPM; deleting the old parent asks the images.
     await execaRunner('qemu-img', ['rebase', '-u', '-f', 'qcow2', '-b', '', top], { timeoutMs: 30_000 });
     await host.remove('pull-mid');
