@@ -110,14 +110,20 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     const armedMs = Date.now() - attachedAt;
     await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 512 MiB intact (below)', before);
 
+    /** An admin's own disk-only snapshot of vdb onto a new tideline volume over `backing`, once the guest wrote `afterMib` into vdb; the new top's device. */
+    const snapshotVdb = async (top: string, backing: string, afterMib: number): Promise<string> => {
+      await until(async () => (await progress('vdb')) >= afterMib, 180_000, () => `the guest to write ${afterMib} MiB into vdb; ${context()}`);
+      await tideline('volume', 'create', top, '--backing', backing, '--size', '64M');
+      const device = await hostView.activate(top);
+      const layersBefore = agent.logged(LAYER_REPLACED_MESSAGE).length;
+      const snapshot = await virsh('snapshot-create-as', guest.domain, '--disk-only', '--reuse-external', '--no-metadata', '--atomic', '--diskspec', 'vda,snapshot=no', '--diskspec', `vdb,snapshot=external,stype=block,file=${device}`);
+      assert.equal(snapshot.exitCode, 0, snapshot.stderr);
+      await until(async () => agent.logged(LAYER_REPLACED_MESSAGE).length > layersBefore, 30_000, () => `the agent to watch vdb's new top ${top}; ${context()}`);
+      return device;
+    };
+
     before = await extensions();
-    await until(async () => (await progress('vdb')) >= 64, 180_000, () => `the guest to write 64 MiB into vdb; ${context()}`);
-    await tideline('volume', 'create', 'vocab-vdb-top', '--backing', 'vocab-vdb', '--size', '64M');
-    const topDevice = await hostView.activate('vocab-vdb-top');
-    const layersBefore = agent.logged(LAYER_REPLACED_MESSAGE).length;
-    const snapshot = await virsh('snapshot-create-as', guest.domain, '--disk-only', '--reuse-external', '--no-metadata', '--atomic', '--diskspec', 'vda,snapshot=no', '--diskspec', `vdb,snapshot=external,stype=block,file=${topDevice}`);
-    assert.equal(snapshot.exitCode, 0, snapshot.stderr);
-    await until(async () => agent.logged(LAYER_REPLACED_MESSAGE).length > layersBefore, 30_000, () => `the agent to watch vdb's new top; ${context()}`);
+    const topDevice = await snapshotVdb('vocab-vdb-top', 'vocab-vdb', 64);
     await row('snapshot-create-as vdb onto a tideline volume', 'watching the new top', 'vdb intact (below)', before);
 
     before = await extensions();
@@ -135,13 +141,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     // extending the base while the job writes into it lets the job finish. libvirt says nothing when the job starts; the
     // threshold armed on the layer in advance sees its first writes.
     before = await extensions();
-    await until(async () => (await progress('vdb')) >= 160, 180_000, () => `the guest to write 160 MiB into vdb; ${context()}`);
-    await tideline('volume', 'create', 'vocab-vdb-top2', '--backing', 'vocab-vdb-top', '--size', '64M');
-    const top2Device = await hostView.activate('vocab-vdb-top2');
-    const layersBeforeSecond = agent.logged(LAYER_REPLACED_MESSAGE).length;
-    const second = await virsh('snapshot-create-as', guest.domain, '--disk-only', '--reuse-external', '--no-metadata', '--atomic', '--diskspec', 'vda,snapshot=no', '--diskspec', `vdb,snapshot=external,stype=block,file=${top2Device}`);
-    assert.equal(second.exitCode, 0, second.stderr);
-    await until(async () => agent.logged(LAYER_REPLACED_MESSAGE).length > layersBeforeSecond, 30_000, () => `the agent to watch vdb's second top; ${context()}`);
+    await snapshotVdb('vocab-vdb-top2', 'vocab-vdb-top', 160);
     await until(async () => (await progress('vdb')) >= 416, 180_000, () => `the guest to write 416 MiB into vdb; ${context()}`);
     const baseBeforeCommit = (await cluster.lab.plugin.describe('vocab-vdb-top')).sizeBytes;
     const chainsRecorded = agent.logged(CHAIN_RECORDED_MESSAGE).length;
