@@ -23,6 +23,8 @@ export interface DomainDisk {
   device: string;
   /** The layers under the active one, top down, as libvirt names them in a live XML (`vda[2]`). */
   backingChain: Array<{ source: string | undefined; index: number | undefined }>;
+  /** The target of a block job that writes a copy of the disk (`virsh blockcopy`: job 'copy'), while it runs. */
+  mirror?: { job: string; source: string | undefined; ready: boolean };
 }
 
 export interface DomainInfo {
@@ -65,6 +67,7 @@ export function parseDomainXml(xml: string): DomainInfo {
       errorPolicy: driver['@error_policy'],
       device: String(disk['@device'] ?? 'disk'),
       backingChain: backingChainOf(disk.backingStore),
+      ...mirrorOf(disk.mirror),
     };
   });
   return { name: domain.name, disks, policy: readPolicy(domain.metadata) };
@@ -82,6 +85,15 @@ function backingChainOf(element: unknown): DomainDisk['backingChain'] {
     current = current.backingStore as Record<string, unknown> | undefined;
   }
   return chain;
+}
+
+/** A disk's `<mirror>`: `<mirror type='block' job='copy' ready='yes'><source dev='...'/></mirror>` (older libvirt: a `file` attribute). */
+function mirrorOf(element: unknown): Pick<DomainDisk, 'mirror'> {
+  if (!element || typeof element !== 'object') return {};
+  const mirror = element as Record<string, unknown>;
+  const source = (mirror.source ?? {}) as Record<string, string>;
+  const path = source['@dev'] ?? source['@file'] ?? (typeof mirror['@file'] === 'string' ? mirror['@file'] : undefined);
+  return { mirror: { job: String(mirror['@job'] ?? 'copy'), source: path, ready: mirror['@ready'] === 'yes' } };
 }
 
 /** The tideline element alone, as `virsh metadata DOMAIN NAMESPACE` prints it. */

@@ -13,7 +13,7 @@ import type { Virsh } from './virsh.js';
 import type { WatchOptions } from '../agent/watch-options.js';
 import { refreshAtAttach } from '../agent/refresh-at-attach.js';
 import { chainVolumes, completedBlockJob } from './block-jobs.js';
-import { deriveThinDrives, imageCapBytes, sameDriveSettings, type ThinDrive } from './thin-drives.js';
+import { deriveThinDrives, imageCapBytes, isCopyTargetName, sameDriveSettings, type ThinDrive } from './thin-drives.js';
 import type { TimerHandle } from '../util/clock.js';
 import { readQcow2Header } from '../qcow2/header.js';
 import { VirtualShrinkRefusedError } from '../spm/volume-lifecycle.js';
@@ -49,6 +49,7 @@ const RECONCILE_EVENTS = new Set(['device-added', 'device-removed', 'block-job',
 export const LAYER_REPLACED_MESSAGE = "the drive's active layer is another volume now (snapshot, block commit or copy); watching that one instead";
 export const DRIVE_UNPLUGGED_MESSAGE = 'thin drive left the domain (unplugged); no longer watched';
 export const LAYER_LEFT_MESSAGE = 'backing layer left the chain (block commit, pull or a new top); no longer watched as a layer';
+export const COPY_ENDED_MESSAGE = 'block copy ended (pivoted: the copy is the active layer now; or cancelled); its target is no longer kept as large as its disk';
 export const CHAIN_RECORDED_MESSAGE = "block job completed: the SPM's records of the disk's chain follow its images (parents, virtual sizes)";
 export const SETTINGS_FOLLOWED_MESSAGE = 'thin drive settings changed (policy or image size); following them';
 
@@ -275,7 +276,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       monitor.removeDrive(target);
       vm.forgetDrive(target);
       drives.delete(target);
-      logger.info({ vm: domain, drive: target, volume: had.config.volume, why }, now ? LAYER_REPLACED_MESSAGE : had.config.backingLayer ? LAYER_LEFT_MESSAGE : DRIVE_UNPLUGGED_MESSAGE);
+      logger.info({ vm: domain, drive: target, volume: had.config.volume, why }, now ? LAYER_REPLACED_MESSAGE : had.config.backingLayer ? LAYER_LEFT_MESSAGE : had.config.replicaOf ? COPY_ENDED_MESSAGE : DRIVE_UNPLUGGED_MESSAGE);
     }
     for (const [target, drive] of wanted) {
       const had = drives.get(target);
@@ -336,6 +337,12 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
       ...(this.options.peers ? { peers: this.options.peers } : {}),
     });
     forwardMonitorEvents(monitor, this);
+    // libvirt says nothing when an administrator starts a block copy; a disk that grows is when its copy target must
+    // follow, so the domain is looked at again then (one XML read over the socket).
+    monitor.on('extended', (event) => {
+      if (isCopyTargetName(event.drive)) return;
+      void this.reconcile(domain, `${event.drive} grew: a block copy of it must follow`);
+    });
     this.watched.set(domain, { vm, monitor, drives: new Map(wanted) });
     if (this.incoming.has(domain)) monitor.handle({ type: 'migrating-in' });
     await monitor.start();
@@ -350,7 +357,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
    */
   async resizeLive(volume: string, virtualBytes: number): Promise<string | undefined> {
     for (const [domain, watched] of this.watched) {
-      const drive = [...watched.drives.values()].find((candidate) => candidate.config.volume === volume && !candidate.config.backingLayer);
+      const drive = [...watched.drives.values()].find((candidate) => candidate.config.volume === volume && !candidate.config.backingLayer && candidate.config.replicaOf === undefined);
       if (!drive) continue;
       const current = (await readQcow2Header(drive.source)).virtualBytes;
       if (virtualBytes < current) throw new VirtualShrinkRefusedError(volume, current, virtualBytes);

@@ -63,8 +63,41 @@ export async function deriveThinDrives(domain: string, info: DomainInfo, context
     const drivePolicy: PolicySettings = { ...context.policy, ...(policy.chunk ? { chunkBytes: policy.chunk } : {}), ...(policy.freeTarget ? { freeTargetBytes: policy.freeTarget } : {}) };
     drives.set(disk.target, { target: disk.target, index: disk.index, source: disk.source, config: { drive: disk.target, volume, capBytes, policy: drivePolicy }, maxSizeBytes });
     for (const layer of await backingLayers(disk, context, drivePolicy, maxSizeBytes)) drives.set(layer.target, layer);
+    const copy = await copyTarget(disk, context, drivePolicy, maxSizeBytes);
+    if (copy) drives.set(copy.target, copy);
   }
   return drives;
+}
+
+const COPY_SUFFIX = '@copy';
+
+/** How a disk's copy target (`virsh blockcopy`) is named among the drives: libvirt gives it no name of its own. */
+export function copyTargetName(target: string): string {
+  return `${target}${COPY_SUFFIX}`;
+}
+
+export function isCopyTargetName(drive: string): boolean {
+  return drive.endsWith(COPY_SUFFIX);
+}
+
+/**
+ * The target of a block copy of the disk (`virsh blockcopy --reuse-external`
+ * onto a volume of this storage domain), while the job runs: kept at least
+ * as large as the disk it copies (DriveConfig.replicaOf). After the pivot it
+ * is the disk's active layer and watched as such.
+ */
+async function copyTarget(disk: DomainDisk, context: ThinDriveContext, policy: PolicySettings, maxSizeBytes: number | undefined): Promise<ThinDrive | undefined> {
+  if (disk.mirror?.job !== 'copy' || disk.mirror.source === undefined) return undefined;
+  const volume = await context.plugin.volumeForPath(disk.mirror.source);
+  if (!volume) return undefined;
+  const target = copyTargetName(disk.target);
+  try {
+    const capBytes = await imageCapBytes(disk.mirror.source, context.plugin.extentBytes, maxSizeBytes);
+    return { target, index: undefined, source: disk.mirror.source, config: { drive: target, volume, capBytes, policy, replicaOf: disk.target }, maxSizeBytes };
+  } catch (error) {
+    context.logger.warn({ drive: target, volume, err: errorMessage(error) }, "cannot read a block copy target's qcow2 header: it is not kept as large as its disk");
+    return undefined;
+  }
 }
 
 /**
@@ -107,5 +140,5 @@ export async function imageCapBytes(source: string, extentBytes: number, limitBy
 
 /** Whether two drive configurations would decide alike (the volume is compared by the caller). */
 export function sameDriveSettings(a: DriveConfig, b: DriveConfig): boolean {
-  return a.capBytes === b.capBytes && a.backingLayer === b.backingLayer && samePolicy(a.policy, b.policy);
+  return a.capBytes === b.capBytes && a.backingLayer === b.backingLayer && a.replicaOf === b.replicaOf && samePolicy(a.policy, b.policy);
 }

@@ -1,4 +1,5 @@
 import { errorCode, errorMessage } from '../errors.js';
+import { alignUp } from '../util/sizes.js';
 import { ExtensionPolicy, type PolicySettings } from './policy.js';
 
 /**
@@ -20,6 +21,14 @@ export interface DriveConfig {
    * holds already is not a guest writing.
    */
   backingLayer?: boolean;
+  /**
+   * The drive this one is the copy target of (`virsh blockcopy`): QEMU
+   * writes it as the job copies and, once the copy is ready, with every
+   * guest write. libvirt arms no threshold on a copy's target, so it is
+   * never armed: it is kept at least as large as the drive it copies, each
+   * time that one grows (as oVirt extends a replica with its drive).
+   */
+  replicaOf?: string;
 }
 
 /** Two policies that decide alike (every setting equal; they are flat records of numbers and flags). */
@@ -55,6 +64,8 @@ export class DriveState {
   policy: ExtensionPolicy;
   volumeBytes: number;
   highWater = 0;
+  /** For a copy target: the size of the drive it copies, which it must reach. */
+  private replicaTargetBytes = 0;
   /** Something wrote the drive since it is watched (a threshold fired, a write found no space): what a backing layer waits for. */
   private written = false;
   armedThreshold: number | undefined;
@@ -113,6 +124,13 @@ export class DriveState {
     this.observeHighWater(highWaterAtLeast, now);
   }
 
+  /** A copy target learns how large the drive it copies is now; the next decision extends it to that. */
+  followSource(sourceBytes: number): boolean {
+    if (sourceBytes <= this.replicaTargetBytes) return false;
+    this.replicaTargetBytes = sourceBytes;
+    return sourceBytes > this.volumeBytes;
+  }
+
   /**
    * Nothing can be asked about the drive's writes for a while (the
    * destination of a post-copy migration): it counts as written up to the
@@ -136,6 +154,10 @@ export class DriveState {
   decide(now: number): Decision {
     if (this.extending) return { kind: 'wait' };
     if (this.failure && now < this.failure.retryAt) return { kind: 'wait' };
+    if (this.config.replicaOf !== undefined && !this.noSpace) {
+      const targetBytes = Math.min(alignUp(this.replicaTargetBytes, this.config.policy.extentBytes), this.config.capBytes);
+      return targetBytes > this.volumeBytes ? { kind: 'extend', targetBytes } : { kind: 'wait' };
+    }
     if (this.config.backingLayer && !this.written) {
       // A threshold of 0 is none to QEMU: a layer smaller than the free target is armed at its first byte.
       const thresholdBytes = Math.max(1, this.policy.threshold(this.volumeBytes));

@@ -259,6 +259,10 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       void this.incoming.refreshViews(false).catch((error: unknown) => this.logger.warn({ drive: config.drive, err: errorMessage(error) }, 'could not refresh a drive added while the VM migrates in'));
       return;
     }
+    if (config.replicaOf !== undefined) {
+      this.followReplicas();
+      return;
+    }
     void this.refreshHighWater(state)
       .catch(() => undefined)
       .then(() => this.step(runtime));
@@ -273,6 +277,14 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.emit('changed');
     // A pause that waited only for this drive is no longer waiting for anything.
     void this.maybeResume();
+  }
+
+  /** Every copy target (`virsh blockcopy`) follows the size of the drive it copies; one that must grow is extended now. */
+  private followReplicas(): void {
+    for (const runtime of this.drives.values()) {
+      const source = runtime.state.config.replicaOf === undefined ? undefined : this.drives.get(runtime.state.config.replicaOf);
+      if (source && runtime.state.followSource(source.state.volumeBytes) && !this.stopped) void this.step(runtime);
+    }
   }
 
   /**
@@ -354,6 +366,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       const marks = await (asked ?? control.highWaterMarks());
       for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
       await this.caps.followNearCap([...this.drives.values()].map((runtime) => runtime.state));
+      this.followReplicas();
       if (runState === 'io-error') {
         const noSpace = [...(await control.noSpaceDrives())].filter((drive) => this.drives.has(drive));
         for (const drive of noSpace) this.drives.get(drive)!.state.markNoSpace();
@@ -412,7 +425,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private async runInPostCopy(runState: RunState): Promise<void> {
     if (this.incoming.enterPostCopy()) {
       for (const runtime of this.drives.values()) {
-        if (runtime.state.config.backingLayer) continue;
+        if (runtime.state.config.backingLayer || runtime.state.config.replicaOf !== undefined) continue;
         runtime.state.assumeWrittenToEnd();
         void this.step(runtime);
       }
@@ -420,7 +433,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     if (runState !== 'io-error') return;
     if (!this.pausedForNoSpace) {
       // Its io-error event was missed: what the guest wrote since the post-copy began is unknown.
-      for (const runtime of this.drives.values()) if (!runtime.state.config.backingLayer) runtime.state.assumeWrittenToEnd();
+      for (const runtime of this.drives.values()) if (!runtime.state.config.backingLayer && runtime.state.config.replicaOf === undefined) runtime.state.assumeWrittenToEnd();
       this.takeOverUnexplainedPause(POST_COPY_PAUSE_MESSAGE);
     }
     await this.maybeResume();
@@ -573,6 +586,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       this.logger.info({ drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs }, 'volume extended');
       this.emit('extended', { vm: this.vm, drive: drive.name, volume, fromBytes, toBytes: drive.volumeBytes, latencyMs });
       this.markAgain(drive);
+      this.followReplicas();
     } catch (error) {
       const retryInMs = drive.noSpace ? Math.min(NO_SPACE_RETRY_DELAY_MS, this.retryDelayMs) : this.retryDelayMs;
       drive.extensionFailed(error, this.clock.now(), retryInMs);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import Table from 'cli-table3';
 import { readStatus } from '../../src/agent/status-file.js';
 import { execa } from 'execa';
-import { CHAIN_RECORDED_MESSAGE, DRIVE_UNPLUGGED_MESSAGE, LAYER_REPLACED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
+import { CHAIN_RECORDED_MESSAGE, COPY_ENDED_MESSAGE, DRIVE_UNPLUGGED_MESSAGE, LAYER_REPLACED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
 import { LoopPlugin } from '../../plugins/loop/index.js';
@@ -64,7 +64,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     // A 256 MiB image the guest writes 384 MiB into: past its end only once the admin grew it (the guest waits for
     // that, so the step does not depend on how fast this machine lets it write); then a hot-plugged vdb.
     // Both disks throttled within the policy's rate (a chunk ahead of the guest), so "no pause" holds on a loaded machine too.
-    const guest = await LibvirtGuest.create(cluster, host, { domain: `tlvocab${process.pid}`, volume: 'vocab-vda', writeMib: 384, writeBytesPerSecond: WRITE_BYTES_PER_SECOND, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=512 tideline.linger=1', machine: 'pc' });
+    const guest = await LibvirtGuest.create(cluster, host, { domain: `tlvocab${process.pid}`, volume: 'vocab-vda', writeMib: 384, writeBytesPerSecond: WRITE_BYTES_PER_SECOND, virtualBytes: 256 * MiB, guestParameters: 'tideline.grow_wait=1 tideline.second_mib=768 tideline.linger=1', machine: 'pc' });
     const vm = async () => (await readStatus(statusFile).catch(() => undefined))?.vms.find((entry) => entry.vm === guest.domain);
     // Counted from the agent's log: the status starts again at zero for a restored domain.
     const extensions = async () => agent.logged('volume extended').filter((event) => event.vm === guest.domain).length;
@@ -108,7 +108,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.equal((await virsh('blkdeviotune', guest.domain, 'vdb', '--write-bytes-sec', String(WRITE_BYTES_PER_SECOND), '--live')).exitCode, 0);
     await until(async () => ((await vm())?.drives.find((drive) => drive.drive === 'vdb')?.thresholdBytes ?? null) !== null, 30_000, () => `vdb to be watched and armed; ${context()}`);
     const armedMs = Date.now() - attachedAt;
-    await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 512 MiB intact (below)', before);
+    await row('attach-device vdb --live, then fill it', `armed ${armedMs} ms after attach`, 'vdb 768 MiB intact (below)', before);
 
     /** An admin's own disk-only snapshot of vdb onto a new tideline volume over `backing`, once the guest wrote `afterMib` into vdb; the new top's device. */
     const snapshotVdb = async (top: string, backing: string, afterMib: number): Promise<string> => {
@@ -153,11 +153,34 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     const baseExtensions = agent.logged('volume extended').filter((event) => /^vdb\[\d+\]$/.test(String(event.drive)) && event.volume === 'vocab-vdb-top');
     assert.ok(baseExtensions.length > 0, `the base (vocab-vdb-top, ${baseBeforeCommit / MiB} MiB before the job) was extended while the job wrote into it; ${context()}`);
     assert.match((await virsh('domblklist', guest.domain)).stdout, new RegExp(`vdb\\s+${topDevice}`), 'the domain writes to the base again');
+    await row("blockcommit vdb --active --pivot (the admin's own) while the guest writes", `base extended ${baseExtensions.length}x during the job`, 'vdb intact (below)', before);
+
+    // blockcopy onto another tideline volume while the guest writes. libvirt says nothing when a copy starts, so the admin
+    // creates the target as large as the disk is now; from the disk's next extension (or the copy's ready event) on, the
+    // copy target is kept at least as large as the disk, until the admin pivots onto it.
+    before = await extensions();
+    const sourceMib = (await cluster.lab.plugin.describe('vocab-vdb-top')).sizeBytes / MiB;
+    await tideline('volume', 'create', 'vocab-vdb-copy', '--size', `${sourceMib}M`, '--virtual-size', '1G');
+    const copyDevice = await hostView.activate('vocab-vdb-copy');
+    // Faster than the guest writes, or the copy never catches up with it.
+    const copied = await virsh('blockcopy', guest.domain, 'vdb', copyDevice, '--blockdev', '--reuse-external', '--format', 'qcow2', '--transient-job', '--wait', '--bandwidth', '128');
+    assert.equal(copied.exitCode, 0, `${copied.stdout}\n${copied.stderr}\n${context()}`);
+    await until(async () => agent.logged('watching thin drive').some((event) => event.drive === 'vdb@copy'), 30_000, () => `the agent to keep the copy target as large as vdb; ${context()}`);
+    await until(
+      async () => (await cluster!.lab.plugin.describe('vocab-vdb-copy')).sizeBytes >= (await cluster!.lab.plugin.describe('vocab-vdb-top')).sizeBytes,
+      30_000,
+      () => `the copy target to be as large as vdb; ${context()}`,
+    );
+    const pivoted = await virsh('blockjob', guest.domain, 'vdb', '--pivot');
+    assert.equal(pivoted.exitCode, 0, `${pivoted.stdout}\n${pivoted.stderr}`);
+    assert.match((await virsh('domblklist', guest.domain)).stdout, new RegExp(`vdb\\s+${copyDevice}`), 'the domain writes to the copy');
+    await until(async () => agent.logged(COPY_ENDED_MESSAGE).some((event) => event.drive === 'vdb@copy'), 30_000, () => `the agent to see the copy pivot; ${context()}`);
+    const copyExtensions = agent.logged('volume extended').filter((event) => event.drive === 'vdb@copy').length;
     await until(async () => (await guest.lines()).some((line) => line.kind === 'done'), 300_000, () => `the guest to verify vdb; ${context()}`);
     const vdbResult = (await guest.lines()).find((line) => line.kind === 'result' && line.disk === 'vdb');
-    assert.ok(vdbResult?.kind === 'result' && vdbResult.bad === 0 && vdbResult.units === 32, `vdb: ${JSON.stringify(vdbResult)}`);
+    assert.ok(vdbResult?.kind === 'result' && vdbResult.bad === 0 && vdbResult.units === 48, `vdb: ${JSON.stringify(vdbResult)}`);
     assert.deepEqual((await guest.lines()).filter((line) => line.kind === 'error'), []);
-    await row("blockcommit vdb --active --pivot (the admin's own) while the guest writes", `base extended ${baseExtensions.length}x during the job`, 'vdb 512 MiB intact', before);
+    await row('blockcopy vdb --reuse-external --pivot onto a tideline volume while the guest writes', `copy target kept as large as vdb (${copyExtensions} extensions)`, 'vdb 768 MiB intact', before);
 
     // detach-device: no longer watched, and the volume can go.
     before = await extensions();
@@ -165,7 +188,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.equal(detached.exitCode, 0, detached.stderr);
     await until(async () => agent.logged(DRIVE_UNPLUGGED_MESSAGE).some((event) => event.drive === 'vdb'), 60_000, () => `the agent to drop vdb; ${context()}`);
     await until(async () => (await vm())?.drives.map((drive) => drive.drive).join() === 'vda', 10_000, 'the status to list vda only');
-    for (const volume of ['vocab-vdb-top2', 'vocab-vdb-top', 'vocab-vdb']) await hostView.deactivate(volume);
+    for (const volume of ['vocab-vdb-copy', 'vocab-vdb-top2', 'vocab-vdb-top', 'vocab-vdb']) await hostView.deactivate(volume);
     // The pulled base backs nothing now: it goes, through the SPM, although its former child still exists.
     await tideline('volume', 'delete', 'vocab-vdb');
     await assert.rejects(cluster.lab.plugin.describe('vocab-vdb'), { code: 'volume-not-found' });

@@ -7,6 +7,14 @@ import { MiB } from '../../src/util/sizes.js';
 
 /** What virsh and libvirt print, as captured from libvirt 9.0 on this project's machines. */
 describe('libvirt output parsers', () => {
+  it("reads a block copy's target from a disk's <mirror> (and nothing for an active commit's)", () => {
+    const disk = (mirror: string) => parseDomainXml(`<domain><name>web</name><devices><disk type='block' device='disk'><driver name='qemu' type='qcow2'/><source dev='/dev/tl/web-vda' index='1'/>${mirror}<target dev='vda' bus='virtio'/></disk></devices></domain>`).disks[0]!;
+    assert.deepEqual(disk(`<mirror type='block' job='copy' ready='yes'><format type='qcow2'/><source dev='/dev/tl/web-vda-copy' index='3'/></mirror>`).mirror, { job: 'copy', source: '/dev/tl/web-vda-copy', ready: true });
+    assert.deepEqual(disk(`<mirror type='file' file='/var/tmp/copy.qcow2' format='qcow2' job='copy'/>`).mirror, { job: 'copy', source: '/var/tmp/copy.qcow2', ready: false });
+    assert.equal(disk(`<mirror type='block' job='active-commit' ready='yes'><source dev='/dev/tl/web-base'/></mirror>`).mirror?.job, 'active-commit');
+    assert.equal(disk('').mirror, undefined);
+  });
+
   it('reads the events tideline acts on', () => {
     assert.deepEqual(parseEventLine("2026-11-25 02:53:49.964+0000: event 'block-threshold' for domain 'web 01': dev: vda[1](/dev/loop0) 50000000 659328"), {
       kind: 'block-threshold', domain: 'web 01', target: 'vda', index: 1, path: '/dev/loop0', thresholdBytes: 50_000_000, excessBytes: 659_328,

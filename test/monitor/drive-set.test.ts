@@ -50,6 +50,24 @@ function setup(options: { capBytes?: number; imageCapBytes?: () => number } = {}
 }
 
 describe('VmMonitor: drives that change while the VM runs', () => {
+  it('keeps a block copy target (vda@copy) at least as large as the drive it copies, never arming it, each time that drive grows', async () => {
+    const world = setup();
+    await world.monitor.start();
+    world.storage.sizes.set('vm1-copy', 256 * MiB);
+    world.monitor.addDrive({ drive: 'vda@copy', volume: 'vm1-copy', capBytes: 4096 * MiB, policy: POLICY, replicaOf: 'vda' }, 256 * MiB);
+    await world.clock.advance(0);
+    assert.deepEqual(world.storage.requests, [{ volume: 'vm1-copy', targetBytes: 512 * MiB }], 'brought up to the disk it copies at once');
+    // The guest writes on: the disk grows, and its copy with it.
+    world.vm.highWater.set('vda', 450 * MiB);
+    world.monitor.handle({ type: 'threshold', drive: 'vda', highWaterAtLeast: 450 * MiB });
+    await world.clock.advance(0);
+    assert.deepEqual(world.events, ['extended vda@copy 512', 'extended vda 768', 'extended vda@copy 768']);
+    await world.clock.advance(POLL_MS * 3);
+    assert.equal(world.vm.thresholds.has('vda@copy'), false, 'never armed: libvirt arms nothing on a copy target');
+    assert.equal(world.storage.requests.length, 3, 'nothing more while the disk does not grow');
+    world.monitor.stop();
+  });
+
   it("arms a backing layer (vda[2]) but never extends it before a block job writes it; then extends it ahead of the job, asking the SPM only when a refresh shows too little", async () => {
     const world = setup();
     await world.monitor.start();
