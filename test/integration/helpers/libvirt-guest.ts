@@ -5,6 +5,7 @@ import { LoopPlugin } from '../../../plugins/loop/index.js';
 import { parseGuestLine, type GuestLine } from '../../../src/lab/guest-report.js';
 import { labDomainXml } from '../../../src/lab/libvirt-domain.js';
 import { execaRunner } from '../../../src/util/runner.js';
+import { VIRTUAL_SIZE_TAG } from '../../../src/spm/validate.js';
 import { GiB, MiB } from '../../../src/util/sizes.js';
 import type { ClusterWorld } from './cluster-world.js';
 import { labBootImage } from './lab-world.js';
@@ -32,7 +33,8 @@ export class LibvirtGuest {
    */
   static async create(cluster: ClusterWorld, host: LibvirtHost, options: { domain: string; volume: string; writeMib: number; writeBytesPerSecond?: number; virtualBytes?: number; guestParameters?: string; machine?: 'q35' | 'pc' }): Promise<LibvirtGuest> {
     const { domain, volume, writeMib } = options;
-    await cluster.lab.plugin.create(volume, 128 * MiB, { vm: domain });
+    // Recorded as `tideline volume create` records it: a child can be made over it, and the SPM's cap follows the image.
+    await cluster.lab.plugin.create(volume, 128 * MiB, { vm: domain, [VIRTUAL_SIZE_TAG]: String(options.virtualBytes ?? 4 * GiB) });
     const hostView = await LoopPlugin.open(cluster.lab.workspace.domainDir, execaRunner, { hostView: host.name });
     const devicePath = await hostView.activate(volume);
     await execaRunner('qemu-img', ['create', '-q', '-f', 'qcow2', devicePath, String(options.virtualBytes ?? 4 * GiB)]);
