@@ -4,11 +4,12 @@ import { errorCode, errorMessage } from '../errors.js';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { DriveState, type DriveConfig, type DriveStatus } from './drive-state.js';
 import { CapReachedError, ExtensionTimeoutError } from './errors.js';
-import { ARRIVED_PAUSED_MESSAGE, MIGRATED_AWAY_MESSAGE, migrationPhase, POST_COPY_PAUSE_MESSAGE, type MigrationPhase } from './migration.js';
+import { ARRIVED_PAUSED_MESSAGE, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
 import { IncomingMigration } from './incoming-migration.js';
 import { CapFollower } from './cap-follower.js';
+import { NoSpacePause } from './no-space-pause.js';
 import { OutgoingMigrationGate } from './outgoing-migration.js';
-import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, RunState, VmControl } from './ports.js';
+import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
 
 /**
  * Watches every thin drive of one VM: arms write thresholds, extends volumes
@@ -111,12 +112,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   private pollTimer: TimerHandle | undefined;
   private polling = false;
   private stopped = true;
-  private pausedForNoSpace = false;
-  private pausedAt = 0;
-  private pauses = 0;
-  private pausedMsTotal = 0;
-  private lastResumeMs: number | undefined;
-  private resuming = false;
+  private readonly pause: NoSpacePause;
   private lastArrivalMs: number | undefined;
   /** The destination side of a live migration. */
   private readonly incoming: IncomingMigration;
@@ -135,6 +131,15 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
     this.extensionTimeoutMs = options.extensionTimeoutMs ?? DEFAULT_EXTENSION_TIMEOUT_MS;
     this.caps = new CapFollower(options.capacity, this.logger, () => this.emit('changed'));
+    this.pause = new NoSpacePause({
+      vm: options.vm,
+      clock: options.clock,
+      control: options.control,
+      logger: this.logger,
+      paused: (drives) => this.emit('paused', { vm: this.vm, drives }),
+      resumed: (pausedMs) => this.emit('resumed', { vm: this.vm, pausedMs }),
+      changed: () => this.emit('changed'),
+    });
     this.incoming = new IncomingMigration({
       drives: () => [...this.drives.values()].map((runtime) => runtime.state),
       extender: options.extender,
@@ -142,6 +147,24 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       logger: this.logger,
       changed: () => this.emit('changed'),
       ...(options.incomingRefreshMs ? { refreshMs: options.incomingRefreshMs } : {}),
+      loop: {
+        step: (drive) => {
+          const runtime = this.runtimeOf(drive);
+          if (runtime) void this.step(runtime);
+        },
+        stepAll: () => this.stepAll(),
+        armAll: () => this.armAll(),
+        takeOverUnexplainedPause: (message) => this.takeOverUnexplainedPause(message),
+        pausedForNoSpace: () => this.pause.active,
+        resumeWhenReady: () => this.maybeResume(),
+        runState: () => options.control.runState(),
+        now: () => this.clock.now(),
+        arrived: (armedMs) => {
+          this.lastArrivalMs = armedMs;
+          this.emit('arrived', { vm: this.vm, armedMs });
+          this.emit('changed');
+        },
+      },
     });
     this.outgoing = new OutgoingMigrationGate({
       vm: options.vm,
@@ -196,19 +219,13 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
           this.logger.warn({ drive: input.drive, action: input.action }, 'guest saw ENOSPC: the drive does not pause on write errors (set werror=stop / error_policy=stop)');
         }
         runtime.state.markNoSpace();
-        if (input.action === 'stop') this.notePausedForNoSpace([input.drive]);
+        if (input.action === 'stop') this.pause.noted([input.drive]);
         void this.step(runtime);
         return;
       }
       case 'resumed':
-        if (this.incoming.incoming) {
-          void this.resumedWhileIncoming(now);
-          return;
-        }
-        if (this.pausedForNoSpace && !this.resuming) {
-          // Someone else resumed it; a write that still has no space will pause it again.
-          this.endPause();
-        }
+        if (this.incoming.incoming) void this.incoming.resumed(now);
+        else this.pause.resumedByOthers();
         return;
       case 'migrating-in':
         if (!this.incoming.enter()) return;
@@ -228,10 +245,10 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
   status(): VmStatus {
     return {
       vm: this.vm,
-      pausedForNoSpace: this.pausedForNoSpace,
-      pauses: this.pauses,
-      pausedMsTotal: this.pausedMsTotal + (this.pausedForNoSpace ? this.clock.now() - this.pausedAt : 0),
-      lastResumeMs: this.lastResumeMs ?? null,
+      pausedForNoSpace: this.pause.active,
+      pauses: this.pause.pauses,
+      pausedMsTotal: this.pause.pausedMs(),
+      lastResumeMs: this.pause.lastResumeMs ?? null,
       migration: this.incoming.phase ?? null,
       lastArrivalMs: this.lastArrivalMs ?? null,
       drives: [...this.drives.values()].map((runtime) => runtime.state.status()),
@@ -336,32 +353,13 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       const asked = this.incoming.phase === undefined ? control.highWaterMarks() : undefined;
       asked?.catch(() => undefined);
       const runState = await control.runState();
-      const phase = migrationPhase(runState);
-      if (phase === 'left') {
+      if (migrationPhase(runState) === 'left') {
         this.leave();
         return;
       }
-      if (this.incoming.incoming) {
-        // Still arriving: refreshed and announced above. Once it runs here (its RESUME event missed, or it came
-        // before we attached), the thresholds are armed; in post-copy, once the migration has ended.
-        if (runState === 'postcopy' || (runState === 'io-error' && this.incoming.postCopy)) {
-          await this.runInPostCopy(runState);
-          return;
-        }
-        if (!ranHere(runState)) return;
-        await this.arrive(this.clock.now());
-        this.arrivedPaused = runState === 'io-error';
-      } else if (phase === 'incoming') {
-        this.incoming.enter();
-        await this.incoming.refreshViews(false);
-        return;
-      } else if (runState === 'starting') {
-        // Nothing can be asked yet, and it may be a live migration arriving that nobody announced to this host
-        // (measured: 0.6 s from libvirt's `start` hook to "paused (migrating)"). Announce the views now: the
-        // source's extensions wait for them, and QEMU opens the devices at the size this host sees.
-        await this.incoming.announceWhileStarting();
-        return;
-      } else if (this.incoming.announcing) await this.incoming.withdraw();
+      const verdict = await this.incoming.polled(runState);
+      if (verdict === 'wait') return;
+      if (verdict === 'arrived') this.arrivedPaused = runState === 'io-error';
       const now = this.clock.now();
       const marks = await (asked ?? control.highWaterMarks());
       for (const [drive, highWater] of marks) this.drives.get(drive)?.state.observeHighWater(highWater, now);
@@ -370,10 +368,10 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       if (runState === 'io-error') {
         const noSpace = [...(await control.noSpaceDrives())].filter((drive) => this.drives.has(drive));
         for (const drive of noSpace) this.drives.get(drive)!.state.markNoSpace();
-        if (noSpace.length > 0) this.notePausedForNoSpace(noSpace);
-        else if (this.arrivedPaused && !this.pausedForNoSpace) this.takeOverUnexplainedPause(ARRIVED_PAUSED_MESSAGE);
+        if (noSpace.length > 0) this.pause.noted(noSpace);
+        else if (this.arrivedPaused && !this.pause.active) this.takeOverUnexplainedPause(ARRIVED_PAUSED_MESSAGE);
       }
-      await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
+      await this.stepAll();
       await this.maybeResume();
     } catch (error) {
       this.logger.warn({ err: errorMessage(error), code: errorCode(error) }, 'drive poll failed; retrying at the next poll');
@@ -405,66 +403,17 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     const nearEnd = [...this.drives.values()].map(({ state }) => state).filter((state) => state.policy.needsExtension(state.volumeBytes, state.highWater));
     for (const state of nearEnd) state.markNoSpace();
     this.logger.warn({ drives: nearEnd.map((state) => state.name) }, message);
-    this.notePausedForNoSpace(nearEnd.map((state) => state.name));
-  }
-
-  /** Running here: arrived, or in post-copy (the migration still under way), which only libvirt's state tells apart. */
-  private async resumedWhileIncoming(resumedAt: number): Promise<void> {
-    const runState = await this.options.control.runState().catch(() => undefined);
-    if (runState === 'postcopy') await this.runInPostCopy(runState);
-    else await this.arrive(resumedAt);
-  }
-
-  /**
-   * The VM runs here while the post-copy migration still pulls its memory
-   * from the source (src/monitor/migration.ts): every drive counts as
-   * written to its end, so each gets its free target at once; a pause for
-   * lack of space is extended and its resume tried at every poll, which
-   * libvirt allows once the migration ended.
-   */
-  private async runInPostCopy(runState: RunState): Promise<void> {
-    if (this.incoming.enterPostCopy()) {
-      for (const runtime of this.drives.values()) {
-        if (runtime.state.config.backingLayer || runtime.state.config.replicaOf !== undefined) continue;
-        runtime.state.assumeWrittenToEnd();
-        void this.step(runtime);
-      }
-    }
-    if (runState !== 'io-error') return;
-    if (!this.pausedForNoSpace) {
-      // Its io-error event was missed: what the guest wrote since the post-copy began is unknown.
-      for (const runtime of this.drives.values()) if (!runtime.state.config.backingLayer && runtime.state.config.replicaOf === undefined) runtime.state.assumeWrittenToEnd();
-      this.takeOverUnexplainedPause(POST_COPY_PAUSE_MESSAGE);
-    }
-    await this.maybeResume();
-  }
-
-  /** The VM runs here after a live migration: refresh once more, arm every threshold at once. */
-  private async arrive(resumedAt: number): Promise<void> {
-    if (!this.incoming.incoming) return;
-    this.incoming.arrived();
-    // Armed first, against the view the incoming refreshes kept (at most one
-    // refresh interval old): a threshold a little low fires early, never late.
-    await this.armAll();
-    const armedMs = this.clock.now() - resumedAt;
-    try {
-      await this.incoming.refreshViews(true);
-    } catch (error) {
-      this.logger.warn({ err: errorMessage(error) }, 'refresh after migration failed; the thresholds below the old size still guard the drives');
-    }
-    await this.incoming.withdraw();
-    // A view that grew in the meantime raises the thresholds.
-    await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
-    this.lastArrivalMs = armedMs;
-    this.logger.info({ armedMs, drives: [...this.drives.values()].map((runtime) => runtime.state.status()) }, 'VM arrived by live migration: volumes refreshed, thresholds armed');
-    this.emit('arrived', { vm: this.vm, armedMs });
-    this.emit('changed');
+    this.pause.noted(nearEnd.map((state) => state.name));
   }
 
   private async armAll(): Promise<void> {
     for (const runtime of this.drives.values()) runtime.state.forgetThreshold();
-    await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
+    await this.stepAll();
     await Promise.all([...this.drives.values()].map((runtime) => runtime.arming));
+  }
+
+  private async stepAll(): Promise<void> {
+    await Promise.all([...this.drives.values()].map((runtime) => this.step(runtime)));
   }
 
   private leave(): void {
@@ -638,48 +587,8 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     if (drive.policy.needsExtension(drive.volumeBytes, drive.highWater)) this.markAgain(drive);
   }
 
-  private notePausedForNoSpace(drives: string[]): void {
-    if (this.pausedForNoSpace) return;
-    this.pausedForNoSpace = true;
-    this.pausedAt = this.clock.now();
-    this.pauses += 1;
-    this.logger.warn({ drives }, 'VM paused: a write found no space; extending, then resuming');
-    this.emit('paused', { vm: this.vm, drives });
-    this.emit('changed');
-  }
-
-  private endPause(): number {
-    const pausedMs = this.clock.now() - this.pausedAt;
-    this.pausedForNoSpace = false;
-    this.pausedMsTotal += pausedMs;
-    this.emit('changed');
-    return pausedMs;
-  }
-
-  /** Resumes only what a lack of space paused, and only once every such drive got space. */
   private async maybeResume(): Promise<void> {
-    if (!this.pausedForNoSpace || this.resuming || this.stopped) return;
-    const states = [...this.drives.values()].map((runtime) => runtime.state);
-    if (states.some((drive) => drive.noSpace || drive.extending)) return;
-    this.resuming = true;
-    try {
-      const runState = await this.options.control.runState();
-      if (runState !== 'io-error') {
-        // Resumed by someone else, or paused/stopped by a person on top: not ours to touch.
-        this.logger.info({ runState }, 'VM no longer paused for an I/O error; not resuming');
-        this.endPause();
-        return;
-      }
-      await this.options.control.resume();
-      const pausedMs = this.endPause();
-      this.lastResumeMs = pausedMs;
-      this.logger.info({ pausedMs }, 'VM resumed after extension');
-      this.emit('resumed', { vm: this.vm, pausedMs });
-    } catch (error) {
-      this.logger.warn({ err: errorMessage(error) }, 'resume failed; retrying at the next poll');
-    } finally {
-      this.resuming = false;
-    }
+    if (!this.stopped) await this.pause.resumeWhenReady([...this.drives.values()].map((runtime) => runtime.state));
   }
 
   private withTimeout<T>(promise: Promise<T>, volume: string): Promise<T> {
@@ -697,11 +606,6 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       );
     });
   }
-}
-
-/** A VM migrating in has run here once it runs, or paused for an I/O error (a write met this host's view). */
-function ranHere(runState: string): boolean {
-  return runState === 'running' || runState === 'io-error';
 }
 
 /** Re-emits a monitor's events from another emitter (an attachment, the libvirt agent), so metrics and status see one source. */
