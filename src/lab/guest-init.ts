@@ -71,6 +71,13 @@ write_and_verify() {
   done
   written=$(uptime_cs)
   say "written centiseconds=$((written - started)) disk=$1"
+  verify $1 $UNITS
+}
+# Reads UNITS units of DISK back and reports (the result line carries ROUND when one is given).
+verify() {
+  DISK=/dev/$1
+  UNITS=$2
+  written=$(uptime_cs)
   bad=0
   unit=0
   while [ $unit -lt $UNITS ]; do
@@ -84,14 +91,27 @@ write_and_verify() {
     unit=$((unit + 1))
   done
   say "read centiseconds=$(($(uptime_cs) - written)) disk=$1"
-  say "result units=$UNITS bad=$bad body_md5=$BODY_SUM disk=$1"
+  say "result units=$UNITS bad=$bad body_md5=$BODY_SUM disk=$1\${3:+ round=$3}"
 }
-write_and_verify vda $(( $(param write_mib) / ${UNIT_MIB} ))
+VDA_UNITS=$(( $(param write_mib) / ${UNIT_MIB} ))
+write_and_verify vda $VDA_UNITS
 # tideline.second_mib=N: then a disk hot-plugged as vdb (waited for up to 10 minutes) is written and verified too.
 second=$(param second_mib)
 [ -n "$second" ] && write_and_verify vdb $((second / ${UNIT_MIB})) 3000
-# tideline.linger=1: stay up, so that the host can go on acting on the domain (unplug, save, restore).
-if [ "$(param linger)" = 1 ]; then say "done"; while true; do sleep 3600; done; fi
+# tideline.linger=1: stay up, so that the host can go on acting on the domain (unplug, save, restore). Each time
+# the host then plugs in another disk, whatever its name (the guest's kernel names disks in the order it finds them:
+# libvirt's vdc is this guest's vdb once vdb was unplugged), vda is read back again: round 1, 2, ...
+other_disks() { ls /sys/block | grep -v '^vda$' | grep -c '^vd'; }
+if [ "$(param linger)" = 1 ]; then
+  say "done"
+  round=0
+  while true; do
+    while [ "$(other_disks)" = 0 ]; do sleep 0.5; done
+    round=$((round + 1))
+    verify vda $VDA_UNITS $round
+    while [ "$(other_disks)" != 0 ]; do sleep 0.5; done
+  done
+fi
 poweroff -f
 `;
 }

@@ -7,7 +7,8 @@ export type GuestLine =
   | { kind: 'written'; seconds: number }
   | { kind: 'read'; seconds: number }
   | { kind: 'mismatch'; unit: number; part: string }
-  | { kind: 'result'; units: number; bad: number; bodyMd5: string; disk: string }
+  /** `round`: a disk read back again once the host plugged in vdc (tideline.linger=1); absent for the first reading. */
+  | { kind: 'result'; units: number; bad: number; bodyMd5: string; disk: string; round?: number }
   /** The guest waits for its disk to grow before writing past its end (tideline.grow_wait=1). */
   | { kind: 'waiting-for-growth'; disk: string; bytes: number }
   /** Everything written and verified; the guest stays up (tideline.linger=1). */
@@ -32,7 +33,7 @@ export function parseGuestLine(line: string): GuestLine | undefined {
     case 'mismatch':
       return { kind: 'mismatch', unit: number('unit'), part: fields.part ?? '' };
     case 'result':
-      return { kind: 'result', units: number('units'), bad: number('bad'), bodyMd5: fields.body_md5 ?? '', disk: fields.disk ?? 'vda' };
+      return { kind: 'result', units: number('units'), bad: number('bad'), bodyMd5: fields.body_md5 ?? '', disk: fields.disk ?? 'vda', ...(fields.round ? { round: number('round') } : {}) };
     case 'waiting-for-growth':
       return { kind: 'waiting-for-growth', disk: fields.disk ?? 'vda', bytes: number('bytes') };
     case 'done':

@@ -33,7 +33,7 @@ import type { RunState } from './ports.js';
  *
  * A pause for migration is never an I/O error pause, so nothing here resumes
  * a VM: only an `io-error` pause that tideline saw for lack of space is ever
- * resumed (VmMonitor.maybeResume).
+ * resumed (src/monitor/no-space-pause.ts).
  */
 export type MigrationPhase = 'incoming' | 'left';
 

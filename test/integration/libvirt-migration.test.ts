@@ -200,6 +200,24 @@ describe('real libvirt: virsh migrate --live between two hosts while the thin di
     assert.ok(two.agent.logged('volume extended').length > 0, 'host 2 extended the volume after the arrival');
     process.stdout.write(`      source paused mid-migration; on host 2: pauses ${destination.pauses}, extensions ${two.agent.logged('volume extended').length}; data verified: ${result.bad === 0}\n`);
   });
+  it('virsh save on host 1 mid-write, virsh restore on host 2: host 2 prepares and watches the restored domain, which goes on growing there; data intact', async () => {
+    const { one, two, domain, guest } = await guestWritingOnHostOne();
+    const saveFile = path.join(cluster.dir, 'moved.save');
+    const saved = await one.host.virsh('save', domain, saveFile);
+    assert.equal(saved.exitCode, 0, saved.stderr);
+    await until(async () => (await vmStatus(1, domain)) === undefined, 30_000, 'host 1 to stop watching the saved domain');
+    const extensionsOnOne = one.agent.logged('volume extended').length;
+    const restored = await two.host.virsh('restore', saveFile);
+    assert.equal(restored.exitCode, 0, restored.stderr);
+    await two.host.recordQemu(domain);
+    await until(async () => ((await vmStatus(2, domain))?.drives[0]?.thresholdBytes ?? null) !== null, 60_000, () => `host 2 to watch and arm the restored domain; ${two.agent.transcript()}`);
+    const result = await guest.verifiedResult(300_000, () => `host 2's agent last logged:\n${two.agent.transcript()}`);
+    const destination = (await vmStatus(2, domain))!;
+    assert.equal(destination.pauses, 0, 'the restored domain never paused on host 2');
+    assert.ok(two.agent.logged('volume extended').length > 0, 'host 2 extended the volume after the restore');
+    assert.equal(one.agent.logged('volume extended').length, extensionsOnOne, 'host 1 extended nothing once the domain was saved');
+    process.stdout.write(`      save on host 1, restore on host 2: extensions on host 1 ${extensionsOnOne}, on host 2 ${two.agent.logged('volume extended').length}; pauses on host 2: ${destination.pauses}; data verified: ${result.bad === 0}\n`);
+  });
   it('post-copy (virsh migrate --postcopy, then migrate-postcopy): host 2 gives the drive room the moment the guest runs there, before the migration ends; host 1 resumes nothing; data intact', async () => {
     const { spm, one, two, domain, guest } = await guestWritingOnHostOne();
     // Slow enough that the pre-copy phase is still running when the administrator switches to post-copy, and that

@@ -26,9 +26,10 @@ const WRITE_BYTES_PER_SECOND = 32 * MiB;
  * thin disk that the guest then fills, and while it fills a snapshot, the
  * admin's own `blockcommit --active --pivot` back into the base (whose
  * volume must grow while the job writes into it) and a `blockcopy` onto
- * another tideline volume with its pivot; `detach-device`; and `save` +
+ * another tideline volume with its pivot; `detach-device`; `save` +
  * `restore` (the pulled top compared with its old base, which is then
- * deleted). Printed as a table, one
+ * deleted); and `managedsave` + `start` of the domain made persistent.
+ * After each restore the guest reads vda back. Printed as a table, one
  * row per operation: pauses, extensions, how soon the agent followed,
  * whether the data verified. Every wait is for the state that proves the
  * step (a log line, the status, the guest's own report), never a fixed time.
@@ -44,7 +45,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await cluster?.dispose();
   });
 
-  it('blockresize, attach-device, snapshot-create-as, blockpull, blockcommit, detach-device, save and restore: zero pauses, every byte verified', async () => {
+  it('blockresize, attach-device, snapshot-create-as, blockpull, blockcommit, detach-device, save and restore, managedsave and start: zero pauses, every byte verified', async () => {
     // A libvirtd of its own (private namespaces, its own hook and tideline.conf): nothing shared with the other libvirt suites.
     cluster = await ClusterWorld.create(4);
     const domainDir = cluster.lab.workspace.domainDir;
@@ -76,7 +77,9 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     const followConsole = setInterval(() => void readFile(guest.consoleLog, 'utf8').then((text) => (consoleTail = text.split('\n').slice(-25).join('\n')), () => undefined), 1_000);
     after(() => clearInterval(followConsole));
     const rows: Array<[string, number, number, string, string]> = [];
-    const row = async (operation: string, followed: string, verified: string, extensionsBefore: number) => rows.push([operation, (await vm())?.pauses ?? -1, (await extensions()) - extensionsBefore, followed, verified]);
+    // Pauses for lack of space so far, from the agent's log: a restored domain's status counts from zero again.
+    const pauses = () => agent.logged('VM paused: a write found no space; extending, then resuming').filter((event) => event.vm === guest.domain).length;
+    const row = async (operation: string, followed: string, verified: string, extensionsBefore: number) => rows.push([operation, pauses(), (await extensions()) - extensionsBefore, followed, verified]);
 
     // blockresize while the guest writes, then writes past the old virtual size.
     await until(async () => (await progress('vda')) >= 64, 180_000, () => `the guest to write 64 MiB; ${context()}`);
@@ -200,6 +203,26 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     for (const volume of ['vocab-vdb-copy', 'vocab-vdb-top', 'vocab-vdb']) await hostView.deactivate(volume);
     await row('detach-device vdb --live', 'dropped; volumes deactivated', '-', before);
 
+    // vdc, a small plain file plugged in and out, asks the lingering guest (its vdb unplugged) to read vda back again (src/lab/guest-init.ts):
+    // what a restored QEMU shows the guest is what it wrote.
+    const signalFile = path.join(cluster.dir, 'vdc.img');
+    const signalXml = path.join(cluster.dir, 'vdc.xml');
+    await writeFile(signalFile, Buffer.alloc(MiB));
+    await writeFile(signalXml, `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${signalFile}'/><target dev='vdc' bus='virtio'/></disk>\n`);
+    let rounds = 0;
+    const readVdaAgain = async () => {
+      const round = ++rounds;
+      const plugged = await virsh('attach-device', guest.domain, signalXml, '--live');
+      assert.equal(plugged.exitCode, 0, plugged.stderr);
+      const again = async () => (await guest.lines()).find((line) => line.kind === 'result' && line.disk === 'vda' && line.round === round);
+      await until(async () => (await again()) !== undefined, 180_000, () => `the guest to read vda back (round ${round}); ${context()}`);
+      const result = await again();
+      assert.ok(result?.kind === 'result' && result.bad === 0 && result.units === 24, `vda read back, round ${round}: ${JSON.stringify(result)}`);
+      const unplugged = await virsh('detach-device', guest.domain, signalXml, '--live');
+      assert.equal(unplugged.exitCode, 0, unplugged.stderr);
+      await until(async () => !(await virsh('domblklist', guest.domain)).stdout.includes('vdc'), 60_000, 'vdc to be unplugged');
+    };
+
     // save + restore: the same QEMU state from a file; the agent watches the restored domain at once.
     before = await extensions();
     const saveFile = path.join(cluster.dir, 'vocab.save');
@@ -220,9 +243,30 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await until(async () => agent.logged('monitoring VM').length > monitoringBefore, 60_000, () => `the agent to watch the restored domain; ${context()}`);
     await until(async () => ((await vm())?.drives[0]?.thresholdBytes ?? null) !== null, 30_000, 'the restored drive to be armed');
     assert.match((await virsh('domstate', '--reason', guest.domain)).stdout, /^running/);
-    await row('save + restore', 'watched and armed again; the pulled base deleted', 'pulled top = old base (qemu-img compare)', before);
+    await readVdaAgain();
+    await row('save + restore', 'watched and armed again; the pulled base deleted', 'pulled top = old base; vda read back in the guest', before);
 
-    const table = new Table({ head: ['operation', 'pauses', 'extensions', 'tideline', 'data'], style: { head: [], border: [] } });
+    // managedsave + start: the domain made persistent first (libvirt keeps a managed save only for a defined domain).
+    before = await extensions();
+    const definition = path.join(cluster.dir, 'vocab-domain.xml');
+    await writeFile(definition, (await virsh('dumpxml', '--inactive', guest.domain)).stdout);
+    const defined = await virsh('define', definition);
+    assert.equal(defined.exitCode, 0, defined.stderr);
+    const saved = await virsh('managedsave', guest.domain);
+    assert.equal(saved.exitCode, 0, saved.stderr);
+    await until(async () => (await vm()) === undefined, 30_000, 'the managed-saved domain to leave the status');
+    assert.match((await virsh('domstate', '--reason', guest.domain)).stdout, /saved/);
+    const monitoringBeforeStart = agent.logged('monitoring VM').length;
+    const started = await virsh('start', guest.domain);
+    assert.equal(started.exitCode, 0, started.stderr);
+    await host.recordQemu(guest.domain);
+    await until(async () => agent.logged('monitoring VM').length > monitoringBeforeStart, 60_000, () => `the agent to watch the domain started from its managed save; ${context()}`);
+    await until(async () => ((await vm())?.drives[0]?.thresholdBytes ?? null) !== null, 30_000, 'the drive to be armed after start');
+    assert.match((await virsh('domstate', '--reason', guest.domain)).stdout, /^running/);
+    await readVdaAgain();
+    await row('managedsave + start', 'watched and armed again', 'vda read back in the guest', before);
+
+    const table = new Table({ head: ['operation', 'pauses so far', 'extensions', 'tideline', 'data'], style: { head: [], border: [] } });
     for (const entry of rows) table.push(entry);
     console.log(`\n${table.toString()}`);
     for (const [operation, pauses] of rows) assert.equal(pauses, 0, `${operation}: the domain paused`);

@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { initLeaseVolume } from '../../../src/lease/open-storage-lease.js';
 import { Mailbox } from '../../../src/mailbox/mailbox.js';
@@ -50,6 +50,7 @@ export class ClusterWorld {
     const directory = process.env.TIDELINE_DEBUG_DIR;
     if (test?.state !== 'failed' || !directory) return;
     const dump = this.processes.map((tideline) => ({ name: tideline.name, events: tideline.events }));
+    await mkdir(directory, { recursive: true });
     await writeFile(path.join(directory, `${label}-${Date.now()}.json`), JSON.stringify(dump));
   }
 
