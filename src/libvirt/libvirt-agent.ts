@@ -13,7 +13,7 @@ import type { Virsh } from './virsh.js';
 import type { WatchOptions } from '../agent/watch-options.js';
 import { refreshAtAttach } from '../agent/refresh-at-attach.js';
 import { chainVolumes, completedBlockJob } from './block-jobs.js';
-import { deriveThinDrives, imageCapBytes, isCopyTargetName, sameDriveSettings, type ThinDrive } from './thin-drives.js';
+import { copyTargetName, deriveThinDrives, imageCapBytes, isCopyTargetName, sameDriveSettings, type ThinDrive } from './thin-drives.js';
 import type { TimerHandle } from '../util/clock.js';
 import { readQcow2Header } from '../qcow2/header.js';
 import { VirtualShrinkRefusedError } from '../spm/volume-lifecycle.js';
@@ -223,6 +223,11 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     void this.reconcile(domain, `the active layer of ${target} changed (snapshot, block commit or copy)`);
   }
 
+  private async reconcileIfCopied(domain: string, target: string): Promise<void> {
+    const disks = await this.options.virsh.dumpXml(domain).then((xml) => parseDomainXml(xml).disks, () => []);
+    if (disks.some((disk) => disk.target === target && disk.mirror?.job === 'copy')) await this.reconcile(domain, `${target} grew while a block copy of it runs: its target must follow`);
+  }
+
   /** One reconcile at a time per domain; asks arriving meanwhile are served by one more pass. */
   reconcile(domain: string, why: string): Promise<void> {
     const running = this.reconciling.get(domain);
@@ -338,10 +343,11 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     });
     forwardMonitorEvents(monitor, this);
     // libvirt says nothing when an administrator starts a block copy; a disk that grows is when its copy target must
-    // follow, so the domain is looked at again then (one XML read over the socket).
+    // follow, so the domain's XML is read again then (over the socket, about a millisecond), and reconciled only when
+    // a disk is being copied that is not watched as such yet (a watched copy target follows its disk in the monitor).
     monitor.on('extended', (event) => {
-      if (isCopyTargetName(event.drive)) return;
-      void this.reconcile(domain, `${event.drive} grew: a block copy of it must follow`);
+      if (isCopyTargetName(event.drive) || this.watched.get(domain)?.drives.has(copyTargetName(event.drive))) return;
+      void this.reconcileIfCopied(domain, event.drive);
     });
     this.watched.set(domain, { vm, monitor, drives: new Map(wanted) });
     if (this.incoming.has(domain)) monitor.handle({ type: 'migrating-in' });

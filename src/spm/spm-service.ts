@@ -1,20 +1,16 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { DomainFullError, InvalidVolumeNameError, VolumeExistsError, VolumeNotFoundError } from '../../plugins/errors.js';
-import type { StoragePlugin, VolumeInfo } from '../../plugins/types.js';
-import { errorCode, errorMessage } from '../errors.js';
+import type { StoragePlugin } from '../../plugins/types.js';
+import { errorMessage } from '../errors.js';
 import type { Lease } from '../lease/types.js';
 import { decodeRequestSlot, holdsEveryRegion, MESSAGES_PER_SLOT, Operation, REPLY_STATUS_CODES, ReplyStatus, sameNotice, type Decoded, type Reply, type Request, type Slot, type SpmNotice } from '../mailbox/format.js';
 import type { Mailbox } from '../mailbox/mailbox.js';
 import { sleep, type Clock } from '../util/clock.js';
 import type { Runner } from '../util/runner.js';
-import { checkExtend, VIRTUAL_SIZE_TAG, volumeCap } from './validate.js';
 import { ReplyWriter } from './reply-writer.js';
+import { carryOutRequest, refuseIfOpenOnAnyHost } from './request-handlers.js';
 import { InProcessWakeUpWatcher, ThreadWakeUpWatcher, type WakeUpWatcher } from './wake-up-watcher.js';
 import { fencePlugin, fenceRunner, LeaseLostError } from './fencing.js';
-import { inventoryHolds } from '../mailbox/inventory.js';
-import { followImageRecord, followImageSize, PARENT_TAG } from './image-record.js';
-import { createChildVolume, createThinVolume, deleteThinVolume, resizeThinImage, VirtualShrinkRefusedError, reduceThinVolume, VolumeHasChildrenError, VolumeInUseError } from './volume-lifecycle.js';
 
 /**
  * The storage pool manager: the only process that changes the storage
@@ -403,108 +399,30 @@ export class SpmService extends EventEmitter<SpmEvents> {
     return changed || askedAgain.length > 0;
   }
 
-  /**
-   * The SPM sees activations on its own host only; every other host says what
-   * it has active in its inventory block. A volume listed there may be open
-   * in a VM: zeroing or shrinking it would destroy live data.
-   */
-  private async refuseIfOpenOnAnyHost(volume: string, action: string): Promise<void> {
-    let inventories;
-    try {
-      inventories = await this.options.mailbox.readInventories();
-    } catch (error) {
-      throw new VolumeInUseError(`cannot tell whether another host has volume ${volume} open, so it is not ${action}: ${errorMessage(error)}`, { cause: error });
-    }
-    const holders: number[] = [];
-    const unreadable: number[] = [];
-    for (const [hostId, decoded] of inventories) {
-      if (decoded.kind === 'valid' && inventoryHolds(decoded.value, volume)) holders.push(hostId);
-      if (decoded.kind === 'invalid') unreadable.push(hostId);
-    }
-    if (holders.length > 0) {
-      const hosts = holders.join(', ');
-      throw new VolumeInUseError(`volume ${volume} is active on host ${hosts} (its inventory says so); it is not ${action}. Stop the VM using it there, or if host ${hosts} is down for good, run 'tideline mailbox forget-host' for it`, { holderHostId: holders[0]! });
-    }
-    if (unreadable.length > 0) throw new VolumeInUseError(`the inventory of host ${unreadable.join(', ')} is unreadable, so it may have volume ${volume} open; it is not ${action}. The next write of that host's agent repairs it`);
-  }
-
   private async carryOut(hostId: number, request: Request): Promise<Reply> {
     const { logger, clock } = this.options;
-    const plugin = this.plugin;
     const started = clock.now();
-    const finish = (status: ReplyStatus, resultBytes: number, detail?: string): Reply => {
-      const code = REPLY_STATUS_CODES[status];
-      const event = { hostId, sequence: request.sequence, operation: Operation[request.operation] ?? 'unknown', volume: request.volume, status: code, resultBytes, ms: clock.now() - started };
-      if (status === ReplyStatus.Ok) {
-        this.counters.served += 1;
-        logger.info({ ...event, targetBytes: request.targetBytes }, 'request served');
-      } else {
-        this.counters.refused += 1;
-        logger.warn({ ...event, targetBytes: request.targetBytes, detail }, 'request refused');
-      }
-      this.emit('served', event);
-      return { sequence: request.sequence, status, resultBytes };
-    };
-    try {
-      if (this.options.requestDelayMs) {
-        logger.info({ hostId, sequence: request.sequence, operation: Operation[request.operation], volume: request.volume, delayMs: this.options.requestDelayMs }, 'request delayed (testing)');
-        await sleep(clock, this.options.requestDelayMs);
-      }
-      if (request.operation === Operation.Create) {
-        if (request.virtualBytes <= 0 || request.targetBytes <= 0) return finish(ReplyStatus.InvalidRequest, 0, 'create needs a positive initial size and virtual size');
-        const cap = volumeCap({ name: request.volume, sizeBytes: 0, tags: { [VIRTUAL_SIZE_TAG]: String(request.virtualBytes) } }, plugin.extentBytes)!;
-        if (request.targetBytes > cap) return finish(ReplyStatus.BeyondCap, 0, `initial size is beyond the cap of ${cap} bytes`);
-        const created = await createThinVolume(plugin, this.run, request.volume, request.targetBytes, request.virtualBytes, { 'created-by-host': String(hostId) });
-        return finish(ReplyStatus.Ok, created.sizeBytes);
-      }
-      if (request.operation === Operation.CreateChild) {
-        if (request.targetBytes <= 0 || !request.parent) return finish(ReplyStatus.InvalidRequest, 0, 'create-child needs a positive initial size and a parent volume');
-        const created = await createChildVolume(plugin, this.run, request.volume, request.parent, request.targetBytes, { 'created-by-host': String(hostId) });
-        return finish(ReplyStatus.Ok, created.sizeBytes);
-      }
-      if (request.operation === Operation.Reparent) {
-        if (!request.parent || request.parent === request.volume) return finish(ReplyStatus.InvalidRequest, 0, 'reparent needs a parent volume other than the volume itself');
-        await plugin.describe(request.parent);
-        return finish(ReplyStatus.Ok, (await plugin.setTag(request.volume, PARENT_TAG, request.parent)).sizeBytes);
-      }
-      if (request.operation === Operation.FollowImage) {
-        return finish(ReplyStatus.Ok, (await followImageRecord(plugin, request.volume, logger)).sizeBytes);
-      }
-      if (request.operation === Operation.Resize) {
-        if (request.virtualBytes <= 0) return finish(ReplyStatus.InvalidRequest, 0, 'resize needs a positive virtual size');
-        const resized = await resizeThinImage(plugin, this.run, request.volume, request.virtualBytes, (volume) => this.refuseIfOpenOnAnyHost(volume, 'resized offline'));
-        return finish(ReplyStatus.Ok, resized.sizeBytes);
-      }
-      if (request.operation === Operation.Reduce) {
-        // An inner layer may be reduced while open (volume-lifecycle.ts); the top of a chain never.
-        return finish(ReplyStatus.Ok, await reduceThinVolume(plugin, this.run, request.volume, request.targetBytes, (volume) => this.refuseIfOpenOnAnyHost(volume, 'reduced')));
-      }
-      if (request.operation === Operation.Delete) {
-        await deleteThinVolume(plugin, this.run, request.volume, { logger, assertUnusedElsewhere: (volume) => this.refuseIfOpenOnAnyHost(volume, 'deleted') });
-        return finish(ReplyStatus.Ok, 0);
-      }
-      let volume = await plugin.describe(request.volume);
-      let refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
-      if (refusal === ReplyStatus.BeyondCap) {
-        // Beyond the recorded cap: the image may have grown since (blockresize). Its header decides.
-        volume = await followImageSize(plugin, volume, logger);
-        refusal = checkExtend(volume, request.targetBytes, plugin.extentBytes);
-      }
-      if (refusal !== undefined) return finish(refusal, volume.sizeBytes);
-      const extended = await plugin.extend(request.volume, request.targetBytes);
-      return finish(ReplyStatus.Ok, extended.sizeBytes);
-    } catch (error) {
-      // No reply: the host resends to whoever holds the lease now.
-      if (error instanceof LeaseLostError) throw error;
-      if (error instanceof VolumeNotFoundError) return finish(ReplyStatus.UnknownVolume, 0, error.message);
-      if (error instanceof VolumeExistsError) return finish(ReplyStatus.VolumeExists, 0, error.message);
-      // The reply names the holding host in its result (0: the SPM's own host, or no host could be named).
-      if (error instanceof VolumeInUseError) return finish(ReplyStatus.VolumeInUse, error.holderHostId ?? 0, error.message);
-      if (error instanceof VolumeHasChildrenError) return finish(ReplyStatus.HasChildren, 0, error.message);
-      if (error instanceof VirtualShrinkRefusedError) return finish(ReplyStatus.ShrinkRefused, error.currentBytes, error.message);
-      if (error instanceof InvalidVolumeNameError) return finish(ReplyStatus.InvalidRequest, 0, error.message);
-      if (error instanceof DomainFullError) return finish(ReplyStatus.DomainFull, await plugin.describe(request.volume).then((info) => info.sizeBytes, () => 0), error.message);
-      return finish(ReplyStatus.Failed, 0, `${errorCode(error)}: ${errorMessage(error)}`);
+    if (this.options.requestDelayMs) {
+      logger.info({ hostId, sequence: request.sequence, operation: Operation[request.operation], volume: request.volume, delayMs: this.options.requestDelayMs }, 'request delayed (testing)');
+      await sleep(clock, this.options.requestDelayMs);
     }
+    const { status, resultBytes, detail } = await carryOutRequest(request, {
+      hostId,
+      plugin: this.plugin,
+      run: this.run,
+      logger,
+      assertUnusedElsewhere: (volume, action) => refuseIfOpenOnAnyHost(this.options.mailbox, volume, action),
+    });
+    const code = REPLY_STATUS_CODES[status];
+    const event = { hostId, sequence: request.sequence, operation: Operation[request.operation] ?? 'unknown', volume: request.volume, status: code, resultBytes, ms: clock.now() - started };
+    if (status === ReplyStatus.Ok) {
+      this.counters.served += 1;
+      logger.info({ ...event, targetBytes: request.targetBytes }, 'request served');
+    } else {
+      this.counters.refused += 1;
+      logger.warn({ ...event, targetBytes: request.targetBytes, detail }, 'request refused');
+    }
+    this.emit('served', event);
+    return { sequence: request.sequence, status, resultBytes };
   }
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import Table from 'cli-table3';
 import { readStatus } from '../../src/agent/status-file.js';
 import { execa } from 'execa';
-import { CHAIN_RECORDED_MESSAGE, COPY_ENDED_MESSAGE, DRIVE_UNPLUGGED_MESSAGE, LAYER_REPLACED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
+import { CHAIN_RECORDED_MESSAGE, COPY_ENDED_MESSAGE, DRIVE_UNPLUGGED_MESSAGE, LAYER_LEFT_MESSAGE, LAYER_REPLACED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
 import { LoopPlugin } from '../../plugins/loop/index.js';
@@ -23,8 +23,9 @@ const WRITE_BYTES_PER_SECOND = 32 * MiB;
  * whose guest writes and verifies throughout: `blockresize` and then writes
  * past the old size; an admin's own `snapshot-create-as` of vda onto a
  * tideline volume and a `blockpull` into it; `attach-device` of a second
- * thin disk that the guest then fills, and while it fills a snapshot, the
- * admin's own `blockcommit --active --pivot` back into the base (whose
+ * thin disk that the guest then fills, and while it fills two snapshots, the
+ * admin's own inner `blockcommit --top --base` of the middle layer, then
+ * `blockcommit --active --pivot` back into the base (whose
  * volume must grow while the job writes into it) and a `blockcopy` onto
  * another tideline volume with its pivot; `detach-device`; `save` +
  * `restore` (the pulled top compared with its old base, which is then
@@ -45,7 +46,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await cluster?.dispose();
   });
 
-  it('blockresize, attach-device, snapshot-create-as, blockpull, blockcommit, detach-device, save and restore, managedsave and start: zero pauses, every byte verified', async () => {
+  it('blockresize, attach-device, snapshot-create-as, blockpull, inner and active blockcommit, detach-device, save and restore, managedsave and start: zero pauses, every byte verified', async () => {
     // A libvirtd of its own (private namespaces, its own hook and tideline.conf): nothing shared with the other libvirt suites.
     cluster = await ClusterWorld.create(4);
     const domainDir = cluster.lab.workspace.domainDir;
@@ -148,8 +149,26 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
 
     before = await extensions();
     await until(async () => (await progress('vdb')) >= 64, 180_000, () => `the guest to write 64 MiB into vdb; ${context()}`);
-    await snapshotOnto('vdb', 'vocab-vdb-top', 'vocab-vdb');
+    const vdbTopDevice = await snapshotOnto('vdb', 'vocab-vdb-top', 'vocab-vdb');
     await row('snapshot-create-as vdb onto a tideline volume', 'watching the new top', 'vdb intact (below)', before);
+
+    // An inner commit: a second snapshot (base <- top <- top2), then the middle layer merged into the base while the guest
+    // writes top2; the base, watched as a layer, grows as the job writes into it, and the SPM's record of top2's parent
+    // follows (top2 now stands on the base), so the middle volume, a parent no more, can be deleted at once.
+    before = await extensions();
+    await until(async () => (await progress('vdb')) >= 192, 180_000, () => `the guest to write 192 MiB into vdb; ${context()}`);
+    await snapshotOnto('vdb', 'vocab-vdb-top2', 'vocab-vdb-top');
+    const innerChains = agent.logged(CHAIN_RECORDED_MESSAGE).length;
+    const innerBaseBefore = (await cluster.lab.plugin.describe('vocab-vdb')).sizeBytes;
+    const inner = await virsh('blockcommit', guest.domain, 'vdb', '--top', vdbTopDevice, '--base', vdbDevice, '--wait', '--bandwidth', '64');
+    assert.equal(inner.exitCode, 0, `${inner.stdout}\n${inner.stderr}\nQEMU's log: ${await qemuLog()}\n${context()}`);
+    await until(async () => agent.logged(CHAIN_RECORDED_MESSAGE).length > innerChains, 30_000, () => `the agent to follow the inner commit; ${context()}`);
+    assert.equal((await cluster.lab.plugin.describe('vocab-vdb-top2')).tags.parent, 'vocab-vdb', "top2's recorded parent is the base now");
+    await until(async () => agent.logged(LAYER_LEFT_MESSAGE).some((event) => event.volume === 'vocab-vdb-top'), 30_000, () => `the agent to stop watching the merged layer; ${context()}`);
+    await hostView.deactivate('vocab-vdb-top');
+    await tideline('volume', 'delete', 'vocab-vdb-top');
+    const innerBaseAfter = (await cluster.lab.plugin.describe('vocab-vdb')).sizeBytes;
+    await row("blockcommit vdb --top (inner layer) --base, the admin's own, while the guest writes", `base ${innerBaseBefore / MiB} -> ${innerBaseAfter / MiB} MiB; merged layer deleted`, 'vdb intact (below)', before);
 
     // By the commit the new top holds more than the base has room for (a free target and at most a chunk): only extending
     // the base while the job writes into it lets the job finish. libvirt says nothing when the job starts; the threshold
@@ -200,7 +219,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.equal(detached.exitCode, 0, detached.stderr);
     await until(async () => agent.logged(DRIVE_UNPLUGGED_MESSAGE).some((event) => event.drive === 'vdb'), 60_000, () => `the agent to drop vdb; ${context()}`);
     await until(async () => (await vm())?.drives.every((drive) => drive.drive === 'vda') ?? false, 10_000, 'the status to list vda only');
-    for (const volume of ['vocab-vdb-copy', 'vocab-vdb-top', 'vocab-vdb']) await hostView.deactivate(volume);
+    for (const volume of ['vocab-vdb-copy', 'vocab-vdb-top2', 'vocab-vdb']) await hostView.deactivate(volume);
     await row('detach-device vdb --live', 'dropped; volumes deactivated', '-', before);
 
     // vdc, a small plain file plugged in and out, asks the lingering guest (its vdb unplugged) to read vda back again (src/lab/guest-init.ts):
