@@ -188,11 +188,12 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await row("blockcommit vdb --active --pivot (the admin's own) while the guest writes", `base extended ${baseExtensions.length}x during the job`, 'vdb intact (below)', before);
 
     // blockcopy onto another tideline volume while the guest writes. libvirt says nothing when a copy starts, so the admin
-    // creates the target as large as the disk is now; from the disk's next extension (or the copy's ready event) on, the
-    // copy target is kept at least as large as the disk, until the admin pivots onto it.
+    // creates the target as large as the disk is now plus a chunk (README: the disk may grow once before the copy is
+    // seen); from the disk's next extension (or the copy's ready event) on, the copy target is kept at least as large as
+    // the disk, until the admin pivots onto it.
     before = await extensions();
     const sourceMib = (await cluster.lab.plugin.describe('vocab-vdb')).sizeBytes / MiB;
-    await tideline('volume', 'create', 'vocab-vdb-copy', '--size', `${sourceMib}M`, '--virtual-size', '1G');
+    await tideline('volume', 'create', 'vocab-vdb-copy', '--size', `${sourceMib + 128}M`, '--virtual-size', '1G');
     const copyDevice = await hostView.activate('vocab-vdb-copy');
     // Faster than the guest writes, or the copy never catches up with it.
     const copied = await virsh('blockcopy', guest.domain, 'vdb', copyDevice, '--blockdev', '--reuse-external', '--format', 'qcow2', '--transient-job', '--wait', '--bandwidth', '128');
