@@ -13,6 +13,7 @@ import type { Virsh } from './virsh.js';
 import type { WatchOptions } from '../agent/watch-options.js';
 import { refreshAtAttach } from '../agent/refresh-at-attach.js';
 import { chainVolumes, completedBlockJob } from './block-jobs.js';
+import { isPauseMark, PAUSE_NAMESPACE, PauseMarker } from './pause-marker.js';
 import { copyTargetName, deriveThinDrives, imageCapBytes, isCopyTargetName, sameDriveSettings, type ThinDrive } from './thin-drives.js';
 import type { TimerHandle } from '../util/clock.js';
 import { readQcow2Header } from '../qcow2/header.js';
@@ -74,6 +75,8 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   private readonly reconciling = new Map<string, Reconciling>();
   /** Domains libvirt said are migrating in to this host (its hook's `migrate begin`, "Started Migrated"), with when. */
   private readonly incoming = new Map<string, number>();
+  /** Domains being restored from a save (the hook's `restore`, "Started Restored"), until watched. */
+  private readonly restoring = new Set<string>();
   private stream: LibvirtEventSource | undefined;
   private reconcileTimer: TimerHandle | undefined;
   private stopped = false;
@@ -156,6 +159,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   async hookEvents(events: readonly HookEvent[]): Promise<void> {
     for (const event of events) {
       if (event.operation === 'migrate' && event.subOperation === 'begin') this.expectIncoming(event.domain, 'the libvirt hook announced an incoming live migration');
+      if (event.operation === 'restore' && event.subOperation === 'begin') this.restoring.add(event.domain);
       if (event.operation === 'release' || event.operation === 'stopped') this.incoming.delete(event.domain);
     }
     await this.rescan(false);
@@ -175,6 +179,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   private onEvent(event: LibvirtEvent): void {
     if (event.kind === 'lifecycle') {
       if (event.event === 'Started' && event.detail === 'Migrated') this.expectIncoming(event.domain, 'libvirt started a domain for an incoming live migration');
+      if (event.event === 'Started' && event.detail === 'Restored' && !this.watched.has(event.domain)) this.restoring.add(event.domain);
       if (event.event === 'Started') void this.reconcile(event.domain, `started (${event.detail})`);
       if (event.event === 'Resumed' && !this.watched.has(event.domain)) void this.reconcile(event.domain, 'resumed');
       if (event.event === 'Resumed') this.incoming.delete(event.domain);
@@ -182,6 +187,7 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
         this.detach(event.domain, MIGRATED_AWAY_MESSAGE);
       } else if (event.event === 'Stopped' || event.event === 'Shutdown' || event.event === 'Crashed') {
         this.incoming.delete(event.domain);
+        this.restoring.delete(event.domain);
         this.detach(event.domain);
       }
     }
@@ -221,6 +227,18 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
   private chainChanged(domain: string, target: string): void {
     if (!this.watched.has(domain)) return;
     void this.reconcile(domain, `the active layer of ${target} changed (snapshot, block commit or copy)`);
+  }
+
+  /** The domain's pause mark follows its pause for lack of space (src/libvirt/pause-marker.ts). */
+  private followPauseMark(domain: string, monitor: VmMonitor, found: string): void {
+    const marker = new PauseMarker(this.options.virsh, domain, this.options.logger);
+    if (isPauseMark(found)) marker.found(found);
+    monitor.on('paused', (event) => marker.mark(event.drives));
+    const follow = () => {
+      if (!monitor.pausedForNoSpace) marker.clear();
+    };
+    monitor.on('changed', follow);
+    follow();
   }
 
   private async reconcileIfCopied(domain: string, target: string): Promise<void> {
@@ -351,7 +369,14 @@ export class LibvirtAgent extends EventEmitter<MonitorEvents> {
     });
     this.watched.set(domain, { vm, monitor, drives: new Map(wanted) });
     if (this.incoming.has(domain)) monitor.handle({ type: 'migrating-in' });
+    const mark = await this.options.virsh.metadata(domain, PAUSE_NAMESPACE).catch(() => '');
+    // Marked, and not an arrival: restored from a save taken while paused for lack of space (on this host or another).
+    const restoredPaused = isPauseMark(mark) && !this.incoming.has(domain);
+    vm.restoredPausedForSpace = restoredPaused;
+    vm.restored = this.restoring.delete(domain);
     await monitor.start();
+    if (restoredPaused) monitor.handle({ type: 'restored-paused-for-space' });
+    this.followPauseMark(domain, monitor, mark);
     logger.info({ vm: domain, drives: [...wanted.keys()] }, 'monitoring VM');
   }
 

@@ -12,6 +12,14 @@ export class LibvirtVm implements VmControl {
   private seenRunning = false;
   /** Seen waiting for an incoming migration, and not running here since. */
   private migratingIn = false;
+  /**
+   * Restored from a save taken while paused for lack of space (its pause
+   * mark, src/libvirt/pause-marker.ts): libvirt says "paused (migrating)",
+   * which here is the I/O error pause it was.
+   */
+  restoredPausedForSpace = false;
+  /** Restored from a save (`virsh restore`, `start` after managedsave): its "paused (migrating)" is the pause it was saved in, not a migration. */
+  restored = false;
   /** target -> libvirt index of the active layer ("vda" -> 1, threshold device "vda[1]"). */
   private readonly indexes = new Map<string, number | undefined>();
 
@@ -69,6 +77,7 @@ export class LibvirtVm implements VmControl {
     if (state === 'running') {
       this.seenRunning = true;
       this.migratingIn = false;
+      this.restoredPausedForSpace = false;
       // The destination of a post-copy migration: libvirt holds every block query until the migration ends.
       if (reason === 'post-copy') return 'postcopy';
     }
@@ -76,6 +85,8 @@ export class LibvirtVm implements VmControl {
     if (reason === 'I/O error') return 'io-error';
     // QEMU is still being set up: libvirt answers no block query yet (on a migration's destination, none until it ends).
     if (reason === 'starting up') return 'starting';
+    if (reason === 'migrating' && this.restoredPausedForSpace) return 'io-error';
+    if (reason === 'migrating' && this.restored && !this.seenRunning) return 'paused';
     if (reason === 'migrating' && !this.seenRunning) {
       this.migratingIn = true;
       return 'inmigrate';

@@ -108,6 +108,16 @@ export class Virsh {
     );
   }
 
+  /**
+   * A mark on the running domain alone (never its configuration): it lives
+   * as long as this QEMU, and a save file carries it to the restored one.
+   * `xml` undefined removes it.
+   */
+  async setLiveMetadata(domain: string, namespace: string, key: string, xml: string | undefined): Promise<void> {
+    const change = xml === undefined ? ['--remove'] : ['--key', key, '--set', xml];
+    await this.virsh(['metadata', '--domain', domain, '--uri', namespace, ...change, '--live']);
+  }
+
   /** Sets it on the running domain and, for a persistent one, in its configuration too. */
   async setMetadata(domain: string, namespace: string, key: string, xml: string): Promise<void> {
     const persistent = /Persistent:\s+yes/.test(await this.virsh(['dominfo', '--', domain]));

@@ -4,6 +4,8 @@ import type { Clock } from '../util/clock.js';
 import type { DriveState } from './drive-state.js';
 import type { VmControl } from './ports.js';
 
+export const RESTORED_PAUSED_MESSAGE = 'VM restored from a save taken while it was paused for lack of space: giving every drive room, then resuming it';
+
 export interface NoSpacePauseOptions {
   vm: string;
   clock: Clock;

@@ -77,5 +77,11 @@ export type MonitorInput =
   | { type: 'resumed' }
   /** libvirt (its hook's `migrate begin`, or "Started Migrated") says the VM is migrating in to this host. */
   | { type: 'migrating-in' }
+  /**
+   * The VM was restored from a save taken while it was paused for lack of
+   * space (src/libvirt/pause-marker.ts): no drive reports the error any more,
+   * and the writes that failed are retried once it runs.
+   */
+  | { type: 'restored-paused-for-space' }
   /** The channel to the VM was re-established: thresholds may be gone, events may have been missed. */
   | { type: 'reconnected' };

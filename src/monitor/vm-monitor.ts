@@ -7,7 +7,7 @@ import { CapReachedError, ExtensionTimeoutError } from './errors.js';
 import { ARRIVED_PAUSED_MESSAGE, MIGRATED_AWAY_MESSAGE, migrationPhase, type MigrationPhase } from './migration.js';
 import { IncomingMigration } from './incoming-migration.js';
 import { CapFollower } from './cap-follower.js';
-import { NoSpacePause } from './no-space-pause.js';
+import { NoSpacePause, RESTORED_PAUSED_MESSAGE } from './no-space-pause.js';
 import { OutgoingMigrationGate } from './outgoing-migration.js';
 import type { DriveCapacity, Extender, MigrationPeers, MonitorInput, VmControl } from './ports.js';
 
@@ -233,6 +233,16 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         this.pollTimer?.cancel();
         void this.poll();
         return;
+      case 'restored-paused-for-space': {
+        // What the guest wrote before the save is unknown here: every active drive gets its free target, then the resume.
+        for (const runtime of this.drives.values()) {
+          const { config } = runtime.state;
+          if (!config.backingLayer && config.replicaOf === undefined) runtime.state.assumeWrittenToEnd();
+        }
+        this.takeOverUnexplainedPause(RESTORED_PAUSED_MESSAGE);
+        void this.stepAll();
+        return;
+      }
       case 'stopped':
         return;
       case 'reconnected':
@@ -253,6 +263,10 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
       lastArrivalMs: this.lastArrivalMs ?? null,
       drives: [...this.drives.values()].map((runtime) => runtime.state.status()),
     };
+  }
+
+  get pausedForNoSpace(): boolean {
+    return this.pause.active;
   }
 
   /** The drives watched now, by name in the VM. */

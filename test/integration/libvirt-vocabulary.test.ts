@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import { CHAIN_RECORDED_MESSAGE, COPY_ENDED_MESSAGE, DRIVE_UNPLUGGED_MESSAGE, LAYER_LEFT_MESSAGE, LAYER_REPLACED_MESSAGE } from '../../src/libvirt/libvirt-agent.js';
 import { execaRunner } from '../../src/util/runner.js';
 import { GiB, MiB } from '../../src/util/sizes.js';
+import { RESTORED_PAUSED_MESSAGE } from '../../src/monitor/no-space-pause.js';
 import { LoopPlugin } from '../../plugins/loop/index.js';
 import { builtCli } from './helpers/built-cli.js';
 import { ClusterWorld } from './helpers/cluster-world.js';
@@ -29,7 +30,8 @@ const WRITE_BYTES_PER_SECOND = 32 * MiB;
  * volume must grow while the job writes into it) and a `blockcopy` onto
  * another tideline volume with its pivot; `detach-device`; `save` +
  * `restore` (the pulled top compared with its old base, which is then
- * deleted); and `managedsave` + `start` of the domain made persistent.
+ * deleted); `managedsave` + `start` of the domain made persistent; and a
+ * save of the domain an admin suspended, which stays paused once restored.
  * After each restore the guest reads vda back. Printed as a table, one
  * row per operation: pauses, extensions, how soon the agent followed,
  * whether the data verified. Every wait is for the state that proves the
@@ -46,7 +48,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await cluster?.dispose();
   });
 
-  it('blockresize, attach-device, snapshot-create-as, blockpull, inner and active blockcommit, detach-device, save and restore, managedsave and start: zero pauses, every byte verified', async () => {
+  it('blockresize, attach-device, snapshot-create-as, blockpull, inner and active blockcommit, detach-device, save and restore, managedsave and start, an admin's suspend kept across a save: zero pauses, every byte verified', async () => {
     // A libvirtd of its own (private namespaces, its own hook and tideline.conf): nothing shared with the other libvirt suites.
     cluster = await ClusterWorld.create(4);
     const domainDir = cluster.lab.workspace.domainDir;
@@ -285,6 +287,26 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     assert.match((await virsh('domstate', '--reason', guest.domain)).stdout, /^running/);
     await readVdaAgain();
     await row('managedsave + start', 'watched and armed again', 'vda read back in the guest', before);
+
+    // An admin's suspend survives a save: libvirt restores the domain "paused (migrating)", as it does one saved while
+    // paused for lack of space, and only the pause mark (absent here) would make it tideline's to resume.
+    before = await extensions();
+    assert.equal((await virsh('suspend', guest.domain)).exitCode, 0);
+    const suspendedFile = path.join(cluster.dir, 'vocab-suspended.save');
+    assert.equal((await virsh('save', guest.domain, suspendedFile)).exitCode, 0);
+    await until(async () => (await vm()) === undefined, 30_000, 'the saved domain to leave the status');
+    const monitoringBeforeSuspendedRestore = agent.logged('monitoring VM').length;
+    const restoredSuspended = await virsh('restore', suspendedFile);
+    assert.equal(restoredSuspended.exitCode, 0, restoredSuspended.stderr);
+    await host.recordQemu(guest.domain);
+    await until(async () => agent.logged('monitoring VM').length > monitoringBeforeSuspendedRestore, 60_000, () => `the agent to watch the restored domain; ${context()}`);
+    // Its pause read as the admin's, not as a migration coming in.
+    await until(async () => (await vm())?.migration === null && (await vm())?.drives.length === 1, 30_000, 'the status to show the restored domain, not migrating in');
+    assert.match((await virsh('domstate', '--reason', guest.domain)).stdout, /^paused/);
+    assert.equal(agent.logged(RESTORED_PAUSED_MESSAGE).length, 0, 'nothing took over the admin\'s pause');
+    assert.equal((await virsh('resume', guest.domain)).exitCode, 0);
+    await readVdaAgain();
+    await row('suspend + save + restore', 'left paused (the admin\'s); watched', 'vda read back once the admin resumed', before);
 
     const table = new Table({ head: ['operation', 'pauses so far', 'extensions', 'tideline', 'data'], style: { head: [], border: [] } });
     for (const entry of rows) table.push(entry);

@@ -52,6 +52,16 @@ describe('LibvirtVm run state across a live migration', () => {
     assert.deepEqual(await states(vm, 2), ['inmigrate', 'io-error']);
   });
 
+  it('restored from a save: "paused (migrating)" is the pause it was saved in (measured with libvirt 9.0), the I/O error pause only when the pause mark said so', async () => {
+    const suspended = scriptedVm(['paused (migrating)', 'running (unpaused)']);
+    suspended.vm.restored = true;
+    assert.deepEqual(await states(suspended.vm, 2), ['paused', 'running']);
+    const pausedForSpace = scriptedVm(['paused (migrating)', 'paused (migrating)', 'running (unpaused)', 'paused (migrating)']);
+    pausedForSpace.vm.restored = true;
+    pausedForSpace.vm.restoredPausedForSpace = true;
+    assert.deepEqual(await states(pausedForSpace.vm, 4), ['io-error', 'io-error', 'running', 'paused'], 'once it ran, a later "paused (migrating)" is its own switch-over');
+  });
+
   it('an administrator\'s suspend stays "paused", even with an old no-space error on the disk', async () => {
     const { vm, asked } = scriptedVm(['paused (migrating)', 'running (migrated)', 'paused (user)'], 'vda: no space\n');
     assert.deepEqual(await states(vm, 3), ['inmigrate', 'running', 'paused']);

@@ -317,6 +317,26 @@ describe('VmMonitor', () => {
     world.monitor.stop();
   });
 
+  it('restored from a save taken while paused for lack of space (no drive reports an error any more): gives every drive room, then resumes', async () => {
+    const world = setup({ drives: ['vda', 'vdb'] });
+    // libvirt's "paused (migrating)" after such a restore, which the libvirt port reads as the I/O error pause it was.
+    world.vm.runStateValue = 'io-error';
+    world.vm.highWater.set('vda', 100 * MiB);
+    await world.monitor.start();
+    assert.equal(world.vm.resumes, 0, 'an I/O error pause that no drive explains is not resumed on its own');
+    world.monitor.handle({ type: 'restored-paused-for-space' });
+    await world.clock.advance(0);
+    assert.deepEqual(
+      world.storage.requests.map((request) => request.volume).sort(),
+      ['vm1-vda', 'vm1-vdb'],
+      'what the guest wrote before the save is unknown: each drive gets its free target',
+    );
+    assert.equal(world.monitor.status().pauses, 1);
+    assert.equal(world.vm.resumes, 1);
+    assert.equal(world.monitor.pausedForNoSpace, false);
+    world.monitor.stop();
+  });
+
   it('waits for every drive that ran out before resuming', async () => {
     const world = setup({ drives: ['vda', 'vdb'] });
     await world.monitor.start();
