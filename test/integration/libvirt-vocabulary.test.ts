@@ -48,7 +48,7 @@ describe('real libvirt: the virsh vocabulary on a running thin domain', function
     await cluster?.dispose();
   });
 
-  it('blockresize, attach-device, snapshot-create-as, blockpull, inner and active blockcommit, detach-device, save and restore, managedsave and start, an admin's suspend kept across a save: zero pauses, every byte verified', async () => {
+  it('blockresize, attach-device, snapshot-create-as, blockpull, inner and active blockcommit, detach-device, save and restore, managedsave and start, a suspend kept across a save: zero pauses, every byte verified', async () => {
     // A libvirtd of its own (private namespaces, its own hook and tideline.conf): nothing shared with the other libvirt suites.
     cluster = await ClusterWorld.create(4);
     const domainDir = cluster.lab.workspace.domainDir;
