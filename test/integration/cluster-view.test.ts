@@ -44,33 +44,38 @@ describe('tideline cluster: the cluster as the shared storage shows it', functio
     assert.equal(refused.exitCode, 1);
 
     const running = await view();
-    assert.equal(running.spm?.hostId, 1);
+    // Host 1 is the SPM unless a loaded machine kept it from renewing within the 2 s expiry: then host 3 took over, as
+    // it should. The view must name whichever holds the lease, as the candidates' own logs do.
+    const holderId = running.spm?.hostId;
+    assert.ok(holderId === 1 || holderId === 3, JSON.stringify(running.spm));
+    const holder = holderId === 1 ? spm : standby;
+    assert.ok(holder.logged('acting as SPM').length > 0, `host ${holderId} said it acts as SPM`);
     assert.equal(running.spm?.serving, true);
     assert.ok(running.spm?.sinceMs && Math.abs(running.spm.sinceMs - Date.now()) < 120_000, `holding since ${running.spm?.sinceMs}`);
     const byId = new Map(running.hosts.map((host) => [host.hostId, host]));
     assert.deepEqual([...byId.keys()], [1, 2, 3]);
-    assert.equal(byId.get(1)!.spmCandidate, 'alive');
+    assert.equal(byId.get(holderId)!.spmCandidate, 'alive');
     // A standby candidate writes its lease block only while it contends: its agent's inventory is what shows it alive.
-    assert.equal(byId.get(3)!.spmCandidate, 'silent');
+    if (holderId === 1) assert.equal(byId.get(3)!.spmCandidate, 'silent');
     assert.equal(byId.get(2)!.agent, 'alive', agent.transcript());
     assert.deepEqual(byId.get(2)!.lastRefused?.code, 'volume-not-found');
     assert.deepEqual(byId.get(2)!.pending, []);
 
     const text = await tideline('cluster', '--mailbox', cluster.mailboxPath, '--lease', cluster.leasePath, '--lease-backend', 'storage', '--observe', '2');
     assert.equal(text.exitCode, 0, text.stderr);
-    assert.match(text.stdout, /^SPM: host 1, since .* renewing its lease/);
+    assert.match(text.stdout, /^SPM: host [13], since .* renewing its lease/);
     assert.match(text.stdout, /volume-not-found/);
     assert.match(text.stderr, /watching the shared storage for 2 s/);
 
     await agent.kill('SIGKILL');
-    spm.child.kill('SIGSTOP');
+    holder.child.kill('SIGSTOP');
     const after = await view();
     const agentHost = after.hosts.find((host) => host.hostId === 2)!;
     assert.equal(agentHost.agent, 'silent');
     assert.equal(agentHost.alive, false);
-    // The stopped SPM still holds the lease on the storage, but no longer renews it.
-    assert.ok(after.spm === null || after.spm.hostId === 3 || after.spm.serving === false, JSON.stringify(after.spm));
-    spm.child.kill('SIGCONT');
+    // The stopped SPM still holds the lease on the storage, but no longer renews it (or the other candidate took it).
+    assert.ok(after.spm === null || after.spm.hostId !== holderId || after.spm.serving === false, JSON.stringify(after.spm));
+    holder.child.kill('SIGCONT');
   });
 
   it('says what is missing without a mailbox', async () => {
