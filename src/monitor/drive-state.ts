@@ -137,6 +137,11 @@ export class DriveState {
    * end of its volume, so the next decision gives it its free target back.
    * Not a measured write: the write-rate estimate does not see it.
    */
+  /** The layer the guest writes: neither a backing layer nor a block copy's target. */
+  get isActiveLayer(): boolean {
+    return !this.config.backingLayer && this.config.replicaOf === undefined;
+  }
+
   assumeWrittenToEnd(): void {
     this.highWater = Math.max(this.highWater, this.volumeBytes);
   }

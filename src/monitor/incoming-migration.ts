@@ -12,8 +12,8 @@ export interface DriveLoop {
   stepAll(): Promise<void>;
   /** Every threshold forgotten and armed again; resolves once libvirt or QEMU answered each. */
   armAll(): Promise<void>;
-  /** An I/O error pause that no drive explains becomes a pause for lack of space on every drive near its end. */
-  takeOverUnexplainedPause(message: string): void;
+  /** An I/O error pause after writes nobody saw: every active layer counts as written to its end and is given room, then the VM resumed. */
+  takeOverPauseOfUnknownWrites(message: string): void;
   pausedForNoSpace(): boolean;
   resumeWhenReady(): Promise<void>;
   runState(): Promise<RunState>;
@@ -125,22 +125,18 @@ export class IncomingMigration {
    */
   private async runInPostCopy(runState: RunState): Promise<void> {
     const { loop, logger } = this.options;
-    const active = this.options.drives().filter((drive) => !drive.config.backingLayer && drive.config.replicaOf === undefined);
     if (!this.postCopy) {
       this.postCopy = true;
       logger.info({ drives: this.options.drives().map((drive) => drive.name) }, POST_COPY_MESSAGE);
       this.options.changed();
-      for (const drive of active) {
+      for (const drive of this.options.drives().filter((candidate) => candidate.isActiveLayer)) {
         drive.assumeWrittenToEnd();
         loop.step(drive);
       }
     }
     if (runState !== 'io-error') return;
-    if (!loop.pausedForNoSpace()) {
-      // Its io-error event was missed: what the guest wrote since the post-copy began is unknown.
-      for (const drive of active) drive.assumeWrittenToEnd();
-      loop.takeOverUnexplainedPause(POST_COPY_PAUSE_MESSAGE);
-    }
+    // Its io-error event was missed: what the guest wrote since the post-copy began is unknown.
+    if (!loop.pausedForNoSpace()) loop.takeOverPauseOfUnknownWrites(POST_COPY_PAUSE_MESSAGE);
     await loop.resumeWhenReady();
   }
 

@@ -7,7 +7,6 @@ import type { VmControl } from './ports.js';
 export const RESTORED_PAUSED_MESSAGE = 'VM restored from a save taken while it was paused for lack of space: giving every drive room, then resuming it';
 
 export interface NoSpacePauseOptions {
-  vm: string;
   clock: Clock;
   control: VmControl;
   logger: Logger;

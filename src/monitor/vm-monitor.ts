@@ -132,7 +132,6 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.extensionTimeoutMs = options.extensionTimeoutMs ?? DEFAULT_EXTENSION_TIMEOUT_MS;
     this.caps = new CapFollower(options.capacity, this.logger, () => this.emit('changed'));
     this.pause = new NoSpacePause({
-      vm: options.vm,
       clock: options.clock,
       control: options.control,
       logger: this.logger,
@@ -154,7 +153,7 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         },
         stepAll: () => this.stepAll(),
         armAll: () => this.armAll(),
-        takeOverUnexplainedPause: (message) => this.takeOverUnexplainedPause(message),
+        takeOverPauseOfUnknownWrites: (message) => this.takeOverPauseOfUnknownWrites(message),
         pausedForNoSpace: () => this.pause.active,
         resumeWhenReady: () => this.maybeResume(),
         runState: () => options.control.runState(),
@@ -233,16 +232,11 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
         this.pollTimer?.cancel();
         void this.poll();
         return;
-      case 'restored-paused-for-space': {
-        // What the guest wrote before the save is unknown here: every active drive gets its free target, then the resume.
-        for (const runtime of this.drives.values()) {
-          const { config } = runtime.state;
-          if (!config.backingLayer && config.replicaOf === undefined) runtime.state.assumeWrittenToEnd();
-        }
-        this.takeOverUnexplainedPause(RESTORED_PAUSED_MESSAGE);
+      case 'restored-paused-for-space':
+        // What the guest wrote before the save is unknown here.
+        this.takeOverPauseOfUnknownWrites(RESTORED_PAUSED_MESSAGE);
         void this.stepAll();
         return;
-      }
       case 'stopped':
         return;
       case 'reconnected':
@@ -419,6 +413,12 @@ export class VmMonitor extends EventEmitter<MonitorEvents> {
     this.logger.warn({ drives: nearEnd.map((state) => state.name) }, message);
     this.pause.noted(nearEnd.map((state) => state.name));
   }
+  /** A pause after writes nobody saw (a restore, a post-copy): every active layer counts as written to its end first. */
+  private takeOverPauseOfUnknownWrites(message: string): void {
+    for (const { state } of this.drives.values()) if (state.isActiveLayer) state.assumeWrittenToEnd();
+    this.takeOverUnexplainedPause(message);
+  }
+
 
   private async armAll(): Promise<void> {
     for (const runtime of this.drives.values()) runtime.state.forgetThreshold();
